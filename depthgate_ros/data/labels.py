@@ -1,0 +1,45 @@
+"""Label tables: class names and display colours per train id.
+
+Cityscapes train ids 0-18 as defined by the Cityscapes benchmark (`cityscapesscripts`' label
+table; test_labels checks this copy against it so the package itself needs no such import).
+"""
+from __future__ import annotations
+
+IGNORE_ID = 255
+
+CITYSCAPES_CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("road", (128, 64, 128)),
+    ("sidewalk", (244, 35, 232)),
+    ("building", (70, 70, 70)),
+    ("wall", (102, 102, 156)),
+    ("fence", (190, 153, 153)),
+    ("pole", (153, 153, 153)),
+    ("traffic light", (250, 170, 30)),
+    ("traffic sign", (220, 220, 0)),
+    ("vegetation", (107, 142, 35)),
+    ("terrain", (152, 251, 152)),
+    ("sky", (70, 130, 180)),
+    ("person", (220, 20, 60)),
+    ("rider", (255, 0, 0)),
+    ("car", (0, 0, 142)),
+    ("truck", (0, 0, 70)),
+    ("bus", (0, 60, 100)),
+    ("train", (0, 80, 100)),
+    ("motorcycle", (0, 0, 230)),
+    ("bicycle", (119, 11, 32)),
+)
+
+CITYSCAPES_NAMES = tuple(name for name, _ in CITYSCAPES_CLASSES)
+CITYSCAPES_COLORS = tuple(color for _, color in CITYSCAPES_CLASSES)
+
+# Cityscapes label id (the `labelIds` PNG value) of each train id.
+CITYSCAPES_LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
+
+# Average instance size in pixels per class, from the Cityscapes benchmark's evaluation
+# (weights of the instance-level iIoU).
+CITYSCAPES_AVG_INSTANCE_SIZE = {
+    "bicycle": 4672.3249222261, "caravan": 36771.8241758242, "motorcycle": 6298.7200839748,
+    "rider": 3930.4788056518, "bus": 35732.1511111111, "train": 67583.7075812274,
+    "car": 12794.0202738185, "person": 3462.4756337644, "truck": 27855.1264367816,
+    "trailer": 16926.9763313609,
+}

@@ -1,0 +1,218 @@
+"""Predictor: numpy in, numpy out. The only pre- and post-processing in the package.
+
+The node, the bag and dataset evaluators and the demo all call `Predictor.predict`, so resize,
+normalisation, test-time augmentation and argmax exist once.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.functional import gaussian_blur
+
+from .model.checkpoint import ModelInfo, load_checkpoint
+from .model.network import DepthGatedNet
+
+log = logging.getLogger(__name__)
+
+GATES = ("auto", "none", "average", "sensor", "predicted", "attention")
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """`auto` -> first CUDA device, else CPU with a warning; `cuda[:N]` must exist."""
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        log.warning("device 'auto': no CUDA device available, running on CPU")
+        return torch.device("cpu")
+    dev = torch.device(spec)  # raises on a malformed name
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {spec!r} requested but CUDA is not available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {spec!r} requested but only "
+                             f"{torch.cuda.device_count()} CUDA device(s) exist")
+    elif dev.type != "cpu":
+        raise ValueError(f"device {spec!r} is not one of auto, cpu, cuda[:N]")
+    return dev
+
+
+@dataclass
+class Prediction:
+    labels: np.ndarray            # (H, W) class ids, uint8 (uint16 past 255 classes)
+    depth: np.ndarray             # (H, W) float32 metres, the network's monocular estimate
+    confidence: np.ndarray        # (H, W) float32, softmax probability of the chosen class
+    gate: np.ndarray | None       # (H, W) uint8 index of the dominant branch; None: baseline
+    gate_source: str              # the gate actually used for this frame
+    loops: int
+
+
+class Predictor:
+    def __init__(self, model: DepthGatedNet, info: ModelInfo, *, device: str = "auto",
+                 fp16: bool = False, channels_last: bool = False, loops: int | None = None,
+                 gate: str = "auto", size: Sequence[int] | None = None,
+                 tta_scales: Sequence[float] = (1.0,), tta_flip: bool = False,
+                 depth_blur_sigma: float = 0.0):
+        """`size` (H, W) is the inference resolution (None: the input's own); `tta_scales`
+        are relative to it. `depth_blur_sigma` (output pixels) smooths the predicted depth
+        (paper Table 1, "+blur")."""
+        if gate not in GATES:
+            raise ValueError(f"gate {gate!r} is not one of {GATES}")
+        if size is not None and (len(size) != 2 or min(size) < 8):
+            raise ValueError(f"size must be (height, width) of at least 8 pixels, got {size}")
+        if not tta_scales or min(tta_scales) <= 0:
+            raise ValueError(f"tta_scales must be positive, got {tta_scales}")
+        if depth_blur_sigma < 0:
+            raise ValueError(f"depth_blur_sigma must be >= 0, got {depth_blur_sigma}")
+        self.device = resolve_device(device)
+        self.fp16 = fp16 and self.device.type == "cuda"
+        if fp16 and not self.fp16:
+            log.warning("fp16 autocast is only used on CUDA; running float32 on %s", self.device)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.eval().to(self.device, memory_format=self.memory_format)
+        self.info = info
+        self.cfg = model.cfg
+        self.loops = self.cfg.loops if loops is None else loops
+        if self.loops > 0 and not self.cfg.recurrent:
+            raise ValueError(f"loops={self.loops} but the model has no recurrent module")
+        self.gate = gate
+        self.size = tuple(size) if size is not None else None
+        self.tta_scales = tuple(tta_scales)
+        self.tta_flip = tta_flip
+        self.depth_blur_sigma = depth_blur_sigma
+        self._mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(info.std, device=self.device).view(1, 3, 1, 1)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **options) -> "Predictor":
+        model, info, _ = load_checkpoint(path)
+        return cls(model, info, **options)
+
+    def resolve_gate(self, have_depth: bool, gate: str | None = None) -> str:
+        """`auto`: sensor depth when this frame has it and the model was trained with a
+        depth-driven gate, otherwise the model's own (monocular) gate."""
+        gate = gate or self.gate
+        trained = self.cfg.gate_source
+        if gate != "auto":
+            return gate
+        if trained in ("sensor", "predicted"):
+            return "sensor" if have_depth else "predicted"
+        return trained
+
+    @torch.inference_mode()
+    def predict(self, rgb: np.ndarray, depth: np.ndarray | None = None, *,
+                loops: int | None = None, gate: str | None = None) -> Prediction:
+        """`rgb` (H, W, 3) uint8; `depth` (h, w) metres with NaN (or <= 0) invalid, resampled
+        nearest-neighbour when its size differs from the image's."""
+        h, w = _check_rgb(rgb)
+        loops = self.loops if loops is None else loops
+        g = self.resolve_gate(depth is not None, gate)
+        image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+        image = image.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        image = (image - self._mean) / self._std
+        sensor = None
+        if depth is not None and g == "sensor":
+            sensor = _depth_tensor(depth).to(self.device)
+        inf_size = self.size or (h, w)
+        image = _resize(image, inf_size, "bilinear")
+        if sensor is not None:
+            sensor = _resize(sensor, inf_size, "nearest")
+
+        probs = log_depth = gate_w = None
+        views = [(s, f) for s in self.tta_scales for f in ((False, True) if self.tta_flip
+                                                           else (False,))]
+        for scale, flip in views:
+            p, d, gw = self._run_view(image, sensor, scale, flip, loops, g, inf_size)
+            probs = p if probs is None else probs + p
+            log_depth = d if log_depth is None else log_depth + d
+            if gw is not None:
+                gate_w = gw if gate_w is None else gate_w + gw
+        n = len(views)
+        probs, log_depth = probs / n, log_depth / n
+
+        probs = _resize(probs, (h, w), "bilinear")
+        depth_m = _resize(log_depth, (h, w), "bilinear").exp()
+        if self.depth_blur_sigma > 0:
+            s = self.depth_blur_sigma
+            k = 2 * math.ceil(3 * s) + 1
+            depth_m = gaussian_blur(depth_m, [k, k], [s, s])
+        conf, labels = probs[0].max(0)
+        label_dtype = torch.uint8 if self.cfg.num_classes <= 255 else torch.int32
+        gate_map = None
+        if gate_w is not None:
+            gate_map = _resize(gate_w, (h, w), "bilinear")[0].argmax(0).to(torch.uint8)
+            gate_map = gate_map.cpu().numpy()
+        labels = labels.to(label_dtype).cpu().numpy()
+        if labels.dtype != np.uint8:
+            labels = labels.astype(np.uint16)
+        return Prediction(labels=labels, depth=depth_m[0, 0].float().cpu().numpy(),
+                          confidence=conf.float().cpu().numpy(), gate=gate_map,
+                          gate_source=g, loops=loops)
+
+    def _run_view(self, image, sensor, scale, flip, loops, gate, inf_size):
+        """One test-time view. Scaling the image by s makes everything look s times closer,
+        so sensor depth goes in divided by s and predicted depth comes out multiplied by s
+        (the same rule as the training augmentation, paper section 5)."""
+        size = inf_size
+        if scale != 1.0:
+            size = (max(8, round(inf_size[0] * scale)), max(8, round(inf_size[1] * scale)))
+            image = _resize(image, size, "bilinear")
+            if sensor is not None:
+                sensor = _resize(sensor, size, "nearest") / scale
+        if flip:
+            image = image.flip(-1)
+            sensor = sensor.flip(-1) if sensor is not None else None
+        image = image.contiguous(memory_format=self.memory_format)
+        amp = torch.autocast("cuda", dtype=torch.float16) if self.fp16 else nullcontext()
+        with amp:
+            out = self.model(image, sensor, loops=loops, gate=gate)[-1]
+        probs = out["seg"].float().softmax(1)
+        log_depth = out["log_depth"].float() + math.log(scale)
+        gate_w = out["gate"].float() if out["gate"] is not None else None
+        if gate_w is not None:
+            gate_w = _resize(gate_w, size, "bilinear")
+        if flip:
+            probs, log_depth = probs.flip(-1), log_depth.flip(-1)
+            gate_w = gate_w.flip(-1) if gate_w is not None else None
+        if scale != 1.0:
+            probs = _resize(probs, inf_size, "bilinear")
+            log_depth = _resize(log_depth, inf_size, "bilinear")
+        if gate_w is not None:
+            gate_w = _resize(gate_w, inf_size, "bilinear")
+        return probs, log_depth, gate_w
+
+
+def _check_rgb(rgb) -> tuple[int, int]:
+    if not isinstance(rgb, np.ndarray):
+        raise TypeError(f"rgb must be a numpy array, got {type(rgb).__name__}")
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb must be an (H, W, 3) uint8 array, got {rgb.dtype} {rgb.shape}")
+    h, w = rgb.shape[:2]
+    if h < 1 or w < 1:
+        raise ValueError(f"rgb is empty: {rgb.shape}")
+    return h, w
+
+
+def _depth_tensor(depth) -> torch.Tensor:
+    d = np.asarray(depth)
+    if d.ndim != 2 or d.size == 0:
+        raise ValueError(f"depth must be a non-empty (H, W) array, got shape {d.shape}")
+    t = torch.from_numpy(d.astype(np.float32, copy=False))
+    t = torch.where(torch.isfinite(t) & (t > 0), t, torch.full_like(t, float("nan")))
+    return t.view(1, 1, *d.shape)
+
+
+def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:
+    size = tuple(int(v) for v in size)
+    if tuple(x.shape[-2:]) == size:
+        return x
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode="nearest-exact")
+    return F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=True)

@@ -1,0 +1,85 @@
+"""Depth bins: metric depth <-> the K pooling scales of the gating module.
+
+Convention used everywhere in the package: a depth bin IS a branch index. Bin k selects the
+branch with dilation `dilations[k]`, and dilations ascend, so the farthest depths fall in bin 0
+(dilation 1) and the nearest in bin K-1 (dilation 16): the pooling field grows as depth shrinks
+(paper section 3). The depth-classification head predicts these same indices, so its softmax
+is directly a gate over the branches.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def valid_depth_mask(depth: torch.Tensor) -> torch.Tensor:
+    """Valid = finite and strictly positive (REP 118: NaN, and 0 for integer images, mean none)."""
+    return torch.isfinite(depth) & (depth > 0)
+
+
+def quantize_depth(depth: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Bin index per pixel (far -> 0, near -> K-1); -1 where depth is invalid."""
+    k = edges.numel() + 1
+    # searchsorted counts the edges below each depth: 0 for the nearest depths.
+    nearness = torch.searchsorted(edges.to(depth.dtype).contiguous(),
+                                  depth.nan_to_num(0.0).contiguous(), right=True)
+    bins = (k - 1) - nearness
+    return torch.where(valid_depth_mask(depth), bins, torch.full_like(bins, -1))
+
+
+def sensor_gate(depth: torch.Tensor, edges: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Gate (N, K, h, w) from sensor depth (N, 1, H, W) or (N, H, W).
+
+    One-hot per valid pixel, uniform 1/K where depth is missing (paper section 6.3), then
+    area-averaged down to the feature resolution `size`. Averaging keeps every pixel's weights
+    summing to 1 and makes the gate soft at bin boundaries, as the authors' resized stacks are.
+    """
+    if depth.dim() == 3:
+        depth = depth.unsqueeze(1)
+    k = edges.numel() + 1
+    bins = quantize_depth(depth[:, 0], edges)
+    onehot = F.one_hot(bins.clamp(min=0), k).permute(0, 3, 1, 2).to(torch.float32)
+    uniform = torch.full_like(onehot, 1.0 / k)
+    gate = torch.where((bins >= 0).unsqueeze(1), onehot, uniform)
+    if gate.shape[-2:] != tuple(size):
+        gate = F.adaptive_avg_pool2d(gate, size)
+    return gate
+
+
+def quantile_edges(depths, num_bins: int = 5) -> tuple[float, ...]:
+    """Equal-count bin edges from a collection of depths (invalid values are ignored).
+
+    The authors chose bins holding roughly equal pixel counts; quantiles do that. Any monotone
+    re-parametrisation (log depth, disparity) gives the same split, so metric depth is used.
+    """
+    d = np.asarray(depths, dtype=np.float64).ravel()
+    d = d[np.isfinite(d) & (d > 0)]
+    if d.size < num_bins:
+        raise ValueError(f"need at least {num_bins} valid depths to compute {num_bins} bins, "
+                         f"got {d.size}")
+    edges = np.quantile(d, np.arange(1, num_bins) / num_bins)
+    if np.any(np.diff(edges) <= 0):
+        raise ValueError(f"depths are too concentrated for {num_bins} distinct bins: "
+                         f"quantile edges {edges.tolist()}")
+    return tuple(float(e) for e in edges)
+
+
+def disparity_to_depth(disparity, focal_px: float, baseline_m: float):
+    """depth = f * B / d; non-positive or non-finite disparity -> NaN (invalid).
+
+    Works on numpy arrays and torch tensors alike.
+    """
+    if focal_px <= 0 or baseline_m <= 0:
+        raise ValueError(f"focal length and baseline must be positive, got f={focal_px}, "
+                         f"B={baseline_m}")
+    if isinstance(disparity, torch.Tensor):
+        d = disparity.float()
+        ok = torch.isfinite(d) & (d > 0)
+        return torch.where(ok, focal_px * baseline_m / torch.where(ok, d, 1.0),
+                           torch.full_like(d, float("nan")))
+    d = np.asarray(disparity, dtype=np.float32)
+    ok = np.isfinite(d) & (d > 0)
+    out = np.full(d.shape, np.nan, dtype=np.float32)
+    out[ok] = np.float32(focal_px * baseline_m) / d[ok]
+    return out

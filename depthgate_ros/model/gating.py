@@ -1,0 +1,72 @@
+"""Depth-aware gating module (paper section 3, supplementary Table 1).
+
+K parallel 3x3 atrous branches, one per pooling scale, mixed per pixel by a gate of shape
+(N, K, H, W) that sums to 1 over K, then a 1x1 block (authors' layout: branches with BN+ReLU,
+gating sum, 1x1 conv + BN + ReLU).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def conv_bn_relu(cin: int, cout: int, kernel: int, dilation: int = 1) -> nn.Sequential:
+    pad = dilation * (kernel // 2)
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, kernel, padding=pad, dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class AtrousBranches(nn.Module):
+    """The K branches. `tied` shares one 3x3 kernel (scale-invariant processing); each branch
+    keeps its own BatchNorm because the statistics of a dilated response depend on the
+    dilation."""
+
+    def __init__(self, channels: int, dilations: tuple[int, ...], tied: bool = False):
+        super().__init__()
+        self.dilations = tuple(dilations)
+        self.tied = tied
+        n_kernels = 1 if tied else len(self.dilations)
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.empty(channels, channels, 3, 3)) for _ in range(n_kernels))
+        for w in self.weights:
+            nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")
+        self.norms = nn.ModuleList(nn.BatchNorm2d(channels) for _ in self.dilations)
+
+    def __len__(self) -> int:
+        return len(self.dilations)
+
+    def branch(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        d = self.dilations[k]
+        w = self.weights[0 if self.tied else k]
+        return F.relu(self.norms[k](F.conv2d(x, w, padding=d, dilation=d)))
+
+
+class DepthGatingModule(nn.Module):
+    def __init__(self, channels: int, dilations: tuple[int, ...], tied: bool = False):
+        super().__init__()
+        self.branches = AtrousBranches(channels, dilations, tied)
+        self.fuse = conv_bn_relu(channels, channels, 1)
+
+    @property
+    def num_branches(self) -> int:
+        return len(self.branches)
+
+    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        if gate.shape[1] != self.num_branches or gate.shape[-2:] != x.shape[-2:]:
+            raise ValueError(f"gate of shape {tuple(gate.shape)} does not fit "
+                             f"{self.num_branches} branches over features {tuple(x.shape)}")
+        # Accumulating one branch at a time keeps a single extra feature map alive instead of K.
+        out = None
+        for k in range(self.num_branches):
+            y = gate[:, k:k + 1] * self.branches.branch(x, k)
+            out = y if out is None else out + y
+        return self.fuse(out)
+
+
+def average_gate(features: torch.Tensor, num_branches: int) -> torch.Tensor:
+    n, _, h, w = features.shape
+    return features.new_full((n, num_branches, h, w), 1.0 / num_branches)

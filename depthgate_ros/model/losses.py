@@ -1,0 +1,91 @@
+"""Multi-task objective, paper Eq. 1:
+
+    loss = sum_l  lambda_s[l] * seg_cls^l + lambda_r[l] * depth_reg^l + lambda_c[l] * depth_cls^l
+
+seg_cls: cross-entropy, ignore index 255. depth_reg: 0.5 * mean over valid pixels of
+(pred - log d)^2 (authors' code). depth_cls: K-way cross-entropy on the depth bins of valid
+pixels. Invalid ground-truth depth never reaches the arithmetic, so its value cannot change the
+loss or its gradient.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .depth_bins import quantize_depth, valid_depth_mask
+
+IGNORE_INDEX = 255
+
+
+def _per_loop(w: float | Sequence[float], loop: int, n_loops: int) -> float:
+    """A scalar applies to every loop; a sequence is indexed from the LAST loop backwards
+    (authors' Cityscapes weights: 1 for the last loop, 0.5 for the previous, 0.1 earlier),
+    its final value repeating for the earlier loops."""
+    if isinstance(w, (int, float)):
+        return float(w)
+    back = n_loops - 1 - loop
+    return float(w[min(back, len(w) - 1)])
+
+
+def seg_cls_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if (labels != IGNORE_INDEX).any():
+        return F.cross_entropy(logits, labels.long(), ignore_index=IGNORE_INDEX)
+    return logits.sum() * 0.0  # an all-ignore crop: zero, not NaN
+
+
+def depth_reg_loss(log_depth: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    valid = valid_depth_mask(depth)
+    if not valid.any():
+        return log_depth.sum() * 0.0
+    target = torch.log(torch.where(valid, depth, torch.ones_like(depth)))
+    err = (log_depth[:, 0] - target)[valid]
+    return 0.5 * (err ** 2).mean()
+
+
+def depth_cls_loss(depth_logits: torch.Tensor, depth: torch.Tensor,
+                   edges: torch.Tensor) -> torch.Tensor:
+    bins = quantize_depth(depth, edges)  # -1 where invalid
+    if not (bins >= 0).any():
+        return depth_logits.sum() * 0.0
+    return F.cross_entropy(depth_logits, bins, ignore_index=-1)
+
+
+@dataclass
+class LossWeights:
+    seg: float | Sequence[float] = 1.0
+    depth_reg: float | Sequence[float] = 0.0
+    depth_cls: float | Sequence[float] = 0.0
+
+
+def _nonzero(w: float | Sequence[float]) -> bool:
+    return any(v != 0 for v in ([w] if isinstance(w, (int, float)) else w))
+
+
+def multitask_loss(outputs: list[dict], labels: torch.Tensor, depth: torch.Tensor | None,
+                   edges: torch.Tensor, weights: LossWeights) -> tuple[torch.Tensor, dict]:
+    """Eq. 1 over the loops in `outputs`. Returns (total, {"name/loopN": value} for logging).
+
+    `labels` (N, H, W) int with 255 ignored; `depth` (N, H, W) metres, NaN/0 invalid, may be
+    None when both depth weights are zero."""
+    if depth is None and (_nonzero(weights.depth_reg) or _nonzero(weights.depth_cls)):
+        raise ValueError("depth losses have non-zero weights but no ground-truth depth was given")
+    n = len(outputs)
+    total = outputs[0]["seg"].new_zeros(())
+    parts: dict[str, float] = {}
+    for l, out in enumerate(outputs):
+        w_s, w_r, w_c = (_per_loop(w, l, n)
+                         for w in (weights.seg, weights.depth_reg, weights.depth_cls))
+        terms = {}
+        if w_s:
+            terms["seg_cls"] = (w_s, seg_cls_loss(out["seg"], labels))
+        if w_r:
+            terms["depth_reg"] = (w_r, depth_reg_loss(out["log_depth"], depth))
+        if w_c:
+            terms["depth_cls"] = (w_c, depth_cls_loss(out["depth_logits"], depth, edges))
+        for name, (w, value) in terms.items():
+            total = total + w * value
+            parts[f"{name}/loop{l}"] = float(value.detach())
+    return total, parts

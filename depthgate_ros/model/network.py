@@ -1,0 +1,121 @@
+"""The depth-gated recurrent segmentation network (paper Figure 2).
+
+    image -> backbone (stride 8) -> 3x3 block = features F
+    loop 0:  F                    -> context -> classifier        (+ depth branch on F)
+    loop l:  concat(F, prev)  -> 3x3 block -> context -> classifier (+ depth branch)
+
+`context` is the paper baseline's second 3x3 conv, or the depth-aware gating module that
+replaces it. Loops 1..L share one recurrent module, so the parameter count does not depend on
+how many loops are run, and the number of loops is a call-time argument (anytime prediction).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone import Backbone
+from .config import ModelConfig
+from .depth_bins import sensor_gate
+from .gating import DepthGatingModule, average_gate, conv_bn_relu
+from .heads import DepthHead
+
+
+class LoopHead(nn.Module):
+    """One prediction step: input block, context (plain or gated), classifier, depth branch."""
+
+    def __init__(self, in_channels: int | None, cfg: ModelConfig, init_depth_m: float):
+        super().__init__()
+        c = cfg.channels
+        # Loop 0 reads F directly; the recurrent module first maps concat(F, prev) back to c.
+        self.block = conv_bn_relu(in_channels, c, 3) if in_channels else nn.Identity()
+        if cfg.gate_source == "none":
+            self.context = conv_bn_relu(c, c, 3)
+        else:
+            self.gating = DepthGatingModule(c, cfg.dilations, cfg.tied)
+        self.depth = DepthHead(c, cfg.num_bins, cfg.depth_channels, cfg.dropout,
+                               init_depth_m=init_depth_m)
+        self.attention = (DepthHead(c, cfg.num_bins, cfg.depth_channels, cfg.dropout,
+                                    regress=False)
+                          if cfg.gate_source == "attention" else None)
+        self.classifier = nn.Sequential(nn.Dropout2d(cfg.dropout),
+                                        nn.Conv2d(c, cfg.num_classes, 1))
+
+    def forward(self, x: torch.Tensor, gate_source: str,
+                fixed_gate: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        x = self.block(x)
+        depth_logits, log_depth = self.depth(x)
+        if gate_source == "none":
+            gate = None
+            feats = self.context(x)
+        else:
+            if gate_source == "predicted":
+                gate = depth_logits.softmax(1)
+            elif gate_source == "attention":
+                gate = self.attention(x)[0].softmax(1)
+            else:  # "sensor" and "average" do not depend on the loop's own prediction
+                gate = fixed_gate
+            feats = self.gating(x, gate)
+        return {"features": feats, "seg": self.classifier(feats), "depth_logits": depth_logits,
+                "log_depth": log_depth, "gate": gate}
+
+
+class DepthGatedNet(nn.Module):
+    def __init__(self, cfg: ModelConfig, backbone_weights: str | None = None):
+        super().__init__()
+        self.cfg = cfg
+        # Regression starts at the geometric centre of the bins: a sensible prior depth.
+        init_depth = math.exp(sum(math.log(e) for e in cfg.depth_edges) / len(cfg.depth_edges)) \
+            if cfg.depth_edges else 10.0
+        self.backbone = Backbone(cfg.backbone, cfg.frozen_bn, backbone_weights)
+        self.stem = conv_bn_relu(self.backbone.out_channels, cfg.channels, 3)
+        # The baseline's first 3x3 layer; its output F is shared by every loop.
+        self.head = LoopHead(None, cfg, init_depth)
+        prev = cfg.channels if cfg.recurrent_input == "features" else cfg.num_classes
+        self.refine = LoopHead(cfg.channels + prev, cfg, init_depth) if cfg.recurrent else None
+        self.register_buffer("depth_edges", torch.tensor(cfg.depth_edges, dtype=torch.float32))
+
+    def resolve_gate(self, gate: str | None, have_depth: bool) -> str:
+        g = gate or self.cfg.gate_source
+        if self.cfg.gate_source == "none":
+            if g != "none":
+                raise ValueError(f"gate {g!r} needs a gated model; this one is a baseline "
+                                 "(gate_source: none)")
+            return g
+        allowed = ("average", "sensor", "predicted") + (
+            ("attention",) if self.cfg.gate_source == "attention" else ())
+        if g not in allowed:
+            raise ValueError(f"gate {g!r} is not available for this model; choose from {allowed}")
+        if g == "sensor" and not have_depth:
+            raise ValueError("gate 'sensor' needs a depth map")
+        return g
+
+    def forward(self, image: torch.Tensor, depth: torch.Tensor | None = None,
+                loops: int | None = None, gate: str | None = None) -> list[dict]:
+        """Returns one dict per loop 0..L: `seg` (N, C, H, W) and `depth_logits` (N, K, H, W)
+        logits and `log_depth` (N, 1, H, W) at the input size; `gate` (N, K, h, w) and
+        `features` at stride 8. `depth` is sensor depth in metres (NaN/0 invalid)."""
+        loops = self.cfg.loops if loops is None else loops
+        if loops < 0 or (loops > 0 and self.refine is None):
+            raise ValueError(f"loops={loops} needs a recurrent model (recurrent: true)")
+        g = self.resolve_gate(gate, depth is not None)
+        size = image.shape[-2:]
+        feat = self.stem(self.backbone(image))
+        fixed_gate = None
+        if g == "sensor":
+            fixed_gate = sensor_gate(depth, self.depth_edges, feat.shape[-2:]).to(feat.dtype)
+        elif g == "average":
+            fixed_gate = average_gate(feat, self.cfg.num_bins)
+
+        outs = [self.head(feat, g, fixed_gate)]
+        for _ in range(loops):
+            prev = outs[-1]
+            prev_in = prev["features"] if self.cfg.recurrent_input == "features" \
+                else prev["seg"].softmax(1)
+            outs.append(self.refine(torch.cat([feat, prev_in], 1), g, fixed_gate))
+        for o in outs:
+            for key in ("seg", "depth_logits", "log_depth"):
+                o[key] = F.interpolate(o[key], size=size, mode="bilinear", align_corners=False)
+        return outs

@@ -1,0 +1,31 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "depthgate_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml")),
+    ],
+    package_data={package_name: ["weights/*.pt"]},
+    install_requires=["setuptools", "numpy", "pyyaml"],
+    zip_safe=False,
+    maintainer="depthgate_ros maintainers",
+    maintainer_email="depthgate-ros@example.com",
+    description="Depth-gated recurrent scene parsing (CVPR 2018) for ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "depthgate-demo = depthgate_ros.demo:main",
+        ],
+    },
+)

@@ -1,0 +1,70 @@
+"""Depth quantisation, sensor gates, quantile edges, disparity -> depth."""
+import numpy as np
+import pytest
+import torch
+
+from depthgate_ros.model.depth_bins import (disparity_to_depth, quantile_edges, quantize_depth,
+                                            sensor_gate)
+
+EDGES = torch.tensor([5.0, 10.0, 20.0, 40.0])
+
+
+def test_near_depth_selects_large_dilation_bin():
+    depth = torch.tensor([1.0, 5.0, 7.0, 15.0, 30.0, 80.0])
+    # bin index == branch index; branches ascend in dilation (1, 2, 4, 8, 16)
+    assert quantize_depth(depth, EDGES).tolist() == [4, 3, 3, 2, 1, 0]
+
+
+def test_invalid_depth_is_bin_minus_one():
+    depth = torch.tensor([float("nan"), 0.0, -3.0, float("inf"), 12.0])
+    assert quantize_depth(depth, EDGES).tolist() == [-1, -1, -1, -1, 2]
+
+
+def test_sensor_gate_one_hot_uniform_and_normalised():
+    depth = torch.full((1, 16, 16), 30.0)      # bin 1 everywhere
+    depth[0, :8, :] = float("nan")             # top half missing
+    gate = sensor_gate(depth, EDGES, (16, 16))
+    assert gate.shape == (1, 5, 16, 16)
+    assert torch.allclose(gate[0, :, 12, 3], torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]))
+    assert torch.allclose(gate[0, :, 2, 3], torch.full((5,), 0.2))
+    assert torch.allclose(gate.sum(1), torch.ones(1, 16, 16))
+
+
+def test_sensor_gate_downsampled_is_soft_at_boundaries_and_sums_to_one():
+    depth = torch.full((1, 1, 64, 64), 3.0)     # near: bin 4
+    depth[..., 32:] = 100.0                     # far: bin 0
+    depth[..., 28:36] = torch.linspace(3.0, 100.0, 8)
+    gate = sensor_gate(depth, EDGES, (8, 8))
+    assert torch.allclose(gate.sum(1), torch.ones(1, 8, 8), atol=1e-6)
+    assert gate[0, 4, 0, 0] == 1.0 and gate[0, 0, 0, 7] == 1.0
+    boundary = gate[0, :, 0, 3]                 # the 8-pixel cell holding the ramp
+    assert (boundary > 0).sum() >= 2
+
+
+def test_quantile_edges_hold_equal_counts():
+    rng = np.random.default_rng(0)
+    d = rng.lognormal(2.5, 0.8, size=50_000).astype(np.float32)
+    d[:1000] = np.nan
+    edges = quantile_edges(d, 5)
+    assert len(edges) == 4 and all(a < b for a, b in zip(edges, edges[1:]))
+    bins = quantize_depth(torch.from_numpy(d), torch.tensor(edges))
+    counts = np.bincount(bins[bins >= 0].numpy(), minlength=5)
+    assert counts.sum() == 49_000
+    assert np.all(np.abs(counts - 9800) <= 2)
+
+
+def test_quantile_edges_reject_degenerate_input():
+    with pytest.raises(ValueError, match="valid depths"):
+        quantile_edges([np.nan, 1.0], 5)
+    with pytest.raises(ValueError, match="concentrated"):
+        quantile_edges(np.full(100, 3.0), 5)
+
+
+def test_disparity_to_depth_numpy_and_torch():
+    disp = np.array([[10.0, 0.0, -1.0, np.nan, 2.5]], dtype=np.float32)
+    expected = [720 * 0.5 / 10, np.nan, np.nan, np.nan, 720 * 0.5 / 2.5]
+    np.testing.assert_allclose(disparity_to_depth(disp, 720.0, 0.5), [expected], rtol=1e-6)
+    t = disparity_to_depth(torch.from_numpy(disp), 720.0, 0.5)
+    np.testing.assert_allclose(t.numpy(), [expected], rtol=1e-6)
+    with pytest.raises(ValueError, match="positive"):
+        disparity_to_depth(disp, 0.0, 0.5)

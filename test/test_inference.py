@@ -1,0 +1,148 @@
+"""Predictor: numpy in/out at the input's size, gate choice, TTA and blur semantics."""
+import logging
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
+from depthgate_ros.inference import Predictor, resolve_device
+from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
+
+INFO = ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS)
+
+
+@pytest.fixture
+def predictor(make_model):
+    def make(model=None, **opts):
+        return Predictor(model or make_model(seed=7), INFO, device="cpu", **opts)
+    return make
+
+
+def _rgb(h, w, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("h,w", [(479, 641), (37, 53), (64, 64)])
+def test_outputs_have_the_input_size(predictor, h, w):
+    p = predictor()
+    out = p.predict(_rgb(h, w))
+    assert out.labels.shape == out.depth.shape == out.confidence.shape == out.gate.shape == (h, w)
+    assert out.labels.dtype == np.uint8 and out.labels.max() < 19
+    assert out.depth.dtype == np.float32 and np.all(out.depth > 0)
+    assert np.all((out.confidence > 1 / 19 - 1e-6) & (out.confidence <= 1))
+    assert out.gate.dtype == np.uint8 and out.gate.max() < 5
+    assert out.gate_source == "predicted" and out.loops == 2
+
+
+def test_matches_the_network_run_by_hand(predictor, make_model):
+    model = make_model(seed=7).eval()
+    p = predictor(model)
+    rgb = _rgb(40, 72)
+    out = p.predict(rgb, loops=1)
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+    x = (x - torch.tensor(INFO.mean).view(1, 3, 1, 1)) / torch.tensor(INFO.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        o = model(x, loops=1)[-1]
+    probs = o["seg"].softmax(1)[0]
+    np.testing.assert_array_equal(out.labels, probs.argmax(0).numpy())
+    np.testing.assert_allclose(out.confidence, probs.max(0).values.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(out.depth, o["log_depth"][0, 0].exp().numpy(), rtol=1e-5)
+
+
+def test_auto_gate_uses_sensor_depth_when_given(predictor):
+    p = predictor()
+    rgb = _rgb(48, 64)
+    near = np.full((48, 64), 2.0, np.float32)       # every pixel in the nearest bin
+    out = p.predict(rgb, near)
+    assert out.gate_source == "sensor"
+    assert np.all(out.gate == 4)                    # nearest -> largest dilation (16)
+    # depth at another resolution is resampled nearest-neighbour, invalid stays invalid
+    half = np.full((24, 32), 100.0, np.float32)
+    half[:, :16] = np.nan
+    out = p.predict(rgb, half)
+    assert np.all(out.gate[:, 40:] == 0)            # far -> dilation 1
+    assert p.predict(rgb).gate_source == "predicted"
+    assert p.predict(rgb, near, gate="average").gate_source == "average"
+
+
+def test_flip_tta_is_flip_equivariant(predictor):
+    p = predictor(tta_flip=True)
+    rgb = _rgb(40, 56)
+    a = p.predict(rgb)
+    b = p.predict(rgb[:, ::-1])
+    np.testing.assert_allclose(a.confidence, b.confidence[:, ::-1], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(a.depth, b.depth[:, ::-1], rtol=1e-4)
+
+
+def test_scale_tta_keeps_metric_depth_and_sizes(predictor):
+    rgb = _rgb(48, 80)
+    single = predictor().predict(rgb)
+    multi = predictor(tta_scales=(0.5, 1.0, 1.5)).predict(rgb)
+    assert multi.labels.shape == (48, 80)
+    # Predicted depth is multiplied back by s: the multi-scale estimate stays within the range
+    # of what each scale alone gives, not s times off.
+    ratio = np.median(multi.depth / single.depth)
+    assert 0.5 < ratio < 2.0
+
+
+def test_depth_blur_is_a_gaussian_on_the_output_depth(predictor):
+    rgb = _rgb(64, 64)
+    raw = predictor().predict(rgb).depth
+    blurred = predictor(depth_blur_sigma=2.0).predict(rgb).depth
+    # Independent implementation: OpenCV's Gaussian (kernel 2*ceil(3 sigma)+1, reflect-101
+    # borders as torchvision pads).
+    reference = cv2.GaussianBlur(raw, (13, 13), 2.0, borderType=cv2.BORDER_REFLECT_101)
+    np.testing.assert_allclose(blurred, reference, rtol=1e-4)
+    assert np.abs(np.diff(blurred, axis=1)).max() < np.abs(np.diff(raw, axis=1)).max()
+
+
+def test_inference_resolution(predictor, make_model):
+    p = predictor(size=(32, 48))
+    out = p.predict(_rgb(96, 144))
+    assert out.labels.shape == (96, 144)
+
+
+def test_bad_inputs_are_named(predictor):
+    p = predictor()
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+        p.predict(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+        p.predict(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match="empty"):
+        p.predict(np.zeros((0, 10, 3), np.uint8))
+    with pytest.raises(ValueError, match="depth must be"):
+        p.predict(_rgb(16, 16), np.zeros((16, 16, 2), np.float32))
+    with pytest.raises(ValueError, match="gate"):
+        predictor(gate="stereo")
+    with pytest.raises(ValueError, match="size"):
+        predictor(size=(4, 4))
+
+
+def test_device_resolution(caplog):
+    with caplog.at_level(logging.WARNING):
+        dev = resolve_device("auto")
+    if not torch.cuda.is_available():
+        assert dev.type == "cpu" and "no CUDA" in caplog.text
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises((ValueError, RuntimeError)):
+        resolve_device("tpu")
+
+
+def test_from_checkpoint(make_model, tmp_path):
+    model = make_model(seed=2)
+    path = save_checkpoint(tmp_path / "m.pt", model, INFO)
+    p = Predictor.from_checkpoint(path, device="cpu", loops=1)
+    direct = Predictor(model, INFO, device="cpu", loops=1)
+    rgb = _rgb(33, 47)
+    np.testing.assert_array_equal(p.predict(rgb).labels, direct.predict(rgb).labels)
+    assert p.info.class_names == CITYSCAPES_NAMES
+
+
+def test_baseline_model_has_no_gate_map(make_model):
+    model = make_model(gate_source="none", recurrent=False, loops=0)
+    out = Predictor(model, INFO, device="cpu").predict(_rgb(32, 32))
+    assert out.gate is None and out.gate_source == "none" and out.loops == 0
