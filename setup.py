@@ -22,10 +22,10 @@ setup(
     description="Depth-gated recurrent scene parsing (CVPR 2018) for ROS 2",
     license="Apache-2.0",
     python_requires=">=3.10",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "depthgate-demo = depthgate_ros.demo:main",
+            "depthgate-synthetic = depthgate_ros.make_synthetic:main",
         ],
     },
 )

@@ -34,12 +34,12 @@ def colorize_labels(labels: np.ndarray, lut: np.ndarray, rgb: np.ndarray | None 
 
 def colorize_depth(depth: np.ndarray, near: float = 2.0, far: float = 80.0) -> np.ndarray:
     """Fixed absolute log-depth colour map (as the paper's figures: same map for every image);
-    invalid depth is black."""
+    invalid depth is white."""
     valid = np.isfinite(depth) & (depth > 0)
     d = np.where(valid, depth, far)
     x = (np.log(np.clip(d, near, far)) - np.log(near)) / (np.log(far) - np.log(near))
     img = cv2.applyColorMap((255 * (1 - x)).astype(np.uint8), cv2.COLORMAP_MAGMA)[..., ::-1]
-    img[~valid] = 0
+    img[~valid] = 255
     return img
 
 

@@ -16,8 +16,12 @@ want=$(cat requirements.txt requirements-dev.txt setup.py | sha256sum | cut -d' 
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.installed" 2>/dev/null)" != "$want" ]; then
   echo "[dev.sh] setting up $VENV (first run installs torch from local disk, ~2 min)" >&2
   "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps -e .
+  pip_install() {  # pip warns once per local index it skips; keep its real messages only
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 \
+      | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  }
+  pip_install -r requirements-dev.txt
+  pip_install --no-deps -e .
   echo "$want" > "$VENV/.installed"
 fi
 

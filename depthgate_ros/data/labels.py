@@ -43,3 +43,43 @@ CITYSCAPES_AVG_INSTANCE_SIZE = {
     "car": 12794.0202738185, "person": 3462.4756337644, "truck": 27855.1264367816,
     "trailer": 16926.9763313609,
 }
+
+# NYU-Depth-v2, 40 classes of Gupta et al. (label PNG values 1..40 -> train ids 0..39).
+NYU40_NAMES = (
+    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
+    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror",
+    "floor mat", "clothes", "ceiling", "books", "refridgerator", "television", "paper", "towel",
+    "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink", "lamp",
+    "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
+)
+
+# SUN-RGBD, 37 classes (label PNG values 1..37 -> train ids 0..36).
+SUNRGBD37_NAMES = (
+    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
+    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror",
+    "floor mat", "clothes", "ceiling", "books", "fridge", "tv", "paper", "towel",
+    "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink", "lamp",
+    "bathtub", "bag",
+)
+
+# Stanford-2D-3D-Semantics, 13 classes ("<UNK>" -> ignore).
+STANFORD2D3D_NAMES = (
+    "ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair", "sofa",
+    "bookcase", "board", "clutter",
+)
+
+
+def bit_palette(n: int) -> tuple[tuple[int, int, int], ...]:
+    """The PASCAL VOC colour map (bits of the class id spread over R, G, B), for datasets
+    without official colours; id 0 would be black, so ids start at 1."""
+    out = []
+    for i in range(1, n + 1):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        out.append((r, g, b))
+    return tuple(out)

@@ -410,3 +410,24 @@ def _sky_color(dirs: np.ndarray) -> np.ndarray:
     elevation = np.clip(dirs[:, 1] / np.linalg.norm(dirs, axis=1), 0, 1)[:, None]
     return np.array([170.0, 200.0, 230.0]) * (1 - elevation) + np.array(
         [75.0, 125.0, 200.0]) * elevation
+
+
+def camera_dict(cam: Camera) -> dict:
+    """The camera in the Cityscapes camera-file vocabulary."""
+    return {"baseline": cam.baseline_m, "fx": cam.fx, "fy": cam.fy, "u0": cam.u0,
+            "v0": cam.v0, "pitch": float(np.deg2rad(cam.pitch_deg)), "z": cam.height_m}
+
+
+def export_cityscapes(root, split: str, seeds, camera: Camera = Camera(),
+                      config: SceneConfig = SceneConfig()) -> list[str]:
+    """Render one frame per seed into a Cityscapes tree (city name "synthetic"), so the
+    Cityscapes loader and cityscapesscripts read it unchanged. Returns the stems written."""
+    from .cityscapes import write_cityscapes_sample
+    stems = []
+    for seed in seeds:
+        f = render_frame(seed, camera, config)
+        stem = f"synthetic/synthetic_{seed:06d}_000019"
+        write_cityscapes_sample(root, split, stem, f.rgb, f.labels, f.instances, f.disparity,
+                                camera_dict(f.camera))
+        stems.append(stem)
+    return stems
