@@ -26,6 +26,9 @@ setup(
         "console_scripts": [
             "depthgate-demo = depthgate_ros.demo:main",
             "depthgate-synthetic = depthgate_ros.make_synthetic:main",
+            "depthgate-train = depthgate_ros.train:main",
+            "train = depthgate_ros.train:main",
+            "depthgate-eval = depthgate_ros.evaluate:main",
         ],
     },
 )

@@ -44,6 +44,12 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return dev
 
 
+def normalize_image(image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float network input. Training calls this too, so the model sees
+    identically prepared images in training and deployment."""
+    return (image.float().div_(255.0) - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+
+
 @dataclass
 class Prediction:
     labels: np.ndarray            # (H, W) class ids, uint8 (uint16 past 255 classes)
@@ -87,8 +93,8 @@ class Predictor:
         self.tta_scales = tuple(tta_scales)
         self.tta_flip = tta_flip
         self.depth_blur_sigma = depth_blur_sigma
-        self._mean = torch.tensor(info.mean, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(info.std, device=self.device).view(1, 3, 1, 1)
+        self._mean = torch.tensor(info.mean, device=self.device)
+        self._std = torch.tensor(info.std, device=self.device)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **options) -> "Predictor":
@@ -106,17 +112,22 @@ class Predictor:
             return "sensor" if have_depth else "predicted"
         return trained
 
-    @torch.inference_mode()
     def predict(self, rgb: np.ndarray, depth: np.ndarray | None = None, *,
                 loops: int | None = None, gate: str | None = None) -> Prediction:
         """`rgb` (H, W, 3) uint8; `depth` (h, w) metres with NaN (or <= 0) invalid, resampled
-        nearest-neighbour when its size differs from the image's."""
+        nearest-neighbour when its size differs from the image's. Returns the last loop."""
+        return self.predict_loops(rgb, depth, loops=loops, gate=gate)[-1]
+
+    @torch.inference_mode()
+    def predict_loops(self, rgb: np.ndarray, depth: np.ndarray | None = None, *,
+                      loops: int | None = None, gate: str | None = None) -> list[Prediction]:
+        """One Prediction per loop 0..L, all from a single pass of the network (the
+        recurrent module's anytime outputs)."""
         h, w = _check_rgb(rgb)
         loops = self.loops if loops is None else loops
         g = self.resolve_gate(depth is not None, gate)
         image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
-        image = image.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        image = (image - self._mean) / self._std
+        image = normalize_image(image.permute(2, 0, 1).unsqueeze(0), self._mean, self._std)
         sensor = None
         if depth is not None and g == "sensor":
             sensor = _depth_tensor(depth).to(self.device)
@@ -125,41 +136,44 @@ class Predictor:
         if sensor is not None:
             sensor = _resize(sensor, inf_size, "nearest")
 
-        probs = log_depth = gate_w = None
         views = [(s, f) for s in self.tta_scales for f in ((False, True) if self.tta_flip
                                                            else (False,))]
+        # per loop: summed class probabilities, log depth and gate weights over the views
+        sums = None
         for scale, flip in views:
-            p, d, gw = self._run_view(image, sensor, scale, flip, loops, g, inf_size)
-            probs = p if probs is None else probs + p
-            log_depth = d if log_depth is None else log_depth + d
-            if gw is not None:
-                gate_w = gw if gate_w is None else gate_w + gw
-        n = len(views)
-        probs, log_depth = probs / n, log_depth / n
+            per_loop = self._run_view(image, sensor, scale, flip, loops, g, inf_size)
+            sums = per_loop if sums is None else [
+                tuple(a + b if a is not None else None for a, b in zip(acc, new))
+                for acc, new in zip(sums, per_loop)]
+        return [self._finish(p / len(views), d / len(views),
+                             gw / len(views) if gw is not None else None, (h, w), g, loop)
+                for loop, (p, d, gw) in enumerate(sums)]
 
-        probs = _resize(probs, (h, w), "bilinear")
-        depth_m = _resize(log_depth, (h, w), "bilinear").exp()
+    def _finish(self, probs, log_depth, gate_w, size, gate, loop) -> Prediction:
+        """Class probabilities, log depth and gate weights at inference size -> the numpy
+        outputs at the input's size."""
+        probs = _resize(probs, size, "bilinear")
+        depth_m = _resize(log_depth, size, "bilinear").exp()
         if self.depth_blur_sigma > 0:
             s = self.depth_blur_sigma
             k = 2 * math.ceil(3 * s) + 1
             depth_m = gaussian_blur(depth_m, [k, k], [s, s])
         conf, labels = probs[0].max(0)
-        label_dtype = torch.uint8 if self.cfg.num_classes <= 255 else torch.int32
         gate_map = None
         if gate_w is not None:
-            gate_map = _resize(gate_w, (h, w), "bilinear")[0].argmax(0).to(torch.uint8)
+            gate_map = _resize(gate_w, size, "bilinear")[0].argmax(0).to(torch.uint8)
             gate_map = gate_map.cpu().numpy()
-        labels = labels.to(label_dtype).cpu().numpy()
-        if labels.dtype != np.uint8:
-            labels = labels.astype(np.uint16)
+        labels = labels.cpu().numpy()
+        labels = labels.astype(np.uint8 if self.cfg.num_classes <= 255 else np.uint16)
         return Prediction(labels=labels, depth=depth_m[0, 0].float().cpu().numpy(),
                           confidence=conf.float().cpu().numpy(), gate=gate_map,
-                          gate_source=g, loops=loops)
+                          gate_source=gate, loops=loop)
 
     def _run_view(self, image, sensor, scale, flip, loops, gate, inf_size):
-        """One test-time view. Scaling the image by s makes everything look s times closer,
-        so sensor depth goes in divided by s and predicted depth comes out multiplied by s
-        (the same rule as the training augmentation, paper section 5)."""
+        """One test-time view -> per loop (probabilities, log depth, gate weights) at the
+        inference size. Scaling the image by s makes everything look s times closer, so
+        sensor depth goes in divided by s and predicted depth comes out multiplied by s (the
+        same rule as the training augmentation, paper section 5)."""
         size = inf_size
         if scale != 1.0:
             size = (max(8, round(inf_size[0] * scale)), max(8, round(inf_size[1] * scale)))
@@ -172,21 +186,23 @@ class Predictor:
         image = image.contiguous(memory_format=self.memory_format)
         amp = torch.autocast("cuda", dtype=torch.float16) if self.fp16 else nullcontext()
         with amp:
-            out = self.model(image, sensor, loops=loops, gate=gate)[-1]
-        probs = out["seg"].float().softmax(1)
-        log_depth = out["log_depth"].float() + math.log(scale)
-        gate_w = out["gate"].float() if out["gate"] is not None else None
-        if gate_w is not None:
-            gate_w = _resize(gate_w, size, "bilinear")
-        if flip:
-            probs, log_depth = probs.flip(-1), log_depth.flip(-1)
-            gate_w = gate_w.flip(-1) if gate_w is not None else None
-        if scale != 1.0:
+            outs = self.model(image, sensor, loops=loops, gate=gate)
+        results = []
+        for out in outs:
+            probs = out["seg"].float().softmax(1)
+            log_depth = out["log_depth"].float() + math.log(scale)
+            gate_w = out["gate"]
+            if gate_w is not None:
+                gate_w = _resize(gate_w.float(), size, "bilinear")
+            if flip:
+                probs, log_depth = probs.flip(-1), log_depth.flip(-1)
+                gate_w = gate_w.flip(-1) if gate_w is not None else None
             probs = _resize(probs, inf_size, "bilinear")
             log_depth = _resize(log_depth, inf_size, "bilinear")
-        if gate_w is not None:
-            gate_w = _resize(gate_w, inf_size, "bilinear")
-        return probs, log_depth, gate_w
+            if gate_w is not None:
+                gate_w = _resize(gate_w, inf_size, "bilinear")
+            results.append((probs, log_depth, gate_w))
+        return results
 
 
 def _check_rgb(rgb) -> tuple[int, int]:

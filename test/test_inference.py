@@ -146,3 +146,14 @@ def test_baseline_model_has_no_gate_map(make_model):
     model = make_model(gate_source="none", recurrent=False, loops=0)
     out = Predictor(model, INFO, device="cpu").predict(_rgb(32, 32))
     assert out.gate is None and out.gate_source == "none" and out.loops == 0
+
+
+def test_predict_loops_gives_every_loop_from_one_pass(predictor):
+    p = predictor(loops=2)
+    rgb = _rgb(40, 56)
+    per_loop = p.predict_loops(rgb)
+    assert [r.loops for r in per_loop] == [0, 1, 2]
+    for loops in (0, 1, 2):
+        alone = p.predict(rgb, loops=loops)
+        np.testing.assert_array_equal(alone.labels, per_loop[loops].labels)
+        np.testing.assert_allclose(alone.depth, per_loop[loops].depth, rtol=1e-6)

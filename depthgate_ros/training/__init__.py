@@ -1,0 +1,1 @@
+"""Training: configuration, datasets and sampling, the stage-wise loop, DDP set-up."""

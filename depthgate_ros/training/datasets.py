@@ -1,0 +1,128 @@
+"""Datasets for training and validation, and the deterministic sampling that makes an
+interrupted run resume to the same weights.
+
+Randomness of a training sample depends only on (run seed, epoch, sample index): the sampler
+draws each epoch's permutation from (seed, epoch), and each sample's augmentation runs under
+a generator seeded from (seed, epoch, index). So the same iteration sees the same batch
+whether the run was resumed, how many loader workers there are, and how many DDP ranks.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ..data.cityscapes import CityscapesDataset
+from ..data.indoor import NYUv2Dataset, SUNRGBDDataset
+from ..data.labels import (CITYSCAPES_COLORS, CITYSCAPES_NAMES, NYU40_NAMES,
+                           STANFORD2D3D_NAMES, SUNRGBD37_NAMES, bit_palette)
+from ..data.stanford2d3d import Stanford2D3DDataset
+from ..data.synthetic import Camera, render_frame
+from ..data.transforms import PairedAugment
+from .config import DataConfig
+
+SYNTHETIC_VAL_FIRST_SEED = 1_000_000
+
+
+class SyntheticStreetDataset:
+    """Frames rendered on the fly: sample i is `render_frame(first_seed + i)`."""
+
+    class_names = CITYSCAPES_NAMES
+
+    def __init__(self, length: int, first_seed: int = 0, size=(256, 512)):
+        h, w = size
+        f = 560.0 * w / 512
+        self.length, self.first_seed = length, first_seed
+        self.camera = Camera(width=w, height=h, fx=f, fy=f)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < self.length:
+            raise IndexError(i)
+        fr = render_frame(self.first_seed + i, self.camera)
+        return {"name": f"synthetic_{self.first_seed + i:07d}", "rgb": fr.rgb,
+                "labels": fr.labels, "depth": fr.depth, "instances": fr.instances}
+
+
+def build_dataset(cfg: DataConfig, split: str):
+    """The raw dataset (numpy samples) for a split."""
+    if cfg.dataset == "synthetic":
+        if split == cfg.train_split:
+            return SyntheticStreetDataset(cfg.synthetic_train_frames, 0, cfg.image_size)
+        return SyntheticStreetDataset(cfg.synthetic_val_frames, SYNTHETIC_VAL_FIRST_SEED,
+                                      cfg.image_size)
+    if cfg.dataset == "cityscapes":
+        return CityscapesDataset(cfg.root, split)
+    if cfg.dataset == "nyuv2":
+        return NYUv2Dataset(cfg.root, split)
+    if cfg.dataset == "sunrgbd":
+        return SUNRGBDDataset(cfg.root, split)
+    return Stanford2D3DDataset(cfg.root, split)
+
+
+def class_table(dataset_name: str) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
+    """Class names and display colours for a dataset."""
+    if dataset_name in ("synthetic", "cityscapes"):
+        return CITYSCAPES_NAMES, CITYSCAPES_COLORS
+    names = {"nyuv2": NYU40_NAMES, "sunrgbd": SUNRGBD37_NAMES,
+             "stanford2d3d": STANFORD2D3D_NAMES}[dataset_name]
+    return names, bit_palette(len(names))
+
+
+class AugmentedDataset(Dataset):
+    """Raw samples -> augmented tensors (rgb uint8, labels int64, depth float NaN-invalid)."""
+
+    def __init__(self, raw, cfg: DataConfig, seed: int):
+        self.raw, self.seed = raw, seed
+        self.augment = PairedAugment(cfg.crop, cfg.scale_range, cfg.max_rotation_deg,
+                                     cfg.flip_p, cfg.color_jitter)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getitem__(self, key) -> dict:
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
+        sample = self.raw[i]
+        # fork_rng: the sample's own seed must not disturb the caller's RNG stream (the main
+        # process draws dropout masks from it when num_workers is 0).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, epoch, i)) & 0x7FFF_FFFF)
+            out = self.augment({k: sample.get(k) for k in ("rgb", "labels", "depth")})
+        if out.get("depth") is None:
+            out["depth"] = torch.full(out["labels"].shape, float("nan"))
+        return {"rgb": out["rgb"], "labels": out["labels"], "depth": out["depth"]}
+
+
+class IterationSampler(Sampler):
+    """Yields (epoch, index) keys for iterations [start, start + count) of this rank.
+
+    Global batch g of iteration it holds positions [it*B*W, (it+1)*B*W) of the endless
+    sequence of per-epoch permutations; rank r takes its contiguous B of them. A single
+    process with batch B*W therefore sees exactly the union of what W ranks see."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, start: int, count: int,
+                 rank: int = 0, world_size: int = 1):
+        self.n, self.b, self.seed = n, batch_size, seed
+        self.start, self.count, self.rank, self.world = start, count, rank, world_size
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng((self.seed, epoch)).permutation(self.n)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        global_b = self.b * self.world
+        cache: dict[int, np.ndarray] = {}
+        for it in range(self.start, self.start + self.count):
+            first = it * global_b + self.rank * self.b
+            for pos in range(first, first + self.b):
+                epoch, k = divmod(pos, self.n)
+                if epoch not in cache:
+                    cache = {epoch: self._permutation(epoch)}
+                yield epoch, int(cache[epoch][k])
+
+    def __len__(self) -> int:
+        return self.count * self.b
