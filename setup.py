@@ -29,6 +29,7 @@ setup(
             "depthgate-train = depthgate_ros.train:main",
             "train = depthgate_ros.train:main",
             "depthgate-eval = depthgate_ros.evaluate:main",
+            "depthgate-ablation = depthgate_ros.ablation:main",
         ],
     },
 )

@@ -155,3 +155,35 @@ def test_shipped_training_configs_load():
     for path in Path(__file__).resolve().parents[1].glob("config/train_*.yaml"):
         cfg = load_config(path)
         assert cfg.stages and cfg.data.dataset == "synthetic"
+
+
+def test_ablation_runs_variants_from_one_baseline_and_tabulates(tmp_path):
+    from depthgate_ros.ablation import main as ablation_main
+    base = _config(tmp_path, "base", stages=[{"name": "baseline", "iterations": 2, "model": {
+        "gate_source": "none", "recurrent": False, "loops": 0}}])
+    assert train_main(["--config", str(base)]) == 0
+    spec = {"base_config": base.name, "init_from": str(tmp_path / "base" / "model.pt"),
+            "output_dir": str(tmp_path / "abl"), "iterations": 2, "eval_frames": 2,
+            "eval_size": [64, 128], "device": "cpu",
+            "variants": [
+                {"name": "gt", "model": {"gate_source": "sensor", "recurrent": False,
+                                         "loops": 0}, "test_gate": "sensor"},
+                {"name": "pred", "model": {"gate_source": "predicted", "recurrent": False,
+                                           "loops": 0},
+                 "loss": {"seg": 1.0, "depth_reg": 0.1, "depth_cls": 0.1}},
+                {"name": "loop1", "init_from_variant": "pred",
+                 "model": {"gate_source": "predicted", "recurrent": True, "loops": 1}}]}
+    path = tmp_path / "ablation.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert ablation_main(["--config", str(path)]) == 0
+    table = (tmp_path / "abl" / "results.md").read_text()
+    assert "| gt | sensor |" in table and "| pred | predicted |" in table
+    assert "| loop1 | predicted |" in table
+    loop1, _, _ = load_checkpoint(tmp_path / "abl" / "loop1" / "model.pt")
+    pred, _, _ = load_checkpoint(tmp_path / "abl" / "pred" / "model.pt")
+    assert loop1.cfg.loops == 1 and pred.cfg.loops == 0
+    # all variants share the baseline's starting point: the gt-depth variant's backbone moved
+    # away from the same weights the pred variant started from
+    first, _, _ = load_checkpoint(tmp_path / "base" / "model.pt")
+    gt, _, _ = load_checkpoint(tmp_path / "abl" / "gt" / "model.pt")
+    assert not torch.equal(first.backbone.stem[0].weight, gt.backbone.stem[0].weight)

@@ -68,6 +68,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: dict = field(default_factory=dict)   # ModelConfig keys; depth_edges null = quantiles
     backbone_weights: str | None = None         # local ImageNet state dict for the backbone
+    init_from: str | None = None                # checkpoint the first stage starts from
     optim: OptimConfig = field(default_factory=OptimConfig)
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
     checkpoint_every: int = 200

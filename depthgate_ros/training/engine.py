@@ -77,7 +77,9 @@ def run_training(cfg: TrainConfig, ctx: DistContext, resume: bool = False,
     base = base.replace(depth_edges=edges)
     info = ModelInfo(names, colors, provenance={"dataset": cfg.data.dataset,
                                                 "config": cfg.to_dict()})
-    previous: Path | None = None
+    previous: Path | None = Path(cfg.init_from) if cfg.init_from else None
+    if previous is not None and not previous.is_file():
+        raise TrainingError(f"init_from checkpoint not found: {previous}")
     steps_left = max_steps
     for index, stage in enumerate(cfg.stages):
         final = out / stage.name / "final.pt"
