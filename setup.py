@@ -14,7 +14,7 @@ setup(
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
     ],
-    package_data={package_name: ["weights/*.pt"]},
+    package_data={package_name + ".weights": ["*.pt"]},
     install_requires=["setuptools", "numpy", "pyyaml"],
     zip_safe=False,
     maintainer="depthgate_ros maintainers",
@@ -30,6 +30,7 @@ setup(
             "train = depthgate_ros.train:main",
             "depthgate-eval = depthgate_ros.evaluate:main",
             "depthgate-ablation = depthgate_ros.ablation:main",
+            "perception_node = depthgate_ros.ros.node:main",
         ],
     },
 )

@@ -10,7 +10,6 @@ import argparse
 import json
 import logging
 import time
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -21,16 +20,11 @@ from .inference import Predictor
 from .metrics import DepthMetric, SegmentationMetric
 from .model import DepthGatedNet, ModelConfig
 from .model.checkpoint import ModelInfo
+from .weights import bundled_checkpoint
 from .visualize import (colorize_depth, colorize_gate, colorize_labels, palette, panel,
                         write_png)
 
 log = logging.getLogger("depthgate_ros.demo")
-
-
-def bundled_checkpoint() -> Path | None:
-    """The model shipped inside the package, if this build has one."""
-    path = resources.files("depthgate_ros") / "weights" / "default.pt"
-    return Path(str(path)) if path.is_file() else None
 
 
 def build_predictor(checkpoint: str | None, **options) -> tuple[Predictor, str]:

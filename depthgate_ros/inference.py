@@ -126,7 +126,8 @@ class Predictor:
         h, w = _check_rgb(rgb)
         loops = self.loops if loops is None else loops
         g = self.resolve_gate(depth is not None, gate)
-        image = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+        # Writable and contiguous: ROS messages arrive as read-only views (copied only then).
+        image = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).to(self.device)
         image = normalize_image(image.permute(2, 0, 1).unsqueeze(0), self._mean, self._std)
         sensor = None
         if depth is not None and g == "sensor":
@@ -220,7 +221,7 @@ def _depth_tensor(depth) -> torch.Tensor:
     d = np.asarray(depth)
     if d.ndim != 2 or d.size == 0:
         raise ValueError(f"depth must be a non-empty (H, W) array, got shape {d.shape}")
-    t = torch.from_numpy(d.astype(np.float32, copy=False))
+    t = torch.from_numpy(np.require(d, np.float32, ["C", "W"]))
     t = torch.where(torch.isfinite(t) & (t > 0), t, torch.full_like(t, float("nan")))
     return t.view(1, 1, *d.shape)
 

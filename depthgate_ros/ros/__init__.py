@@ -1,0 +1,1 @@
+"""ROS 2 interface: the only package that imports rclpy and ROS messages."""

@@ -1,0 +1,69 @@
+"""Pairing an image with an optional depth (or disparity) message by stamp.
+
+message_filters' ApproximateTimeSynchronizer cannot express "pair if a partner exists,
+otherwise go on without one after a timeout" (and is not installable here), so this is our
+own, with the same expectations: a partner's stamp is within `slop` seconds of the image's
+(slop 0 = exact stamps), a bounded queue of recent partners, the closest stamp wins.
+
+Pure Python and nanosecond integers, no rclpy: unit-tested on its own.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+NS = 1_000_000_000
+
+
+@dataclass
+class Partner:
+    stamp_ns: int
+    arrival_ns: int
+    item: Any
+
+
+class DepthPairing:
+    """Recent depth messages, and whether the depth stream is alive.
+
+    The node asks `match(image_stamp)`; when nothing matches yet but depth is flowing, it may
+    `should_wait()` for the partner until `depth_timeout` after the image arrived, then goes
+    monocular. If depth is silent for `depth_timeout`, images go monocular at once; when depth
+    comes back, pairing resumes with the next image."""
+
+    def __init__(self, slop_s: float = 0.05, timeout_s: float = 0.5, queue_size: int = 10):
+        self.configure(slop_s, timeout_s)
+        self.queue: deque[Partner] = deque(maxlen=max(1, queue_size))
+        self.last_arrival_ns: int | None = None
+
+    def configure(self, slop_s: float, timeout_s: float) -> None:
+        if slop_s < 0 or timeout_s < 0:
+            raise ValueError(f"slop and timeout must be >= 0, got {slop_s}, {timeout_s}")
+        self.slop_ns, self.timeout_ns = round(slop_s * NS), round(timeout_s * NS)
+
+    def add(self, stamp_ns: int, item: Any, arrival_ns: int) -> None:
+        self.queue.append(Partner(stamp_ns, arrival_ns, item))
+        self.last_arrival_ns = arrival_ns
+
+    def match(self, stamp_ns: int) -> Partner | None:
+        best = None
+        for p in self.queue:
+            dt = abs(p.stamp_ns - stamp_ns)
+            if dt <= self.slop_ns and (best is None or dt < abs(best.stamp_ns - stamp_ns)):
+                best = p
+        return best
+
+    def alive(self, now_ns: int) -> bool:
+        """Depth arrived within the last `depth_timeout`."""
+        return self.last_arrival_ns is not None and now_ns - self.last_arrival_ns <= \
+            self.timeout_ns
+
+    def should_wait(self, image_arrival_ns: int, now_ns: int) -> bool:
+        """No partner yet: worth waiting while depth flows and the image is younger than the
+        timeout (depth pipelines often lag the colour camera by a frame)."""
+        return self.alive(now_ns) and now_ns - image_arrival_ns < self.timeout_ns
+
+    def reset(self) -> None:
+        """Forget everything (e.g. time jumped backwards: a bag restarted)."""
+        self.queue.clear()
+        self.last_arrival_ns = None

@@ -1,0 +1,333 @@
+"""perception_node over real rclpy topics (LOCALHOST discovery, a private domain id)."""
+import ast
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from rclpy.parameter import Parameter
+from std_msgs.msg import Header
+
+from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
+from depthgate_ros.data.synthetic import Camera, render_sequence
+from depthgate_ros.model import DepthGatedNet, ModelConfig
+from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
+from depthgate_ros.ros.image_codec import array_to_msg, depth_from_msg, image_to_array
+from depthgate_ros.ros.node import PARAMETERS, PerceptionNode
+from diagnostic_msgs.msg import DiagnosticArray
+from ros_harness import Harness
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from stereo_msgs.msg import DisparityImage
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE = "/perception_node"
+CAM = Camera(width=96, height=48, fx=105.0, fy=105.0)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return list(render_sequence(3, 6, CAM))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = DepthGatedNet(ModelConfig(channels=16, depth_channels=(8, 8),
+                                      depth_edges=(6.0, 12.0, 24.0, 48.0)))
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", model,
+                           ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
+
+
+@pytest.fixture
+def ros(checkpoint):
+    h = Harness()
+    overrides = [Parameter("model_path", value=str(checkpoint)),
+                 Parameter("device", value="cpu"), Parameter("depth_timeout", value=0.3),
+                 Parameter("mask_classes", value=["road", "car"]),
+                 Parameter("publish_confidence", value=True)]
+    h.node = h.add(PerceptionNode(context=h.context, parameter_overrides=overrides))
+    for name in ("labels", "labels_color", "depth", "confidence", "gate", "masks/road",
+                 "masks/car"):
+        h.collect(Image, f"{NODE}/{name}")
+    h.collect(DiagnosticArray, "/diagnostics")
+    h.image = h.publisher(Image, "image")
+    h.depth = h.publisher(Image, "depth")
+    h.wait_for_subscribers(h.image)
+    h.wait_for_subscribers(h.depth)
+    assert h.wait_for(lambda: h.test_node.count_subscribers(f"{NODE}/labels") >= 0)
+    time.sleep(0.3)      # let the reliable output connections settle
+    yield h
+    h.close()
+
+
+def _header(sec, nanosec=0, frame="camera_optical"):
+    hdr = Header(frame_id=frame)
+    hdr.stamp.sec, hdr.stamp.nanosec = sec, nanosec
+    return hdr
+
+
+def _count(h, topic):
+    return len(h.messages(f"{NODE}/{topic}"))
+
+
+def test_outputs_carry_the_input_header_and_agree(ros, frames):
+    f = frames[0]
+    ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(42, 7)))
+    topics = ("labels", "labels_color", "depth", "confidence", "gate", "masks/road",
+              "masks/car")
+    assert ros.wait_for(lambda: all(_count(ros, t) for t in topics))
+    msgs = {t: ros.messages(f"{NODE}/{t}")[0][1] for t in topics}
+    for t, m in msgs.items():
+        assert (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) == (
+            42, 7, "camera_optical"), t
+        assert (m.height, m.width) == (48, 96)
+    labels = image_to_array(msgs["labels"])
+    assert msgs["labels"].encoding == "mono8" and labels.max() < 19
+    for name, cls in (("road", 0), ("car", 13)):
+        np.testing.assert_array_equal(image_to_array(msgs[f"masks/{name}"]),
+                                      np.where(labels == cls, 255, 0))
+    assert msgs["depth"].encoding == "32FC1"
+    depth = depth_from_msg(msgs["depth"])
+    assert np.all(np.isfinite(depth) & (depth > 0))        # metres, REP 118 float
+    conf = image_to_array(msgs["confidence"])
+    assert np.all((conf > 0) & (conf <= 1))
+    color = image_to_array(msgs["labels_color"])
+    np.testing.assert_array_equal(color, np.array(CITYSCAPES_COLORS, np.uint8)[labels])
+    assert image_to_array(msgs["gate"]).max() < 5
+
+
+def test_fallback_to_monocular_and_back(ros, frames):
+    node = ros.node
+
+    def send(i, with_depth):
+        f = frames[i % len(frames)]
+        hdr = _header(100 + i)
+        if with_depth:
+            ros.depth.publish(array_to_msg(f.depth, "32FC1", hdr))
+        ros.image.publish(array_to_msg(f.rgb, "rgb8", hdr))
+
+    for i in range(4):                      # depth present: sensor gating
+        send(i, True)
+        time.sleep(0.1)
+    assert ros.wait_for(lambda: node.stats["processed"] >= 4)
+    assert node.last_gate_source == "sensor"
+    t_stop = time.monotonic()
+    i = 4
+    while node.last_gate_source == "sensor" and time.monotonic() - t_stop < 5:
+        send(i, False)                      # depth stops
+        i += 1
+        time.sleep(0.1)
+    switch = time.monotonic() - t_stop
+    assert node.last_gate_source == "predicted"
+    assert switch <= 0.3 + 0.1 + 0.25       # depth_timeout + one frame (+ processing)
+    t_back = time.monotonic()
+    while node.last_gate_source == "predicted" and time.monotonic() - t_back < 5:
+        send(i, True)                       # depth returns
+        i += 1
+        time.sleep(0.1)
+    assert node.last_gate_source == "sensor"
+    assert time.monotonic() - t_back <= 0.1 + 0.25
+
+
+def test_16uc1_and_disparity_give_sensor_gating(ros, frames):
+    node = ros.node
+    f = frames[1]
+    mm = np.where(np.isnan(f.depth), 0, np.clip(f.depth * 1000, 0, 65535)).astype(np.uint16)
+    for i in range(3):      # a stream, as a camera sends it: the first pair may race
+        ros.depth.publish(array_to_msg(mm, "16UC1", _header(300 + i)))
+        ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(300 + i)))
+        time.sleep(0.1)
+    assert ros.wait_for(lambda: node.stats["processed"] >= 3)
+    assert node.last_gate_source == "sensor"
+    disp_pub = ros.publisher(DisparityImage, "disparity")
+    ros.wait_for_subscribers(disp_pub)
+    for i in range(3):
+        d = DisparityImage(f=CAM.fx, t=CAM.baseline_m)
+        d.header = _header(310 + i)
+        d.image = array_to_msg(np.nan_to_num(f.disparity, nan=0.0), "32FC1", d.header)
+        disp_pub.publish(d)
+        ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(310 + i)))
+        time.sleep(0.1)
+    assert ros.wait_for(lambda: node.stats["processed"] >= 6)
+    assert node.last_gate_source == "sensor"
+    assert node.stats["depth_errors"] == 0
+
+
+def test_flood_keeps_latency_bounded_and_counts_drops(ros, frames):
+    node = ros.node
+    original = node.predictor.predict
+    model_s = 0.2
+
+    def slow(*args, **kwargs):
+        time.sleep(model_s)
+        return original(*args, **kwargs)
+    node.predictor.predict = slow
+    sent = {}
+    for i in range(45):                                     # 1.5 s at 30 Hz
+        hdr = _header(500 + i)
+        sent[500 + i] = time.monotonic()
+        ros.image.publish(array_to_msg(frames[i % 6].rgb, "rgb8", hdr))
+        time.sleep(1 / 30)
+    time.sleep(1.0)
+    out = [(t, m.header.stamp.sec) for t, m in ros.messages(f"{NODE}/labels")
+           if m.header.stamp.sec >= 500]
+    latencies = [t - sent[s] for t, s in out]
+    assert 3 <= len(out) < 45
+    assert node.stats["dropped"] >= 45 - len(out) - 2
+    # latest-frame-only: each output is at most ~2 model times old (one wait + one run)
+    assert np.percentile(latencies, 95) <= 2 * (model_s + 0.1) + 0.15
+    assert node.stats["dropped"] > 20
+
+
+def test_bad_inputs_are_survived_logged_and_counted(ros, frames):
+    node = ros.node
+    f = frames[2]
+    before = dict(node.stats)
+    bad = Image(height=4, width=4, encoding="yuv422", step=8, data=bytes(32))
+    bad.header = _header(700)
+    short = array_to_msg(f.rgb, "rgb8", _header(701))
+    short.data = short.data[:100]
+    empty = Image(height=0, width=0, encoding="rgb8", step=0)
+    # unknown encoding, data shorter than height*step, zero-size image; spaced out, since a
+    # newer image would replace an unprocessed one (latest-frame-only)
+    for k, msg in enumerate((bad, short, empty)):
+        ros.image.publish(msg)
+        assert ros.wait_for(lambda: node.stats["errors"] >= before["errors"] + k + 1)
+    # depth of another size (resampled), NaN/Inf/negative values, zero and backwards stamps
+    d = np.full((24, 48), np.nan, np.float32)
+    d[:, :10], d[:, 10:20], d[:, 20:30] = np.inf, -3.0, 15.0
+    ros.depth.publish(array_to_msg(d, "32FC1", _header(702)))
+    ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(702)))
+    assert ros.wait_for(lambda: node.stats["processed"] >= before["processed"] + 1)
+    ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(0)))         # zero stamp
+    assert ros.wait_for(lambda: node.stats["processed"] >= before["processed"] + 2)
+    ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(650)))       # backwards
+    assert ros.wait_for(lambda: node.stats["processed"] >= before["processed"] + 3)
+    assert node.stats["stamp_warnings"] >= before["stamp_warnings"] + 2
+    # zero disparity everywhere: invalid depth, still processed
+    disp_pub = ros.publisher(DisparityImage, "disparity")
+    ros.wait_for_subscribers(disp_pub)
+    zero = DisparityImage(f=CAM.fx, t=CAM.baseline_m)
+    zero.header = _header(800)
+    zero.image = array_to_msg(np.zeros((48, 96), np.float32), "32FC1", _header(800))
+    disp_pub.publish(zero)
+    ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(800)))
+    assert ros.wait_for(lambda: node.stats["processed"] >= before["processed"] + 4)
+    bad_depth = array_to_msg(f.rgb, "rgb8", _header(801))  # depth topic with a colour image
+    ros.depth.publish(bad_depth)
+    ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(801)))
+    assert ros.wait_for(lambda: node.stats["depth_errors"] >= before["depth_errors"] + 1)
+    # and the node still works
+    n = _count(ros, "labels")
+    ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(900)))
+    assert ros.wait_for(lambda: _count(ros, "labels") > n)
+    diag = ros.node.diagnostics()
+    assert diag["errors"] >= before["errors"] + 3 and diag["depth_errors"] >= 1
+
+
+def test_disabled_outputs_are_not_published_and_loops_change_live(ros, frames):
+    node = ros.node
+    result = node.set_parameters([Parameter("publish_depth", value=False),
+                                  Parameter("loops", value=0)])
+    assert all(r.successful for r in result)
+    n_depth, n_labels = _count(ros, "depth"), _count(ros, "labels")
+    for i in range(3):
+        ros.image.publish(array_to_msg(frames[i].rgb, "rgb8", _header(1000 + i)))
+        time.sleep(0.15)
+    assert ros.wait_for(lambda: _count(ros, "labels") >= n_labels + 3)
+    time.sleep(0.3)
+    assert _count(ros, "depth") == n_depth
+    assert node.loops == 0
+    rejected = node.set_parameters([Parameter("device", value="cuda")])[0]
+    assert not rejected.successful and "restart" in rejected.reason
+    rejected = node.set_parameters([Parameter("gate_source", value="stereo")])[0]
+    assert not rejected.successful and "gate_source" in rejected.reason
+    rejected = node.set_parameters([Parameter("mask_classes", value=["unicorn"])])[0]
+    assert not rejected.successful and "unicorn" in rejected.reason
+
+
+def test_points_need_camera_info_then_arrive(ros, frames):
+    node = ros.node
+    ros.collect(PointCloud2, f"{NODE}/points")
+    assert node.set_parameters([Parameter("publish_points", value=True)])[0].successful
+    info_pub = ros.publisher(CameraInfo, "camera_info")
+    ros.wait_for_subscribers(info_pub)
+    info = CameraInfo(width=96, height=48)
+    info.k = [CAM.fx, 0.0, CAM.u0 - 0.5, 0.0, CAM.fy, CAM.v0 - 0.5, 0.0, 0.0, 1.0]
+    info_pub.publish(info)
+    time.sleep(0.2)
+    f = frames[0]
+    for i in range(3):
+        ros.depth.publish(array_to_msg(f.depth, "32FC1", _header(1100 + i)))
+        ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(1100 + i)))
+        time.sleep(0.15)
+    assert ros.wait_for(lambda: any(m.header.stamp.sec == 1102 for _, m in
+                                    ros.messages(f"{NODE}/points")))
+    assert node.last_gate_source == "sensor"
+    cloud = ros.messages(f"{NODE}/points")[-1][1]
+    assert [x.name for x in cloud.fields] == ["x", "y", "z", "rgb", "label"]
+    pts = np.frombuffer(bytes(cloud.data), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
+                                                  ("rgb", "<f4"), ("label", "<u4")])
+    # every pixel has a point (sensor depth, the network's where the sensor has none), in
+    # row-major order; where the sensor measured, z is its depth and x follows from K
+    assert len(pts) == 48 * 96
+    z = pts["z"].reshape(48, 96)
+    valid = np.isfinite(f.depth)
+    np.testing.assert_allclose(z[valid], f.depth[valid], rtol=1e-6)
+    u = np.broadcast_to(np.arange(96), (48, 96))
+    np.testing.assert_allclose(pts["x"].reshape(48, 96)[valid],
+                               ((u - (CAM.u0 - 0.5)) / CAM.fx * z)[valid], rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_diagnostics_are_published(ros, frames):
+    ros.image.publish(array_to_msg(frames[0].rgb, "rgb8", _header(1200)))
+    assert ros.wait_for(lambda: any(
+        s.name == "depthgate_ros: perception_node" for _, m in ros.messages("/diagnostics")
+        for s in m.status), timeout=5)
+    status = [s for _, m in ros.messages("/diagnostics") for s in m.status][-1]
+    keys = {kv.key for kv in status.values}
+    assert {"input_rate_hz", "processed_rate_hz", "dropped", "latency_p50_ms",
+            "latency_p95_ms", "gate_source", "device", "errors"} <= keys
+
+
+def test_launch_file_yaml_and_node_agree(checkpoint):
+    setup = (ROOT / "setup.py").read_text()
+    assert "perception_node = depthgate_ros.ros.node:main" in setup
+    tree = ast.parse((ROOT / "launch" / "perception.launch.py").read_text())
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(
+        n.func, "id", None) == "Node"]
+    kwargs = {k.arg: k.value for k in calls[0].keywords}
+    assert ast.literal_eval(kwargs["package"]) == "depthgate_ros"
+    assert ast.literal_eval(kwargs["executable"]) == "perception_node"
+    assert "perception.yaml" in ast.unparse(tree)
+    remapped = {ast.literal_eval(t.elts[0]) for t in kwargs["remappings"].elts}
+    assert remapped == {"image", "depth", "disparity", "camera_info"}
+    params = yaml.safe_load((ROOT / "config" / "perception.yaml").read_text())
+    keys = set(params["perception_node"]["ros__parameters"])
+    assert keys == set(PARAMETERS)
+    # Start the node with the file: every value must be accepted by its declaration.
+    yaml_path = ROOT / "config" / "perception.yaml"
+    h = Harness(args=["--ros-args", "--params-file", str(yaml_path), "-p",
+                      f"model_path:={checkpoint}", "-p", "device:=cpu"])
+    try:
+        node = h.add(PerceptionNode(context=h.context))
+        for key, value in params["perception_node"]["ros__parameters"].items():
+            if key not in ("model_path", "device"):
+                assert node.get_parameter(key).value == value, key
+    finally:
+        h.close()
+
+
+def test_unloadable_model_is_a_clear_fatal_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "depthgate_ros.ros.node", "--ros-args", "-p",
+         f"model_path:={tmp_path / 'missing.pt'}"], capture_output=True, text=True,
+        timeout=60, env={**__import__("os").environ})
+    assert proc.returncode == 1
+    assert "cannot start" in proc.stderr + proc.stdout
+    assert "checkpoint not found" in proc.stderr + proc.stdout
