@@ -1,14 +1,19 @@
-"""depthgate-demo: the model on a bundled synthetic street sequence, pictures and figures out.
+"""depthgate-demo: the perception node on the bundled synthetic street sequence.
 
-The first half of the sequence comes with sensor depth (the gate follows it), the second half
-is RGB only (the gate falls back to the network's own monocular depth), as a robot whose depth
-camera drops out would see it.
+Starts `perception_node` (bundled model unless --checkpoint), publishes a synthetic drive over
+real rclpy topics — RGB with depth for the first half, RGB only for the second, so the gate
+falls back from sensor depth to the network's own monocular depth — collects what the node
+publishes, and writes panels, an animated GIF and summary.json to the output folder.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
+import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -16,98 +21,207 @@ import numpy as np
 
 from .data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
 from .data.synthetic import Camera, render_sequence
-from .inference import Predictor
-from .metrics import DepthMetric, SegmentationMetric
 from .model import DepthGatedNet, ModelConfig
-from .model.checkpoint import ModelInfo
+from .model.checkpoint import ModelInfo, save_checkpoint
+from .visualize import colorize_depth, colorize_gate, colorize_labels, palette, panel, write_png
 from .weights import bundled_checkpoint
-from .visualize import (colorize_depth, colorize_gate, colorize_labels, palette, panel,
-                        write_png)
 
 log = logging.getLogger("depthgate_ros.demo")
+MASKS = ("car", "person")
 
 
-def build_predictor(checkpoint: str | None, **options) -> tuple[Predictor, str]:
-    path = Path(checkpoint) if checkpoint else bundled_checkpoint()
-    if path is not None:
-        return Predictor.from_checkpoint(path, **options), str(path)
-    log.warning("no checkpoint given and no bundled model in this build: running an "
-                "UNTRAINED network, so the pictures show the pipeline, not accuracy")
-    model = DepthGatedNet(ModelConfig(channels=128, depth_channels=(64, 32)))
-    return Predictor(model, ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS), **options), \
-        "untrained (random initialisation)"
+def _model_path(checkpoint: str | None, scratch: Path) -> tuple[str, str]:
+    if checkpoint:
+        return checkpoint, checkpoint
+    bundled = bundled_checkpoint()
+    if bundled is not None:
+        return str(bundled), "bundled"
+    log.warning("no bundled model in this build and no --checkpoint: running an UNTRAINED "
+                "network; the pictures show the pipeline, not accuracy")
+    model = DepthGatedNet(ModelConfig(channels=64, depth_channels=(32, 16)))
+    path = save_checkpoint(scratch / "untrained.pt", model,
+                           ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
+    return str(path), "untrained (random initialisation)"
+
+
+def camera_info_for(cam: Camera, header):
+    from sensor_msgs.msg import CameraInfo
+    info = CameraInfo(width=cam.width, height=cam.height, distortion_model="plumb_bob")
+    info.header = header
+    # ROS puts pixel centres at integer coordinates; the renderer at +0.5.
+    cx, cy = cam.u0 - 0.5, cam.v0 - 0.5
+    info.k = [cam.fx, 0.0, cx, 0.0, cam.fy, cy, 0.0, 0.0, 1.0]
+    info.p = [cam.fx, 0.0, cx, 0.0, 0.0, cam.fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.d = [0.0] * 5
+    return info
+
+
+def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: float,
+             checkpoint: str | None, device: str) -> dict:
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.setdefault("ROS_DOMAIN_ID", str(120 + os.getpid() % 40))
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image
+    from std_msgs.msg import Header
+
+    from .ros.image_codec import array_to_msg, depth_from_msg, image_to_array
+    from .ros.node import PerceptionNode
+
+    h, w = size
+    f = 560.0 * w / 512
+    cam = Camera(width=w, height=h, fx=f, fy=f)
+    sequence = list(render_sequence(seed, frames, cam))
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        model_path, model_name = _model_path(checkpoint, Path(scratch))
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        executor = MultiThreadedExecutor(num_threads=3, context=context)
+        node = PerceptionNode(context=context, parameter_overrides=[
+            Parameter("model_path", value=model_path), Parameter("device", value=device),
+            Parameter("mask_classes", value=list(MASKS)),
+            Parameter("depth_timeout", value=max(0.3, 1.5 / rate_hz))])
+        client = rclpy.create_node("depthgate_demo_player", context=context)
+        for n in (node, client):
+            executor.add_node(n)
+        received: dict[str, dict[int, object]] = {}
+        arrival: dict[int, float] = {}
+        lock = threading.Lock()
+
+        def collector(topic):
+            received[topic] = {}
+
+            def cb(msg):
+                key = msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec
+                with lock:
+                    received[topic][key] = msg
+                    if topic == "labels":
+                        arrival[key] = time.monotonic()
+            return cb
+        qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
+        for topic in ("labels", "depth", "gate") + tuple(f"masks/{m}" for m in MASKS):
+            client.create_subscription(Image, f"/perception_node/{topic}", collector(topic),
+                                       qos)
+        client.create_subscription(DiagnosticArray, "/perception_node/frame_info",
+                                   collector("frame_info"), qos)
+        sensor_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+        pub_image = client.create_publisher(Image, "image", sensor_qos)
+        pub_depth = client.create_publisher(Image, "depth", sensor_qos)
+        pub_info = client.create_publisher(CameraInfo, "camera_info", sensor_qos)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and (pub_image.get_subscription_count() < 1 or
+                                                   pub_depth.get_subscription_count() < 1):
+                time.sleep(0.05)
+            time.sleep(0.5)
+            sent, stamps = {}, []
+            half = (frames + 1) // 2
+            t_start = time.monotonic()
+            for i, fr in enumerate(sequence):
+                header = Header(frame_id="camera_optical")
+                key = 1_700_000_000 * 10 ** 9 + int(fr.meta["stamp_s"] * 1e9)
+                header.stamp.sec, header.stamp.nanosec = divmod(key, 10 ** 9)
+                pub_info.publish(camera_info_for(cam, header))
+                if i < half:
+                    pub_depth.publish(array_to_msg(fr.depth, "32FC1", header))
+                    time.sleep(0.02)    # a depth camera's frame lands with or before RGB
+                sent[key] = time.monotonic()
+                pub_image.publish(array_to_msg(fr.rgb, "rgb8", header))
+                stamps.append(key)
+                time.sleep(max(0.0, t_start + (i + 1) / rate_hz - time.monotonic()))
+            deadline = time.monotonic() + 5 + 2 / rate_hz
+            while time.monotonic() < deadline and len(received["frame_info"]) < len(stamps):
+                time.sleep(0.05)
+            time.sleep(0.3)
+            diagnostics = node.diagnostics()
+        finally:
+            executor.shutdown()
+            node.destroy_node()
+            client.destroy_node()
+            rclpy.try_shutdown(context=context)
+
+    lut = palette(CITYSCAPES_COLORS)
+    per_frame, pictures, latencies = [], [], []
+    for i, (key, fr) in enumerate(zip(stamps, sequence)):
+        info = received["frame_info"].get(key)
+        entry = {"index": i, "stamp_ns": key, "sensor_depth_sent": i < half,
+                 "processed": info is not None}
+        if info is None or key not in received["labels"]:
+            per_frame.append(entry)
+            continue
+        values = {kv.key: kv.value for kv in info.status[0].values}
+        latency = (arrival[key] - sent[key]) * 1e3
+        latencies.append(latency)
+        entry.update(gate_source=values["gate_source"], loops=int(values["loops"]),
+                     model_ms=float(values["model_ms"]), latency_ms=round(latency, 2))
+        labels = image_to_array(received["labels"][key])
+        images = [fr.rgb, colorize_labels(labels, lut, fr.rgb, 0.25),
+                  colorize_depth(depth_from_msg(received["depth"][key]))]
+        titles = ["image", "labels", "depth (network)"]
+        if key in received["gate"]:
+            images.append(colorize_gate(image_to_array(received["gate"][key])))
+            titles.append(f"gate ({values['gate_source']})")
+        for m in MASKS:
+            if key in received[f"masks/{m}"]:
+                images.append(image_to_array(received[f"masks/{m}"][key]))
+                titles.append(f"mask: {m}")
+        pictures.append(panel(images, titles, width=min(w, 320)))
+        name = f"frame_{i:04d}.png"
+        write_png(out / name, pictures[-1])
+        entry["panel"] = name
+        per_frame.append(entry)
+    if pictures:
+        from PIL import Image as PILImage
+        gif = [PILImage.fromarray(p) for p in pictures]
+        gif[0].save(out / "sequence.gif", save_all=True, append_images=gif[1:],
+                    duration=int(1000 / rate_hz), loop=0)
+    processed = [e for e in per_frame if e["processed"]]
+    lat = np.array(latencies) if latencies else np.array([np.nan])
+    summary = {
+        "model": model_name, "model_path": model_path, "device": diagnostics["device"],
+        "frames_sent": len(stamps), "frames_processed": len(processed),
+        "frames_dropped": diagnostics["dropped"], "publish_rate_hz": rate_hz,
+        "image_size": [h, w],
+        "fps": len(processed) / (len(stamps) / rate_hz) if stamps else 0.0,
+        "latency_ms": {"p50": float(np.nanpercentile(lat, 50)),
+                       "p95": float(np.nanpercentile(lat, 95))},
+        "gate_sources": {s: sum(e.get("gate_source") == s for e in processed)
+                         for s in ("sensor", "predicted")},
+        "per_frame": per_frame,
+    }
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(out / "summary.json")
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="depthgate-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_output", help="output folder (default: %(default)s)")
     parser.add_argument("--checkpoint", help="model file (default: the bundled model)")
-    parser.add_argument("--frames", type=int, default=8, help="sequence length (default: 8)")
-    parser.add_argument("--seed", type=int, default=7, help="street seed (default: 7)")
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--height", type=int, default=256)
+    parser.add_argument("--frames", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=7, help="street seed")
+    parser.add_argument("--size", type=int, nargs=2, default=[256, 512], metavar=("H", "W"))
+    parser.add_argument("--rate", type=float, default=2.0, help="publish rate, Hz")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    parser.add_argument("--loops", type=int, default=None, help="recurrent loops (default: "
-                        "the model's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(name)s: %(message)s")
-    if args.frames < 1:
-        parser.error("--frames must be >= 1")
-
-    predictor, model_name = build_predictor(args.checkpoint, device=args.device,
-                                            loops=args.loops)
-    lut = palette(predictor.info.colors)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    camera = Camera(width=args.width, height=args.height, fx=560.0 * args.width / 512,
-                    fy=560.0 * args.width / 512)
-    seg = SegmentationMetric(len(predictor.info.class_names))
-    depth_metric = DepthMetric()
-    frames, latencies = [], []
-    for frame in render_sequence(args.seed, args.frames, camera):
-        i = frame.meta["index"]
-        sensor = frame.depth if i < (args.frames + 1) // 2 else None
-        t0 = time.perf_counter()
-        pred = predictor.predict(frame.rgb, sensor)
-        latencies.append(time.perf_counter() - t0)
-        seg.update(pred.labels, frame.labels)
-        depth_metric.update(pred.depth, frame.depth)
-        pictures = [frame.rgb, colorize_labels(frame.labels, lut),
-                    colorize_labels(pred.labels, lut, frame.rgb, 0.3),
-                    colorize_depth(pred.depth),
-                    colorize_depth(sensor) if sensor is not None else np.zeros_like(frame.rgb)]
-        titles = ["image", "ground truth", f"labels (loop {pred.loops})", "predicted depth",
-                  "sensor depth" if sensor is not None else "no sensor depth"]
-        if pred.gate is not None:
-            pictures.append(colorize_gate(pred.gate))
-            titles.append(f"gate ({pred.gate_source})")
-        name = f"frame_{i:04d}.png"
-        write_png(out / name, panel(pictures, titles))
-        frames.append({"index": i, "panel": name, "gate_source": pred.gate_source,
-                       "sensor_depth": sensor is not None,
-                       "latency_ms": round(latencies[-1] * 1e3, 2)})
-        log.info("frame %d: gate %s, %.0f ms", i, pred.gate_source, latencies[-1] * 1e3)
-
-    lat = np.array(latencies) * 1e3
-    s, d = seg.compute(), depth_metric.compute()
-    summary = {
-        "model": model_name, "device": str(predictor.device), "frames": len(frames),
-        "image_size": [args.height, args.width],
-        # The first frame includes one-off warm-up (allocations, kernel selection).
-        "latency_ms": {"p50": float(np.percentile(lat, 50)),
-                       "p95": float(np.percentile(lat, 95)), "first": float(lat[0])},
-        "fps": float(1e3 / np.median(lat)),
-        "miou": s["miou"], "pixel_accuracy": s["pixel_accuracy"], "depth_delta1": d["delta1"],
-        "depth_abs_rel": d["abs_rel"], "per_frame": frames,
-    }
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / "summary.json")
-    print(f"wrote {len(frames)} panels and summary.json to {out}/ "
-          f"(latency p50 {summary['latency_ms']['p50']:.0f} ms, mIoU {s['miou']:.3f}, "
-          f"model: {model_name})")
-    return 0
+    if args.frames < 2 or args.rate <= 0:
+        parser.error("--frames must be >= 2 and --rate > 0")
+    s = run_demo(Path(args.out), args.frames, args.seed, tuple(args.size), args.rate,
+                 args.checkpoint, args.device)
+    print(f"{s['frames_processed']}/{s['frames_sent']} frames processed, gate sources "
+          f"{s['gate_sources']}, latency p50 {s['latency_ms']['p50']:.0f} ms; panels, "
+          f"sequence.gif and summary.json in {args.out}/ (model: {s['model']})")
+    return 0 if s["frames_processed"] else 1
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())

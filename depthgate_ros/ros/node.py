@@ -3,7 +3,8 @@
 Subscribes (relative names, remappable): `image` (sensor_msgs/Image), optional `depth`
 (REP 118 Image), `disparity` (stereo_msgs/DisparityImage) and `camera_info`. Publishes under
 the node's namespace `~/labels`, `~/labels_color`, `~/depth`, `~/confidence`, `~/gate`,
-`~/masks/<class>`, `~/points`, each with the input image's header, and `/diagnostics`.
+`~/masks/<class>`, `~/points` and `~/frame_info` (gate source, loops and timings of the
+frame), each with the input image's header, and `/diagnostics`.
 
 Subscription callbacks only store messages: inference runs on a worker thread that always
 takes the newest image (at most one waits; replaced ones are counted as dropped), so a slow
@@ -141,6 +142,8 @@ class PerceptionNode(Node):
         self.mask_pubs: dict[str, object] = {}
         self._update_mask_publishers()
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        # Per frame, with the input's header: which gate was used, loops, timings.
+        self.frame_info_pub = self.create_publisher(DiagnosticArray, "~/frame_info", out_qos)
 
         in_qos = QoSProfile(
             depth=p["input_queue_depth"], history=HistoryPolicy.KEEP_LAST,
@@ -223,7 +226,7 @@ class PerceptionNode(Node):
 
     def _qos_events(self, topic: str) -> SubscriptionEventCallbacks:
         def incompatible(event):
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f"a publisher on '{topic}' has incompatible QoS (policy "
                 f"{event.last_policy_kind}); no messages will arrive from it. Set "
                 "input_reliability to match it.")
@@ -334,6 +337,7 @@ class PerceptionNode(Node):
         model_s = time.monotonic() - t0
         self._publish(msg, rgb, pred, depth, enabled, alpha, masks, info)
         done = time.monotonic()
+        self._publish_frame_info(msg.header, pred, model_s, done - arrival_mono)
         with self._lock:
             self.stats["processed"] += 1
             self._window.append((done, done - arrival_mono, model_s))
@@ -382,11 +386,20 @@ class PerceptionNode(Node):
                                                               pred.depth)
                 self.pubs["points"].publish(depth_to_cloud(d, rgb, pred.labels, info, header))
 
+    def _publish_frame_info(self, header, pred, model_s: float, latency_s: float) -> None:
+        status = DiagnosticStatus(name="depthgate_ros: frame", level=DiagnosticStatus.OK,
+                                  message=pred.gate_source)
+        status.values = [KeyValue(key="gate_source", value=pred.gate_source),
+                         KeyValue(key="loops", value=str(pred.loops)),
+                         KeyValue(key="model_ms", value=f"{model_s * 1e3:.2f}"),
+                         KeyValue(key="latency_ms", value=f"{latency_s * 1e3:.2f}")]
+        self.frame_info_pub.publish(DiagnosticArray(header=header, status=[status]))
+
     def _warn(self, key: str, text: str, period: float = 5.0) -> None:
         now = time.monotonic()
         if now - self._throttle.get(key, -1e9) >= period:
             self._throttle[key] = now
-            self.get_logger().warn(text)
+            self.get_logger().warning(text)
 
     # -- health -----------------------------------------------------------------------------
 
