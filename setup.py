@@ -31,6 +31,9 @@ setup(
             "depthgate-eval = depthgate_ros.evaluate:main",
             "depthgate-ablation = depthgate_ros.ablation:main",
             "perception_node = depthgate_ros.ros.node:main",
+            "depthgate-bag-eval = depthgate_ros.ros.bag_eval:main",
+            "bag_eval = depthgate_ros.ros.bag_eval:main",
+            "depthgate-make-bag = depthgate_ros.ros.make_bag:main",
         ],
     },
 )
