@@ -48,10 +48,9 @@ def camera_info_for(cam: Camera, header):
     from sensor_msgs.msg import CameraInfo
     info = CameraInfo(width=cam.width, height=cam.height, distortion_model="plumb_bob")
     info.header = header
-    # ROS puts pixel centres at integer coordinates; the renderer at +0.5.
-    cx, cy = cam.u0 - 0.5, cam.v0 - 0.5
-    info.k = [cam.fx, 0.0, cx, 0.0, cam.fy, cy, 0.0, 0.0, 1.0]
-    info.p = [cam.fx, 0.0, cx, 0.0, 0.0, cam.fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    k = cam.k_matrix()
+    info.k = k
+    info.p = k[:3] + [0.0] + k[3:6] + [0.0] + k[6:] + [0.0]
     info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     info.d = [0.0] * 5
     return info

@@ -257,7 +257,7 @@ def test_points_need_camera_info_then_arrive(ros, frames):
     info_pub = ros.publisher(CameraInfo, "camera_info")
     ros.wait_for_subscribers(info_pub)
     info = CameraInfo(width=96, height=48)
-    info.k = [CAM.fx, 0.0, CAM.u0 - 0.5, 0.0, CAM.fy, CAM.v0 - 0.5, 0.0, 0.0, 1.0]
+    info.k = CAM.k_matrix()
     info_pub.publish(info)
     time.sleep(0.2)
     f = frames[0]
@@ -331,3 +331,40 @@ def test_unloadable_model_is_a_clear_fatal_error(tmp_path):
     assert proc.returncode == 1
     assert "cannot start" in proc.stderr + proc.stdout
     assert "checkpoint not found" in proc.stderr + proc.stdout
+
+
+def test_timeouts_follow_sim_time(checkpoint, frames):
+    from rosgraph_msgs.msg import Clock
+    h = Harness()
+    try:
+        node = h.add(PerceptionNode(context=h.context, parameter_overrides=[
+            Parameter("model_path", value=str(checkpoint)), Parameter("device", value="cpu"),
+            Parameter("depth_timeout", value=0.3), Parameter("use_sim_time", value=True)]))
+        clock = h.publisher(Clock, "/clock", reliable=True)
+        image, depth = h.publisher(Image, "image"), h.publisher(Image, "depth")
+        for p in (clock, image, depth):
+            h.wait_for_subscribers(p)
+
+        def tick(sec, nsec=0):
+            c = Clock()
+            c.clock.sec, c.clock.nanosec = sec, nsec
+            clock.publish(c)
+            time.sleep(0.05)
+        tick(1000)
+        for i in range(3):                      # sensor gating at sim time 1000.x
+            tick(1000, i * 100_000_000)
+            depth.publish(array_to_msg(frames[0].depth, "32FC1", _header(1000, i * 10 ** 8)))
+            image.publish(array_to_msg(frames[0].rgb, "rgb8", _header(1000, i * 10 ** 8)))
+            time.sleep(0.15)
+        assert h.wait_for(lambda: node.stats["processed"] >= 3)
+        assert node.last_gate_source == "sensor"
+        # Depth stops, but simulated time stands still: depth is not yet "silent", so the
+        # node keeps waiting for a partner although wall time passes the timeout.
+        image.publish(array_to_msg(frames[1].rgb, "rgb8", _header(1000, 300_000_000)))
+        time.sleep(0.8)
+        assert node.stats["processed"] == 3
+        tick(1001)                              # simulated time moves past depth_timeout
+        assert h.wait_for(lambda: node.stats["processed"] == 4, timeout=5)
+        assert node.last_gate_source == "predicted"
+    finally:
+        h.close()

@@ -45,6 +45,11 @@ class Camera:
     def v0(self) -> float:
         return self.height / 2 if self.cy is None else self.cy
 
+    def k_matrix(self) -> list[float]:
+        """Row-major K in the ROS / OpenCV convention (pixel centres at integer coordinates;
+        this renderer puts them at +0.5), for sensor_msgs/CameraInfo."""
+        return [self.fx, 0.0, self.u0 - 0.5, 0.0, self.fy, self.v0 - 0.5, 0.0, 0.0, 1.0]
+
     def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(right, down, forward) unit vectors in the world frame."""
         p = np.deg2rad(self.pitch_deg)

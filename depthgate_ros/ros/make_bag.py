@@ -24,12 +24,11 @@ START_NS = 1_700_000_000 * 1_000_000_000
 
 def camera_info_msg(cam: Camera, hdr):
     T = TYPESTORE.types
-    cx, cy = cam.u0 - 0.5, cam.v0 - 0.5     # ROS: pixel centres at integer coordinates
+    k = np.array(cam.k_matrix())
     return T[CAMERA_INFO](
         header=hdr, height=cam.height, width=cam.width, distortion_model="plumb_bob",
-        d=np.zeros(5), k=np.array([cam.fx, 0, cx, 0, cam.fy, cy, 0, 0, 1], float),
-        r=np.eye(3).ravel(), p=np.array([cam.fx, 0, cx, 0, 0, cam.fy, cy, 0, 0, 0, 1, 0],
-                                        float),
+        d=np.zeros(5), k=k, r=np.eye(3).ravel(),
+        p=np.concatenate([k.reshape(3, 3), np.zeros((3, 1))], 1).ravel(),
         binning_x=0, binning_y=0,
         roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
                                                  do_rectify=False))
