@@ -34,6 +34,7 @@ setup(
             "depthgate-bag-eval = depthgate_ros.ros.bag_eval:main",
             "bag_eval = depthgate_ros.ros.bag_eval:main",
             "depthgate-make-bag = depthgate_ros.ros.make_bag:main",
+            "depthgate-pack-model = depthgate_ros.pack_model:main",
         ],
     },
 )

@@ -134,3 +134,18 @@ def test_saving_with_wrong_class_names_is_refused(make_model, tmp_path):
         save_checkpoint(tmp_path / "m.pt", make_model(),
                         ModelInfo(("a", "b"), ((0, 0, 0), (1, 1, 1))))
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_packed_half_precision_checkpoint(saved, tmp_path):
+    from depthgate_ros.pack_model import main as pack
+    path, model = saved
+    dst = tmp_path / "packed.pt"
+    assert pack([str(path), str(dst), "--note", "test"]) == 0
+    assert dst.stat().st_size < 0.6 * path.stat().st_size
+    packed, info, extra = load_checkpoint(dst)
+    assert extra == {} and info.provenance["packed_from"] == str(path)
+    assert next(packed.parameters()).dtype == torch.float32
+    x = torch.randn(1, 3, 40, 56)
+    with torch.no_grad():
+        a, b = model(x, loops=2)[-1], packed(x, loops=2)[-1]
+    torch.testing.assert_close(a["seg"], b["seg"], rtol=0.02, atol=0.02)

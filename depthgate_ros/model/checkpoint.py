@@ -72,8 +72,10 @@ class ModelInfo:
 
 
 def save_checkpoint(path: str | Path, model: DepthGatedNet, info: ModelInfo,
-                    extra: dict | None = None) -> Path:
-    """Write atomically (temp file + rename): a crash never leaves a half-written checkpoint."""
+                    extra: dict | None = None, half: bool = False) -> Path:
+    """Write atomically (temp file + rename): a crash never leaves a half-written checkpoint.
+    `half` stores floating-point weights as float16 (half the size, e.g. for a model shipped
+    in the package); loading converts them back to the model's float32."""
     if len(info.class_names) != model.cfg.num_classes:
         raise CheckpointMismatchError(
             f"model has {model.cfg.num_classes} classes but info names {len(info.class_names)}")
@@ -83,7 +85,8 @@ def save_checkpoint(path: str | Path, model: DepthGatedNet, info: ModelInfo,
         "format": FORMAT,
         "version": VERSION,
         "config": model.cfg.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": {k: (v.detach().cpu().half() if half and v.is_floating_point()
+                           else v.detach().cpu()) for k, v in model.state_dict().items()},
         "info": {**asdict(info), "class_names": list(info.class_names),
                  "colors": [list(c) for c in info.colors],
                  "mean": list(info.mean), "std": list(info.std)},
