@@ -54,6 +54,7 @@ def ros(checkpoint):
                  "masks/car"):
         h.collect(Image, f"{NODE}/{name}")
     h.collect(DiagnosticArray, "/diagnostics")
+    h.collect(DiagnosticArray, f"{NODE}/frame_info")
     h.image = h.publisher(Image, "image")
     h.depth = h.publisher(Image, "depth")
     h.wait_for_subscribers(h.image)
@@ -100,7 +101,18 @@ def test_outputs_carry_the_input_header_and_agree(ros, frames):
     assert image_to_array(msgs["gate"]).max() < 5
 
 
+def _frame_info(h, first_sec):
+    """{stamp sec: {key: value}} from ~/frame_info, for frames stamped >= first_sec."""
+    out = {}
+    for _, m in h.messages(f"{NODE}/frame_info"):
+        if m.header.stamp.sec >= first_sec:
+            out[m.header.stamp.sec] = {kv.key: kv.value for kv in m.status[0].values}
+    return out
+
+
 def test_fallback_to_monocular_and_back(ros, frames):
+    # Per-frame gate sources, not wall-clock switch times: a loaded machine delays frames but
+    # must not change which gate each frame gets.
     node = ros.node
 
     def send(i, with_depth):
@@ -109,28 +121,29 @@ def test_fallback_to_monocular_and_back(ros, frames):
         if with_depth:
             ros.depth.publish(array_to_msg(f.depth, "32FC1", hdr))
         ros.image.publish(array_to_msg(f.rgb, "rgb8", hdr))
+        time.sleep(0.1)
 
     for i in range(4):                      # depth present: sensor gating
         send(i, True)
-        time.sleep(0.1)
-    assert ros.wait_for(lambda: node.stats["processed"] >= 4)
+    for i in range(4, 10):                  # depth stops (silent longer than depth_timeout)
+        send(i, False)
+    for i in range(10, 16):                 # depth returns
+        send(i, True)
+    assert ros.wait_for(lambda: 115 in _frame_info(ros, 100))
+    gates = {sec - 100: v["gate_source"] for sec, v in _frame_info(ros, 100).items()}
+    # latest-frame-only may drop a frame under load; each phase must still be seen
+    assert sum(1 for i in gates if i < 4) >= 2 and sum(1 for i in gates if 4 <= i < 10) >= 2
+    # The first image of a depth stream may race its depth message (a node that has never
+    # seen depth does not wait for it); every later one is paired.
+    assert all(g == "sensor" for i, g in gates.items() if 1 <= i < 4), gates
+    assert all(g == "predicted" for i, g in gates.items() if 4 <= i < 10), gates
+    assert all(g == "sensor" for i, g in gates.items() if i >= 11), gates
     assert node.last_gate_source == "sensor"
-    t_stop = time.monotonic()
-    i = 4
-    while node.last_gate_source == "sensor" and time.monotonic() - t_stop < 5:
-        send(i, False)                      # depth stops
-        i += 1
-        time.sleep(0.1)
-    switch = time.monotonic() - t_stop
-    assert node.last_gate_source == "predicted"
-    assert switch <= 0.3 + 0.1 + 0.25       # depth_timeout + one frame (+ processing)
-    t_back = time.monotonic()
-    while node.last_gate_source == "predicted" and time.monotonic() - t_back < 5:
-        send(i, True)                       # depth returns
-        i += 1
-        time.sleep(0.1)
-    assert node.last_gate_source == "sensor"
-    assert time.monotonic() - t_back <= 0.1 + 0.25
+    # an image without depth waits for it at most depth_timeout (0.3 s), not forever
+    info = _frame_info(ros, 100)
+    waited = [float(info[100 + i]["latency_ms"]) - float(info[100 + i]["model_ms"])
+              for i in range(4, 10) if 100 + i in info]
+    assert max(waited) < 300 + 500, waited
 
 
 def test_16uc1_and_disparity_give_sensor_gating(ros, frames):
@@ -161,26 +174,35 @@ def test_flood_keeps_latency_bounded_and_counts_drops(ros, frames):
     node = ros.node
     original = node.predictor.predict
     model_s = 0.2
+    burst = 45
 
     def slow(*args, **kwargs):
         time.sleep(model_s)
         return original(*args, **kwargs)
     node.predictor.predict = slow
+    before = dict(node.stats)
     sent = {}
-    for i in range(45):                                     # 1.5 s at 30 Hz
+    for i in range(burst):                                  # 1.5 s at 30 Hz
         hdr = _header(500 + i)
         sent[500 + i] = time.monotonic()
         ros.image.publish(array_to_msg(frames[i % 6].rgb, "rgb8", hdr))
         time.sleep(1 / 30)
-    time.sleep(1.0)
-    out = [(t, m.header.stamp.sec) for t, m in ros.messages(f"{NODE}/labels")
-           if m.header.stamp.sec >= 500]
-    latencies = [t - sent[s] for t, s in out]
-    assert 3 <= len(out) < 45
-    assert node.stats["dropped"] >= 45 - len(out) - 2
-    # latest-frame-only: each output is at most ~2 model times old (one wait + one run)
-    assert np.percentile(latencies, 95) <= 2 * (model_s + 0.1) + 0.15
-    assert node.stats["dropped"] > 20
+    last = 500 + burst - 1
+    # the newest frame is always processed: it is the one left in the slot
+    assert ros.wait_for(lambda: last in _frame_info(ros, 500))
+    info = _frame_info(ros, 500)
+    out = sorted(info)
+    assert 3 <= len(out) < burst
+    received = node.stats["received"] - before["received"]
+    processed = node.stats["processed"] - before["processed"]
+    assert node.stats["dropped"] - before["dropped"] == received - processed
+    assert node.stats["dropped"] - before["dropped"] > 20
+    # A FIFO backlog would deliver the last frame ~burst * model_s = 9 s after it was sent;
+    # latest-frame-only keeps it to one wait plus one run (bounds leave room for a busy CI).
+    arrived = {m.header.stamp.sec: t for t, m in ros.messages(f"{NODE}/labels")}
+    assert arrived[last] - sent[last] < 2.0
+    in_node = [float(v["latency_ms"]) / 1e3 for v in info.values()]
+    assert np.median(in_node) <= 2 * (model_s + 0.1)
 
 
 def test_bad_inputs_are_survived_logged_and_counted(ros, frames):
