@@ -30,8 +30,10 @@ from .visualize import (colorize_depth, colorize_gate, colorize_labels, palette,
 
 def markdown_table(result: dict, title: str) -> str:
     loops = sorted(k for k in result if k.startswith("loop"))
+    cap = result.get("depth_cap_m")
+    rmse = "RMSE (m)" if cap is None else f"RMSE (m, <= {cap:g} m)"
     lines = [f"### {title}", "",
-             "| output | mIoU | pixel acc. | iIoU | depth delta1 | AbsRel | RMSE (m) |",
+             f"| output | mIoU | pixel acc. | iIoU | depth delta1 | AbsRel | {rmse} |",
              "|---|---|---|---|---|---|---|"]
     for k in loops:
         r, d = result[k], result[k]["depth"]
@@ -66,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta-flip", action="store_true")
     parser.add_argument("--tta-scales", type=float, nargs="+", default=[1.0])
     parser.add_argument("--depth-blur", type=float, default=0.0, help="sigma in pixels")
+    parser.add_argument("--max-depth", type=float, default=None,
+                        help="leave ground truth beyond this many metres out of the depth "
+                             "metrics (80 is the usual cap on driving data)")
     parser.add_argument("--grid-frames", type=int, default=4, help="rows in grid.png")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s")
@@ -103,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = evaluate_dataset(predictor, dataset, gate=args.gate,
                               sensor_depth=args.sensor_depth, max_frames=args.max_frames,
-                              on_frame=picture)
+                              max_depth=args.max_depth, on_frame=picture)
     result["checkpoint"] = str(args.checkpoint)
     result["settings"] = {k: v for k, v in vars(args).items() if k != "checkpoint"}
     out = Path(args.out)

@@ -15,14 +15,15 @@ from .metrics import DepthMetric, SegmentationMetric, cityscapes_avg_instance_si
 
 def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
                      sensor_depth: bool = False, max_frames: int | None = None,
-                     on_frame=None) -> dict:
+                     max_depth: float | None = None, on_frame=None) -> dict:
     """`sensor_depth`: hand each sample's ground-truth depth to the Predictor (the paper's
-    "gt-depth" rows). `on_frame(i, sample, predictions)` sees every frame (for pictures)."""
+    "gt-depth" rows); the gate still sees all of it, `max_depth` only caps the depth metrics.
+    `on_frame(i, sample, predictions)` sees every frame (for pictures)."""
     names = predictor.info.class_names
     sizes = cityscapes_avg_instance_size(names) if len(names) == 19 else {}
     loops = predictor.loops
     seg = [SegmentationMetric(len(names), avg_instance_size=sizes) for _ in range(loops + 1)]
-    depth = [DepthMetric() for _ in range(loops + 1)]
+    depth = [DepthMetric(max_depth) for _ in range(loops + 1)]
     latencies = []
     n = len(dataset) if max_frames is None else min(max_frames, len(dataset))
     for i in range(n):
@@ -40,6 +41,7 @@ def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
             on_frame(i, sample, preds)
     lat = np.array(latencies) * 1e3
     result = {"frames": n, "gate_source": preds[-1].gate_source if n else None,
+              "depth_cap_m": max_depth,
               "latency_ms": {"p50": float(np.percentile(lat, 50)),
                              "p95": float(np.percentile(lat, 95))} if n else {}}
     for loop in range(loops + 1):

@@ -112,11 +112,18 @@ def _nanmean(x: np.ndarray) -> float:
 
 class DepthMetric:
     """delta < 1.25^k (k = 1, 2, 3), AbsRel, SqRel, RMSE, RMSE-log and log10, over the
-    pixels where the ground truth is valid (finite, > 0); predictions must be positive there."""
+    pixels where the ground truth is valid (finite, > 0); predictions must be positive there.
+
+    `max_depth` leaves out ground truth beyond it, as the usual capped protocols do (80 m on
+    driving data): a ground plane reaches kilometres at the horizon, and a handful of such
+    pixels would otherwise decide the RMSE."""
 
     NAMES = ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10")
 
-    def __init__(self):
+    def __init__(self, max_depth: float | None = None):
+        if max_depth is not None and not max_depth > 0:
+            raise ValueError(f"max_depth must be positive, got {max_depth}")
+        self.max_depth = max_depth
         # count, then the running sums behind each metric
         self.sums = np.zeros(9, np.float64)
 
@@ -125,6 +132,8 @@ class DepthMetric:
         if pred.shape != gt.shape:
             raise ValueError(f"prediction has {pred.size} pixels, ground truth {gt.size}")
         valid = np.isfinite(gt) & (gt > 0)
+        if self.max_depth is not None:
+            valid &= gt <= self.max_depth
         p, g = pred[valid], gt[valid]
         if np.any(~np.isfinite(p) | (p <= 0)):
             raise ValueError("predicted depth must be finite and positive where ground truth "

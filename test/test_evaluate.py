@@ -3,11 +3,12 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
 from depthgate_ros.evaluate import main as eval_main
 from depthgate_ros.inference import Predictor
-from depthgate_ros.metrics import SegmentationMetric
+from depthgate_ros.metrics import DepthMetric, SegmentationMetric
 from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
 from depthgate_ros.training.datasets import SYNTHETIC_VAL_FIRST_SEED, SyntheticStreetDataset
 
@@ -19,7 +20,7 @@ def test_eval_writes_metrics_table_and_grid(tmp_path, make_model):
     out = tmp_path / "eval"
     assert eval_main(["--checkpoint", str(ckpt), "--synthetic-frames", "3",
                       "--synthetic-size", "64", "128", "--out", str(out), "--device", "cpu",
-                      "--grid-frames", "2"]) == 0
+                      "--grid-frames", "2", "--max-depth", "40"]) == 0
     result = json.loads((out / "metrics.json").read_text())
     assert result["frames"] == 3 and {"loop0", "loop1", "loop2", "final"} <= set(result)
     # independent check: the same frames through the Predictor and a fresh metric
@@ -30,8 +31,14 @@ def test_eval_writes_metrics_table_and_grid(tmp_path, make_model):
         for s in data:
             m.update(predictor.predict(s["rgb"], loops=loop).labels, s["labels"])
         assert abs(m.compute()["miou"] - result[f"loop{loop}"]["miou"]) < 1e-12
+    d = DepthMetric()            # the cap by hand: ground truth beyond 40 m left out
+    for s in data:
+        gt = np.where(s["depth"] <= 40, s["depth"], np.nan)
+        d.update(predictor.predict(s["rgb"], loops=2).depth, gt)
+    assert result["depth_cap_m"] == 40
+    assert result["loop2"]["depth"] == pytest.approx(d.compute())
     table = (out / "metrics.md").read_text()
-    assert "| loop2 |" in table and "mIoU" in table
+    assert "| loop2 |" in table and "mIoU" in table and "<= 40 m" in table
     grid = cv2.imread(str(out / "grid.png"))
     assert grid is not None and grid.shape[0] > 2 * 64   # two rows of panels
 

@@ -120,6 +120,19 @@ def test_depth_metrics_by_hand():
     assert math.isnan(DepthMetric().compute()["rmse"])
 
 
+def test_depth_cap_equals_metrics_on_the_kept_pixels():
+    rng = np.random.default_rng(0)
+    gt = rng.uniform(1, 500, 1000)
+    pred = gt * rng.uniform(0.7, 1.4, 1000)
+    capped, kept = DepthMetric(max_depth=80.0), DepthMetric()
+    capped.update(pred, gt)
+    kept.update(pred[gt <= 80], gt[gt <= 80])
+    assert capped.compute() == pytest.approx(kept.compute())
+    assert capped.compute()["pixels"] == int((gt <= 80).sum()) < 1000
+    with pytest.raises(ValueError, match="positive"):
+        DepthMetric(max_depth=0)
+
+
 def _ddp_worker(rank, world, port, pairs, result):
     import torch.distributed as dist
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,

@@ -50,11 +50,11 @@ def _decode_depth(kind: str, msg, unit: float):
 
 def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: float,
             timeout: float, unit: float, panels: int, out_bag: Path | None,
-            storage: str) -> dict:
+            storage: str, max_depth: float | None = None) -> dict:
     names = predictor.info.class_names
     loops = predictor.loops
     seg = [SegmentationMetric(len(names)) for _ in range(loops + 1)]
-    mono_depth = DepthMetric()
+    mono_depth = DepthMetric(max_depth)
     agree_pixels = agree_total = 0
     latencies: list[float] = []
     skipped: dict[str, int] = {}
@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sync-slop", type=float, default=0.05)
     parser.add_argument("--depth-timeout", type=float, default=0.5)
     parser.add_argument("--depth-unit-scale", type=float, default=0.001)
+    parser.add_argument("--max-depth", type=float, default=None,
+                        help="leave sensor depth beyond this many metres out of the depth "
+                             "metrics")
     parser.add_argument("--panels", type=int, default=6, help="PNG panels to write")
     parser.add_argument("--write-bag", action="store_true",
                         help="also write the outputs as a rosbag2 in the report folder")
@@ -345,8 +348,9 @@ def main(argv: list[str] | None = None) -> int:
                              timeout=args.depth_timeout, unit=args.depth_unit_scale,
                              panels=args.panels,
                              out_bag=work / "outputs" if args.write_bag else None,
-                             storage=args.storage)
+                             storage=args.storage, max_depth=args.max_depth)
             report["checkpoint"] = str(model)
+            report["depth_cap_m"] = args.max_depth
         report["bag"] = str(args.bag)
         (work / "report.json").write_text(json.dumps(report, indent=2))
         write_markdown(report, work / "report.md")
