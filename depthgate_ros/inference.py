@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,10 +66,11 @@ class Predictor:
                  fp16: bool = False, channels_last: bool = False, loops: int | None = None,
                  gate: str = "auto", size: Sequence[int] | None = None,
                  tta_scales: Sequence[float] = (1.0,), tta_flip: bool = False,
-                 depth_blur_sigma: float = 0.0):
+                 depth_blur_sigma: float = 0.0, hard_gate: bool = False):
         """`size` (H, W) is the inference resolution (None: the input's own); `tta_scales`
         are relative to it. `depth_blur_sigma` (output pixels) smooths the predicted depth
-        (paper Table 1, "+blur")."""
+        (paper Table 1, "+blur"). `hard_gate`: gate on the most likely predicted depth bin
+        only, so the gating module evaluates one branch per pixel (sparse gating)."""
         if gate not in GATES:
             raise ValueError(f"gate {gate!r} is not one of {GATES}")
         if size is not None and (len(size) != 2 or min(size) < 8):
@@ -83,6 +85,9 @@ class Predictor:
             log.warning("fp16 autocast is only used on CUDA; running float32 on %s", self.device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.eval().to(self.device, memory_format=self.memory_format)
+        self.model.hard_gate = hard_gate
+        # running estimate of one recurrent loop's cost, for latency budgets
+        self.loop_seconds: float | None = None
         self.info = info
         self.cfg = model.cfg
         self.loops = self.cfg.loops if loops is None else loops
@@ -112,19 +117,35 @@ class Predictor:
             return "sensor" if have_depth else "predicted"
         return trained
 
+    @property
+    def hard_gate(self) -> bool:
+        return self.model.hard_gate
+
+    @hard_gate.setter
+    def hard_gate(self, value: bool) -> None:
+        self.model.hard_gate = bool(value)
+
     def predict(self, rgb: np.ndarray, depth: np.ndarray | None = None, *,
-                loops: int | None = None, gate: str | None = None) -> Prediction:
+                loops: int | None = None, gate: str | None = None,
+                budget_ms: float | None = None) -> Prediction:
         """`rgb` (H, W, 3) uint8; `depth` (h, w) metres with NaN (or <= 0) invalid, resampled
         nearest-neighbour when its size differs from the image's. Returns the last loop."""
-        return self.predict_loops(rgb, depth, loops=loops, gate=gate)[-1]
+        return self.predict_loops(rgb, depth, loops=loops, gate=gate, budget_ms=budget_ms)[-1]
 
     @torch.inference_mode()
     def predict_loops(self, rgb: np.ndarray, depth: np.ndarray | None = None, *,
-                      loops: int | None = None, gate: str | None = None) -> list[Prediction]:
+                      loops: int | None = None, gate: str | None = None,
+                      budget_ms: float | None = None) -> list[Prediction]:
         """One Prediction per loop 0..L, all from a single pass of the network (the
-        recurrent module's anytime outputs)."""
+        recurrent module's anytime outputs). `budget_ms`: run further loops (up to `loops`)
+        only while the next one is expected to finish within this many milliseconds of the
+        call; loop 0 always runs."""
+        t_start = time.perf_counter()
         h, w = _check_rgb(rgb)
         loops = self.loops if loops is None else loops
+        if budget_ms is not None and (self.tta_flip or self.tta_scales != (1.0,)):
+            raise ValueError("a latency budget needs a single view: turn test-time "
+                             "augmentation off")
         g = self.resolve_gate(depth is not None, gate)
         # Writable and contiguous: ROS messages arrive as read-only views (copied only then).
         image = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).to(self.device)
@@ -141,8 +162,10 @@ class Predictor:
                                                            else (False,))]
         # per loop: summed class probabilities, log depth and gate weights over the views
         sums = None
+        deadline = None if budget_ms is None else t_start + budget_ms / 1e3
         for scale, flip in views:
-            per_loop = self._run_view(image, sensor, scale, flip, loops, g, inf_size)
+            per_loop = self._run_view(image, sensor, scale, flip, loops, g, inf_size,
+                                      deadline)
             sums = per_loop if sums is None else [
                 tuple(a + b if a is not None else None for a, b in zip(acc, new))
                 for acc, new in zip(sums, per_loop)]
@@ -170,7 +193,12 @@ class Predictor:
                           confidence=conf.float().cpu().numpy(), gate=gate_map,
                           gate_source=gate, loops=loop)
 
-    def _run_view(self, image, sensor, scale, flip, loops, gate, inf_size):
+    def _sync(self) -> None:
+        """Wait for queued GPU work, so a clock reading means the loop is done."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _run_view(self, image, sensor, scale, flip, loops, gate, inf_size, deadline=None):
         """One test-time view -> per loop (probabilities, log depth, gate weights) at the
         inference size. Scaling the image by s makes everything look s times closer, so
         sensor depth goes in divided by s and predicted depth comes out multiplied by s (the
@@ -186,8 +214,22 @@ class Predictor:
             sensor = sensor.flip(-1) if sensor is not None else None
         image = image.contiguous(memory_format=self.memory_format)
         amp = torch.autocast("cuda", dtype=torch.float16) if self.fp16 else nullcontext()
+        outs = []
         with amp:
-            outs = self.model(image, sensor, loops=loops, gate=gate)
+            steps = self.model.iter_loops(image, sensor, loops, gate)
+            for loop in range(loops + 1):
+                t0 = time.perf_counter()
+                outs.append(next(steps))
+                if loop > 0:
+                    self._sync()
+                    dt = time.perf_counter() - t0
+                    self.loop_seconds = dt if self.loop_seconds is None else \
+                        0.7 * self.loop_seconds + 0.3 * dt
+                if deadline is not None and loop < loops:
+                    self._sync()
+                    # before any refinement has been timed, assume it costs nothing extra
+                    if time.perf_counter() + (self.loop_seconds or 0.0) >= deadline:
+                        break
         results = []
         for out in outs:
             probs = out["seg"].float().softmax(1)

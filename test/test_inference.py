@@ -157,3 +157,40 @@ def test_predict_loops_gives_every_loop_from_one_pass(predictor):
         alone = p.predict(rgb, loops=loops)
         np.testing.assert_array_equal(alone.labels, per_loop[loops].labels)
         np.testing.assert_allclose(alone.depth, per_loop[loops].depth, rtol=1e-6)
+
+
+def test_latency_budget_runs_the_loops_that_fit(predictor, monkeypatch):
+    # A fake clock: only a recurrent loop takes time (100 ms), so the decisions are exact.
+    p = predictor(loops=2)
+    clock = [0.0]
+    monkeypatch.setattr("depthgate_ros.inference.time.perf_counter", lambda: clock[0])
+    refine = p.model.refine.forward
+
+    def slow_refine(*args, **kwargs):
+        clock[0] += 0.1
+        return refine(*args, **kwargs)
+    monkeypatch.setattr(p.model.refine, "forward", slow_refine)
+    rgb = _rgb(40, 56)
+    full = p.predict_loops(rgb)
+    assert len(full) == 3 and p.loop_seconds == pytest.approx(0.1)
+    for budget_ms, expect in ((0, 0), (150, 1), (199, 1), (250, 2), (1000, 2)):
+        clock[0] = 0.0
+        out = p.predict_loops(rgb, budget_ms=budget_ms)
+        assert [r.loops for r in out] == list(range(expect + 1)), budget_ms
+        # the anytime outputs are the same as the full pass's, not approximations
+        np.testing.assert_array_equal(out[-1].labels, full[expect].labels)
+    assert p.predict(rgb, budget_ms=120, loops=0).loops == 0     # loops still caps it
+    with pytest.raises(ValueError, match="single view"):
+        predictor(loops=2, tta_flip=True).predict(rgb, budget_ms=100)
+
+
+def test_hard_gate_prediction_is_one_hot_driven(predictor):
+    rgb = _rgb(48, 64)
+    soft = predictor(loops=1)
+    hard = predictor(loops=1, hard_gate=True)
+    assert hard.hard_gate and not soft.hard_gate
+    a, b = soft.predict(rgb), hard.predict(rgb)
+    assert a.labels.shape == b.labels.shape and b.gate is not None
+    # with the soft gate switched to hard at run time, the two predictors agree exactly
+    soft.hard_gate = True
+    np.testing.assert_array_equal(soft.predict(rgb).labels, b.labels)

@@ -272,6 +272,35 @@ def test_disabled_outputs_are_not_published_and_loops_change_live(ros, frames):
     assert not rejected.successful and "unicorn" in rejected.reason
 
 
+def test_latency_budget_and_hard_gate_apply_live_and_show_per_frame(ros, frames):
+    node = ros.node
+    refine = node.predictor.model.refine.forward
+
+    def slow_refine(*args, **kwargs):                 # each recurrent loop costs 150 ms
+        time.sleep(0.15)
+        return refine(*args, **kwargs)
+    node.predictor.model.refine.forward = slow_refine
+
+    def loops_of(first, budget_ms, hard):
+        assert all(r.successful for r in node.set_parameters([
+            Parameter("latency_budget_ms", value=budget_ms), Parameter("hard_gate", value=hard)]))
+        for i in range(3):
+            ros.image.publish(array_to_msg(frames[i].rgb, "rgb8", _header(first + i)))
+            assert ros.wait_for(lambda: first + i in _frame_info(ros, first))
+        return [int(v["loops"]) for v in _frame_info(ros, first).values()]
+
+    assert loops_of(1100, 0.0, False) == [2, 2, 2]            # no budget: the model's loops
+    # 100 ms cannot hold a 150 ms loop: once a loop has been timed, frames stop at loop 0
+    assert loops_of(1200, 100.0, True)[1:] == [0, 0]
+    assert node.predictor.hard_gate
+    assert loops_of(1300, 5000.0, False) == [2, 2, 2]
+    assert not node.predictor.hard_gate
+    node.predictor.tta_flip = True                  # as if started with tta_flip: true
+    rejected = node.set_parameters([Parameter("latency_budget_ms", value=50.0)])[0]
+    node.predictor.tta_flip = False
+    assert not rejected.successful and "augmentation" in rejected.reason
+
+
 def test_points_need_camera_info_then_arrive(ros, frames):
     node = ros.node
     ros.collect(PointCloud2, f"{NODE}/points")

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .sparse_gating import gate_density, sparse_branch_sum
+
 
 def conv_bn_relu(cin: int, cout: int, kernel: int, dilation: int = 1) -> nn.Sequential:
     pad = dilation * (kernel // 2)
@@ -46,10 +48,18 @@ class AtrousBranches(nn.Module):
 
 
 class DepthGatingModule(nn.Module):
+    """`sparse` (inference only): with a hard gate, evaluate each branch only where it is
+    selected (see sparse_gating.py). Used when the gate needs at most `SPARSE_MAX_DENSITY`
+    branches per pixel on average, where it pays for its gathers; soft gates, training and
+    export stay dense."""
+
+    SPARSE_MAX_DENSITY = 2.5
+
     def __init__(self, channels: int, dilations: tuple[int, ...], tied: bool = False):
         super().__init__()
         self.branches = AtrousBranches(channels, dilations, tied)
         self.fuse = conv_bn_relu(channels, channels, 1)
+        self.sparse = True
 
     @property
     def num_branches(self) -> int:
@@ -59,12 +69,23 @@ class DepthGatingModule(nn.Module):
         if gate.shape[1] != self.num_branches or gate.shape[-2:] != x.shape[-2:]:
             raise ValueError(f"gate of shape {tuple(gate.shape)} does not fit "
                              f"{self.num_branches} branches over features {tuple(x.shape)}")
+        if self._use_sparse(gate):
+            return self.fuse(sparse_branch_sum(self.branches, x, gate))
         # Accumulating one branch at a time keeps a single extra feature map alive instead of K.
         out = None
         for k in range(self.num_branches):
             y = gate[:, k:k + 1] * self.branches.branch(x, k)
             out = y if out is None else out + y
         return self.fuse(out)
+
+
+    def _use_sparse(self, gate: torch.Tensor) -> bool:
+        if not self.sparse or self.training or torch.is_grad_enabled():
+            return False
+        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling() \
+                or torch.onnx.is_in_onnx_export():
+            return False                  # data-dependent shapes: export the dense graph
+        return gate_density(gate) <= self.SPARSE_MAX_DENSITY
 
 
 def average_gate(features: torch.Tensor, num_branches: int) -> torch.Tensor:

@@ -43,15 +43,19 @@ class LoopHead(nn.Module):
         self.classifier = nn.Sequential(nn.Dropout2d(cfg.dropout),
                                         nn.Conv2d(c, cfg.num_classes, 1))
 
-    def forward(self, x: torch.Tensor, gate_source: str,
-                fixed_gate: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, gate_source: str, fixed_gate: torch.Tensor | None,
+                hard: bool = False) -> dict[str, torch.Tensor]:
         x = self.block(x)
         depth_logits, log_depth = self.depth(x)
         if gate_source == "none":
             gate = None
             feats = self.context(x)
         else:
-            if gate_source == "predicted":
+            if gate_source == "predicted" and hard:
+                # the most likely depth bin alone: one branch per pixel (sparse gating)
+                gate = F.one_hot(depth_logits.argmax(1), depth_logits.shape[1]).permute(
+                    0, 3, 1, 2).to(depth_logits.dtype)
+            elif gate_source == "predicted":
                 gate = depth_logits.softmax(1)
             elif gate_source == "attention":
                 gate = self.attention(x)[0].softmax(1)
@@ -76,6 +80,9 @@ class DepthGatedNet(nn.Module):
         prev = cfg.channels if cfg.recurrent_input == "features" else cfg.num_classes
         self.refine = LoopHead(cfg.channels + prev, cfg, init_depth) if cfg.recurrent else None
         self.register_buffer("depth_edges", torch.tensor(cfg.depth_edges, dtype=torch.float32))
+        # Inference option, not a trained property: gate on the argmax of predicted depth
+        # (one-hot, so the gating module can run sparse) instead of its soft distribution.
+        self.hard_gate = False
 
     def resolve_gate(self, gate: str | None, have_depth: bool) -> str:
         g = gate or self.cfg.gate_source
@@ -98,9 +105,18 @@ class DepthGatedNet(nn.Module):
         logits and `log_depth` (N, 1, H, W) at the input size; `gate` (N, K, h, w) and
         `features` at stride 8. `depth` is sensor depth in metres (NaN/0 invalid)."""
         loops = self.cfg.loops if loops is None else loops
-        if loops < 0 or (loops > 0 and self.refine is None):
-            raise ValueError(f"loops={loops} needs a recurrent model (recurrent: true)")
+        steps = self.iter_loops(image, depth, loops, gate)
+        return [next(steps) for _ in range(loops + 1)]
+
+    def iter_loops(self, image: torch.Tensor, depth: torch.Tensor | None = None,
+                   max_loops: int | None = None, gate: str | None = None):
+        """Anytime prediction: yields loop 0's output dict, then each refinement's, computing
+        a loop only when the caller asks for it (up to `max_loops`)."""
+        max_loops = self.cfg.loops if max_loops is None else max_loops
+        if max_loops < 0 or (max_loops > 0 and self.refine is None):
+            raise ValueError(f"loops={max_loops} needs a recurrent model (recurrent: true)")
         g = self.resolve_gate(gate, depth is not None)
+        hard = self.hard_gate and not self.training
         size = image.shape[-2:]
         feat = self.stem(self.backbone(image))
         fixed_gate = None
@@ -109,13 +125,15 @@ class DepthGatedNet(nn.Module):
         elif g == "average":
             fixed_gate = average_gate(feat, self.cfg.num_bins)
 
-        outs = [self.head(feat, g, fixed_gate)]
-        for _ in range(loops):
-            prev = outs[-1]
-            prev_in = prev["features"] if self.cfg.recurrent_input == "features" \
-                else prev["seg"].softmax(1)
-            outs.append(self.refine(torch.cat([feat, prev_in], 1), g, fixed_gate))
-        for o in outs:
-            for key in ("seg", "depth_logits", "log_depth"):
-                o[key] = F.interpolate(o[key], size=size, mode="bilinear", align_corners=False)
-        return outs
+        prev = None
+        for loop in range(max_loops + 1):
+            if prev is None:
+                out = self.head(feat, g, fixed_gate, hard)
+            else:
+                prev_in = prev["features"] if self.cfg.recurrent_input == "features" \
+                    else prev["seg"].softmax(1)
+                out = self.refine(torch.cat([feat, prev_in], 1), g, fixed_gate, hard)
+            prev = out
+            yield {**out, **{key: F.interpolate(out[key], size=size, mode="bilinear",
+                                                align_corners=False)
+                             for key in ("seg", "depth_logits", "log_depth")}}

@@ -68,6 +68,11 @@ PARAMETERS = {
     "inference_height": (0, _desc("inference resolution, 0 = the input's own", lo=0, hi=4096)),
     "inference_width": (0, _desc("inference resolution, 0 = the input's own", lo=0, hi=8192)),
     "loops": (-1, _desc("recurrent loops, -1 = the model's default (dynamic)", lo=-1, hi=8)),
+    "latency_budget_ms": (0.0, _desc("anytime refinement: run only the recurrent loops that "
+                                     "fit in this many ms per frame, 0 = always `loops` "
+                                     "(dynamic; needs TTA off)", lo=0.0, hi=10000.0)),
+    "hard_gate": (False, _desc("gate on the most likely predicted depth bin only, so the "
+                               "gating module runs sparse (dynamic)")),
     "gate_source": ("auto", _desc("auto = sensor depth when paired, else predicted (dynamic)",
                                   choices=("auto", "sensor", "predicted", "average"))),
     "sync_slop": (0.05, _desc("max stamp difference (s) for an image/depth pair (dynamic)",
@@ -129,6 +134,9 @@ class PerceptionNode(Node):
         self.class_ids = {topic_name(n): i for i, n in enumerate(self.predictor.info.class_names)}
         self._lock = threading.Lock()       # guards settings, pairing, camera info, stats
         self._apply_dynamic(p)
+        if self.budget_ms and (p["tta_flip"] or list(p["tta_scales"]) != [1.0]):
+            raise ValueError("latency_budget_ms needs test-time augmentation off (tta_flip, "
+                             "tta_scales)")
         self.pairing = DepthPairing(p["sync_slop"], p["depth_timeout"],
                                     queue_size=max(10, p["input_queue_depth"]))
         self.camera_info: CameraInfo | None = None
@@ -179,6 +187,8 @@ class PerceptionNode(Node):
 
     def _apply_dynamic(self, p: dict) -> None:
         self.loops = self.predictor.loops if p["loops"] < 0 else p["loops"]
+        self.budget_ms = p["latency_budget_ms"] or None
+        self.predictor.hard_gate = p["hard_gate"]
         self.gate_source = p["gate_source"]
         self.depth_unit_scale = p["depth_unit_scale"]
         self.enabled = {name: bool(p[f"publish_{name}"]) for name in OUTPUTS}
@@ -195,6 +205,10 @@ class PerceptionNode(Node):
                                                        "average"):
                 return SetParametersResult(successful=False, reason=f"gate_source {value!r} "
                                            "is not one of auto, sensor, predicted, average")
+            if name == "latency_budget_ms" and value > 0 and (
+                    self.predictor.tta_flip or self.predictor.tta_scales != (1.0,)):
+                return SetParametersResult(successful=False, reason="a latency budget needs "
+                                           "test-time augmentation off (tta_flip, tta_scales)")
             if name == "loops" and value > 0 and not self.predictor.cfg.recurrent:
                 return SetParametersResult(successful=False,
                                            reason="this model has no recurrent module")
@@ -313,7 +327,7 @@ class PerceptionNode(Node):
                 self.pairing.reset()
         self._last_stamp = stamp or self._last_stamp
         with self._lock:
-            gate_pref, loops = self.gate_source, self.loops
+            gate_pref, loops, budget = self.gate_source, self.loops, self.budget_ms
             enabled, alpha = dict(self.enabled), self.alpha
             masks = {n: self.mask_pubs[n] for n in self.mask_classes if n in self.mask_pubs}
             info, unit = self.camera_info, self.depth_unit_scale
@@ -328,7 +342,8 @@ class PerceptionNode(Node):
             gate = None                       # the model's own gate; sensor depth unused
         t0 = time.monotonic()
         try:
-            pred = self.predictor.predict(rgb, depth, loops=loops, gate=gate)
+            pred = self.predictor.predict(rgb, depth, loops=loops, gate=gate,
+                                          budget_ms=budget)
         except torch.cuda.OutOfMemoryError:
             self.stats["oom"] += 1
             torch.cuda.empty_cache()

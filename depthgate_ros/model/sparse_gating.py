@@ -1,0 +1,77 @@
+"""Sparse evaluation of the gating module for hard gates (inference only).
+
+With a one-hot gate (sensor depth, or the argmax of predicted depth) each pixel needs one
+dilated branch, not K. Each branch is evaluated only at the pixels whose gate weight for it
+is non-zero: the nine taps of its 3x3 dilated kernel are gathered from a zero-padded map
+(an im2col restricted to those pixels), multiplied by the kernel as one GEMM, then batch-norm
+(eval statistics), ReLU and the gate weight are applied and the result is scattered back.
+Pixels with a soft gate (e.g. uniform where sensor depth is missing) appear in every
+branch's set, so the output equals the dense module's for any gate; the saving is
+proportional to how one-hot the gate is.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+
+def gate_density(gate: torch.Tensor) -> float:
+    """Mean number of branches a pixel needs: 1 for a one-hot gate, K for a soft one."""
+    return float((gate != 0).sum()) / max(1, gate[:, 0].numel())
+
+
+def _tap_offsets(width: int, dilation: int) -> torch.Tensor:
+    """Flat offsets of the 3x3 taps in a map `width` wide, in the weight's (ky, kx) order."""
+    d = dilation
+    return torch.tensor([dy * width + dx for dy in (-d, 0, d) for dx in (-d, 0, d)])
+
+
+def _folded(branches, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Branch k's kernel as a (9*Cin, Cout) GEMM operand in the gather's (tap, channel) order,
+    with its eval BatchNorm folded in, and the bias. Cached until a parameter changes, so
+    the reordering copy is paid once, not per frame."""
+    kernel = branches.weights[0 if branches.tied else k]
+    bn = branches.norms[k]
+    tensors = (kernel, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    key = tuple((t.data_ptr(), t._version) for t in tensors)
+    cache = branches.__dict__.setdefault("_sparse_cache", {})
+    if k not in cache or cache[k][0] != key:
+        with torch.no_grad():
+            scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+            w = (kernel * scale.view(-1, 1, 1, 1)).permute(2, 3, 1, 0).reshape(-1, len(scale))
+            bias = bn.bias - bn.running_mean * scale
+        cache[k] = (key, w.contiguous(), bias)
+    return cache[k][1], cache[k][2]
+
+
+def sparse_branch_sum(branches, x: torch.Tensor,
+                      gate: torch.Tensor) -> torch.Tensor:
+    """`branches`: gating.AtrousBranches. sum_k gate[:, k] * branch_k(x), computing branch k only where gate[:, k] != 0.
+    Equals the dense sum to float tolerance; BatchNorm must be in eval mode."""
+    if branches.training:
+        raise RuntimeError("sparse gating uses BatchNorm's running statistics: eval mode only")
+    n, c, h, w = x.shape
+    pad = max(branches.dilations)
+    hp, wp = h + 2 * pad, w + 2 * pad
+    # Pixel-major (N*Hp*Wp, C): a tap gather copies whole rows, and the padding supplies the
+    # zeros a dense conv would read outside the map.
+    xp = F.pad(x, (pad, pad, pad, pad)).permute(0, 2, 3, 1).reshape(n * hp * wp, c)
+    out = x.new_zeros(n * h * w, c)
+    # flat index of every (n, y, x) centre in the padded map, in the output's order
+    ys = torch.arange(h, device=x.device).view(1, h, 1) + pad
+    xs = torch.arange(w, device=x.device).view(1, 1, w) + pad
+    ns = torch.arange(n, device=x.device).view(n, 1, 1) * (hp * wp)
+    centres = (ns + ys * wp + xs).reshape(-1)
+    weights = gate.permute(1, 0, 2, 3).reshape(len(branches), -1)       # (K, N*H*W)
+    for k, d in enumerate(branches.dilations):
+        sel = torch.nonzero(weights[k], as_tuple=True)[0]
+        if sel.numel() == 0:
+            continue
+        taps = centres[sel].unsqueeze(1) + _tap_offsets(wp, d).to(x.device).unsqueeze(0)
+        cols = xp.index_select(0, taps.reshape(-1)).reshape(sel.numel(), 9 * c)  # im2col
+        kernel, bias = _folded(branches, k)
+        y = torch.addmm(bias, cols, kernel).relu_().mul_(weights[k, sel].unsqueeze(1))
+        # Rows of one branch are distinct pixels: a gather-add-copy beats index_add_ on CPU.
+        out.index_copy_(0, sel, out.index_select(0, sel).add_(y))
+    return out.reshape(n, h, w, c).permute(0, 3, 1, 2).contiguous()
