@@ -35,6 +35,8 @@ setup(
             "bag_eval = depthgate_ros.ros.bag_eval:main",
             "depthgate-make-bag = depthgate_ros.ros.make_bag:main",
             "depthgate-pack-model = depthgate_ros.pack_model:main",
+            "depthgate-export = depthgate_ros.export:main",
+            "depthgate-bench = depthgate_ros.bench:main",
         ],
     },
 )

@@ -103,6 +103,13 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **options) -> "Predictor":
+        """A .pt checkpoint, or an .onnx file from depthgate-export (run by ONNX Runtime)."""
+        if str(path).endswith(".onnx"):
+            from .onnx_backend import OnnxModel
+            model = OnnxModel(path, device=options.get("device", "cpu"))
+            options.setdefault("hard_gate", model.hard_gate)
+            options.setdefault("loops", model.loops)
+            return cls(model, model.info, **options)
         model, info, _ = load_checkpoint(path)
         return cls(model, info, **options)
 
@@ -111,6 +118,9 @@ class Predictor:
         depth-driven gate, otherwise the model's own (monocular) gate."""
         gate = gate or self.gate
         trained = self.cfg.gate_source
+        fixed = getattr(self.model, "fixed_gate", None)       # an exported graph's gate
+        if gate == "auto" and fixed is not None:
+            return fixed
         if gate != "auto":
             return gate
         if trained in ("sensor", "predicted"):

@@ -21,9 +21,9 @@ def valid_depth_mask(depth: torch.Tensor) -> torch.Tensor:
 def quantize_depth(depth: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     """Bin index per pixel (far -> 0, near -> K-1); -1 where depth is invalid."""
     k = edges.numel() + 1
-    # searchsorted counts the edges below each depth: 0 for the nearest depths.
-    nearness = torch.searchsorted(edges.to(depth.dtype).contiguous(),
-                                  depth.nan_to_num(0.0).contiguous(), right=True)
+    # The number of edges at or below each depth (searchsorted, right=True): 0 for the
+    # nearest depths. Written as comparisons because ONNX has no searchsorted; K-1 is small.
+    nearness = (depth.nan_to_num(0.0).unsqueeze(-1) >= edges.to(depth.dtype)).sum(-1)
     bins = (k - 1) - nearness
     return torch.where(valid_depth_mask(depth), bins, torch.full_like(bins, -1))
 

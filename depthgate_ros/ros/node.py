@@ -309,12 +309,14 @@ class PerceptionNode(Node):
                 self._wake.wait(timeout=0.005)
 
     def _process(self, msg: Image, arrival_ns: int, arrival_mono: float) -> None:
+        t_decode = time.monotonic()
         try:
             rgb = rgb_from_msg(msg)
         except ImageDecodeError as e:
             self.stats["errors"] += 1
             self._warn("decode", f"image dropped: {e}")
             return
+        decode_s = time.monotonic() - t_decode
         stamp = stamp_ns(msg.header)
         if stamp == 0:
             self.stats["stamp_warnings"] += 1
@@ -335,7 +337,9 @@ class PerceptionNode(Node):
         if gate_pref in ("auto", "sensor"):
             partner = self._partner(stamp, arrival_ns)
             if partner is not None:
+                t_depth = time.monotonic()
                 depth = self._decode_depth(partner, unit)
+                decode_s += time.monotonic() - t_depth
         gate = "sensor" if depth is not None else (
             "predicted" if gate_pref in ("auto", "sensor") else gate_pref)
         if self.predictor.cfg.gate_source in ("none", "attention", "average"):
@@ -352,7 +356,11 @@ class PerceptionNode(Node):
         model_s = time.monotonic() - t0
         self._publish(msg, rgb, pred, depth, enabled, alpha, masks, info)
         done = time.monotonic()
-        self._publish_frame_info(msg.header, pred, model_s, done - arrival_mono)
+        # decode_ms: image (and depth) conversion in; publish_ms: conversion out and publish;
+        # latency_ms: arrival to published, including any wait for a depth partner.
+        self._publish_frame_info(msg.header, pred, {
+            "model_ms": model_s, "decode_ms": decode_s, "publish_ms": done - t0 - model_s,
+            "latency_ms": done - arrival_mono})
         with self._lock:
             self.stats["processed"] += 1
             self._window.append((done, done - arrival_mono, model_s))
@@ -401,13 +409,12 @@ class PerceptionNode(Node):
                                                               pred.depth)
                 self.pubs["points"].publish(depth_to_cloud(d, rgb, pred.labels, info, header))
 
-    def _publish_frame_info(self, header, pred, model_s: float, latency_s: float) -> None:
+    def _publish_frame_info(self, header, pred, seconds: dict[str, float]) -> None:
         status = DiagnosticStatus(name="depthgate_ros: frame", level=DiagnosticStatus.OK,
                                   message=pred.gate_source)
         status.values = [KeyValue(key="gate_source", value=pred.gate_source),
-                         KeyValue(key="loops", value=str(pred.loops)),
-                         KeyValue(key="model_ms", value=f"{model_s * 1e3:.2f}"),
-                         KeyValue(key="latency_ms", value=f"{latency_s * 1e3:.2f}")]
+                         KeyValue(key="loops", value=str(pred.loops))] + [
+            KeyValue(key=k, value=f"{v * 1e3:.2f}") for k, v in seconds.items()]
         self.frame_info_pub.publish(DiagnosticArray(header=header, status=[status]))
 
     def _warn(self, key: str, text: str, period: float = 5.0) -> None:

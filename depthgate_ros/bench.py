@@ -1,0 +1,481 @@
+"""depthgate-bench: latency, FLOPs, memory and the node pipeline, measured in one run.
+
+    depthgate-bench --out bench/                 # the full run behind docs/performance.md
+    depthgate-bench --quick --out /tmp/bench     # seconds; what the test suite runs
+
+Writes `bench.json` (every figure, with the machine) and `bench.md` (the tables). Each
+latency is the median and p95 of repeated runs after warm-up, all in this one process, next
+to the machine's own fp32 GEMM peak measured at the start, so ratios are comparable even
+when the absolute speed of a shared machine is not.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from .data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
+from .data.synthetic import Camera, render_frame, render_sequence
+from .inference import normalize_image
+from .model import DepthGatedNet, ModelConfig
+from .model.checkpoint import ModelInfo, load_checkpoint
+from .model.depth_bins import quantile_edges, sensor_gate
+from .model.gating import DepthGatingModule
+from .model.sparse_gating import gate_density
+from .weights import bundled_checkpoint
+
+
+@dataclass
+class Settings:
+    size: tuple[int, int]
+    repeats: int
+    warmup: int
+    channels: tuple[int, ...]         # gating-module widths: bundled-sized and paper-sized
+    frames: int                       # node pipeline frames
+    overload_s: float
+    peers: bool
+    gemm_n: int
+
+
+FULL = Settings(size=(256, 512), repeats=7, warmup=2, channels=(128, 512), frames=20,
+                overload_s=8.0, peers=True, gemm_n=2048)
+QUICK = Settings(size=(64, 128), repeats=2, warmup=1, channels=(16,), frames=3,
+                 overload_s=1.0, peers=True, gemm_n=256)
+
+
+def timed(fn, repeats: int, warmup: int) -> dict:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    ms = np.array(times) * 1e3
+    return {"median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95)),
+            "runs": repeats}
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "logical_cores": os.cpu_count(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def gemm_peak(n: int, s: Settings) -> dict:
+    """fp32 square matmul: the ceiling any convolution here can reach."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    t = timed(lambda: a @ b, s.repeats, s.warmup)
+    return {"n": n, **t, "gflops": 2 * n ** 3 / (t["median_ms"] / 1e3) / 1e9}
+
+
+class PeakRSS:
+    """Peak resident memory of this process during a block (Linux: VmHWM, reset through
+    /proc/self/clear_refs); None where that is not available."""
+
+    def __enter__(self):
+        self.ok = False
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.base = self._read("VmRSS")
+            self.ok = True
+        except OSError:
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        self.mib = (self._read("VmHWM") - self.base) / 1024 if self.ok else None
+
+    @staticmethod
+    def _read(key: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+        raise OSError(key)
+
+
+def count_flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+# -- the model -----------------------------------------------------------------------------
+
+def model_under_test(s: Settings, quick: bool):
+    """The bundled model when there is one (real gate maps), else a random one of the
+    bundled architecture."""
+    path = None if quick else bundled_checkpoint()
+    if path:
+        model, info, _ = load_checkpoint(path)
+        return model, info, str(path)
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone="resnet18", channels=s.channels[0], depth_channels=(16, 8),
+                      recurrent=True, loops=2, depth_edges=(6.0, 12.0, 24.0, 48.0))
+    return DepthGatedNet(cfg).eval(), ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS), None
+
+
+def bench_model(model, s: Settings, peak: float) -> list[dict]:
+    h, w = s.size
+    image = torch.randn(1, 3, h, w)
+    rows = []
+    configs = [("predicted", False, loops, False) for loops in (0, 1, 2)] + [
+        ("predicted", True, 2, False), ("predicted", False, 2, True),
+        ("predicted", True, 2, True)]
+    for gate, hard, loops, channels_last in configs:
+        model.hard_gate = hard
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        model.to(memory_format=fmt)
+        x = image.contiguous(memory_format=fmt)
+
+        def run():
+            with torch.inference_mode():
+                model(x, loops=loops, gate=gate)
+        with torch.inference_mode():
+            # FLOPs of the dense graph (the counter cannot see the sparse gathers' savings)
+            flops = count_flops(lambda: model(x, loops=loops, gate=gate))
+        with PeakRSS() as mem:                # includes the first (cold) run
+            t = timed(run, s.repeats, s.warmup)
+        gflops = flops / (t["median_ms"] / 1e3) / 1e9
+        rows.append({"backend": "eager", "gate": gate + (" (hard, sparse)" if hard else ""),
+                     "loops": loops, "size": [h, w], "dtype": "float32",
+                     "memory_format": "channels_last" if channels_last else "contiguous",
+                     **t, "gflop": flops / 1e9, "gflops": gflops,
+                     "fraction_of_peak": gflops / peak, "peak_rss_mib": mem.mib})
+    model.hard_gate = False
+    model.to(memory_format=torch.contiguous_format)
+    return rows
+
+
+def bench_onnx(model, info, s: Settings, eager_ms: float) -> dict:
+    from .export import export_onnx
+    from .onnx_backend import OnnxModel
+    h, w = s.size
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        path = export_onnx(model, info, Path(tmp) / "m.onnx", gate="predicted", loops=2,
+                           size=(h, w))
+        export_s = time.perf_counter() - t0
+        net = OnnxModel(path, threads=torch.get_num_threads())
+        image = torch.randn(1, 3, h, w)
+        t = timed(lambda: net.run_flat(image), s.repeats, s.warmup)
+    return {"backend": "onnxruntime", "loops": 2, "size": [h, w], **t,
+            "export_s": export_s, "ratio_vs_eager": t["median_ms"] / eager_ms}
+
+
+def bench_dilations(s: Settings, peak: float) -> list[dict]:
+    """One 3x3 conv per dilation at the gating module's size: a slow backend path for some
+    dilation would show here."""
+    c = s.channels[-1]
+    x = torch.randn(1, c, s.size[0] // 8, s.size[1] // 8)
+    weight = torch.randn(c, c, 3, 3)
+    rows = []
+    for d in (1, 2, 4, 8, 16):
+        with torch.inference_mode():
+            t = timed(lambda: F.conv2d(x, weight, padding=d, dilation=d), s.repeats, s.warmup)
+        flops = 2 * 9 * c * c * x.shape[-1] * x.shape[-2]
+        rows.append({"dilation": d, "channels": c, **t,
+                     "fraction_of_peak": flops / (t["median_ms"] / 1e3) / 1e9 / peak})
+    return rows
+
+
+# -- the gating module -----------------------------------------------------------------------
+
+def real_gates(s: Settings, model, info, n: int = 4) -> dict[str, list[torch.Tensor]]:
+    """Gate maps as deployment sees them: from the synthetic drive's depth (sensor gating;
+    area-averaged, so soft at bin boundaries and uniform in the sky) and the model's hard
+    predicted gate."""
+    h, w = s.size
+    cam = Camera(width=w, height=h, fx=w * 0.55, fy=w * 0.55)
+    feat = (h // 8, w // 8)
+    frames = [render_frame(2000 + i, cam) for i in range(n)]
+    valid = np.concatenate([f.depth[np.isfinite(f.depth)] for f in frames])
+    edges = torch.tensor(model.cfg.depth_edges or quantile_edges(valid))
+    sensor = [sensor_gate(torch.from_numpy(f.depth)[None, None], edges, feat) for f in frames]
+    predicted = []
+    model.hard_gate = True
+    with torch.inference_mode():
+        for f in frames:
+            rgb = normalize_image(torch.from_numpy(f.rgb).permute(2, 0, 1)[None],
+                                  torch.tensor(info.mean), torch.tensor(info.std))
+            predicted.append(model(rgb, loops=0, gate="predicted")[0]["gate"].clone())
+    model.hard_gate = False
+    return {"sensor depth": sensor, "hard predicted": predicted}
+
+
+def bench_gating(s: Settings, gates: dict, k: int) -> list[dict]:
+    rows = []
+    for c in s.channels:
+        torch.manual_seed(0)
+        module = DepthGatingModule(c, (1, 2, 4, 8, 16)[:k]).eval()
+        for bn in module.branches.norms:
+            bn.running_var.uniform_(0.5, 2.0)
+        for name, maps in gates.items():
+            x = torch.randn(1, c, *maps[0].shape[-2:])
+            dense_t, sparse_t, diff = [], [], 0.0
+            for g in maps:
+                with torch.inference_mode():
+                    module.sparse = False
+                    ref = module(x, g)
+                    dense_t.append(timed(lambda: module(x, g), s.repeats, s.warmup))
+                    module.sparse = True
+                    out = module(x, g)
+                    sparse_t.append(timed(lambda: module(x, g), s.repeats, s.warmup))
+                diff = max(diff, float((out - ref).abs().max()))
+            dense = float(np.median([t["median_ms"] for t in dense_t]))
+            sparse = float(np.median([t["median_ms"] for t in sparse_t]))
+            rows.append({"channels": c, "gate": name,
+                         "branches_per_pixel": float(np.mean([gate_density(g) for g in maps])),
+                         "dense_ms": dense, "sparse_ms": sparse, "speedup": dense / sparse,
+                         "max_abs_diff": diff})
+    return rows
+
+
+# -- peers -----------------------------------------------------------------------------------
+
+def bench_peers(s: Settings) -> list[dict]:
+    from torchvision.models.segmentation import (deeplabv3_mobilenet_v3_large,
+                                                 deeplabv3_resnet50)
+    rows = []
+    x = torch.randn(1, 3, *s.size)
+    for name, ctor in (("deeplabv3_resnet50", deeplabv3_resnet50),
+                       ("deeplabv3_mobilenet_v3_large", deeplabv3_mobilenet_v3_large)):
+        net = ctor(weights=None, weights_backbone=None, num_classes=19, aux_loss=False).eval()
+
+        def run():
+            with torch.inference_mode():
+                net(x)
+        rows.append({"model": name, "size": list(s.size), **timed(run, s.repeats, s.warmup)})
+    return rows
+
+
+# -- the node --------------------------------------------------------------------------------
+
+def bench_node(model_path: str | None, s: Settings, model_ms: float) -> dict:
+    """The node over real rclpy topics: per-stage times from ~/frame_info one frame at a
+    time, then a flood at 3x the rate the model sustains."""
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from .ros.image_codec import array_to_msg
+    from .ros.node import PerceptionNode
+
+    h, w = s.size
+    cam = Camera(width=w, height=h, fx=w * 0.55, fy=w * 0.55)
+    frames = [f.rgb for f in render_sequence(7, 6, cam)]
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    overrides = [Parameter("device", value="cpu"),
+                 Parameter("num_threads", value=torch.get_num_threads())]
+    if model_path:
+        overrides.append(Parameter("model_path", value=model_path))
+    node = PerceptionNode(context=context, parameter_overrides=overrides)
+    peer = rclpy.create_node("depthgate_bench", context=context)
+    pub = peer.create_publisher(Image, "image", QoSProfile(
+        depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+    got: dict[int, tuple[float, dict]] = {}
+    sent: dict[int, float] = {}
+
+    def on_info(msg):
+        got[msg.header.stamp.sec] = (time.monotonic(), {
+            kv.key: kv.value for kv in msg.status[0].values})
+    peer.create_subscription(DiagnosticArray, "/perception_node/frame_info", on_info,
+                             QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    for n in (node, peer):
+        executor.add_node(n)
+
+    spin = threading.Thread(target=executor.spin, daemon=True)
+    spin.start()
+
+    def publish(i):
+        hdr = Header(frame_id="camera")
+        hdr.stamp.sec = i
+        sent[i] = time.monotonic()
+        pub.publish(array_to_msg(frames[i % len(frames)], "rgb8", hdr))
+
+    def wait_for(cond, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not cond():
+            time.sleep(0.005)
+        return cond()
+
+    try:
+        if not wait_for(lambda: pub.get_subscription_count() > 0, 10):
+            raise RuntimeError("the node never subscribed to 'image'")
+        time.sleep(0.5)
+        # one frame at a time: no queueing, so each frame's stages add up to its latency
+        for i in range(1, s.frames + 1):
+            publish(i)
+            wait_for(lambda: i in got, 30)
+        stages = {k: [float(got[i][1][k]) for i in got] for k in
+                  ("decode_ms", "model_ms", "publish_ms", "latency_ms")}
+        e2e = [(got[i][0] - sent[i]) * 1e3 for i in got]
+        med = {k: float(np.median(v)) for k, v in stages.items()}
+        overhead = med["latency_ms"] - med["model_ms"]
+        # overload: 3x the rate the model sustains, for overload_s seconds
+        period = model_ms / 3e3                          # 3x the rate the model sustains
+        first = 1000
+        n = max(3, int(s.overload_s / period))
+        before = dict(node.stats)
+        for i in range(first, first + n):
+            publish(i)
+            time.sleep(period)
+        wait_for(lambda: first + n - 1 in got, 30)
+        flood = [(got[i][0] - sent[i]) * 1e3 for i in got if i >= first]
+        flood_model = [float(got[i][1]["model_ms"]) for i in got if i >= first]
+        return {
+            "frames": len(e2e), "stage_median_ms": med,
+            "end_to_end_median_ms": float(np.median(e2e)),
+            "overhead_ms": overhead, "overhead_fraction": overhead / med["latency_ms"],
+            "ros_transport_median_ms": float(np.median(e2e)) - med["latency_ms"],
+            "overload": {"rate_hz": 1 / period, "sent": n,
+                         "processed": node.stats["processed"] - before["processed"],
+                         "dropped": node.stats["dropped"] - before["dropped"],
+                         "latency_p50_ms": float(np.percentile(flood, 50)),
+                         "latency_p95_ms": float(np.percentile(flood, 95)),
+                         "model_median_ms": float(np.median(flood_model)),
+                         "p95_over_model": float(np.percentile(flood, 95))
+                         / float(np.median(flood_model))}}
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        peer.destroy_node()
+        rclpy.try_shutdown(context=context)
+
+
+# -- report ------------------------------------------------------------------------------------
+
+def _table(rows: list[dict], cols: list[tuple[str, str]]) -> list[str]:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 10 else f"{v:.0f}"
+        return "-" if v is None else str(v)
+    lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c[0])) for c in cols) + " |" for r in rows]
+    return lines + [""]
+
+
+def markdown(r: dict) -> str:
+    m, g = r["machine"], r["gemm"]
+    out = [f"# depthgate-bench ({'quick' if r['quick'] else 'full'})", "",
+           f"{m['cpu']}, {m['logical_cores']} cores, torch {m['torch']} "
+           f"({m['torch_threads']} threads); model: {r['model']}", "",
+           f"fp32 GEMM peak ({g['n']}^3): **{g['gflops']:.1f} GFLOP/s**", "",
+           "## Model (input %dx%d)" % tuple(r["settings"]["size"]), ""]
+    out += _table(r["model_latency"], [
+        ("backend", "backend"), ("gate", "gate"), ("loops", "loops"),
+        ("memory_format", "memory format"), ("median_ms", "median ms"), ("p95_ms", "p95 ms"),
+        ("gflop", "GFLOP"), ("gflops", "GFLOP/s"), ("fraction_of_peak", "of peak"),
+        ("peak_rss_mib", "peak RSS MiB")])
+    if r.get("onnx"):
+        o = r["onnx"]
+        out += [f"ONNX Runtime, loops 2: median {o['median_ms']:.1f} ms, p95 "
+                f"{o['p95_ms']:.1f} ms, **{o['ratio_vs_eager']:.2f}x** eager's time "
+                f"(export took {o['export_s']:.0f} s)", ""]
+    out += ["## One 3x3 convolution per dilation", ""]
+    out += _table(r["dilations"], [("dilation", "dilation"), ("channels", "channels"),
+                                   ("median_ms", "median ms"),
+                                   ("fraction_of_peak", "of peak")])
+    out += ["## Gating module: dense vs sparse (same input, real gate maps)", ""]
+    out += _table(r["gating"], [("channels", "channels"), ("gate", "gate"),
+                                ("branches_per_pixel", "branches/pixel"),
+                                ("dense_ms", "dense ms"), ("sparse_ms", "sparse ms"),
+                                ("speedup", "speed-up"), ("max_abs_diff", "max |diff|")])
+    if r.get("node"):
+        n = r["node"]
+        st = n["stage_median_ms"]
+        ov = n["overload"]
+        out += ["## Node over rclpy", "",
+                f"One frame at a time ({n['frames']} frames), medians: decode "
+                f"{st['decode_ms']:.2f} ms, model {st['model_ms']:.1f} ms, convert+publish "
+                f"{st['publish_ms']:.2f} ms; arrival to published {st['latency_ms']:.1f} ms, "
+                f"publish to received {n['end_to_end_median_ms']:.1f} ms. Outside the model: "
+                f"{n['overhead_ms']:.2f} ms = **{100 * n['overhead_fraction']:.1f}%** of the "
+                "frame time.", "",
+                f"Overload at {ov['rate_hz']:.1f} Hz (3x the model rate), {ov['sent']} frames: "
+                f"{ov['processed']} processed, {ov['dropped']} dropped; latency p50 "
+                f"{ov['latency_p50_ms']:.0f} ms, p95 {ov['latency_p95_ms']:.0f} ms = "
+                f"**{ov['p95_over_model']:.2f}x** the model time.", ""]
+    if r.get("peers"):
+        out += ["## Peers (torchvision, random weights, same input)", ""]
+        out += _table(r["peers"], [("model", "model"), ("median_ms", "median ms"),
+                                   ("p95_ms", "p95 ms")])
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="depthgate-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, few repeats")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--no-node", action="store_true", help="skip the rclpy pipeline")
+    parser.add_argument("--no-onnx", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    s = QUICK if args.quick else FULL
+    model, info, source = model_under_test(s, args.quick)
+    result = {"quick": args.quick, "machine": machine(), "settings": s.__dict__,
+              "model": source or "random weights, bundled architecture"}
+    print("GEMM peak ...", flush=True)
+    result["gemm"] = gemm_peak(s.gemm_n, s)
+    peak = result["gemm"]["gflops"]
+    print("model ...", flush=True)
+    result["model_latency"] = bench_model(model, s, peak)
+    eager = next(r for r in result["model_latency"] if r["loops"] == 2
+                 and r["gate"] == "predicted" and r["memory_format"] == "contiguous")
+    if not args.no_onnx:
+        print("ONNX Runtime ...", flush=True)
+        result["onnx"] = bench_onnx(model, info, s, eager["median_ms"])
+    result["dilations"] = bench_dilations(s, peak)
+    print("gating module ...", flush=True)
+    result["gating"] = bench_gating(s, real_gates(s, model, info), model.cfg.num_bins)
+    if s.peers:
+        print("peers ...", flush=True)
+        result["peers"] = bench_peers(s)
+    if not args.no_node:
+        print("node ...", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = source
+            if path is None:
+                from .model.checkpoint import save_checkpoint
+                path = str(save_checkpoint(Path(tmp) / "m.pt", model, info))
+            result["node"] = bench_node(path, s, eager["median_ms"])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps(result, indent=2))
+    (out / "bench.md").write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""depthgate-bench --quick: every section present, well-formed and internally consistent.
+Timings themselves are never asserted (machines are noisy); structure and equalities are."""
+import json
+import math
+
+from depthgate_ros.bench import main as bench_main
+
+
+def test_quick_bench_writes_valid_json_and_markdown(tmp_path):
+    out = tmp_path / "bench"
+    assert bench_main(["--quick", "--out", str(out)]) == 0
+    r = json.loads((out / "bench.json").read_text())
+    assert r["quick"] and r["machine"]["logical_cores"] >= 1
+    assert r["gemm"]["gflops"] > 0
+    rows = r["model_latency"]
+    assert {row["loops"] for row in rows} == {0, 1, 2}
+    assert {row["memory_format"] for row in rows} == {"contiguous", "channels_last"}
+    for row in rows:
+        assert 0 < row["median_ms"] <= row["p95_ms"] + 1e-9
+        assert row["gflop"] > 0 and math.isclose(
+            row["gflops"], row["gflop"] / (row["median_ms"] / 1e3), rel_tol=1e-6)
+    # more loops, more work: the counted FLOPs grow with the recurrent loops
+    flops = {row["loops"]: row["gflop"] for row in rows if row["gate"] == "predicted"
+             and row["memory_format"] == "contiguous"}
+    assert flops[0] < flops[1] < flops[2]
+    assert r["onnx"]["median_ms"] > 0 and r["onnx"]["ratio_vs_eager"] > 0
+    assert [d["dilation"] for d in r["dilations"]] == [1, 2, 4, 8, 16]
+    # sparse gating: same output as dense on both kinds of real gate map
+    gates = {g["gate"]: g for g in r["gating"]}
+    assert set(gates) == {"sensor depth", "hard predicted"}
+    assert gates["hard predicted"]["branches_per_pixel"] == 1.0
+    assert 1.0 <= gates["sensor depth"]["branches_per_pixel"] <= 5.0
+    assert all(g["max_abs_diff"] < 1e-4 for g in r["gating"])
+    assert {p["model"] for p in r["peers"]} == {"deeplabv3_resnet50",
+                                                "deeplabv3_mobilenet_v3_large"}
+    node = r["node"]
+    assert node["frames"] == 3
+    st = node["stage_median_ms"]
+    assert st["model_ms"] <= st["latency_ms"] and 0 <= node["overhead_fraction"] < 1
+    ov = node["overload"]
+    assert ov["processed"] + ov["dropped"] <= ov["sent"] and ov["processed"] >= 1
+    md = (out / "bench.md").read_text()
+    for heading in ("GEMM peak", "## Model", "## Gating module", "## Node over rclpy",
+                    "## Peers"):
+        assert heading in md
