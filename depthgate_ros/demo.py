@@ -44,6 +44,17 @@ def _model_path(checkpoint: str | None, scratch: Path) -> tuple[str, str]:
     return str(path), "untrained (random initialisation)"
 
 
+def trained_size(model_path: str) -> tuple[int, int] | None:
+    """The image size the model was trained at (from its provenance), if recorded: a CNN's
+    notion of near and far is in pixels, so the demo runs the node at that size."""
+    from .model.checkpoint import read_checkpoint
+    try:
+        size = read_checkpoint(model_path)["info"]["provenance"]["config"]["data"]["image_size"]
+        return int(size[0]), int(size[1])
+    except (KeyError, TypeError, IndexError, ValueError):
+        return None
+
+
 def camera_info_for(cam: Camera, header):
     from sensor_msgs.msg import CameraInfo
     info = CameraInfo(width=cam.width, height=cam.height, distortion_model="plumb_bob")
@@ -81,10 +92,15 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
         context = rclpy.Context()
         rclpy.init(context=context)
         executor = MultiThreadedExecutor(num_threads=3, context=context)
-        node = PerceptionNode(context=context, parameter_overrides=[
+        overrides = [
             Parameter("model_path", value=model_path), Parameter("device", value=device),
             Parameter("mask_classes", value=list(MASKS)),
-            Parameter("depth_timeout", value=max(0.3, 1.5 / rate_hz))])
+            Parameter("depth_timeout", value=max(0.3, 1.5 / rate_hz))]
+        inference_size = trained_size(model_path)
+        if inference_size:
+            overrides += [Parameter("inference_height", value=inference_size[0]),
+                          Parameter("inference_width", value=inference_size[1])]
+        node = PerceptionNode(context=context, parameter_overrides=overrides)
         client = rclpy.create_node("depthgate_demo_player", context=context)
         for n in (node, client):
             executor.add_node(n)
@@ -188,6 +204,7 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
         "frames_sent": len(stamps), "frames_processed": len(processed),
         "frames_dropped": diagnostics["dropped"], "publish_rate_hz": rate_hz,
         "image_size": [h, w],
+        "inference_size": list(inference_size) if inference_size else [h, w],
         "fps": len(processed) / (len(stamps) / rate_hz) if stamps else 0.0,
         "latency_ms": {"p50": float(np.nanpercentile(lat, 50)),
                        "p95": float(np.nanpercentile(lat, 95))},

@@ -64,14 +64,22 @@ def sparse_branch_sum(branches, x: torch.Tensor,
     ns = torch.arange(n, device=x.device).view(n, 1, 1) * (hp * wp)
     centres = (ns + ys * wp + xs).reshape(-1)
     weights = gate.permute(1, 0, 2, 3).reshape(len(branches), -1)       # (K, N*H*W)
-    for k, d in enumerate(branches.dilations):
-        sel = torch.nonzero(weights[k], as_tuple=True)[0]
+    # One pass over the gate for every branch's pixel list (nonzero sorts by branch).
+    branch_of, pixel = torch.nonzero(weights, as_tuple=True)
+    counts = torch.bincount(branch_of, minlength=len(branches)).tolist()
+    # One-hot everywhere: each pixel is written once and needs no weighting or summing.
+    one_hot = pixel.numel() == weights.shape[1] and bool((weights[branch_of, pixel] == 1).all())
+    for k, (d, sel) in enumerate(zip(branches.dilations, torch.split(pixel, counts))):
         if sel.numel() == 0:
             continue
         taps = centres[sel].unsqueeze(1) + _tap_offsets(wp, d).to(x.device).unsqueeze(0)
         cols = xp.index_select(0, taps.reshape(-1)).reshape(sel.numel(), 9 * c)  # im2col
         kernel, bias = _folded(branches, k)
-        y = torch.addmm(bias, cols, kernel).relu_().mul_(weights[k, sel].unsqueeze(1))
-        # Rows of one branch are distinct pixels: a gather-add-copy beats index_add_ on CPU.
-        out.index_copy_(0, sel, out.index_select(0, sel).add_(y))
+        y = torch.addmm(bias, cols, kernel).relu_()
+        if one_hot:
+            out.index_copy_(0, sel, y)
+        else:
+            # Rows of one branch are distinct pixels: gather-add-copy beats index_add_ on CPU.
+            y.mul_(weights[k, sel].unsqueeze(1))
+            out.index_copy_(0, sel, out.index_select(0, sel).add_(y))
     return out.reshape(n, h, w, c).permute(0, 3, 1, 2).contiguous()
