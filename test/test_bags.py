@@ -1,8 +1,6 @@
 """Rosbag replay evaluation on real rosbag2 files (sqlite3 and mcap)."""
 import json
-import os
 import shutil
-import threading
 import time
 
 import numpy as np

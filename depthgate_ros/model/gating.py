@@ -78,7 +78,6 @@ class DepthGatingModule(nn.Module):
             out = y if out is None else out + y
         return self.fuse(out)
 
-
     def _use_sparse(self, gate: torch.Tensor) -> bool:
         if not self.sparse or self.training or torch.is_grad_enabled():
             return False
