@@ -118,3 +118,16 @@ def test_hard_predicted_gate_is_one_hot_and_runs_sparse_to_the_same_result():
         torch.testing.assert_close(s["log_depth"], d["log_depth"], rtol=1e-4, atol=1e-4)
     model.train()                                    # training keeps the soft gate
     assert model(image, loops=0)[0]["gate"].unique().numel() > 2
+
+
+def test_hard_sensor_gate_keeps_missing_depth_uniform():
+    from depthgate_ros.model.depth_bins import harden_gate
+    gate = _real_gate((16, 32))
+    hard = harden_gate(gate)
+    uniform = torch.isclose(gate, torch.tensor(0.2)).all(1)   # no valid depth in the cell
+    assert uniform.any() and (~uniform).any()
+    assert torch.equal(hard.permute(0, 2, 3, 1)[uniform], gate.permute(0, 2, 3, 1)[uniform])
+    picked = hard.permute(0, 2, 3, 1)[~uniform]
+    assert set(picked.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(picked.argmax(-1), gate.permute(0, 2, 3, 1)[~uniform].argmax(-1))
+    torch.testing.assert_close(hard.sum(1), torch.ones_like(hard[:, 0]))

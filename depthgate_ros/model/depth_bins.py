@@ -47,6 +47,15 @@ def sensor_gate(depth: torch.Tensor, edges: torch.Tensor, size: tuple[int, int])
     return gate
 
 
+def harden_gate(gate: torch.Tensor) -> torch.Tensor:
+    """One-hot on each pixel's largest weight; pixels whose gate is uniform (no valid depth
+    at all) stay uniform, so missing depth still means the average of all branches."""
+    k = gate.shape[1]
+    top, idx = gate.max(1, keepdim=True)
+    onehot = torch.zeros_like(gate).scatter_(1, idx, 1.0)
+    return torch.where(top > 1.0 / k + 1e-6, onehot, gate)
+
+
 def quantile_edges(depths, num_bins: int = 5) -> tuple[float, ...]:
     """Equal-count bin edges from a collection of depths (invalid values are ignored).
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from .backbone import Backbone
 from .config import ModelConfig
-from .depth_bins import sensor_gate
+from .depth_bins import harden_gate, sensor_gate
 from .gating import DepthGatingModule, average_gate, conv_bn_relu
 from .heads import DepthHead
 
@@ -80,8 +80,9 @@ class DepthGatedNet(nn.Module):
         prev = cfg.channels if cfg.recurrent_input == "features" else cfg.num_classes
         self.refine = LoopHead(cfg.channels + prev, cfg, init_depth) if cfg.recurrent else None
         self.register_buffer("depth_edges", torch.tensor(cfg.depth_edges, dtype=torch.float32))
-        # Inference option, not a trained property: gate on the argmax of predicted depth
-        # (one-hot, so the gating module can run sparse) instead of its soft distribution.
+        # Inference option, not a trained property: gate on the most likely depth bin
+        # (predicted, or the majority sensor bin of a feature cell) instead of the soft
+        # distribution, so the gating module can run sparse.
         self.hard_gate = False
 
     def resolve_gate(self, gate: str | None, have_depth: bool) -> str:
@@ -122,6 +123,8 @@ class DepthGatedNet(nn.Module):
         fixed_gate = None
         if g == "sensor":
             fixed_gate = sensor_gate(depth, self.depth_edges, feat.shape[-2:]).to(feat.dtype)
+            if hard:
+                fixed_gate = harden_gate(fixed_gate)
         elif g == "average":
             fixed_gate = average_gate(feat, self.cfg.num_bins)
 
