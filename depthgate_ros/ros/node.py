@@ -71,8 +71,8 @@ PARAMETERS = {
     "latency_budget_ms": (0.0, _desc("anytime refinement: run only the recurrent loops that "
                                      "fit in this many ms per frame, 0 = always `loops` "
                                      "(dynamic; needs TTA off)", lo=0.0, hi=10000.0)),
-    "hard_gate": (False, _desc("gate on the most likely predicted depth bin only, so the "
-                               "gating module runs sparse (dynamic)")),
+    "hard_gate": (False, _desc("gate on the most likely depth bin only (predicted or sensor), "
+                               "so the gating module runs sparse (dynamic)")),
     "gate_source": ("auto", _desc("auto = sensor depth when paired, else predicted (dynamic)",
                                   choices=("auto", "sensor", "predicted", "average"))),
     "sync_slop": (0.05, _desc("max stamp difference (s) for an image/depth pair (dynamic)",
