@@ -152,7 +152,7 @@ def bench_model(model, s: Settings, peak: float) -> list[dict]:
             with torch.inference_mode():
                 model(x, loops=loops, gate=gate)
         with torch.inference_mode():
-            # FLOPs of the dense graph (the counter cannot see the sparse gathers' savings)
+            # FLOPs executed: the sparse path's GEMMs count only the selected pixels
             flops = count_flops(lambda: model(x, loops=loops, gate=gate))
         with PeakRSS() as mem:                # includes the first (cold) run
             t = timed(run, s.repeats, s.warmup)
