@@ -20,10 +20,9 @@ from pathlib import Path
 import yaml
 
 from .evaluation import evaluate_dataset
-from .inference import Predictor
+from .inference import Predictor, resolve_device
 from .training.config import ConfigError, StageConfig, load_config
 from .training.datasets import SYNTHETIC_VAL_FIRST_SEED, SyntheticStreetDataset
-from .inference import resolve_device
 from .training.distributed import DistContext
 from .training.engine import run_training
 
@@ -31,8 +30,9 @@ log = logging.getLogger("depthgate_ros.ablation")
 
 
 def run_variant(base, variant: dict, out: Path, iterations: int, init_from: Path,
-                ctx: DistContext) -> tuple[Path, float]:
+                ctx: DistContext, gating_init: str = "scratch") -> tuple[Path, float]:
     cfg = load_config(base)
+    cfg.gating_init = gating_init
     cfg.output_dir = str(out / variant["name"])
     cfg.init_from = str(init_from)
     cfg.stages = [StageConfig(name="train", iterations=iterations, model=variant["model"],
@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="run just these variants")
     parser.add_argument("--init-from", help="override the config's baseline checkpoint")
     parser.add_argument("--output-dir", help="override the config's output_dir")
+    parser.add_argument("--gating-init", choices=("scratch", "context"),
+                        help="override the config's gating_init (how new gating modules start)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(name)s: %(message)s")
     spec_path = Path(args.config)
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline = Path(args.init_from or spec["init_from"])
         variants, frames = spec["variants"], int(spec.get("eval_frames", 100))
         size = spec.get("eval_size", [128, 256])
+        gating_init = args.gating_init or spec.get("gating_init", "scratch")
         if not baseline.is_file():
             raise ConfigError(f"init_from checkpoint not found: {baseline} (train the "
                               "baseline stage first)")
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         parent = v.get("init_from_variant")
         start = out / parent / "model.pt" if parent else baseline
-        path, seconds = run_variant(base, v, out, iterations, start, ctx)
+        path, seconds = run_variant(base, v, out, iterations, start, ctx, gating_init)
         test_gate = v.get("test_gate")
         predictor = Predictor.from_checkpoint(path, device=str(ctx.device),
                                               gate=test_gate or "auto")

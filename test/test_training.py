@@ -187,3 +187,34 @@ def test_ablation_runs_variants_from_one_baseline_and_tabulates(tmp_path):
     first, _, _ = load_checkpoint(tmp_path / "base" / "model.pt")
     gt, _, _ = load_checkpoint(tmp_path / "abl" / "gt" / "model.pt")
     assert not torch.equal(first.backbone.stem[0].weight, gt.backbone.stem[0].weight)
+
+
+def test_gating_init_from_context_starts_where_the_baseline_stopped():
+    from depthgate_ros.model import DepthGatedNet, ModelConfig
+    from depthgate_ros.training.engine import gating_from_context
+    torch.manual_seed(0)
+    cfg = ModelConfig(backbone="resnet18", channels=16, depth_channels=(8, 8),
+                      depth_edges=(5.0, 10.0, 20.0, 40.0), gate_source="none")
+    plain = DepthGatedNet(cfg).eval()
+    for bn in (m for m in plain.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 1.5)
+    gated = DepthGatedNet(cfg.replace(gate_source="predicted"))
+    state = plain.state_dict()
+    own = gated.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    fits.update(gating_from_context(state, own))
+    assert not set(own) - set(fits)            # every gated tensor comes from the baseline
+    gated.load_state_dict(fits)
+    gated.eval()
+    image = torch.randn(1, 3, 64, 96)
+    far = torch.full((1, 1, 64, 96), 100.0)    # every pixel in bin 0: dilation 1, as the conv
+    with torch.no_grad():
+        ref = plain(image, loops=0)[0]["seg"]
+        got = gated(image, far, loops=0, gate="sensor")[0]["seg"]
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_gating_init_is_validated(tmp_path, capsys):
+    assert train_main(["--config", str(_config(tmp_path, gating_init="copy"))]) == 2
+    assert "gating_init" in capsys.readouterr().err

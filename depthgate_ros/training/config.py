@@ -69,6 +69,10 @@ class TrainConfig:
     model: dict = field(default_factory=dict)   # ModelConfig keys; depth_edges null = quantiles
     backbone_weights: str | None = None         # local ImageNet state dict for the backbone
     init_from: str | None = None                # checkpoint the first stage starts from
+    # How a gating module new in a stage starts: "scratch" (random, as the bundled model was
+    # trained) or "context": every branch from the previous stage's plain 3x3 context conv
+    # and its BN, the 1x1 fuse as identity, so gating starts where the baseline stopped.
+    gating_init: str = "scratch"
     optim: OptimConfig = field(default_factory=OptimConfig)
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
     checkpoint_every: int = 200
@@ -111,6 +115,8 @@ def from_dict(raw: dict) -> TrainConfig:
 
 
 def validate(cfg: TrainConfig) -> None:
+    if cfg.gating_init not in ("scratch", "context"):
+        raise ConfigError(f"gating_init {cfg.gating_init!r} is not one of scratch, context")
     if cfg.data.dataset not in DATASETS:
         raise ConfigError(f"data.dataset {cfg.data.dataset!r} is not one of {DATASETS}")
     if cfg.data.dataset != "synthetic" and not cfg.data.root:

@@ -104,6 +104,31 @@ def run_training(cfg: TrainConfig, ctx: DistContext, resume: bool = False,
     return model_path
 
 
+def gating_from_context(state: dict, own: dict) -> dict:
+    """Initial gating-module tensors from a plain head's context conv (conv, BN): each branch
+    gets the conv kernel and the BN, the 1x1 fuse is the identity with a neutral BN. With
+    dilation 1 and any gate that sums to 1 this reproduces the plain head (up to the fuse BN's
+    batch statistics in training)."""
+    out = {}
+    for head in ("head", "refine"):
+        src, dst = f"{head}.context", f"{head}.gating"
+        if f"{src}.0.weight" not in state or f"{dst}.fuse.0.weight" not in own:
+            continue
+        kernel = state[f"{src}.0.weight"]
+        for key in own:
+            if key.startswith(f"{dst}.branches.weights."):
+                out[key] = kernel.clone()
+            elif key.startswith(f"{dst}.branches.norms."):
+                out[key] = state[f"{src}.1.{key.rsplit('.', 1)[1]}"].clone()
+        c = kernel.shape[0]
+        out[f"{dst}.fuse.0.weight"] = torch.eye(c, dtype=kernel.dtype).view(c, c, 1, 1)
+        bn = f"{dst}.fuse.1"
+        out.update({f"{bn}.weight": torch.ones(c), f"{bn}.bias": torch.zeros(c),
+                    f"{bn}.running_mean": torch.zeros(c), f"{bn}.running_var": torch.ones(c),
+                    f"{bn}.num_batches_tracked": torch.tensor(0)})
+    return out
+
+
 class StageRunner:
     def __init__(self, cfg: TrainConfig, stage: StageConfig, index: int,
                  model_cfg: ModelConfig, info: ModelInfo, ctx: DistContext, raw_train,
@@ -150,6 +175,8 @@ class StageRunner:
         state = read_checkpoint(previous, map_location=self.ctx.device)["state_dict"]
         own = model.state_dict()
         fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if self.cfg.gating_init == "context":
+            fits.update(gating_from_context(state, own))
         model.load_state_dict(fits, strict=False)
         fresh = sorted({k.rsplit(".", 2)[0] for k in own if k not in fits})
         if self.ctx.is_main:
