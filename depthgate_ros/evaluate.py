@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="auto|average|sensor|predicted|attention (default: the model's)")
     parser.add_argument("--sensor-depth", action="store_true",
                         help="hand ground-truth depth to the gate (the paper's gt-depth rows)")
+    parser.add_argument("--hard-gate", action="store_true",
+                        help="gate on the most likely depth bin (sparse gating)")
     parser.add_argument("--tta-flip", action="store_true")
     parser.add_argument("--tta-scales", type=float, nargs="+", default=[1.0])
     parser.add_argument("--depth-blur", type=float, default=0.0, help="sigma in pixels")
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         predictor = Predictor.from_checkpoint(
             args.checkpoint, device=args.device, loops=args.loops,
             gate=args.gate or "auto", tta_scales=args.tta_scales, tta_flip=args.tta_flip,
-            depth_blur_sigma=args.depth_blur)
+            depth_blur_sigma=args.depth_blur, hard_gate=args.hard_gate)
         data_cfg = DataConfig(dataset=args.dataset, root=args.root, val_split=args.split,
                               synthetic_val_frames=args.synthetic_frames,
                               image_size=list(args.synthetic_size))
