@@ -30,7 +30,7 @@ from .data.synthetic import Camera, render_frame, render_sequence
 from .inference import normalize_image
 from .model import DepthGatedNet, ModelConfig
 from .model.checkpoint import ModelInfo, load_checkpoint
-from .model.depth_bins import quantile_edges, sensor_gate
+from .model.depth_bins import harden_gate, quantile_edges, sensor_gate
 from .model.gating import DepthGatingModule
 from .model.sparse_gating import gate_density
 from .weights import bundled_checkpoint
@@ -220,7 +220,8 @@ def real_gates(s: Settings, model, info, n: int = 4) -> dict[str, list[torch.Ten
                                   torch.tensor(info.mean), torch.tensor(info.std))
             predicted.append(model(rgb, loops=0, gate="predicted")[0]["gate"].clone())
     model.hard_gate = False
-    return {"sensor depth": sensor, "hard predicted": predicted}
+    return {"sensor depth": sensor, "sensor depth (hard)": [harden_gate(g) for g in sensor],
+            "hard predicted": predicted}
 
 
 def bench_gating(s: Settings, gates: dict, k: int) -> list[dict]:

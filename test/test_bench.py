@@ -27,9 +27,10 @@ def test_quick_bench_writes_valid_json_and_markdown(tmp_path):
     assert [d["dilation"] for d in r["dilations"]] == [1, 2, 4, 8, 16]
     # sparse gating: same output as dense on both kinds of real gate map
     gates = {g["gate"]: g for g in r["gating"]}
-    assert set(gates) == {"sensor depth", "hard predicted"}
+    assert set(gates) == {"sensor depth", "sensor depth (hard)", "hard predicted"}
     assert gates["hard predicted"]["branches_per_pixel"] == 1.0
-    assert 1.0 <= gates["sensor depth"]["branches_per_pixel"] <= 5.0
+    assert 1.0 <= gates["sensor depth (hard)"]["branches_per_pixel"] <= \
+        gates["sensor depth"]["branches_per_pixel"] <= 5.0
     assert all(g["max_abs_diff"] < 1e-4 for g in r["gating"])
     assert {p["model"] for p in r["peers"]} == {"deeplabv3_resnet50",
                                                 "deeplabv3_mobilenet_v3_large"}

@@ -45,6 +45,17 @@ def _folded(branches, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return cache[k][1], cache[k][2]
 
 
+def _workspace(branches, name: str, numel: int, like: torch.Tensor) -> torch.Tensor:
+    """A buffer kept between calls: a fresh multi-megabyte tensor per frame costs more in
+    page faults than the gather that fills it."""
+    cache = branches.__dict__.setdefault("_sparse_ws", {})
+    buf = cache.get(name)
+    if buf is None or buf.numel() < numel or buf.dtype != like.dtype or \
+            buf.device != like.device:
+        buf = cache[name] = torch.empty(numel, dtype=like.dtype, device=like.device)
+    return buf[:numel]
+
+
 def sparse_branch_sum(branches, x: torch.Tensor,
                       gate: torch.Tensor) -> torch.Tensor:
     """`branches`: gating.AtrousBranches. sum_k gate[:, k] * branch_k(x), computing branch k only where gate[:, k] != 0.
@@ -56,8 +67,8 @@ def sparse_branch_sum(branches, x: torch.Tensor,
     hp, wp = h + 2 * pad, w + 2 * pad
     # Pixel-major (N*Hp*Wp, C): a tap gather copies whole rows, and the padding supplies the
     # zeros a dense conv would read outside the map.
-    xp = F.pad(x, (pad, pad, pad, pad)).permute(0, 2, 3, 1).reshape(n * hp * wp, c)
-    out = x.new_zeros(n * h * w, c)
+    # (padding NHWC keeps rows contiguous; a permuted view would gather with stride H*W)
+    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, pad, pad, pad, pad)).reshape(n * hp * wp, c)
     # flat index of every (n, y, x) centre in the padded map, in the output's order
     ys = torch.arange(h, device=x.device).view(1, h, 1) + pad
     xs = torch.arange(w, device=x.device).view(1, 1, w) + pad
@@ -69,17 +80,23 @@ def sparse_branch_sum(branches, x: torch.Tensor,
     counts = torch.bincount(branch_of, minlength=len(branches)).tolist()
     # One-hot everywhere: each pixel is written once and needs no weighting or summing.
     one_hot = pixel.numel() == weights.shape[1] and bool((weights[branch_of, pixel] == 1).all())
+    # one-hot: every pixel is written exactly once, so no zero fill is needed
+    out = x.new_empty(n * h * w, c) if one_hot else x.new_zeros(n * h * w, c)
     for k, (d, sel) in enumerate(zip(branches.dilations, torch.split(pixel, counts))):
         if sel.numel() == 0:
             continue
+        p = sel.numel()
         taps = centres[sel].unsqueeze(1) + _tap_offsets(wp, d).to(x.device).unsqueeze(0)
-        cols = xp.index_select(0, taps.reshape(-1)).reshape(sel.numel(), 9 * c)  # im2col
+        cols = _workspace(branches, "cols", p * 9 * c, x).view(p * 9, c)
+        torch.index_select(xp, 0, taps.reshape(-1), out=cols)           # im2col rows
         kernel, bias = _folded(branches, k)
-        y = torch.addmm(bias, cols, kernel).relu_()
+        y = _workspace(branches, "y", p * c, x).view(p, c)
+        torch.addmm(bias, cols.view(p, 9 * c), kernel, out=y).relu_()
         if one_hot:
             out.index_copy_(0, sel, y)
         else:
             # Rows of one branch are distinct pixels: gather-add-copy beats index_add_ on CPU.
             y.mul_(weights[k, sel].unsqueeze(1))
             out.index_copy_(0, sel, out.index_select(0, sel).add_(y))
-    return out.reshape(n, h, w, c).permute(0, 3, 1, 2).contiguous()
+    # NCHW shape in channels-last memory: the 1x1 fuse conv reads it as is, no transpose copy
+    return out.view(n, h, w, c).permute(0, 3, 1, 2)
