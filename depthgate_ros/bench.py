@@ -336,6 +336,8 @@ def bench_node(model_path: str | None, s: Settings, model_ms: float) -> dict:
         for i in range(1, s.frames + 1):
             publish(i)
             wait_for(lambda: i in got, 30)
+        arrivals = list(node._received_times)[-len(got):]
+        to_node = [(a - sent[i]) * 1e3 for a, i in zip(arrivals, sorted(got))]
         stages = {k: [float(got[i][1][k]) for i in got] for k in
                   ("decode_ms", "model_ms", "publish_ms", "latency_ms")}
         e2e = [(got[i][0] - sent[i]) * 1e3 for i in got]
@@ -351,12 +353,16 @@ def bench_node(model_path: str | None, s: Settings, model_ms: float) -> dict:
             time.sleep(period)
         wait_for(lambda: first + n - 1 in got, 30)
         flood = [(got[i][0] - sent[i]) * 1e3 for i in got if i >= first]
+        if os.environ.get("DEPTHGATE_BENCH_DEBUG"):
+            for i in sorted(x for x in got if x >= first):
+                print(i, round((got[i][0] - sent[i]) * 1e3), got[i][1])
         flood_model = [float(got[i][1]["model_ms"]) for i in got if i >= first]
         return {
             "frames": len(e2e), "stage_median_ms": med,
             "end_to_end_median_ms": float(np.median(e2e)),
             "overhead_ms": overhead, "overhead_fraction": overhead / med["latency_ms"],
             "ros_transport_median_ms": float(np.median(e2e)) - med["latency_ms"],
+            "publish_to_node_median_ms": float(np.median(to_node)),
             "overload": {"rate_hz": 1 / period, "sent": n,
                          "processed": node.stats["processed"] - before["processed"],
                          "dropped": node.stats["dropped"] - before["dropped"],

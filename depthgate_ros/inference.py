@@ -140,9 +140,8 @@ class Predictor:
                 budget_ms: float | None = None) -> Prediction:
         """`rgb` (H, W, 3) uint8; `depth` (h, w) metres with NaN (or <= 0) invalid, resampled
         nearest-neighbour when its size differs from the image's. Returns the last loop."""
-        return self.predict_loops(rgb, depth, loops=loops, gate=gate, budget_ms=budget_ms)[-1]
+        return self._predict(rgb, depth, loops, gate, budget_ms, last_only=True)[-1]
 
-    @torch.inference_mode()
     def predict_loops(self, rgb: np.ndarray, depth: np.ndarray | None = None, *,
                       loops: int | None = None, gate: str | None = None,
                       budget_ms: float | None = None) -> list[Prediction]:
@@ -150,6 +149,12 @@ class Predictor:
         recurrent module's anytime outputs). `budget_ms`: run further loops (up to `loops`)
         only while the next one is expected to finish within this many milliseconds of the
         call; loop 0 always runs."""
+        return self._predict(rgb, depth, loops, gate, budget_ms, last_only=False)
+
+    @torch.inference_mode()
+    def _predict(self, rgb, depth, loops, gate, budget_ms, last_only: bool) -> list[Prediction]:
+        """`last_only`: post-process just the last loop (softmax, resizing and argmax at full
+        resolution cost tens of ms per loop on a CPU)."""
         t_start = time.perf_counter()
         h, w = _check_rgb(rgb)
         loops = self.loops if loops is None else loops
@@ -175,13 +180,14 @@ class Predictor:
         deadline = None if budget_ms is None else t_start + budget_ms / 1e3
         for scale, flip in views:
             per_loop = self._run_view(image, sensor, scale, flip, loops, g, inf_size,
-                                      deadline)
+                                      deadline, last_only)
             sums = per_loop if sums is None else [
-                tuple(a + b if a is not None else None for a, b in zip(acc, new))
+                (acc[0],) + tuple(a + b if a is not None else None for a, b in
+                                  zip(acc[1:], new[1:]))
                 for acc, new in zip(sums, per_loop)]
         return [self._finish(p / len(views), d / len(views),
                              gw / len(views) if gw is not None else None, (h, w), g, loop)
-                for loop, (p, d, gw) in enumerate(sums)]
+                for loop, p, d, gw in sums]
 
     def _finish(self, probs, log_depth, gate_w, size, gate, loop) -> Prediction:
         """Class probabilities, log depth and gate weights at inference size -> the numpy
@@ -208,7 +214,8 @@ class Predictor:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _run_view(self, image, sensor, scale, flip, loops, gate, inf_size, deadline=None):
+    def _run_view(self, image, sensor, scale, flip, loops, gate, inf_size, deadline=None,
+                  last_only=False):
         """One test-time view -> per loop (probabilities, log depth, gate weights) at the
         inference size. Scaling the image by s makes everything look s times closer, so
         sensor depth goes in divided by s and predicted depth comes out multiplied by s (the
@@ -241,7 +248,9 @@ class Predictor:
                     if time.perf_counter() + (self.loop_seconds or 0.0) >= deadline:
                         break
         results = []
-        for out in outs:
+        for loop, out in enumerate(outs):
+            if last_only and loop < len(outs) - 1:
+                continue
             probs = out["seg"].float().softmax(1)
             log_depth = out["log_depth"].float() + math.log(scale)
             gate_w = out["gate"]
@@ -254,7 +263,7 @@ class Predictor:
             log_depth = _resize(log_depth, inf_size, "bilinear")
             if gate_w is not None:
                 gate_w = _resize(gate_w, inf_size, "bilinear")
-            results.append((probs, log_depth, gate_w))
+            results.append((loop, probs, log_depth, gate_w))
         return results
 
 

@@ -83,7 +83,9 @@ PARAMETERS = {
                                       lo=1e-6, hi=1.0)),
     "input_reliability": ("best_effort", _desc("QoS reliability of the inputs",
                                                choices=("best_effort", "reliable"))),
-    "input_queue_depth": (5, _desc("QoS history depth of the inputs", lo=1, hi=100)),
+    "input_queue_depth": (5, _desc("QoS history depth of depth, disparity and camera_info "
+                                   "(images: 1, only the newest is ever processed)",
+                                   lo=1, hi=100)),
     "publish_labels": (True, _desc("publish ~/labels (dynamic)")),
     "publish_labels_color": (True, _desc("publish ~/labels_color (dynamic)")),
     "publish_depth": (True, _desc("publish ~/depth (dynamic)")),
@@ -153,16 +155,20 @@ class PerceptionNode(Node):
         # Per frame, with the input's header: which gate was used, loops, timings.
         self.frame_info_pub = self.create_publisher(DiagnosticArray, "~/frame_info", out_qos)
 
-        in_qos = QoSProfile(
-            depth=p["input_queue_depth"], history=HistoryPolicy.KEEP_LAST,
-            reliability=ReliabilityPolicy.RELIABLE if p["input_reliability"] == "reliable"
-            else ReliabilityPolicy.BEST_EFFORT)
-        self.subs = [self.create_subscription(msg_type, topic, callback, in_qos,
+        reliability = ReliabilityPolicy.RELIABLE if p["input_reliability"] == "reliable" \
+            else ReliabilityPolicy.BEST_EFFORT
+        in_qos = QoSProfile(depth=p["input_queue_depth"], history=HistoryPolicy.KEEP_LAST,
+                            reliability=reliability)
+        # Images: history 1. Only the newest is processed, and a deeper reader queue would
+        # hand the executor stale frames whenever inference starves it of CPU.
+        image_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
+        self.subs = [self.create_subscription(msg_type, topic, callback, qos,
                                               event_callbacks=self._qos_events(topic))
-                     for msg_type, topic, callback in (
-                         (Image, "image", self._on_image), (Image, "depth", self._on_depth),
-                         (DisparityImage, "disparity", self._on_disparity),
-                         (CameraInfo, "camera_info", self._on_camera_info))]
+                     for msg_type, topic, callback, qos in (
+                         (Image, "image", self._on_image, image_qos),
+                         (Image, "depth", self._on_depth, in_qos),
+                         (DisparityImage, "disparity", self._on_disparity, in_qos),
+                         (CameraInfo, "camera_info", self._on_camera_info, in_qos))]
 
         self._slot: tuple[Image, int] | None = None
         self._wake = threading.Condition()
