@@ -141,11 +141,12 @@ def model_under_test(s: Settings, quick: bool):
     return DepthGatedNet(cfg).eval(), ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS), None
 
 
-def bench_model(model, s: Settings, peak: float) -> list[dict]:
+def bench_model(model, s: Settings, peak: float, name: str = "bundled",
+                configs=None) -> list[dict]:
     h, w = s.size
     image = torch.randn(1, 3, h, w)
     rows = []
-    configs = [("predicted", False, loops, False) for loops in (0, 1, 2)] + [
+    configs = configs or [("predicted", False, loops, False) for loops in (0, 1, 2)] + [
         ("predicted", True, 2, False), ("predicted", False, 2, True),
         ("predicted", True, 2, True)]
     for gate, hard, loops, channels_last in configs:
@@ -163,7 +164,8 @@ def bench_model(model, s: Settings, peak: float) -> list[dict]:
         with PeakRSS() as mem:                # includes the first (cold) run
             t = timed(run, s.repeats, s.warmup)
         gflops = flops / (t["median_ms"] / 1e3) / 1e9
-        rows.append({"backend": "eager", "gate": gate + (" (hard, sparse)" if hard else ""),
+        rows.append({"model": name, "channels": model.cfg.channels, "backend": "eager",
+                     "gate": gate + (" (hard, sparse)" if hard else ""),
                      "loops": loops, "size": [h, w], "dtype": "float32",
                      "memory_format": "channels_last" if channels_last else "contiguous",
                      **t, "gflop": flops / 1e9, "gflops": gflops,
@@ -412,7 +414,7 @@ def markdown(r: dict) -> str:
            "GFLOP/s**", "",
            "## Model (input %dx%d)" % tuple(r["settings"]["size"]), ""]
     out += _table(r["model_latency"], [
-        ("backend", "backend"), ("gate", "gate"), ("loops", "loops"),
+        ("model", "model"), ("channels", "head ch."), ("gate", "gate"), ("loops", "loops"),
         ("memory_format", "memory format"), ("median_ms", "median ms"), ("p95_ms", "p95 ms"),
         ("gflop", "GFLOP"), ("gflops", "GFLOP/s"), ("fraction_of_peak", "of peak"),
         ("peak_rss_mib", "peak RSS MiB")])
@@ -473,8 +475,15 @@ def main(argv: list[str] | None = None) -> int:
     peak = result["gemm"]["gflops"]
     print("model ...", flush=True)
     result["model_latency"] = bench_model(model, s, peak)
-    eager = next(r for r in result["model_latency"] if r["loops"] == 2
-                 and r["gate"] == "predicted" and r["memory_format"] == "contiguous")
+    # The paper's head width (512 channels; random weights, latency only) beside it.
+    torch.manual_seed(0)
+    paper = DepthGatedNet(model.cfg.replace(channels=512)).eval()
+    result["model_latency"] += bench_model(
+        paper, s, peak, "paper-sized head", [("predicted", False, 2, False),
+                                             ("predicted", True, 2, False)])
+    eager = next(r for r in result["model_latency"] if r["model"] == "bundled" and
+                 r["loops"] == 2 and r["gate"] == "predicted" and
+                 r["memory_format"] == "contiguous")
     if not args.no_onnx:
         print("ONNX Runtime ...", flush=True)
         result["onnx"] = bench_onnx(model, info, s, eager["median_ms"])

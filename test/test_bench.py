@@ -21,8 +21,11 @@ def test_quick_bench_writes_valid_json_and_markdown(tmp_path):
             row["gflops"], row["gflop"] / (row["median_ms"] / 1e3), rel_tol=1e-6)
     # more loops, more work: the counted FLOPs grow with the recurrent loops
     flops = {row["loops"]: row["gflop"] for row in rows if row["gate"] == "predicted"
-             and row["memory_format"] == "contiguous"}
+             and row["memory_format"] == "contiguous" and row["model"] == "bundled"}
     assert flops[0] < flops[1] < flops[2]
+    # the paper-sized head does more work than the bundled one; sparse gating does less
+    paper = {row["gate"]: row["gflop"] for row in rows if row["model"] == "paper-sized head"}
+    assert paper["predicted"] > flops[2] and paper["predicted (hard, sparse)"] < paper["predicted"]
     assert r["onnx"]["median_ms"] > 0 and r["onnx"]["ratio_vs_eager"] > 0
     assert [d["dilation"] for d in r["dilations"]] == [1, 2, 4, 8, 16]
     # sparse gating: same output as dense on both kinds of real gate map
