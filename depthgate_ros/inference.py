@@ -237,16 +237,16 @@ class Predictor:
             for loop in range(loops + 1):
                 t0 = time.perf_counter()
                 outs.append(next(steps))
+                if deadline is None:
+                    continue            # no budget: no clock, no GPU syncs
+                self._sync()
                 if loop > 0:
-                    self._sync()
                     dt = time.perf_counter() - t0
                     self.loop_seconds = dt if self.loop_seconds is None else \
                         0.7 * self.loop_seconds + 0.3 * dt
-                if deadline is not None and loop < loops:
-                    self._sync()
-                    # before any refinement has been timed, assume it costs nothing extra
-                    if time.perf_counter() + (self.loop_seconds or 0.0) >= deadline:
-                        break
+                # before any refinement has been timed, assume it costs nothing extra
+                if loop < loops and time.perf_counter() + (self.loop_seconds or 0.0) >= deadline:
+                    break
         results = []
         for loop, out in enumerate(outs):
             if last_only and loop < len(outs) - 1:
