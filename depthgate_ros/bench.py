@@ -143,24 +143,33 @@ def model_under_test(s: Settings, quick: bool):
 
 def bench_model(model, s: Settings, peak: float, name: str = "bundled",
                 configs=None) -> list[dict]:
-    h, w = s.size
-    image = torch.randn(1, 3, h, w)
+    """configs: (gate, hard, loops, channels_last, size); size None = the settings' size."""
+    half = (s.size[0] // 2, s.size[1] // 2)
+    configs = configs or [("predicted", False, loops, False, None) for loops in (0, 1, 2)] + [
+        ("predicted", True, 2, False, None), ("sensor", False, 2, False, None),
+        ("sensor", True, 2, False, None), ("predicted", False, 2, True, None),
+        ("predicted", True, 2, True, None), ("predicted", False, 2, False, half),
+        ("predicted", True, 2, False, half)]
     rows = []
-    configs = configs or [("predicted", False, loops, False) for loops in (0, 1, 2)] + [
-        ("predicted", True, 2, False), ("predicted", False, 2, True),
-        ("predicted", True, 2, True)]
-    for gate, hard, loops, channels_last in configs:
+    for gate, hard, loops, channels_last, size in configs:
+        h, w = size or s.size
+        torch.manual_seed(0)
+        x = torch.randn(1, 3, h, w)
+        depth = None
+        if gate == "sensor":                     # a real depth map: the drive's first frame
+            cam = Camera(width=w, height=h, fx=w * 0.55, fy=w * 0.55)
+            depth = torch.from_numpy(render_frame(2000, cam).depth)[None, None]
         model.hard_gate = hard
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         model.to(memory_format=fmt)
-        x = image.contiguous(memory_format=fmt)
+        x = x.contiguous(memory_format=fmt)
 
         def run():
             with torch.inference_mode():
-                model(x, loops=loops, gate=gate)
+                model(x, depth, loops=loops, gate=gate)
         with torch.inference_mode():
             # FLOPs executed: the sparse path's GEMMs count only the selected pixels
-            flops = count_flops(lambda: model(x, loops=loops, gate=gate))
+            flops = count_flops(run)
         with PeakRSS() as mem:                # includes the first (cold) run
             t = timed(run, s.repeats, s.warmup)
         gflops = flops / (t["median_ms"] / 1e3) / 1e9
@@ -397,6 +406,8 @@ def bench_node(model_path: str, s: Settings, threads: int) -> dict:
 
 def _table(rows: list[dict], cols: list[tuple[str, str]]) -> list[str]:
     def fmt(v):
+        if isinstance(v, list):
+            return "x".join(str(x) for x in v)
         if isinstance(v, float):
             return f"{v:.3g}" if abs(v) < 10 else f"{v:.0f}"
         return "-" if v is None else str(v)
@@ -412,9 +423,10 @@ def markdown(r: dict) -> str:
            f"({m['torch_threads']} threads); model: {r['model']}", "",
            f"fp32 GEMM peak (best of {g['runs']} at {g['n']}^3): **{g['gflops']:.1f} "
            "GFLOP/s**", "",
-           "## Model (input %dx%d)" % tuple(r["settings"]["size"]), ""]
+           "## Model", ""]
     out += _table(r["model_latency"], [
-        ("model", "model"), ("channels", "head ch."), ("gate", "gate"), ("loops", "loops"),
+        ("model", "model"), ("channels", "head ch."), ("size", "input"), ("gate", "gate"),
+        ("loops", "loops"),
         ("memory_format", "memory format"), ("median_ms", "median ms"), ("p95_ms", "p95 ms"),
         ("gflop", "GFLOP"), ("gflops", "GFLOP/s"), ("fraction_of_peak", "of peak"),
         ("peak_rss_mib", "peak RSS MiB")])
@@ -479,11 +491,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     paper = DepthGatedNet(model.cfg.replace(channels=512)).eval()
     result["model_latency"] += bench_model(
-        paper, s, peak, "paper-sized head", [("predicted", False, 2, False),
-                                             ("predicted", True, 2, False)])
+        paper, s, peak, "paper-sized head", [("predicted", False, 2, False, None),
+                                             ("predicted", True, 2, False, None)])
     eager = next(r for r in result["model_latency"] if r["model"] == "bundled" and
                  r["loops"] == 2 and r["gate"] == "predicted" and
-                 r["memory_format"] == "contiguous")
+                 r["memory_format"] == "contiguous" and r["size"] == list(s.size))
     if not args.no_onnx:
         print("ONNX Runtime ...", flush=True)
         result["onnx"] = bench_onnx(model, info, s, eager["median_ms"])

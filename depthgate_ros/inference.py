@@ -83,6 +83,9 @@ class Predictor:
         self.fp16 = fp16 and self.device.type == "cuda"
         if fp16 and not self.fp16:
             log.warning("fp16 autocast is only used on CUDA; running float32 on %s", self.device)
+        if self.device.type == "cuda":
+            # a camera's frames share one size: let cuDNN pick its fastest kernels once
+            torch.backends.cudnn.benchmark = True
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.eval().to(self.device, memory_format=self.memory_format)
         self.model.hard_gate = hard_gate

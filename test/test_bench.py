@@ -14,6 +14,8 @@ def test_quick_bench_writes_valid_json_and_markdown(tmp_path):
     assert r["gemm"]["gflops"] > 0
     rows = r["model_latency"]
     assert {row["loops"] for row in rows} == {0, 1, 2}
+    assert {"predicted", "sensor", "sensor (hard, sparse)"} <= {row["gate"] for row in rows}
+    assert len({tuple(row["size"]) for row in rows}) == 2
     assert {row["memory_format"] for row in rows} == {"contiguous", "channels_last"}
     for row in rows:
         assert 0 < row["median_ms"] <= row["p95_ms"] + 1e-9
@@ -21,7 +23,8 @@ def test_quick_bench_writes_valid_json_and_markdown(tmp_path):
             row["gflops"], row["gflop"] / (row["median_ms"] / 1e3), rel_tol=1e-6)
     # more loops, more work: the counted FLOPs grow with the recurrent loops
     flops = {row["loops"]: row["gflop"] for row in rows if row["gate"] == "predicted"
-             and row["memory_format"] == "contiguous" and row["model"] == "bundled"}
+             and row["memory_format"] == "contiguous" and row["model"] == "bundled"
+             and row["size"] == r["settings"]["size"]}
     assert flops[0] < flops[1] < flops[2]
     # the paper-sized head does more work than the bundled one; sparse gating does less
     paper = {row["gate"]: row["gflop"] for row in rows if row["model"] == "paper-sized head"}
