@@ -103,28 +103,24 @@ def gemm_peak(n: int, s: Settings) -> dict:
 
 
 class PeakRSS:
-    """Peak resident memory of this process during a block (Linux: VmHWM, reset through
-    /proc/self/clear_refs); None where that is not available."""
+    """Peak resident memory of this whole process during a block, in MiB (Linux: VmHWM,
+    reset through /proc/self/clear_refs); None where that is not available. Absolute, not a
+    delta: freed buffers are reused, so only the process's high-water mark is meaningful."""
 
     def __enter__(self):
-        self.ok = False
         try:
             Path("/proc/self/clear_refs").write_text("5")
-            self.base = self._read("VmRSS")
             self.ok = True
         except OSError:
-            pass
+            self.ok = False
         return self
 
     def __exit__(self, *exc):
-        self.mib = (self._read("VmHWM") - self.base) / 1024 if self.ok else None
-
-    @staticmethod
-    def _read(key: str) -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key):
-                return int(line.split()[1])
-        raise OSError(key)
+        self.mib = None
+        if self.ok:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmHWM"):
+                    self.mib = int(line.split()[1]) / 1024
 
 
 def count_flops(fn) -> int:
@@ -437,7 +433,7 @@ def markdown(r: dict) -> str:
         ("loops", "loops"),
         ("memory_format", "memory format"), ("median_ms", "median ms"), ("p95_ms", "p95 ms"),
         ("gflop", "GFLOP"), ("gflops", "GFLOP/s"), ("fraction_of_peak", "of peak"),
-        ("peak_rss_mib", "peak RSS MiB")])
+        ("peak_rss_mib", "process peak RSS MiB")])
     if r.get("onnx"):
         o = r["onnx"]
         out += [f"ONNX Runtime, loops 2: median {o['median_ms']:.1f} ms, p95 "

@@ -20,6 +20,7 @@ def test_quick_bench_writes_valid_json_and_markdown(tmp_path):
     assert {row["memory_format"] for row in rows} == {"contiguous", "channels_last"}
     for row in rows:
         assert 0 < row["median_ms"] <= row["p95_ms"] + 1e-9
+        assert row["peak_rss_mib"] is None or row["peak_rss_mib"] > 50    # torch alone
         assert row["gflop"] > 0 and math.isclose(
             row["gflops"], row["gflop"] / (row["median_ms"] / 1e3), rel_tol=1e-6)
     # more loops, more work: the counted FLOPs grow with the recurrent loops
