@@ -202,7 +202,9 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
     summary = {
         "model": model_name, "model_path": model_path, "device": diagnostics["device"],
         "frames_sent": len(stamps), "frames_processed": len(processed),
-        "frames_dropped": diagnostics["dropped"], "publish_rate_hz": rate_hz,
+        # frames that never produced output: replaced in the node's slot, or superseded in
+        # its history-1 image queue before the executor took them
+        "frames_dropped": len(stamps) - len(processed), "publish_rate_hz": rate_hz,
         "image_size": [h, w],
         "inference_size": list(inference_size) if inference_size else [h, w],
         "fps": len(processed) / (len(stamps) / rate_hz) if stamps else 0.0,

@@ -20,7 +20,10 @@ def test_demo_end_to_end(tmp_path):
     assert demo_main(["--out", str(out), "--checkpoint", str(ckpt), "--frames", "6",
                       "--size", "64", "128", "--rate", "4", "--device", "cpu"]) == 0
     s = json.loads((out / "summary.json").read_text())
-    assert s["frames_sent"] == 6 and s["frames_processed"] >= 5
+    # Latest-frame-only may drop frames on a loaded machine (CI once processed 4 of 6);
+    # every frame is accounted for, and both halves of the drive must be seen.
+    assert s["frames_sent"] == 6 and s["frames_processed"] >= 3
+    assert s["frames_processed"] + s["frames_dropped"] == 6
     # depth for the first half, RGB only after: both gate sources appear, in that order
     sources = [e["gate_source"] for e in s["per_frame"] if e["processed"]]
     assert "sensor" in sources[:3] and sources[-1] == "predicted"
