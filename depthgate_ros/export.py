@@ -25,8 +25,8 @@ from torch import nn
 
 from .model.checkpoint import CheckpointError, ModelInfo, load_checkpoint
 from .model.network import DepthGatedNet
+from .onnx_backend import METADATA_KEY
 
-METADATA_KEY = "depthgate"
 log = logging.getLogger("depthgate_ros.export")
 
 

@@ -14,7 +14,7 @@ import torch
 from .model.checkpoint import CheckpointError, ModelInfo
 from .model.config import ModelConfig
 
-METADATA_KEY = "depthgate"
+METADATA_KEY = "depthgate"      # where depthgate-export puts model info and config
 
 
 class OnnxModel:
@@ -88,7 +88,3 @@ class OnnxModel:
             yield {"seg": torch.from_numpy(out[f"seg_{loop}"]),
                    "log_depth": torch.from_numpy(out[f"log_depth_{loop}"]),
                    "gate": torch.from_numpy(gate_w) if gate_w is not None else None}
-
-
-def is_onnx(path: str | Path) -> bool:
-    return str(path).endswith(".onnx")

@@ -153,8 +153,21 @@ def test_config_validation_and_round_trip():
 
 
 def test_no_weights_are_downloaded(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("attempted a download")
+    import torchvision
+    import torchvision.models._api as tv_api
+    attempts = []
+
+    def refuse(url, *args, **kwargs):
+        attempts.append(url)
+        raise RuntimeError(f"attempted a download of {url}")
+    # torchvision imports its own reference to the loader: patch it where it is looked up
+    monkeypatch.setattr(tv_api, "load_state_dict_from_url", refuse)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    DepthGatedNet(small_config())
+    # the trap works: asking torchvision for pretrained weights is caught
+    with pytest.raises(RuntimeError, match="attempted a download"):
+        torchvision.models.resnet18(weights="DEFAULT")
+    assert len(attempts) == 1
+    for backbone in ("resnet18", "resnet50"):
+        DepthGatedNet(small_config(backbone=backbone))
+    assert len(attempts) == 1                  # our models asked for nothing
