@@ -23,3 +23,15 @@ def make_model():
         torch.manual_seed(seed)
         return DepthGatedNet(small_config(**changes))
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A narrow, untrained network with Cityscapes classes, saved as a real checkpoint."""
+    from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
+    from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
+    torch.manual_seed(0)
+    model = DepthGatedNet(ModelConfig(channels=16, depth_channels=(8, 8),
+                                      depth_edges=(6.0, 12.0, 24.0, 48.0)))
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", model,
+                           ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))

@@ -5,7 +5,7 @@ import threading
 import time
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -18,7 +18,9 @@ class Harness:
     def __init__(self, args=None):
         self.context = rclpy.Context()
         rclpy.init(args=args, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        # One thread: more would fight the node's inference thread for the GIL (each torch op
+        # needs it back), which stretched 20 ms passes to seconds on two cores.
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.nodes = []
         self.test_node = self.add(Node("test_harness", context=self.context))
         self.received: dict[str, list] = {}

@@ -34,12 +34,8 @@ def frames():
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = DepthGatedNet(ModelConfig(channels=16, depth_channels=(8, 8),
-                                      depth_edges=(6.0, 12.0, 24.0, 48.0)))
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", model,
-                           ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.fixture
@@ -110,63 +106,75 @@ def _frame_info(h, first_sec):
     return out
 
 
+def _send_and_wait(h, frame, sec, with_depth, depth_first=True, gap_s=0.005):
+    """One frame, then wait until the node has finished it (no replacement, whatever the
+    machine's load: this is about which gate each frame gets)."""
+    hdr = _header(sec)
+    if with_depth and depth_first:
+        h.depth.publish(array_to_msg(frame.depth, "32FC1", hdr))
+        time.sleep(gap_s)
+    h.image.publish(array_to_msg(frame.rgb, "rgb8", hdr))
+    if with_depth and not depth_first:
+        time.sleep(gap_s)
+        h.depth.publish(array_to_msg(frame.depth, "32FC1", hdr))
+    assert h.wait_for(lambda: sec in _frame_info(h, sec), timeout=20), sec
+    return _frame_info(h, sec)[sec]
+
+
 def test_fallback_to_monocular_and_back(ros, frames):
-    # Per-frame gate sources, not wall-clock switch times: a loaded machine delays frames but
-    # must not change which gate each frame gets.
-    node = ros.node
-
-    def send(i, with_depth):
-        f = frames[i % len(frames)]
-        hdr = _header(100 + i)
-        if with_depth:
-            ros.depth.publish(array_to_msg(f.depth, "32FC1", hdr))
-        ros.image.publish(array_to_msg(f.rgb, "rgb8", hdr))
+    gates = {}
+    for i in range(16):
+        with_depth = not 4 <= i < 10        # depth stops for six frames, then returns
+        gates[i] = _send_and_wait(ros, frames[i % len(frames)], 100 + i,
+                                  with_depth)["gate_source"]
         time.sleep(0.1)
-
-    for i in range(4):                      # depth present: sensor gating
-        send(i, True)
-    for i in range(4, 10):                  # depth stops (silent longer than depth_timeout)
-        send(i, False)
-    for i in range(10, 16):                 # depth returns
-        send(i, True)
-    assert ros.wait_for(lambda: 115 in _frame_info(ros, 100))
-    gates = {sec - 100: v["gate_source"] for sec, v in _frame_info(ros, 100).items()}
-    # latest-frame-only may drop a frame under load; each phase must still be seen
-    assert sum(1 for i in gates if i < 4) >= 2 and sum(1 for i in gates if 4 <= i < 10) >= 2
-    # The first image of a depth stream may race its depth message (a node that has never
-    # seen depth does not wait for it); every later one is paired.
-    assert all(g == "sensor" for i, g in gates.items() if 1 <= i < 4), gates
-    assert all(g == "predicted" for i, g in gates.items() if 4 <= i < 10), gates
-    assert all(g == "sensor" for i, g in gates.items() if i >= 11), gates
-    assert node.last_gate_source == "sensor"
+    # every frame gets the gate its pairing says, the first of each phase included (a
+    # depth publisher is matched, so the node waits sync_slop for a partner)
+    assert [gates[i] for i in range(16)] == ["sensor"] * 4 + ["predicted"] * 6 + \
+        ["sensor"] * 6, gates
+    assert ros.node.last_gate_source == "sensor"
     # an image without depth waits for it at most depth_timeout (0.3 s), not forever
     info = _frame_info(ros, 100)
     waited = [float(info[100 + i]["latency_ms"]) - float(info[100 + i]["model_ms"])
-              for i in range(4, 10) if 100 + i in info]
+              for i in range(4, 10)]
     assert max(waited) < 300 + 500, waited
+
+
+def test_depth_resuming_after_a_gap_pairs_the_first_image(ros, frames):
+    # depth flows, then is silent for 1 s (depth_timeout 0.3 s); when it resumes, the
+    # image comes first and its partner 5 ms later, as a lagging depth pipeline sends them
+    for i in range(3):
+        assert _send_and_wait(ros, frames[i], 150 + i, True)["gate_source"] == "sensor"
+    time.sleep(1.0)
+    resumed = _send_and_wait(ros, frames[3], 160, True, depth_first=False)
+    assert resumed["gate_source"] == "sensor", resumed
+    # and with nobody publishing depth, an image does not wait for it at all
+    ros.test_node.destroy_publisher(ros.depth)
+    assert ros.wait_for(lambda: not ros.node._depth_expected, timeout=10)
+    time.sleep(0.5)                                       # and depth_timeout has passed
+    alone = _send_and_wait(ros, frames[4], 170, False)
+    assert alone["gate_source"] == "predicted"
+    assert float(alone["latency_ms"]) - float(alone["model_ms"]) < 45, alone
 
 
 def test_16uc1_and_disparity_give_sensor_gating(ros, frames):
     node = ros.node
     f = frames[1]
     mm = np.where(np.isnan(f.depth), 0, np.clip(f.depth * 1000, 0, 65535)).astype(np.uint16)
-    for i in range(3):      # a stream, as a camera sends it: the first pair may race
-        ros.depth.publish(array_to_msg(mm, "16UC1", _header(300 + i)))
-        ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(300 + i)))
-        time.sleep(0.1)
-    assert ros.wait_for(lambda: node.stats["processed"] >= 3)
-    assert node.last_gate_source == "sensor"
     disp_pub = ros.publisher(DisparityImage, "disparity")
     ros.wait_for_subscribers(disp_pub)
-    for i in range(3):
-        d = DisparityImage(f=CAM.fx, t=CAM.baseline_m)
-        d.header = _header(310 + i)
-        d.image = array_to_msg(np.nan_to_num(f.disparity, nan=0.0), "32FC1", d.header)
-        disp_pub.publish(d)
-        ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(310 + i)))
-        time.sleep(0.1)
-    assert ros.wait_for(lambda: node.stats["processed"] >= 6)
-    assert node.last_gate_source == "sensor"
+    for i in range(6):
+        sec = 300 + i
+        if i < 3:                                         # 16UC1 millimetres
+            ros.depth.publish(array_to_msg(mm, "16UC1", _header(sec)))
+        else:                                             # stereo disparity
+            d = DisparityImage(f=CAM.fx, t=CAM.baseline_m)
+            d.header = _header(sec)
+            d.image = array_to_msg(np.nan_to_num(f.disparity, nan=0.0), "32FC1", d.header)
+            disp_pub.publish(d)
+        ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(sec)))
+        assert ros.wait_for(lambda: sec in _frame_info(ros, sec)), sec
+        assert _frame_info(ros, sec)[sec]["gate_source"] == "sensor", i
     assert node.stats["depth_errors"] == 0
 
 
@@ -193,10 +201,13 @@ def test_flood_keeps_latency_bounded_and_counts_drops(ros, frames):
     info = _frame_info(ros, 500)
     out = sorted(info)
     assert 3 <= len(out) < burst
-    received = node.stats["received"] - before["received"]
-    processed = node.stats["processed"] - before["processed"]
-    assert node.stats["dropped"] - before["dropped"] == received - processed
-    assert node.stats["dropped"] - before["dropped"] > 20
+    # every image sent is processed or counted as dropped: replaced in the node's slot, or
+    # superseded in the reader queue (the stamps skip it); one may still be in flight
+    after = node.stats
+    processed = after["processed"] - before["processed"]
+    dropped = after["dropped"] - before["dropped"]
+    assert abs(burst - (processed + dropped)) <= 1, (before, after)
+    assert dropped > 20
     # A FIFO backlog would deliver the last frame ~burst * model_s = 9 s after it was sent;
     # latest-frame-only keeps it to one wait plus one run (bounds leave room for a busy CI).
     arrived = {m.header.stamp.sec: t for t, m in ros.messages(f"{NODE}/labels")}
@@ -295,10 +306,6 @@ def test_latency_budget_and_hard_gate_apply_live_and_show_per_frame(ros, frames)
     assert node.predictor.hard_gate
     assert loops_of(1300, 5000.0, False) == [2, 2, 2]
     assert not node.predictor.hard_gate
-    node.predictor.tta_flip = True                  # as if started with tta_flip: true
-    rejected = node.set_parameters([Parameter("latency_budget_ms", value=50.0)])[0]
-    node.predictor.tta_flip = False
-    assert not rejected.successful and "augmentation" in rejected.reason
 
 
 def test_points_need_camera_info_then_arrive(ros, frames):

@@ -50,3 +50,20 @@ def test_reset_and_bad_settings():
     assert p.match(1) is None and not p.alive(1)
     with pytest.raises(ValueError):
         DepthPairing(slop_s=-1)
+
+
+def test_after_a_gap_an_expected_partner_gets_the_slop():
+    # depth went silent (last message at 1 s, timeout 0.5 s); at 5 s it resumes, and the
+    # image's partner lands 1 ms after the image: the worker must still be waiting then.
+    p = DepthPairing(slop_s=0.05, timeout_s=0.5)
+    p.add(1 * NS, "old", arrival_ns=1 * NS)
+    image_arrival = 5 * NS
+    assert not p.alive(image_arrival)
+    assert p.should_wait(image_arrival, image_arrival + 1 * MS, expected=True)
+    # no partner within the slop: give up after 50 ms, not after depth_timeout
+    assert p.should_wait(image_arrival, image_arrival + 49 * MS, expected=True)
+    assert not p.should_wait(image_arrival, image_arrival + 50 * MS, expected=True)
+    # nobody publishes depth: monocular at once
+    assert not p.should_wait(image_arrival, image_arrival + 1 * MS, expected=False)
+    p.add(5 * NS, "resumed", arrival_ns=image_arrival + 1 * MS)
+    assert p.match(5 * NS).item == "resumed"

@@ -7,11 +7,13 @@ the node's namespace `~/labels`, `~/labels_color`, `~/depth`, `~/confidence`, `~
 frame), each with the input image's header, and `/diagnostics`.
 
 Subscription callbacks only store messages: inference runs on a worker thread that always
-takes the newest image (at most one waits; replaced ones are counted as dropped), so a slow
-model never builds a backlog of stale frames.
+takes the newest image (at most one waits; a replaced one is counted), so a slow model never
+builds a backlog of stale frames. /diagnostics accounts for every image the camera sent:
+processed, replaced here, lost in transport, or skipped by the stamps (accounting.py).
 """
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import deque
@@ -20,12 +22,11 @@ import numpy as np
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
-from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
@@ -34,79 +35,20 @@ from ..model.checkpoint import CheckpointError
 from ..model.depth_bins import disparity_to_depth
 from ..visualize import colorize_labels, palette
 from ..weights import bundled_checkpoint
+from .accounting import StreamAccounting
+from .compat import SubscriptionEventCallbacks
 from .image_codec import ImageDecodeError, array_to_msg, depth_from_msg, rgb_from_msg
 from .pairing import NS, DepthPairing
+from .parameters import PARAMETERS, STATIC, ModelFacts, ParameterError, check, declare, \
+    topic_name
 from .pointcloud import depth_to_cloud
+from .switch_log import SwitchLog
 
+__all__ = ["PARAMETERS", "PerceptionNode", "main"]
 OUTPUTS = ("labels", "labels_color", "depth", "confidence", "gate", "points")
-# Parameters read once at start; changing them needs a restart.
-STATIC = ("model_path", "device", "fp16", "channels_last", "num_threads", "inference_height",
-          "inference_width", "input_reliability", "input_queue_depth", "tta_flip",
-          "tta_scales", "depth_blur_sigma", "diagnostics_period")
-
-
-def _desc(text: str, *, lo=None, hi=None, step=None, read_only=False, choices=None):
-    d = ParameterDescriptor(description=text, read_only=read_only)
-    if choices:
-        d.additional_constraints = "one of: " + ", ".join(choices)
-    if isinstance(lo, int) and isinstance(hi, int):
-        d.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=step or 1)]
-    elif lo is not None:
-        d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi),
-                                                     step=float(step or 0.0))]
-    return d
-
-
-PARAMETERS = {
-    # name: (default, descriptor)
-    "model_path": ("", _desc("checkpoint file; empty = the model bundled with the package")),
-    "device": ("auto", _desc("auto | cpu | cuda[:N]; auto picks CUDA when present")),
-    "fp16": (False, _desc("float16 autocast (CUDA only)")),
-    "channels_last": (False, _desc("channels-last memory format")),
-    "num_threads": (0, _desc("torch CPU threads, 0 = torch's default; bound it on a robot "
-                             "running other nodes", lo=0, hi=256)),
-    "inference_height": (0, _desc("inference resolution, 0 = the input's own", lo=0, hi=4096)),
-    "inference_width": (0, _desc("inference resolution, 0 = the input's own", lo=0, hi=8192)),
-    "loops": (-1, _desc("recurrent loops, -1 = the model's default (dynamic)", lo=-1, hi=8)),
-    "latency_budget_ms": (0.0, _desc("anytime refinement: run only the recurrent loops that "
-                                     "fit in this many ms per frame, 0 = always `loops` "
-                                     "(dynamic; needs TTA off)", lo=0.0, hi=10000.0)),
-    "hard_gate": (False, _desc("gate on the most likely depth bin only (predicted or sensor), "
-                               "so the gating module runs sparse (dynamic)")),
-    "gate_source": ("auto", _desc("auto = sensor depth when paired, else predicted (dynamic)",
-                                  choices=("auto", "sensor", "predicted", "average"))),
-    "sync_slop": (0.05, _desc("max stamp difference (s) for an image/depth pair (dynamic)",
-                              lo=0.0, hi=1.0)),
-    "depth_timeout": (0.5, _desc("wait at most this long (s) for depth; silent depth for "
-                                 "this long means monocular (dynamic)", lo=0.0, hi=10.0)),
-    "depth_unit_scale": (0.001, _desc("metres per unit of 16UC1 depth (dynamic)",
-                                      lo=1e-6, hi=1.0)),
-    "input_reliability": ("best_effort", _desc("QoS reliability of the inputs",
-                                               choices=("best_effort", "reliable"))),
-    "input_queue_depth": (5, _desc("QoS history depth of depth, disparity and camera_info "
-                                   "(images: 1, only the newest is ever processed)",
-                                   lo=1, hi=100)),
-    "publish_labels": (True, _desc("publish ~/labels (dynamic)")),
-    "publish_labels_color": (True, _desc("publish ~/labels_color (dynamic)")),
-    "publish_depth": (True, _desc("publish ~/depth (dynamic)")),
-    "publish_confidence": (False, _desc("publish ~/confidence (dynamic)")),
-    "publish_gate": (True, _desc("publish ~/gate (dynamic)")),
-    "publish_points": (False, _desc("publish ~/points, needs camera_info (dynamic)")),
-    "labels_color_alpha": (0.0, _desc("blend of the image over ~/labels_color (dynamic)",
-                                      lo=0.0, hi=1.0)),
-    "mask_classes": ([""], _desc("class names published as ~/masks/<name> (dynamic); "
-                                 "spaces become underscores in topic names")),
-    "tta_flip": (False, _desc("flip test-time augmentation")),
-    "tta_scales": ([1.0], _desc("test-time scales")),
-    "depth_blur_sigma": (0.0, _desc("Gaussian smoothing of predicted depth (pixels)",
-                                    lo=0.0, hi=50.0)),
-    "diagnostics_period": (1.0, _desc("seconds between /diagnostics messages", lo=0.1,
-                                      hi=60.0)),
-}
-
-
-def topic_name(class_name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in class_name.strip())
+# A matched image publisher that delivers (almost) nothing for this long earns a warning.
+SILENCE_WARN_S = 3.0
+README_DDS = "README section 'Camera-sized images over DDS'"
 
 
 def stamp_ns(header) -> int:
@@ -114,31 +56,41 @@ def stamp_ns(header) -> int:
 
 
 class PerceptionNode(Node):
+    """Raises ParameterError (naming the parameter) when it cannot start."""
+
     def __init__(self, **kwargs):
         super().__init__("perception_node", **kwargs)
-        for name, (default, descriptor) in PARAMETERS.items():
-            self.declare_parameter(name, default, descriptor)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        # First, so that destroy_node works on a node whose start failed half-way.
+        self._wake = threading.Condition()
+        self._publishing = threading.Lock()
+        self._stop = False
+        self._worker: threading.Thread | None = None
+        p = declare(self)
+        if problem := check(p):
+            raise problem
         if p["num_threads"] > 0:
             torch.set_num_threads(p["num_threads"])
         path = p["model_path"] or bundled_checkpoint()
         if not path:
-            raise CheckpointError("no model: set the model_path parameter (this build ships "
-                                  "no bundled model)")
+            raise ParameterError("model_path", "no model: this build ships no bundled model")
         size = (p["inference_height"], p["inference_width"]) if p["inference_height"] and \
             p["inference_width"] else None
-        self.predictor = Predictor.from_checkpoint(
-            path, device=p["device"], fp16=p["fp16"], channels_last=p["channels_last"],
-            size=size, tta_scales=p["tta_scales"], tta_flip=p["tta_flip"],
-            depth_blur_sigma=p["depth_blur_sigma"])
+        try:
+            self.predictor = Predictor.from_checkpoint(
+                path, device=p["device"], fp16=p["fp16"], channels_last=p["channels_last"],
+                size=size, tta_scales=p["tta_scales"], tta_flip=p["tta_flip"],
+                depth_blur_sigma=p["depth_blur_sigma"])
+        except (CheckpointError, OSError) as e:
+            raise ParameterError("model_path", str(e)) from None
         self.model_path = str(path)
         self.lut = palette(self.predictor.info.colors)
         self.class_ids = {topic_name(n): i for i, n in enumerate(self.predictor.info.class_names)}
+        self.model_facts = ModelFacts(frozenset(self.class_ids),
+                                      bool(self.predictor.cfg.recurrent))
+        if problem := check(p, self.model_facts):
+            raise problem
         self._lock = threading.Lock()       # guards settings, pairing, camera info, stats
         self._apply_dynamic(p)
-        if self.budget_ms and (p["tta_flip"] or list(p["tta_scales"]) != [1.0]):
-            raise ValueError("latency_budget_ms needs test-time augmentation off (tta_flip, "
-                             "tta_scales)")
         self.pairing = DepthPairing(p["sync_slop"], p["depth_timeout"],
                                     queue_size=max(10, p["input_queue_depth"]))
         self.camera_info: CameraInfo | None = None
@@ -155,6 +107,19 @@ class PerceptionNode(Node):
         # Per frame, with the input's header: which gate was used, loops, timings.
         self.frame_info_pub = self.create_publisher(DiagnosticArray, "~/frame_info", out_qos)
 
+        self._slot: tuple[Image, int, float] | None = None
+        self.accounting = StreamAccounting()
+        self._errors = {"errors": 0, "depth_errors": 0, "oom": 0, "stamp_warnings": 0}
+        self._window: deque = deque(maxlen=200)     # (finish time, latency s, model s)
+        self._received_times: deque = deque(maxlen=400)
+        self.gate_log = SwitchLog()
+        self.last_gate_source: str | None = None
+        self._last_stamp: int | None = None
+        self._throttle: dict[str, float] = {}
+        # (time, received, lost) at the last transport check, and whether it warned
+        self._transport_check = (time.monotonic(), 0, 0)
+        self._transport_warned = False
+
         reliability = ReliabilityPolicy.RELIABLE if p["input_reliability"] == "reliable" \
             else ReliabilityPolicy.BEST_EFFORT
         in_qos = QoSProfile(depth=p["input_queue_depth"], history=HistoryPolicy.KEEP_LAST,
@@ -162,26 +127,17 @@ class PerceptionNode(Node):
         # Images: history 1. Only the newest is processed, and a deeper reader queue would
         # hand the executor stale frames whenever inference starves it of CPU.
         image_qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=reliability)
-        self.subs = [self.create_subscription(msg_type, topic, callback, qos,
-                                              event_callbacks=self._qos_events(topic))
-                     for msg_type, topic, callback, qos in (
-                         (Image, "image", self._on_image, image_qos),
-                         (Image, "depth", self._on_depth, in_qos),
-                         (DisparityImage, "disparity", self._on_disparity, in_qos),
-                         (CameraInfo, "camera_info", self._on_camera_info, in_qos))]
+        self.subs = {topic: self.create_subscription(
+            msg_type, topic, callback, qos, event_callbacks=self._qos_events(topic))
+            for msg_type, topic, callback, qos in (
+                (Image, "image", self._on_image, image_qos),
+                (Image, "depth", self._on_depth, in_qos),
+                (DisparityImage, "disparity", self._on_disparity, in_qos),
+                (CameraInfo, "camera_info", self._on_camera_info, in_qos))}
 
-        self._slot: tuple[Image, int] | None = None
-        self._wake = threading.Condition()
-        self._stop = False
-        self.stats = {"received": 0, "processed": 0, "dropped": 0, "errors": 0,
-                      "depth_errors": 0, "oom": 0, "stamp_warnings": 0}
-        self._window: deque = deque(maxlen=200)     # (finish time, latency s, model s)
-        self._received_times: deque = deque(maxlen=400)
-        self.last_gate_source: str | None = None
-        self._last_stamp: int | None = None
-        self._throttle: dict[str, float] = {}
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+        self._name_check = self.create_timer(2.0, self._check_duplicate_name)
         self._worker = threading.Thread(target=self._run, name="depthgate-inference",
                                         daemon=True)
         self._worker.start()
@@ -203,29 +159,14 @@ class PerceptionNode(Node):
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         changes = {x.name: x.value for x in params}
-        for name, value in changes.items():
-            if name in STATIC:
-                return SetParametersResult(successful=False,
-                                           reason=f"{name} is read at start; restart the node")
-            if name == "gate_source" and value not in ("auto", "sensor", "predicted",
-                                                       "average"):
-                return SetParametersResult(successful=False, reason=f"gate_source {value!r} "
-                                           "is not one of auto, sensor, predicted, average")
-            if name == "latency_budget_ms" and value > 0 and (
-                    self.predictor.tta_flip or self.predictor.tta_scales != (1.0,)):
-                return SetParametersResult(successful=False, reason="a latency budget needs "
-                                           "test-time augmentation off (tta_flip, tta_scales)")
-            if name == "loops" and value > 0 and not self.predictor.cfg.recurrent:
-                return SetParametersResult(successful=False,
-                                           reason="this model has no recurrent module")
-            if name == "mask_classes":
-                unknown = [c for c in value if c.strip() and topic_name(c) not in
-                           self.class_ids]
-                if unknown:
-                    return SetParametersResult(successful=False,
-                                               reason=f"unknown classes {unknown}")
+        static = [name for name in changes if name in STATIC]
+        if static:
+            return SetParametersResult(successful=False,
+                                       reason=f"{static[0]} is read at start; restart the node")
         current = {name: self.get_parameter(name).value for name in PARAMETERS}
         current.update(changes)
+        if problem := check(current, self.model_facts):
+            return SetParametersResult(successful=False, reason=str(problem))
         with self._lock:
             self._apply_dynamic(current)
             self.pairing.configure(current["sync_slop"], current["depth_timeout"])
@@ -234,14 +175,10 @@ class PerceptionNode(Node):
         return SetParametersResult(successful=True)
 
     def _update_mask_publishers(self) -> None:
-        unknown = [c for c in self.mask_classes if c not in self.class_ids]
-        if unknown:
-            self.get_logger().error(f"mask_classes: unknown classes {unknown}; known: "
-                                    f"{sorted(self.class_ids)}")
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         with self._lock:
             for name in self.mask_classes:
-                if name in self.class_ids and name not in self.mask_pubs:
+                if name not in self.mask_pubs:
                     self.mask_pubs[name] = self.create_publisher(Image, f"~/masks/{name}", qos)
 
     def _qos_events(self, topic: str) -> SubscriptionEventCallbacks:
@@ -250,7 +187,22 @@ class PerceptionNode(Node):
                 f"a publisher on '{topic}' has incompatible QoS (policy "
                 f"{event.last_policy_kind}); no messages will arrive from it. Set "
                 "input_reliability to match it.")
-        return SubscriptionEventCallbacks(incompatible_qos=incompatible)
+
+        def lost(event):                    # samples DDS knows it missed, e.g. a lost fragment
+            with self._lock:
+                self.accounting.on_lost(event.total_count)
+        return SubscriptionEventCallbacks(incompatible_qos=incompatible,
+                                          message_lost=lost if topic == "image" else None)
+
+    def _check_duplicate_name(self) -> None:
+        self._name_check.cancel()           # once, after discovery has had time to run
+        me = (self.get_name(), self.get_namespace())
+        twins = sum(1 for n in self.get_node_names_and_namespaces() if n == me)
+        if twins > 1:
+            fqn = self.get_fully_qualified_name()
+            self.get_logger().warning(
+                f"{twins} nodes are named {fqn}: their outputs, parameters and "
+                "/diagnostics collide; give each its own name or namespace")
 
     # -- callbacks: store only ------------------------------------------------------------
 
@@ -258,13 +210,15 @@ class PerceptionNode(Node):
         return self.get_clock().now().nanoseconds
 
     def _on_image(self, msg: Image) -> None:
+        now = time.monotonic()
         with self._wake:
-            self.stats["received"] += 1
-            self._received_times.append(time.monotonic())
-            if self._slot is not None:
-                self.stats["dropped"] += 1
-            self._slot = (msg, self._now_ns(), time.monotonic())
+            replaced = self._slot is not None
+            self._slot = (msg, self._now_ns(), now)
             self._wake.notify()
+        with self._lock:
+            self.accounting.on_received(stamp_ns(msg.header))
+            self.accounting.replaced += replaced
+            self._received_times.append(now)
 
     def _on_depth(self, msg: Image) -> None:
         with self._lock:
@@ -294,10 +248,14 @@ class PerceptionNode(Node):
                 msg, arrival_ns, arrival_mono = self._slot
                 self._slot = None
             try:
-                self._process(msg, arrival_ns, arrival_mono)
+                done = self._process(msg, arrival_ns, arrival_mono)
             except Exception as e:  # never let one frame kill the node
-                self.stats["errors"] += 1
+                done = False
+                self._count("errors")
                 self._warn("frame", f"frame skipped: {type(e).__name__}: {e}")
+            if not done:
+                with self._lock:
+                    self.accounting.failed += 1
 
     def _partner(self, stamp: int, arrival_ns: int):
         """The paired depth message, waiting for it while depth flows (bounded by
@@ -306,7 +264,7 @@ class PerceptionNode(Node):
             with self._lock:
                 match = self.pairing.match(stamp) if stamp else None
                 wait = match is None and stamp and self.pairing.should_wait(
-                    arrival_ns, self._now_ns())
+                    arrival_ns, self._now_ns(), expected=self._depth_expected)
             if not wait:
                 return match.item if match else None
             with self._wake:
@@ -314,21 +272,27 @@ class PerceptionNode(Node):
                     return None
                 self._wake.wait(timeout=0.005)
 
-    def _process(self, msg: Image, arrival_ns: int, arrival_mono: float) -> None:
+    @property
+    def _depth_expected(self) -> bool:
+        """A depth or disparity publisher is matched (so a silent stream may resume)."""
+        return any(self.subs[t].get_publisher_count() for t in ("depth", "disparity"))
+
+    def _process(self, msg: Image, arrival_ns: int, arrival_mono: float) -> bool:
+        """Runs one frame; False when it produced no output."""
         t_decode = time.monotonic()
         try:
             rgb = rgb_from_msg(msg)
         except ImageDecodeError as e:
-            self.stats["errors"] += 1
+            self._count("errors")
             self._warn("decode", f"image dropped: {e}")
-            return
+            return False
         decode_s = time.monotonic() - t_decode
         stamp = stamp_ns(msg.header)
         if stamp == 0:
-            self.stats["stamp_warnings"] += 1
+            self._count("stamp_warnings")
             self._warn("stamp", "image stamp is zero: cannot pair depth, running monocular")
         elif self._last_stamp is not None and stamp < self._last_stamp:
-            self.stats["stamp_warnings"] += 1
+            self._count("stamp_warnings")
             self._warn("stamp", "image stamps went backwards (bag restarted?): depth pairing "
                        "reset")
             with self._lock:
@@ -355,25 +319,30 @@ class PerceptionNode(Node):
             pred = self.predictor.predict(rgb, depth, loops=loops, gate=gate,
                                           budget_ms=budget)
         except torch.cuda.OutOfMemoryError:
-            self.stats["oom"] += 1
+            self._count("oom")
             torch.cuda.empty_cache()
             self._warn("oom", "CUDA out of memory: frame skipped, cache freed")
-            return
+            return False
         model_s = time.monotonic() - t0
-        self._publish(msg, rgb, pred, depth, enabled, alpha, masks, info)
-        done = time.monotonic()
-        # decode_ms: image (and depth) conversion in; publish_ms: conversion out and publish;
-        # latency_ms: arrival to published, including any wait for a depth partner.
-        self._publish_frame_info(msg.header, pred, {
-            "model_ms": model_s, "decode_ms": decode_s, "publish_ms": done - t0 - model_s,
-            "latency_ms": done - arrival_mono})
+        # Publishing holds _publishing: stop_worker() takes it, so no publish can run into a
+        # context that main() is about to shut down.
+        with self._publishing:
+            if self._stop:
+                return False
+            self._publish(msg, rgb, pred, depth, enabled, alpha, masks, info)
+            done = time.monotonic()
+            # decode_ms: image (and depth) conversion in; publish_ms: conversion out and
+            # publish; latency_ms: arrival to published, including any wait for depth.
+            self._publish_frame_info(msg.header, pred, {
+                "model_ms": model_s, "decode_ms": decode_s, "publish_ms": done - t0 - model_s,
+                "latency_ms": done - arrival_mono})
         with self._lock:
-            self.stats["processed"] += 1
+            self.accounting.processed += 1
             self._window.append((done, done - arrival_mono, model_s))
-        if pred.gate_source != self.last_gate_source:
-            self.get_logger().info(f"gate source: {self.last_gate_source} -> "
-                                   f"{pred.gate_source}")
-            self.last_gate_source = pred.gate_source
+        self.last_gate_source = pred.gate_source
+        if switch := self.gate_log.update(pred.gate_source, done):
+            self.get_logger().info(f"gate source: {switch[0]} -> {switch[1]}")
+        return True
 
     def _decode_depth(self, partner, unit: float):
         kind, m = partner
@@ -385,7 +354,7 @@ class PerceptionNode(Node):
                 raise ImageDecodeError(f"disparity with f={m.f}, T={m.t} cannot give depth")
             return disparity_to_depth(d, m.f, m.t)
         except ImageDecodeError as e:
-            self.stats["depth_errors"] += 1
+            self._count("depth_errors")
             self._warn("depth", f"{kind} ignored, running monocular: {e}")
             return None
 
@@ -431,16 +400,26 @@ class PerceptionNode(Node):
 
     # -- health -----------------------------------------------------------------------------
 
-    def diagnostics(self) -> dict:
-        now = time.monotonic()
+    def _count(self, key: str) -> None:
         with self._lock:
-            window = [w for w in self._window if now - w[0] <= 10.0]
-            received = [t for t in self._received_times if now - t <= 10.0]
-            stats = dict(self.stats)
+            self._errors[key] += 1
+
+    @property
+    def stats(self) -> dict:
+        """Counters since start: the image accounting and the error counts."""
+        with self._lock:
+            return {**self.accounting.snapshot(), **self._errors}
+
+    def diagnostics(self) -> dict:
+        now, span = time.monotonic(), 10.0
+        with self._lock:
+            window = [w for w in self._window if now - w[0] <= span]
+            received = [t for t in self._received_times if now - t <= span]
+        stats = self.stats
         lat = np.array([w[1] for w in window]) * 1e3
         model = np.array([w[2] for w in window]) * 1e3
-        span = 10.0
         return {
+            "camera_rate_hz": stats.pop("camera_rate_hz"),
             "input_rate_hz": len(received) / span, "processed_rate_hz": len(window) / span,
             "latency_p50_ms": float(np.percentile(lat, 50)) if len(lat) else float("nan"),
             "latency_p95_ms": float(np.percentile(lat, 95)) if len(lat) else float("nan"),
@@ -448,7 +427,30 @@ class PerceptionNode(Node):
             "gate_source": self.last_gate_source or "none yet",
             "device": str(self.predictor.device), "loops": self.loops, **stats}
 
+    def _check_transport(self) -> None:
+        """Every few seconds: a matched image publisher whose images do not arrive (none at
+        all, or more lost in transport than received) gets one warning until it recovers."""
+        now = time.monotonic()
+        if now - self._transport_check[0] < SILENCE_WARN_S:
+            return
+        stats = self.stats
+        _, received, lost = self._transport_check
+        self._transport_check = (now, stats["received"], stats["lost_in_transport"])
+        got, lost = stats["received"] - received, stats["lost_in_transport"] - lost
+        if self.subs["image"].get_publisher_count() == 0 or (got and lost <= got):
+            self._transport_warned = False
+            return
+        if not self._transport_warned:
+            self._transport_warned = True
+            self.get_logger().warning(
+                f"images on '{self.subs['image'].topic_name}' are not arriving: {got} received "
+                f"and {lost} reported lost in transport in the last {SILENCE_WARN_S:.0f} s "
+                "although a publisher is matched. Likely cause: images larger than the DDS "
+                f"shared-memory segment, sent best effort over fragmented UDP; see the "
+                f"{README_DDS}.")
+
     def _publish_diagnostics(self) -> None:
+        self._check_transport()
         d = self.diagnostics()
         status = DiagnosticStatus(name="depthgate_ros: perception_node",
                                   hardware_id=d["device"])
@@ -465,11 +467,18 @@ class PerceptionNode(Node):
         array.header.stamp = self.get_clock().now().to_msg()
         self.diag_pub.publish(array)
 
-    def destroy_node(self) -> None:
+    def stop_worker(self, timeout: float = 10.0) -> None:
+        """Stop inference; once this returns no frame will be published."""
         with self._wake:
             self._stop = True
             self._wake.notify_all()
-        self._worker.join(timeout=5.0)
+        with self._publishing:      # waits for a publish under way
+            pass
+        if self._worker is not None:
+            self._worker.join(timeout)
+
+    def destroy_node(self) -> None:
+        self.stop_worker()
         super().destroy_node()
 
     def _warm_up(self) -> None:
@@ -478,18 +487,28 @@ class PerceptionNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    # Our own SIGINT/SIGTERM handling: rclpy's would invalidate the context while the worker
+    # may still be publishing. Here a signal only asks the spin loop to end; the worker is
+    # stopped before anything is destroyed.
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    log = rclpy.logging.get_logger("perception_node")
     try:
         node = PerceptionNode()
-    except (CheckpointError, ValueError, OSError) as e:
-        rclpy.logging.get_logger("perception_node").fatal(f"cannot start: {e}")
+    except ParameterError as e:
+        log.fatal(f"cannot start: {e}")
         rclpy.try_shutdown()
         return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     finally:
+        node.stop_worker()
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -28,8 +28,9 @@ class DepthPairing:
 
     The node asks `match(image_stamp)`; when nothing matches yet but depth is flowing, it may
     `should_wait()` for the partner until `depth_timeout` after the image arrived, then goes
-    monocular. If depth is silent for `depth_timeout`, images go monocular at once; when depth
-    comes back, pairing resumes with the next image."""
+    monocular. If depth is silent for `depth_timeout`, images wait at most `slop` (only while a
+    depth publisher is matched), so the image whose partner arrives first after a gap is
+    still paired."""
 
     def __init__(self, slop_s: float = 0.05, timeout_s: float = 0.5, queue_size: int = 10):
         self.configure(slop_s, timeout_s)
@@ -58,10 +59,15 @@ class DepthPairing:
         return self.last_arrival_ns is not None and now_ns - self.last_arrival_ns <= \
             self.timeout_ns
 
-    def should_wait(self, image_arrival_ns: int, now_ns: int) -> bool:
+    def should_wait(self, image_arrival_ns: int, now_ns: int, expected: bool = False) -> bool:
         """No partner yet: worth waiting while depth flows and the image is younger than the
-        timeout (depth pipelines often lag the colour camera by a frame)."""
-        return self.alive(now_ns) and now_ns - image_arrival_ns < self.timeout_ns
+        timeout (depth pipelines often lag the colour camera by a frame). While depth is
+        silent but `expected` (a depth publisher is matched), wait `slop` only: when depth
+        resumes, its first partner may land just after the image."""
+        age = now_ns - image_arrival_ns
+        if self.alive(now_ns):
+            return age < self.timeout_ns
+        return expected and age < self.slop_ns
 
     def reset(self) -> None:
         """Forget everything (e.g. time jumped backwards: a bag restarted)."""

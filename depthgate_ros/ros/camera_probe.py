@@ -1,0 +1,120 @@
+"""A camera and a listener in their own processes, for what crosses DDS between processes.
+
+    python -m depthgate_ros.ros.camera_probe camera --size 480 640 --rate 5 --count 50
+    python -m depthgate_ros.ros.camera_probe listen --seconds 15
+
+`camera` publishes rgb8 images (optionally with 32FC1 depth on `depth`) on `image`, stamped
+at the camera period from a fixed start as a driver stamps them, and prints {"sent": N, ...}
+as JSON. `listen` counts what arrives on `image` and what DDS reports lost, and prints
+{"received": N, "lost": M}. The benchmark's transport table and the node tests use them;
+`depthgate_ros.ros.dds.ros_environment` sets up their environment.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+NS = 1_000_000_000
+
+
+def _qos(reliability: str, depth: int):
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
+                      reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
+                      else ReliabilityPolicy.BEST_EFFORT)
+
+
+def camera(args, node) -> dict:
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from .image_codec import array_to_msg
+    h, w = args.size
+    rng = np.random.default_rng(0)
+    # noise costs the encoder nothing and defeats no compression: the transport sees the
+    # full frame size
+    frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(3)]
+    depth = np.linspace(2.0, 40.0, h, dtype=np.float32)[:, None].repeat(w, 1)
+    pub = node.create_publisher(Image, "image", _qos(args.reliability, 5))
+    depth_pub = node.create_publisher(Image, "depth", _qos(args.reliability, 5)) \
+        if args.depth_every else None
+    deadline = time.monotonic() + args.wait
+    while time.monotonic() < deadline and pub.get_subscription_count() < args.subscribers:
+        time.sleep(0.05)
+    time.sleep(args.settle)
+    msgs = [array_to_msg(f, "rgb8", Header(frame_id="camera_optical")) for f in frames]
+    depth_msg = array_to_msg(depth, "32FC1", Header(frame_id="camera_optical"))
+    start_ns, period_ns = args.first_stamp * NS, round(NS / args.rate)
+    t0 = time.monotonic()
+    for i in range(args.count):
+        stamp = start_ns + i * period_ns
+        sec, nsec = divmod(stamp, NS)
+        if depth_pub is not None and i % args.depth_every == 0:
+            depth_msg.header.stamp.sec, depth_msg.header.stamp.nanosec = sec, nsec
+            depth_pub.publish(depth_msg)
+        msg = msgs[i % len(msgs)]
+        msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nsec
+        pub.publish(msg)
+        time.sleep(max(0.0, t0 + (i + 1) / args.rate - time.monotonic()))
+    time.sleep(args.linger)          # let reliable writers finish before the process goes
+    return {"sent": args.count, "first_stamp_ns": start_ns, "period_ns": period_ns,
+            "matched": pub.get_subscription_count(), "seconds": time.monotonic() - t0}
+
+
+def listen(args, node) -> dict:
+    from rclpy.executors import SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+
+    from .compat import SubscriptionEventCallbacks
+    got, lost = [], [0]
+
+    def on_lost(event):
+        lost[0] = max(lost[0], event.total_count)
+    node.create_subscription(Image, "image", lambda m: got.append(m.header.stamp.sec),
+                             _qos(args.reliability, 5),
+                             event_callbacks=SubscriptionEventCallbacks(message_lost=on_lost))
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    end = time.monotonic() + args.seconds
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.1)
+    return {"received": len(got), "lost": lost[0]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="camera_probe", description=__doc__.splitlines()[0])
+    parser.add_argument("role", choices=("camera", "listen"))
+    parser.add_argument("--size", type=int, nargs=2, default=[480, 640], metavar=("H", "W"))
+    parser.add_argument("--rate", type=float, default=5.0, help="Hz")
+    parser.add_argument("--count", type=int, default=50)
+    parser.add_argument("--reliability", choices=("best_effort", "reliable"),
+                        default="best_effort")
+    parser.add_argument("--depth-every", type=int, default=0,
+                        help="also publish depth with every Nth image (0: never)")
+    parser.add_argument("--first-stamp", type=int, default=1_700_000_000, help="seconds")
+    parser.add_argument("--subscribers", type=int, default=1,
+                        help="wait for this many image subscribers before sending")
+    parser.add_argument("--wait", type=float, default=30.0, help="max wait for them, s")
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="then wait this long for the reverse discovery, s")
+    parser.add_argument("--linger", type=float, default=1.0, help="wait after the last, s")
+    parser.add_argument("--seconds", type=float, default=15.0, help="listen: how long")
+    args = parser.parse_args(argv)
+    import rclpy
+    rclpy.init()
+    node = rclpy.create_node(f"camera_probe_{args.role}")
+    try:
+        result = (camera if args.role == "camera" else listen)(args, node)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

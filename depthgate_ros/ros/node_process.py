@@ -1,0 +1,73 @@
+"""perception_node in its own process, as `ros2 run` starts it (demo, benchmark, tests).
+
+In-process publishers would share one GIL with inference, which no deployment does; and a
+DDS profile is read once per process, so comparing transports needs processes anyway.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+class NodeProcess:
+    """`with NodeProcess({"model_path": p}, env) as node: ...`; stops with SIGINT on exit.
+    `log` is what the node wrote to stdout and stderr."""
+
+    def __init__(self, params: dict, env: dict, log_level: str = "info",
+                 remap: dict | None = None):
+        args = [sys.executable, "-m", "depthgate_ros.ros.node", "--ros-args",
+                "--log-level", log_level]
+        for name, value in params.items():
+            args += ["-p", f"{name}:={_yaml(value)}"]
+        for src, dst in (remap or {}).items():
+            args += ["-r", f"{src}:={dst}"]
+        self.args, self.env = args, env
+        self._out = tempfile.NamedTemporaryFile("w+", prefix="perception_node_", suffix=".log")
+        self.proc: subprocess.Popen | None = None
+        self.returncode: int | None = None
+        self._final_log: str | None = None
+
+    def start(self) -> "NodeProcess":
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._out,
+                                     stderr=subprocess.STDOUT, text=True)
+        return self
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
+        """Signal the node and wait for it; kills it (and returns -9) past the timeout."""
+        if self.running():
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.returncode = self.proc.returncode if self.proc else None
+        return self.returncode
+
+    @property
+    def log(self) -> str:
+        return self._final_log if self._final_log is not None else \
+            Path(self._out.name).read_text()
+
+    def __enter__(self) -> "NodeProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        self._final_log = self.log
+        self._out.close()
+
+
+def _yaml(value) -> str:
+    """A parameter value as --ros-args -p parses it (YAML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_yaml(v) for v in value) + "]"
+    return str(value)
