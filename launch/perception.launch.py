@@ -1,39 +1,80 @@
-"""ros2 launch depthgate_ros perception.launch.py [image:=/camera/color/image_raw]
-[depth:=/camera/aligned_depth_to_color/image_raw] [model_path:=...] [device:=cuda]"""
+"""Start depthgate_ros' perception_node.
+
+    ros2 launch depthgate_ros perception.launch.py [arg:=value ...]
+
+Arguments (defaults in brackets):
+  namespace     [depthgate]                            namespace of the node
+  params_file   [<share>/config/perception.yaml]      ROS 2 parameters file
+  image         [/camera/image_raw]                   remap of the colour image topic
+  depth         [/camera/depth/image_raw]             remap of the REP 118 depth topic
+  disparity     [/camera/disparity]                   remap of the stereo disparity topic
+  camera_info   [/camera/camera_info]                 remap of the camera info topic
+  model_path    ['' = as params_file says]            overrides params_file's model_path
+  device        ['' = as params_file says]            overrides params_file's device
+  log_level     [info]                                debug, info, warn, error or fatal
+  dds_profile   ['' = environment unchanged]          Fast DDS profile for the node:
+                'large_images' = the shipped config/fastdds_large_images.xml, or a path
+"""
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+PACKAGE = "depthgate_ros"
+REMAPS = {
+    "image": ("/camera/image_raw", "colour image topic (sensor_msgs/Image)"),
+    "depth": ("/camera/depth/image_raw", "depth topic, REP 118 (32FC1 m or 16UC1 mm)"),
+    "disparity": ("/camera/disparity", "stereo disparity topic (stereo_msgs/DisparityImage)"),
+    "camera_info": ("/camera/camera_info", "camera info topic (for ~/points)"),
+}
+# Launch arguments that override params_file, only when given a non-empty value.
+OVERRIDES = {
+    "model_path": "checkpoint or .onnx file; empty: as params_file says (bundled model)",
+    "device": "auto, cpu or cuda[:N]; empty: as params_file says",
+}
+
+
+def _node(context):
+    share = get_package_share_directory(PACKAGE)
+    value = {name: LaunchConfiguration(name).perform(context)
+             for name in ("params_file", "log_level", "dds_profile", *OVERRIDES)}
+    overrides = {name: value[name] for name in OVERRIDES if value[name]}
+    env = {}
+    if value["dds_profile"]:
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.join(
+            share, "config", "fastdds_large_images.xml") \
+            if value["dds_profile"] == "large_images" else value["dds_profile"]
+    return [Node(
+        package=PACKAGE, executable="perception_node", name="perception_node",
+        namespace=LaunchConfiguration("namespace"),
+        # later entries win: the file first, then only the overrides the user gave
+        parameters=[value["params_file"]] + ([overrides] if overrides else []),
+        remappings=[(topic, LaunchConfiguration(topic)) for topic in REMAPS],
+        ros_arguments=["--log-level", value["log_level"]],
+        additional_env=env, output="screen")]
+
 
 def generate_launch_description():
-    share = get_package_share_directory("depthgate_ros")
+    share = get_package_share_directory(PACKAGE)
     args = [
-        DeclareLaunchArgument("namespace", default_value="depthgate"),
-        DeclareLaunchArgument("params_file",
-                              default_value=os.path.join(share, "config", "perception.yaml")),
-        DeclareLaunchArgument("image", default_value="/camera/image_raw"),
-        DeclareLaunchArgument("depth", default_value="/camera/depth/image_raw"),
-        DeclareLaunchArgument("disparity", default_value="/camera/disparity"),
-        DeclareLaunchArgument("camera_info", default_value="/camera/camera_info"),
-        DeclareLaunchArgument("model_path", default_value=""),
-        DeclareLaunchArgument("device", default_value="auto"),
+        DeclareLaunchArgument("namespace", default_value="depthgate",
+                              description="namespace of the node"),
+        DeclareLaunchArgument(
+            "params_file", default_value=os.path.join(share, "config", "perception.yaml"),
+            description="ROS 2 parameters file (keys under /** or the node's full name)"),
+        *[DeclareLaunchArgument(topic, default_value=default, description=f"remap: {text}")
+          for topic, (default, text) in REMAPS.items()],
+        *[DeclareLaunchArgument(name, default_value="", description=text)
+          for name, text in OVERRIDES.items()],
+        DeclareLaunchArgument("log_level", default_value="info",
+                              description="debug, info, warn, error or fatal"),
+        DeclareLaunchArgument(
+            "dds_profile", default_value="",
+            description="Fast DDS XML profile for the node: 'large_images' for the shipped "
+                        "config/fastdds_large_images.xml, a path, or empty to leave the "
+                        "environment as it is"),
     ]
-    node = Node(
-        package="depthgate_ros",
-        executable="perception_node",
-        name="perception_node",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"),
-                    {"model_path": LaunchConfiguration("model_path"),
-                     "device": LaunchConfiguration("device")}],
-        remappings=[("image", LaunchConfiguration("image")),
-                    ("depth", LaunchConfiguration("depth")),
-                    ("disparity", LaunchConfiguration("disparity")),
-                    ("camera_info", LaunchConfiguration("camera_info"))],
-        output="screen",
-    )
-    return LaunchDescription(args + [node])
+    return LaunchDescription(args + [OpaqueFunction(function=_node)])
