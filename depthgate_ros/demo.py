@@ -1,9 +1,11 @@
 """depthgate-demo: the perception node on the bundled synthetic street sequence.
 
-Starts `perception_node` (bundled model unless --checkpoint), publishes a synthetic drive over
-real rclpy topics — RGB with depth for the first half, RGB only for the second, so the gate
-falls back from sensor depth to the network's own monocular depth — collects what the node
-publishes, and writes panels, an animated GIF and summary.json to the output folder.
+Starts `perception_node` in its own process (bundled model unless --checkpoint) and, as the
+camera, publishes a synthetic drive at camera size (640x480) over real rclpy topics — RGB
+with depth for the first half, RGB only for the second, so the gate falls back from sensor
+depth to the network's own monocular depth — with the large-image DDS profile on both sides.
+It collects what the node publishes and writes panels, an animated GIF and summary.json
+(including the node's own account of every image) to the output folder.
 """
 from __future__ import annotations
 
@@ -68,19 +70,25 @@ def camera_info_for(cam: Camera, header):
 
 
 def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: float,
-             checkpoint: str | None, device: str) -> dict:
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.setdefault("ROS_DOMAIN_ID", str(120 + os.getpid() % 40))
+             checkpoint: str | None, device: str, dds_profile: bool = True) -> dict:
+    # The node in its own process, as `ros2 launch` starts it; this process is the camera.
+    # The large-image DDS profile (both sides) carries camera-sized images in shared memory.
+    from .ros import dds
+    env = dds.ros_environment(profile=dds_profile)
+    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
+    if dds_profile:
+        os.environ[dds.PROFILE_VARIABLE] = env[dds.PROFILE_VARIABLE]
+    else:
+        os.environ.pop(dds.PROFILE_VARIABLE, None)
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.parameter import Parameter
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import Header
 
     from .ros.image_codec import array_to_msg, depth_from_msg, image_to_array
-    from .ros.node import PerceptionNode
+    from .ros.node_process import NodeProcess
 
     h, w = size
     f = 560.0 * w / 512
@@ -89,21 +97,18 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         model_path, model_name = _model_path(checkpoint, Path(scratch))
-        context = rclpy.Context()
-        rclpy.init(context=context)
-        executor = MultiThreadedExecutor(num_threads=3, context=context)
-        overrides = [
-            Parameter("model_path", value=model_path), Parameter("device", value=device),
-            Parameter("mask_classes", value=list(MASKS)),
-            Parameter("depth_timeout", value=max(0.3, 1.5 / rate_hz))]
+        params = {"model_path": model_path, "device": device, "mask_classes": list(MASKS),
+                  "depth_timeout": max(0.3, 1.5 / rate_hz), "diagnostics_period": 0.5}
         inference_size = trained_size(model_path)
         if inference_size:
-            overrides += [Parameter("inference_height", value=inference_size[0]),
-                          Parameter("inference_width", value=inference_size[1])]
-        node = PerceptionNode(context=context, parameter_overrides=overrides)
-        client = rclpy.create_node("depthgate_demo_player", context=context)
-        for n in (node, client):
-            executor.add_node(n)
+            params.update(inference_height=inference_size[0],
+                          inference_width=inference_size[1])
+        node = NodeProcess(params, env, log_level="warn").start()
+        context = rclpy.Context()
+        rclpy.init(context=context)
+        executor = SingleThreadedExecutor(context=context)
+        client = rclpy.create_node("depthgate_demo_camera", context=context)
+        executor.add_node(client)
         received: dict[str, dict[int, object]] = {}
         arrival: dict[int, float] = {}
         lock = threading.Lock()
@@ -124,6 +129,13 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
                                        qos)
         client.create_subscription(DiagnosticArray, "/perception_node/frame_info",
                                    collector("frame_info"), qos)
+        node_status: dict[str, str] = {}
+
+        def on_diagnostics(msg):
+            for status in msg.status:
+                if status.name == "depthgate_ros: perception_node":
+                    node_status.update({kv.key: kv.value for kv in status.values})
+        client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
         sensor_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
         pub_image = client.create_publisher(Image, "image", sensor_qos)
         pub_depth = client.create_publisher(Image, "depth", sensor_qos)
@@ -131,11 +143,14 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
         try:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and (pub_image.get_subscription_count() < 1 or
-                                                   pub_depth.get_subscription_count() < 1):
+            deadline = time.monotonic() + 120            # the node loads its model first
+            while time.monotonic() < deadline and not (
+                    pub_image.get_subscription_count() and pub_depth.get_subscription_count()
+                    and client.count_publishers("/perception_node/labels")):
+                if not node.running():
+                    raise RuntimeError("perception_node stopped:\n" + node.log)
                 time.sleep(0.05)
-            time.sleep(0.5)
+            time.sleep(1.0)                              # and the reverse discovery
             sent, stamps = {}, []
             half = (frames + 1) // 2
             t_start = time.monotonic()
@@ -151,16 +166,18 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
                 pub_image.publish(array_to_msg(fr.rgb, "rgb8", header))
                 stamps.append(key)
                 time.sleep(max(0.0, t_start + (i + 1) / rate_hz - time.monotonic()))
-            deadline = time.monotonic() + 5 + 2 / rate_hz
+            deadline = time.monotonic() + 10 + 2 / rate_hz
             while time.monotonic() < deadline and len(received["frame_info"]) < len(stamps):
                 time.sleep(0.05)
-            time.sleep(0.3)
-            diagnostics = node.diagnostics()
+            time.sleep(1.2)                              # one more /diagnostics
+            status = dict(node_status)
         finally:
+            node.stop()
             executor.shutdown()
-            node.destroy_node()
             client.destroy_node()
             rclpy.try_shutdown(context=context)
+        if node.returncode != 0:
+            log.warning("perception_node exited with %s:\n%s", node.returncode, node.log)
 
     lut = palette(CITYSCAPES_COLORS)
     per_frame, pictures, latencies = [], [], []
@@ -199,12 +216,16 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
                     duration=int(1000 / rate_hz), loop=0)
     processed = [e for e in per_frame if e["processed"]]
     lat = np.array(latencies) if latencies else np.array([np.nan])
+    counts = ("received", "processed", "replaced", "lost_in_transport", "missed_by_stamps",
+              "dropped")
     summary = {
-        "model": model_name, "model_path": model_path, "device": diagnostics["device"],
+        "model": model_name, "model_path": model_path, "device": status.get("device", "?"),
+        "dds_profile": env.get(dds.PROFILE_VARIABLE, "none (Fast DDS defaults)"),
         "frames_sent": len(stamps), "frames_processed": len(processed),
-        # frames that never produced output: replaced in the node's slot, or superseded in
-        # its history-1 image queue before the executor took them
-        "frames_dropped": len(stamps) - len(processed), "publish_rate_hz": rate_hz,
+        # sent but never output: the node's own account (/diagnostics) says where they went
+        "frames_dropped": len(stamps) - len(processed),
+        "node_accounting": {k: int(status[k]) for k in counts if k in status},
+        "publish_rate_hz": rate_hz,
         "image_size": [h, w],
         "inference_size": list(inference_size) if inference_size else [h, w],
         "fps": len(processed) / (len(stamps) / rate_hz) if stamps else 0.0,
@@ -222,21 +243,28 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="depthgate-demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="demo_output", help="output folder (default: %(default)s)")
+    parser.add_argument("--out", default="demo_output",
+                        help="output folder (default: %(default)s)")
     parser.add_argument("--checkpoint", help="model file (default: the bundled model)")
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--seed", type=int, default=7, help="street seed")
-    parser.add_argument("--size", type=int, nargs=2, default=[256, 512], metavar=("H", "W"))
+    parser.add_argument("--size", type=int, nargs=2, default=[480, 640], metavar=("H", "W"),
+                        help="camera image size (default: %(default)s)")
     parser.add_argument("--rate", type=float, default=2.0, help="publish rate, Hz")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    parser.add_argument("--no-dds-profile", action="store_true",
+                        help="Fast DDS defaults instead of the large-image profile: shows how "
+                        "camera-sized best-effort images are lost between processes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(name)s: %(message)s")
     if args.frames < 2 or args.rate <= 0:
         parser.error("--frames must be >= 2 and --rate > 0")
     s = run_demo(Path(args.out), args.frames, args.seed, tuple(args.size), args.rate,
-                 args.checkpoint, args.device)
-    print(f"{s['frames_processed']}/{s['frames_sent']} frames processed, gate sources "
-          f"{s['gate_sources']}, latency p50 {s['latency_ms']['p50']:.0f} ms; panels, "
+                 args.checkpoint, args.device, dds_profile=not args.no_dds_profile)
+    acc = s["node_accounting"]
+    print(f"{s['frames_processed']}/{s['frames_sent']} frames processed (node: received "
+          f"{acc.get('received')}, lost in transport {acc.get('lost_in_transport')}), gate "
+          f"sources {s['gate_sources']}, latency p50 {s['latency_ms']['p50']:.0f} ms; panels, "
           f"sequence.gif and summary.json in {args.out}/ (model: {s['model']})")
     return 0 if s["frames_processed"] else 1
 

@@ -13,13 +13,20 @@ from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
 
 
 def test_demo_end_to_end(tmp_path):
+    # camera-sized frames (640x480) to a node in its own process, the DDS profile on both
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "tiny.pt", DepthGatedNet(ModelConfig(
         channels=16, depth_channels=(8, 8))), ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
     out = tmp_path / "demo"
     assert demo_main(["--out", str(out), "--checkpoint", str(ckpt), "--frames", "6",
-                      "--size", "64", "128", "--rate", "4", "--device", "cpu"]) == 0
+                      "--rate", "2", "--device", "cpu"]) == 0
     s = json.loads((out / "summary.json").read_text())
+    assert s["image_size"] == [480, 640] and s["dds_profile"].endswith(".xml")
+    # every image reached the node; those it did not process it counted as replaced
+    acc = s["node_accounting"]
+    assert acc["received"] == 6 and acc["lost_in_transport"] == 0, acc
+    assert acc["processed"] == s["frames_processed"]
+    assert acc["processed"] + acc["dropped"] == 6, acc
     # Latest-frame-only may drop frames on a loaded machine (CI once processed 4 of 6);
     # every frame is accounted for, and both halves of the drive must be seen.
     assert s["frames_sent"] == 6 and s["frames_processed"] >= 3
@@ -31,6 +38,6 @@ def test_demo_end_to_end(tmp_path):
     panels = sorted(out.glob("frame_*.png"))
     assert len(panels) == s["frames_processed"]
     img = cv2.imread(str(panels[0]))
-    assert img.shape[1] > 5 * 128          # image, labels, depth, gate, two masks
+    assert img.shape[1] > 5 * 300          # image, labels, depth, gate, two masks
     with PILImage.open(out / "sequence.gif") as gif:
         assert gif.n_frames == len(panels)

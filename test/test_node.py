@@ -2,7 +2,6 @@
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,6 @@ from ros_harness import Harness
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 
-ROOT = Path(__file__).resolve().parents[1]
 NODE = "/perception_node"
 CAM = Camera(width=96, height=48, fx=105.0, fy=105.0)
 
