@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +25,10 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from .data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
-from .data.synthetic import Camera, render_frame, render_sequence
+from .data.synthetic import Camera, render_frame
 from .inference import normalize_image
 from .model import DepthGatedNet, ModelConfig
-from .model.checkpoint import ModelInfo, load_checkpoint
+from .model.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
 from .model.depth_bins import harden_gate, quantile_edges, sensor_gate
 from .model.gating import DepthGatingModule
 from .model.sparse_gating import gate_density
@@ -46,12 +45,16 @@ class Settings:
     overload_s: float
     peers: bool
     gemm_n: int
+    camera_sizes: tuple[tuple[int, int], ...]    # images sent to the node, as cameras do
+    transport_frames: int
 
 
 FULL = Settings(size=(256, 512), repeats=7, warmup=2, channels=(128, 512), frames=20,
-                overload_s=8.0, peers=True, gemm_n=2048)
+                overload_s=8.0, peers=True, gemm_n=2048,
+                camera_sizes=((480, 640), (720, 1280)), transport_frames=30)
 QUICK = Settings(size=(64, 128), repeats=2, warmup=1, channels=(16,), frames=3,
-                 overload_s=1.0, peers=True, gemm_n=256)
+                 overload_s=1.0, peers=True, gemm_n=256, camera_sizes=((480, 640),),
+                 transport_frames=8)
 
 
 def timed(fn, repeats: int, warmup: int) -> dict:
@@ -290,121 +293,6 @@ def bench_peers(s: Settings) -> list[dict]:
     return rows
 
 
-# -- the node --------------------------------------------------------------------------------
-
-def bench_node(model_path: str, s: Settings, threads: int) -> dict:
-    """The node in its own process, as `ros2 run` starts it, fed over real rclpy topics by
-    this one: per-stage times from ~/frame_info one frame at a time, then a flood at 3x the
-    rate the model sustains. Its own process matters: in-process publishers would compete
-    with inference for one GIL, which no deployment does."""
-    import subprocess
-    import sys
-    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", str(100 + os.getpid() % 100)))
-    os.environ.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-                      ROS_DOMAIN_ID=env["ROS_DOMAIN_ID"])
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import Header
-
-    from .ros.image_codec import array_to_msg
-
-    h, w = s.size
-    cam = Camera(width=w, height=h, fx=w * 0.55, fy=w * 0.55)
-    frames = [array_to_msg(f.rgb, "rgb8", Header()) for f in render_sequence(7, 6, cam)]
-    node = subprocess.Popen(
-        [sys.executable, "-m", "depthgate_ros.ros.node", "--ros-args", "-p",
-         f"model_path:={model_path}", "-p", "device:=cpu", "-p", f"num_threads:={threads}",
-         "-p", "publish_points:=false", "--log-level", "warn"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    executor = SingleThreadedExecutor(context=context)
-    peer = rclpy.create_node("depthgate_bench", context=context)
-    pub = peer.create_publisher(Image, "image", QoSProfile(
-        depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
-    got: dict[int, tuple[float, dict]] = {}
-    sent: dict[int, float] = {}
-
-    def on_info(msg):
-        got[msg.header.stamp.sec] = (time.monotonic(), {
-            kv.key: kv.value for kv in msg.status[0].values})
-    peer.create_subscription(DiagnosticArray, "/perception_node/frame_info", on_info,
-                             QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-    executor.add_node(peer)
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
-
-    def publish(i):
-        msg = frames[i % len(frames)]
-        msg.header.stamp.sec = i
-        sent[i] = time.monotonic()
-        pub.publish(msg)
-
-    def wait_for(cond, timeout):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and not cond() and node.poll() is None:
-            time.sleep(0.005)
-        return cond()
-
-    try:
-        if not wait_for(lambda: pub.get_subscription_count() > 0 and peer.count_publishers(
-                "/perception_node/frame_info") > 0, 60):
-            raise RuntimeError("the node never came up: "
-                               + (node.stderr.read() if node.poll() is not None else ""))
-        for _ in range(30):                    # warm-up until the outputs are connected too
-            publish(0)
-            if wait_for(lambda: 0 in got, 2.0):
-                break
-        else:
-            raise RuntimeError("no ~/frame_info from the node")
-        # one frame at a time: no queueing, so each frame's stages add up to its latency
-        for i in range(1, s.frames + 1):
-            publish(i)
-            wait_for(lambda: i in got, 30)
-        ones = [i for i in got if 1 <= i <= s.frames]
-        stages = {k: [float(got[i][1][k]) for i in ones] for k in
-                  ("decode_ms", "model_ms", "publish_ms", "latency_ms")}
-        e2e = [(got[i][0] - sent[i]) * 1e3 for i in ones]
-        med = {k: float(np.median(v)) for k, v in stages.items()}
-        overhead = med["latency_ms"] - med["model_ms"]
-        period = med["model_ms"] / 3e3                     # 3x the rate the model sustains
-        first = 1000
-        n = max(3, int(s.overload_s / period))
-        for i in range(first, first + n):
-            publish(i)
-            time.sleep(period)
-        wait_for(lambda: first + n - 1 in got, 30)
-        flood_ids = sorted(i for i in got if i >= first)
-        flood = [(got[i][0] - sent[i]) * 1e3 for i in flood_ids]
-        flood_model = [float(got[i][1]["model_ms"]) for i in flood_ids]
-        return {
-            "threads": threads, "frames": len(ones), "stage_median_ms": med,
-            "end_to_end_median_ms": float(np.median(e2e)),
-            "overhead_ms": overhead, "overhead_fraction": overhead / med["latency_ms"],
-            "ros_transport_median_ms": float(np.median(e2e)) - med["latency_ms"],
-            "overload": {"rate_hz": 1 / period, "sent": n, "processed": len(flood_ids),
-                         "dropped": n - len(flood_ids),
-                         "latency_p50_ms": float(np.percentile(flood, 50)),
-                         "latency_p95_ms": float(np.percentile(flood, 95)),
-                         "model_median_ms": float(np.median(flood_model)),
-                         "model_max_ms": float(np.max(flood_model)),
-                         "p95_over_model": float(np.percentile(flood, 95))
-                         / float(np.median(flood_model))}}
-    finally:
-        node.terminate()
-        try:
-            node.wait(10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-        executor.shutdown()
-        peer.destroy_node()
-        rclpy.try_shutdown(context=context)
-
-
 # -- report ------------------------------------------------------------------------------------
 
 def _table(rows: list[dict], cols: list[tuple[str, str]]) -> list[str]:
@@ -417,6 +305,13 @@ def _table(rows: list[dict], cols: list[tuple[str, str]]) -> list[str]:
     lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(r.get(c[0])) for c in cols) + " |" for r in rows]
     return lines + [""]
+
+
+def transport_table(rows: list[dict]) -> list[str]:
+    return ["## Images across processes (camera_probe to camera_probe, no node)", ""] + _table(
+        rows, [("size", "image"), ("mb", "MB"), ("reliability", "QoS"),
+               ("profile", "DDS profile"), ("sent", "sent"), ("delivered", "delivered"),
+               ("reported_lost", "DDS lost events")])
 
 
 def markdown(r: dict) -> str:
@@ -448,28 +343,65 @@ def markdown(r: dict) -> str:
                                 ("branches_per_pixel", "branches/pixel"),
                                 ("dense_ms", "dense ms"), ("sparse_ms", "sparse ms"),
                                 ("speedup", "speed-up"), ("max_abs_diff", "max |diff|")])
+    if r.get("transport"):
+        out += transport_table(r["transport"])
     if r.get("node"):
-        out += ["## Node over rclpy (node in its own process)", ""]
+        out += ["## Node in its own process, camera in another", ""]
     for n in r.get("node", []):
         st = n["stage_median_ms"]
+        head = (f"**{n['image_size']} images, profile {'on' if n['profile'] else 'off'}, "
+                f"torch threads {n['threads']}, inference {n['inference_size'][0]}x"
+                f"{n['inference_size'][1]}.** Delivered {n['delivered']}/{n['sent']}.")
+        if "overload" not in n:
+            out += [head + " No frame arrived: nothing to time.", ""]
+            continue
         ov = n["overload"]
-        out += [f"**torch threads {n['threads']}.** "
-                f"One frame at a time ({n['frames']} frames), medians: decode "
+        out += [head + f" One frame at a time ({n['frames']} frames), medians: decode "
                 f"{st['decode_ms']:.2f} ms, model {st['model_ms']:.1f} ms, convert+publish "
                 f"{st['publish_ms']:.2f} ms; arrival to published {st['latency_ms']:.1f} ms, "
                 f"publish to received {n['end_to_end_median_ms']:.1f} ms. Outside the model: "
                 f"{n['overhead_ms']:.2f} ms = **{100 * n['overhead_fraction']:.1f}%** of the "
                 "frame time.", "",
-                f"Overload at {ov['rate_hz']:.1f} Hz (3x the model rate), {ov['sent']} frames: "
-                f"{ov['processed']} processed, {ov['dropped']} dropped; latency p50 "
-                f"{ov['latency_p50_ms']:.0f} ms, p95 {ov['latency_p95_ms']:.0f} ms = "
-                f"**{ov['p95_over_model']:.2f}x** the median model time (slowest model run "
-                f"{ov['model_max_ms']:.0f} ms).", ""]
+                f"Overload at {ov['rate_hz']:.1f} Hz (3x the model rate), {ov['sent']} sent: "
+                f"{ov.get('processed', 0)} processed, {ov.get('replaced', 0)} replaced, "
+                f"{ov.get('lost_in_transport', 0)} lost in transport, "
+                f"{ov.get('missed_by_stamps', 0)} missed by stamps; processed + dropped = "
+                f"**{ov['accounted']}** of {ov['sent']} sent. Latency p50 "
+                f"{ov['latency_p50_ms']:.0f} ms, p95 {ov['latency_p95_ms']:.0f} ms (model "
+                f"median {ov['model_median_ms']:.0f} ms).", ""]
     if r.get("peers"):
         out += ["## Peers (torchvision, random weights, same input)", ""]
         out += _table(r["peers"], [("model", "model"), ("median_ms", "median ms"),
                                    ("p95_ms", "p95 ms")])
     return "\n".join(out)
+
+
+def _ros_only(args, s: Settings) -> int:
+    from .ros.bench_node import bench_transport, soak
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.soak:
+        path = str(bundled_checkpoint())
+        r = soak(path, args.soak)
+        lines = [f"# Soak: {r['seconds']:.0f} s, {r['size']} at {r['rate_hz']:.0f} Hz with "
+                 "depth, large-image profile, bundled model, default parameters", "",
+                 f"sent {r['sent']}, received {r['received']}, processed {r['processed']}, "
+                 f"replaced {r['replaced']}, lost in transport {r['lost_in_transport']}, "
+                 f"missed by stamps {r['missed_by_stamps']}; processed + dropped = "
+                 f"**{r['accounted']}** of {r['sent']} sent", "",
+                 f"RSS after warm-up {r['rss_after_warmup_mib']:.0f} MiB, last minute "
+                 f"{r['rss_last_minute_mib']:.0f} MiB: growth **{100 * r['rss_growth']:.2f}%**; "
+                 f"errors {r['errors']}; log: {r['log_lines']} lines, {r['log_warnings']} "
+                 f"warnings or errors; exit code {r['exit_code']}", ""]
+        (out / "soak.json").write_text(json.dumps(r, indent=2))
+    else:
+        rows = bench_transport(s.camera_sizes, ("best_effort", "reliable"), (False, True),
+                               s.transport_frames, rate=5.0)
+        lines = transport_table(rows)
+        (out / "transport.json").write_text(json.dumps(rows, indent=2))
+    (out / ("soak.md" if args.soak else "transport.md")).write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -479,10 +411,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--no-node", action="store_true", help="skip the rclpy pipeline")
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument("--transport-only", action="store_true",
+                        help="only the images-across-processes table")
+    parser.add_argument("--soak", type=float, metavar="SECONDS",
+                        help="only a soak of the node (bundled model, 640x480 at 5 Hz with "
+                        "depth, the large-image profile) for this long")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     s = QUICK if args.quick else FULL
+    if args.transport_only or args.soak:
+        return _ros_only(args, s)
     model, info, source = model_under_test(s, args.quick)
     result = {"quick": args.quick, "machine": machine(), "settings": s.__dict__,
               "model": source or "random weights, bundled architecture"}
@@ -510,16 +449,21 @@ def main(argv: list[str] | None = None) -> int:
         print("peers ...", flush=True)
         result["peers"] = bench_peers(s)
     if not args.no_node:
+        from .ros.bench_node import bench_node, bench_transport
+        print("transport ...", flush=True)
+        result["transport"] = bench_transport(
+            s.camera_sizes, ("best_effort",) if args.quick else ("best_effort", "reliable"),
+            (False, True), s.transport_frames, rate=5.0 if not args.quick else 10.0)
         print("node ...", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
-            path = source
-            if path is None:
-                from .model.checkpoint import save_checkpoint
-                path = str(save_checkpoint(Path(tmp) / "m.pt", model, info))
+            path = source or str(save_checkpoint(Path(tmp) / "m.pt", model, info))
             cores = os.cpu_count() or 1
-            # all cores for torch, then one left to ROS and the camera driver
-            result["node"] = [bench_node(path, s, t)
-                              for t in sorted({cores, max(1, cores - 1)}, reverse=True)]
+            runs = [(size, profile, cores) for size in s.camera_sizes for profile in (True, False)]
+            # and one core left to ROS and the camera driver
+            runs.insert(1, (s.camera_sizes[0], True, max(1, cores - 1)))
+            result["node"] = [bench_node(path, s.size, size, profile, threads, s.frames,
+                                         s.overload_s)
+                              for size, profile, threads in dict.fromkeys(runs)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2))

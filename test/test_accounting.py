@@ -45,6 +45,16 @@ def test_pauses_restarts_and_zero_stamps_are_not_losses():
     assert acc.received == 11
 
 
+def test_a_slow_camera_pausing_is_not_counted_as_losses():
+    # 1 Hz, then 8 s of nothing, then the same camera at 40 Hz: two different streams
+    acc = StreamAccounting()
+    stamps = [10 * NS + i * NS for i in range(5)] + [22 * NS + i * 25 * MS for i in range(40)]
+    for t in stamps:
+        acc.on_received(t)
+    assert acc.missed_by_stamps == 0
+    assert acc.snapshot()["camera_rate_hz"] == pytest.approx(40.0)
+
+
 def test_unseen_is_the_larger_witness_and_dropped_adds_up():
     acc = StreamAccounting()
     for f in (0, 1, 2, 5):                                     # stamps: 2 missing

@@ -42,17 +42,23 @@ def test_quick_bench_writes_valid_json_and_markdown(tmp_path):
     assert all(g["max_abs_diff"] < 1e-4 for g in r["gating"])
     assert {p["model"] for p in r["peers"]} == {"deeplabv3_resnet50",
                                                 "deeplabv3_mobilenet_v3_large"}
-    assert [n["threads"] for n in r["node"]] == sorted(
-        {r["machine"]["logical_cores"], max(1, r["machine"]["logical_cores"] - 1)},
-        reverse=True)
+    # images across processes: 640x480 best effort is lost without the profile, not with it
+    transport = {t["profile"]: t for t in r["transport"]}
+    assert transport["large_images"]["delivered"] == transport["large_images"]["sent"] == 8
+    assert transport["Fast DDS default"]["delivered"] < 8
+    cores = r["machine"]["logical_cores"]
+    runs = [(n["image_size"], n["profile"], n["threads"]) for n in r["node"]]
+    assert runs[0] == ("640x480", True, cores) and ("640x480", False, cores) in runs
     for node in r["node"]:                       # the node in its own process, over rclpy
-        assert node["frames"] == 3
+        if not node["profile"]:
+            continue                             # most frames lost: timings are not the point
+        assert node["delivered"] == node["sent"] == 5 and node["frames"] == 3
         st = node["stage_median_ms"]
         assert st["model_ms"] <= st["latency_ms"] and 0 <= node["overhead_fraction"] < 1
         ov = node["overload"]
-        assert ov["processed"] + ov["dropped"] == ov["sent"] and ov["processed"] >= 1
-        assert ov["model_max_ms"] >= ov["model_median_ms"]
+        # every image sent is processed or counted as dropped by the node (2 at the edges)
+        assert abs(ov["accounted"] - ov["sent"]) <= 2 and ov["processed"] >= 1, ov
     md = (out / "bench.md").read_text()
-    for heading in ("Measured fp32 peak", "## Model", "## Gating module", "## Node over rclpy",
-                    "## Peers"):
+    for heading in ("Measured fp32 peak", "## Model", "## Gating module",
+                    "## Images across processes", "## Node in its own process", "## Peers"):
         assert heading in md

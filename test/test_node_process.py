@@ -1,33 +1,20 @@
 """perception_node as users run it: its own process, camera-sized images from another process,
 bad configurations and signals. The camera is `camera_probe` in a third process, so a DDS
 profile applies to exactly the processes a user would give it to."""
-import json
 import re
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
+from depthgate_ros.ros import camera_probe
 from depthgate_ros.ros.dds import private_domain_id, ros_environment
 from depthgate_ros.ros.node_process import NodeProcess
 from diagnostic_msgs.msg import DiagnosticArray
 from ros_harness import Harness
 
 NODE = "/perception_node"
-
-
-def camera(env, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "depthgate_ros.ros.camera_probe", "camera",
-                             *map(str, args)], env=env, stdout=subprocess.PIPE, text=True)
-
-
-def sent_by(cam: subprocess.Popen, timeout: float = 120) -> dict:
-    out, _ = cam.communicate(timeout=timeout)
-    assert cam.returncode == 0, out
-    return json.loads(out.strip().splitlines()[-1])
 
 
 def last_diagnostics(h: Harness) -> dict:
@@ -108,8 +95,8 @@ def run_camera_into_node(checkpoint, listener, profile: bool, count: int, rate: 
               "diagnostics_period": 0.5}
     with NodeProcess(params, env) as node:
         assert listener.wait_for(lambda: last_diagnostics(listener), timeout=60), node.log
-        cam = camera(env, "--size", *size, "--rate", rate, "--count", count, "--settle", 1.0)
-        sent = sent_by(cam)
+        sent = camera_probe.result(camera_probe.start("camera", env, size=size, rate=rate,
+                                                      count=count, settle=1.0))
         # the node has finished when what it received is all processed or replaced
         listener.wait_for(lambda: (d := last_diagnostics(listener)) and int(d["received"]) == (
             int(d["processed"]) + int(d["replaced"]) + int(d["failed"])), timeout=30)
@@ -161,7 +148,7 @@ def test_overload_across_processes_accounts_for_every_image(tiny_checkpoint, lis
 def test_sigint_and_sigterm_while_processing_stop_cleanly(tiny_checkpoint):
     env = ros_environment(profile=True)
     # a camera that publishes throughout (640x480 at 10 Hz), whoever listens
-    cam = camera(env, "--rate", 10, "--count", 100_000, "--subscribers", 0, "--settle", 0)
+    cam = camera_probe.start("camera", env, rate=10, count=100_000, subscribers=0, settle=0)
     params = {"model_path": str(tiny_checkpoint), "device": "cpu", "num_threads": 1}
     stops = []
     try:

@@ -33,8 +33,9 @@ def camera_period_ns(deltas: list[int]) -> float | None:
 class StreamAccounting:
     """Counts for one image stream. Not thread-safe: the node calls it under its lock."""
 
-    def __init__(self, window: int = 200, pause_s: float = 2.0, pause_periods: int = 10):
-        # A gap longer than both of these is the camera pausing, not images going missing.
+    def __init__(self, window: int = 200, pause_s: float = 2.0, pause_periods: int = 30):
+        # A gap longer than either of these is the camera pausing (or restarting at another
+        # rate), not images going missing; long transport outages are DDS's to report.
         self.pause_ns, self.pause_periods = int(pause_s * NS), pause_periods
         self._deltas: deque[int] = deque(maxlen=window)
         self._pending: list[int] = []                    # gaps seen before the period is known
@@ -57,7 +58,7 @@ class StreamAccounting:
         if period is None:
             return
         for d in self._pending:
-            if d <= max(self.pause_ns, self.pause_periods * period):
+            if d <= min(self.pause_ns, self.pause_periods * period):
                 self.missed_by_stamps += max(0, round(d / period) - 1)
         self._pending.clear()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 
@@ -49,8 +50,12 @@ def camera(args, node) -> dict:
     msgs = [array_to_msg(f, "rgb8", Header(frame_id="camera_optical")) for f in frames]
     depth_msg = array_to_msg(depth, "32FC1", Header(frame_id="camera_optical"))
     start_ns, period_ns = args.first_stamp * NS, round(NS / args.rate)
+    if args.wall_stamps:             # a listener on this machine can time publish-to-received
+        start_ns = time.time_ns()
     t0 = time.monotonic()
     for i in range(args.count):
+        # a driver stamps at capture, on the camera's clock: regular, whatever the jitter of
+        # this process's publishing
         stamp = start_ns + i * period_ns
         sec, nsec = divmod(stamp, NS)
         if depth_pub is not None and i % args.depth_every == 0:
@@ -59,7 +64,7 @@ def camera(args, node) -> dict:
         msg = msgs[i % len(msgs)]
         msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nsec
         pub.publish(msg)
-        time.sleep(max(0.0, t0 + (i + 1) / args.rate - time.monotonic()))
+        time.sleep(max(0.0, t0 + (i + 1) * period_ns / NS - time.monotonic()))
     time.sleep(args.linger)          # let reliable writers finish before the process goes
     return {"sent": args.count, "first_stamp_ns": start_ns, "period_ns": period_ns,
             "matched": pub.get_subscription_count(), "seconds": time.monotonic() - t0}
@@ -96,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth-every", type=int, default=0,
                         help="also publish depth with every Nth image (0: never)")
     parser.add_argument("--first-stamp", type=int, default=1_700_000_000, help="seconds")
+    parser.add_argument("--wall-stamps", action="store_true",
+                        help="stamps from the wall clock at the start (not --first-stamp)")
     parser.add_argument("--subscribers", type=int, default=1,
                         help="wait for this many image subscribers before sending")
     parser.add_argument("--wait", type=float, default=30.0, help="max wait for them, s")
@@ -114,6 +121,28 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.try_shutdown()
     print(json.dumps(result), flush=True)
     return 0
+
+
+def start(role: str, env: dict, **options) -> subprocess.Popen:
+    """This module in its own process: start("camera", env, size=(480, 640), rate=5)."""
+    args = [sys.executable, "-m", "depthgate_ros.ros.camera_probe", role]
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif isinstance(value, (list, tuple)):
+            args += [flag, *map(str, value)]
+        elif value is not False and value is not None:
+            args += [flag, str(value)]
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+
+
+def result(proc, timeout: float = 300) -> dict:
+    """The JSON line a started probe printed, once it has finished."""
+    out, _ = proc.communicate(timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"camera_probe exited with {proc.returncode}: {out}")
+    return json.loads(out.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,214 @@
+"""The ROS half of depthgate-bench: what crosses DDS between processes, and the node under it.
+
+- transport: camera_probe camera -> camera_probe listen, no node: delivered/sent per image
+  size x QoS x the large-image profile.
+- node: perception_node in its own process fed by camera_probe at camera sizes: per-stage
+  times one frame at a time, then 3x overload, with the node's own account of every image.
+- soak: the node for minutes at 5 Hz 640x480 with depth: RSS over time, errors, and
+  whether every image sent is accounted for.
+This process only listens (small messages), so a DDS profile applies to exactly the camera
+and the node, as on a robot.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import camera_probe
+from .dds import ros_environment, use_locally
+from .node_process import NodeProcess
+
+NODE_STATUS = "depthgate_ros: perception_node"
+COUNTS = ("received", "processed", "replaced", "failed", "lost_in_transport",
+          "missed_by_stamps", "dropped", "errors")
+
+
+def bench_transport(sizes, reliabilities, profiles, count: int, rate: float) -> list[dict]:
+    rows = []
+    for (h, w), reliability, profile in itertools.product(sizes, reliabilities, profiles):
+        env = ros_environment(profile=profile)
+        seconds = count / rate + 12
+        listener = camera_probe.start("listen", env, reliability=reliability, seconds=seconds)
+        cam = camera_probe.start("camera", env, size=(h, w), rate=rate, count=count,
+                                 reliability=reliability)
+        sent, got = camera_probe.result(cam), camera_probe.result(listener)
+        rows.append({"size": f"{w}x{h}", "mb": round(h * w * 3 / 1e6, 2),
+                     "reliability": reliability, "profile": "large_images" if profile
+                     else "Fast DDS default", "sent": sent["sent"],
+                     "delivered": got["received"], "reported_lost": got["lost"]})
+    return rows
+
+
+class _Listener:
+    """A node in this process that records ~/frame_info and /diagnostics of perception_node."""
+
+    def __init__(self):
+        import rclpy
+        use_locally()                                # the domain ros_environment() gives
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("depthgate_bench_listener", context=self.context)
+        self.frames: dict[int, tuple[int, dict]] = {}          # stamp ns -> (arrival, info)
+        self.status: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.node.create_subscription(DiagnosticArray, "/perception_node/frame_info",
+                                      self._on_frame, QoSProfile(
+                                          depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spin.start()
+
+    def _on_frame(self, msg):
+        stamp = msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec
+        with self._lock:
+            self.frames[stamp] = (time.time_ns(), {kv.key: kv.value
+                                                   for kv in msg.status[0].values})
+
+    def _on_diag(self, msg):
+        for s in msg.status:
+            if s.name == NODE_STATUS:
+                with self._lock:
+                    self.status = {kv.key: kv.value for kv in s.values}
+
+    def counts(self) -> dict:
+        with self._lock:
+            return {k: int(self.status[k]) for k in COUNTS if k in self.status}
+
+    def close(self):
+        import rclpy
+        self.executor.shutdown()
+        self._spin.join(timeout=5)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def _wait_for_node(listener: _Listener, node: NodeProcess, timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while not listener.counts():
+        if not node.running() or time.monotonic() > end:
+            raise RuntimeError("no /diagnostics from perception_node:\n" + node.log)
+        time.sleep(0.1)
+
+
+def _settled(listener: _Listener, timeout: float = 30.0) -> dict:
+    """The node's counts once everything it received is processed, replaced or failed."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        c = listener.counts()
+        if c and c["received"] == c["processed"] + c["replaced"] + c["failed"]:
+            break
+        time.sleep(0.2)
+    time.sleep(1.2)                                       # one more /diagnostics period
+    return listener.counts()
+
+
+def _delta(after: dict, before: dict) -> dict:
+    return {k: after.get(k, 0) - before.get(k, 0) for k in after}
+
+
+def bench_node(model_path: str, inference_size, image_size, profile: bool, threads: int,
+               frames: int, overload_s: float) -> dict:
+    env = ros_environment(profile=profile)
+    params = {"model_path": model_path, "device": "cpu", "num_threads": threads,
+              "inference_height": inference_size[0], "inference_width": inference_size[1],
+              "publish_points": False, "diagnostics_period": 0.5}
+    listener = _Listener()
+    node = NodeProcess(params, env, log_level="warn").start()
+    try:
+        _wait_for_node(listener, node)
+        h, w = image_size
+        # one frame at a time: a slow camera, so nothing queues and stages add up
+        before = listener.counts()
+        sent = camera_probe.result(camera_probe.start(
+            "camera", env, size=(h, w), rate=1.0, count=frames + 2, wall_stamps=True))
+        single = _delta(_settled(listener), before)
+        with listener._lock:
+            got = dict(listener.frames)
+        ones = sorted(got)[2:]                              # the first two warm the caches
+        stages = {k: [float(got[t][1][k]) for t in ones] for k in
+                  ("decode_ms", "model_ms", "publish_ms", "latency_ms")}
+        med = {k: float(np.median(v)) if v else float("nan") for k, v in stages.items()}
+        e2e = [(got[t][0] - t) / 1e6 for t in ones]
+        row = {"image_size": f"{w}x{h}", "profile": profile, "threads": threads,
+               "inference_size": list(inference_size), "frames": len(ones),
+               "sent": sent["sent"], "delivered": single.get("received", 0),
+               "stage_median_ms": med,
+               "end_to_end_median_ms": float(np.median(e2e)) if e2e else float("nan")}
+        if not ones:
+            return row
+        row["overhead_ms"] = med["latency_ms"] - med["model_ms"]
+        row["overhead_fraction"] = row["overhead_ms"] / med["latency_ms"]
+        # 3x the rate the model sustains
+        rate = 3e3 / med["model_ms"]
+        count = max(3, int(overload_s * rate))
+        before = listener.counts()
+        with listener._lock:
+            listener.frames.clear()
+        sent = camera_probe.result(camera_probe.start(
+            "camera", env, size=(h, w), rate=rate, count=count, wall_stamps=True))
+        flood = _delta(_settled(listener), before)
+        with listener._lock:
+            got = dict(listener.frames)
+        lat = [float(info["latency_ms"]) for _, info in got.values()]
+        model_ms = [float(info["model_ms"]) for _, info in got.values()]
+        row["overload"] = {
+            "rate_hz": rate, "sent": count, **flood,
+            "accounted": flood.get("processed", 0) + flood.get("dropped", 0),
+            "latency_p50_ms": float(np.percentile(lat, 50)) if lat else float("nan"),
+            "latency_p95_ms": float(np.percentile(lat, 95)) if lat else float("nan"),
+            "model_median_ms": float(np.median(model_ms)) if model_ms else float("nan")}
+        return row
+    finally:
+        node.stop()
+        listener.close()
+
+
+def _rss_mib(pid: int) -> float:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
+
+
+def soak(model_path: str, seconds: float, size=(480, 640), rate: float = 5.0,
+         warmup_s: float = 60.0) -> dict:
+    """The node as configured by default (inference at the image's size), with the profile,
+    fed for `seconds`; RSS sampled every 5 s."""
+    env = ros_environment(profile=True)
+    listener = _Listener()
+    node = NodeProcess({"model_path": model_path, "device": "cpu", "num_threads": 2,
+                        "mask_classes": ["road", "person", "car"]}, env).start()
+    try:
+        _wait_for_node(listener, node)
+        count = int(seconds * rate)
+        cam = camera_probe.start("camera", env, size=size, rate=rate, count=count,
+                                 depth_every=1)
+        samples, t0 = [], time.monotonic()
+        while cam.poll() is None:
+            samples.append((time.monotonic() - t0, _rss_mib(node.proc.pid)))
+            time.sleep(5.0)
+        sent = camera_probe.result(cam)
+        counts = _settled(listener)
+    finally:
+        node.stop()
+        listener.close()
+    warm = [r for t, r in samples if warmup_s <= t < warmup_s + 60]
+    last = [r for t, r in samples if t >= samples[-1][0] - 60]
+    log = node.log
+    return {"seconds": seconds, "rate_hz": rate, "size": f"{size[1]}x{size[0]}",
+            "sent": sent["sent"], **counts,
+            "accounted": counts.get("processed", 0) + counts.get("dropped", 0),
+            "rss_after_warmup_mib": float(np.median(warm)) if warm else float("nan"),
+            "rss_last_minute_mib": float(np.median(last)),
+            "rss_growth": float(np.median(last) / np.median(warm) - 1) if warm else None,
+            "log_warnings": len(re.findall(r"\[(WARN|ERROR|FATAL)\]", log)),
+            "log_lines": len(log.splitlines()), "exit_code": node.returncode,
+            "rss_samples": samples}
