@@ -307,6 +307,33 @@ def _table(rows: list[dict], cols: list[tuple[str, str]]) -> list[str]:
     return lines + [""]
 
 
+def node_section(rows: list[dict]) -> list[str]:
+    out = ["## Node in its own process, camera in another", ""]
+    for n in rows:
+        st = n["stage_median_ms"]
+        head = (f"**{n['image_size']} images, profile {'on' if n['profile'] else 'off'}, "
+                f"torch threads {n['threads']}, inference {n['inference_size'][0]}x"
+                f"{n['inference_size'][1]}.** Delivered {n['delivered']}/{n['sent']}.")
+        if "overload" not in n:
+            out += [head + " No frame arrived: nothing to time.", ""]
+            continue
+        ov = n["overload"]
+        out += [head + f" One frame at a time ({n['frames']} frames), medians: decode "
+                f"{st['decode_ms']:.2f} ms, model {st['model_ms']:.1f} ms, convert+publish "
+                f"{st['publish_ms']:.2f} ms; arrival to published {st['latency_ms']:.1f} ms, "
+                f"publish to received {n['end_to_end_median_ms']:.1f} ms. Outside the model: "
+                f"{n['overhead_ms']:.2f} ms = **{100 * n['overhead_fraction']:.1f}%** of the "
+                "frame time.", "",
+                f"Overload at {ov['rate_hz']:.1f} Hz (3x the model rate), {ov['sent']} sent: "
+                f"{ov.get('processed', 0)} processed, {ov.get('replaced', 0)} replaced, "
+                f"{ov.get('lost_in_transport', 0)} lost in transport, "
+                f"{ov.get('missed_by_stamps', 0)} missed by stamps; processed + dropped = "
+                f"**{ov['accounted']}** of {ov['sent']} sent. Latency p50 "
+                f"{ov['latency_p50_ms']:.0f} ms, p95 {ov['latency_p95_ms']:.0f} ms (model "
+                f"median {ov['model_median_ms']:.0f} ms).", ""]
+    return out
+
+
 def transport_table(rows: list[dict]) -> list[str]:
     return ["## Images across processes (camera_probe to camera_probe, no node)", ""] + _table(
         rows, [("size", "image"), ("mb", "MB"), ("reliability", "QoS"),
@@ -346,34 +373,21 @@ def markdown(r: dict) -> str:
     if r.get("transport"):
         out += transport_table(r["transport"])
     if r.get("node"):
-        out += ["## Node in its own process, camera in another", ""]
-    for n in r.get("node", []):
-        st = n["stage_median_ms"]
-        head = (f"**{n['image_size']} images, profile {'on' if n['profile'] else 'off'}, "
-                f"torch threads {n['threads']}, inference {n['inference_size'][0]}x"
-                f"{n['inference_size'][1]}.** Delivered {n['delivered']}/{n['sent']}.")
-        if "overload" not in n:
-            out += [head + " No frame arrived: nothing to time.", ""]
-            continue
-        ov = n["overload"]
-        out += [head + f" One frame at a time ({n['frames']} frames), medians: decode "
-                f"{st['decode_ms']:.2f} ms, model {st['model_ms']:.1f} ms, convert+publish "
-                f"{st['publish_ms']:.2f} ms; arrival to published {st['latency_ms']:.1f} ms, "
-                f"publish to received {n['end_to_end_median_ms']:.1f} ms. Outside the model: "
-                f"{n['overhead_ms']:.2f} ms = **{100 * n['overhead_fraction']:.1f}%** of the "
-                "frame time.", "",
-                f"Overload at {ov['rate_hz']:.1f} Hz (3x the model rate), {ov['sent']} sent: "
-                f"{ov.get('processed', 0)} processed, {ov.get('replaced', 0)} replaced, "
-                f"{ov.get('lost_in_transport', 0)} lost in transport, "
-                f"{ov.get('missed_by_stamps', 0)} missed by stamps; processed + dropped = "
-                f"**{ov['accounted']}** of {ov['sent']} sent. Latency p50 "
-                f"{ov['latency_p50_ms']:.0f} ms, p95 {ov['latency_p95_ms']:.0f} ms (model "
-                f"median {ov['model_median_ms']:.0f} ms).", ""]
+        out += node_section(r["node"])
     if r.get("peers"):
         out += ["## Peers (torchvision, random weights, same input)", ""]
         out += _table(r["peers"], [("model", "model"), ("median_ms", "median ms"),
                                    ("p95_ms", "p95 ms")])
     return "\n".join(out)
+
+
+def _bench_nodes(path: str, s: Settings) -> list[dict]:
+    from .ros.bench_node import bench_node
+    cores = os.cpu_count() or 1
+    runs = [(size, profile, cores) for size in s.camera_sizes for profile in (True, False)]
+    runs.insert(1, (s.camera_sizes[0], True, max(1, cores - 1)))   # a core left to ROS
+    return [bench_node(path, s.size, size, profile, threads, s.frames, s.overload_s)
+            for size, profile, threads in dict.fromkeys(runs)]
 
 
 def _ros_only(args, s: Settings) -> int:
@@ -394,12 +408,16 @@ def _ros_only(args, s: Settings) -> int:
                  f"errors {r['errors']}; log: {r['log_lines']} lines, {r['log_warnings']} "
                  f"warnings or errors; exit code {r['exit_code']}", ""]
         (out / "soak.json").write_text(json.dumps(r, indent=2))
-    else:
+    elif args.only == "transport":
         rows = bench_transport(s.camera_sizes, ("best_effort", "reliable"), (False, True),
                                s.transport_frames, rate=5.0)
         lines = transport_table(rows)
         (out / "transport.json").write_text(json.dumps(rows, indent=2))
-    (out / ("soak.md" if args.soak else "transport.md")).write_text("\n".join(lines))
+    else:
+        rows = _bench_nodes(str(bundled_checkpoint()), s)
+        lines = node_section(rows)
+        (out / "node.json").write_text(json.dumps(rows, indent=2))
+    (out / f"{'soak' if args.soak else args.only}.md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
 
@@ -411,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--no-node", action="store_true", help="skip the rclpy pipeline")
     parser.add_argument("--no-onnx", action="store_true")
-    parser.add_argument("--transport-only", action="store_true",
-                        help="only the images-across-processes table")
+    parser.add_argument("--only", choices=("transport", "node"),
+                        help="only the images-across-processes table, or only the node rows")
     parser.add_argument("--soak", type=float, metavar="SECONDS",
                         help="only a soak of the node (bundled model, 640x480 at 5 Hz with "
                         "depth, the large-image profile) for this long")
@@ -420,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     s = QUICK if args.quick else FULL
-    if args.transport_only or args.soak:
+    if args.only or args.soak:
         return _ros_only(args, s)
     model, info, source = model_under_test(s, args.quick)
     result = {"quick": args.quick, "machine": machine(), "settings": s.__dict__,
@@ -449,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         print("peers ...", flush=True)
         result["peers"] = bench_peers(s)
     if not args.no_node:
-        from .ros.bench_node import bench_node, bench_transport
+        from .ros.bench_node import bench_transport
         print("transport ...", flush=True)
         result["transport"] = bench_transport(
             s.camera_sizes, ("best_effort",) if args.quick else ("best_effort", "reliable"),
@@ -457,13 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         print("node ...", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             path = source or str(save_checkpoint(Path(tmp) / "m.pt", model, info))
-            cores = os.cpu_count() or 1
-            runs = [(size, profile, cores) for size in s.camera_sizes for profile in (True, False)]
-            # and one core left to ROS and the camera driver
-            runs.insert(1, (s.camera_sizes[0], True, max(1, cores - 1)))
-            result["node"] = [bench_node(path, s.size, size, profile, threads, s.frames,
-                                         s.overload_s)
-                              for size, profile, threads in dict.fromkeys(runs)]
+            result["node"] = _bench_nodes(path, s)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2))

@@ -169,6 +169,7 @@ def test_sigint_and_sigterm_while_processing_stop_cleanly(tiny_checkpoint):
     finally:
         cam.kill()
         cam.wait()
+        print("stops (signal, exit code, seconds to exit):", stops)
     assert len(stops) == 10
 
 
