@@ -403,8 +403,12 @@ def _ros_only(args, s: Settings) -> int:
                  f"replaced {r['replaced']}, lost in transport {r['lost_in_transport']}, "
                  f"missed by stamps {r['missed_by_stamps']}; processed + dropped = "
                  f"**{r['accounted']}** of {r['sent']} sent", "",
-                 f"RSS after warm-up {r['rss_after_warmup_mib']:.0f} MiB, last minute "
-                 f"{r['rss_last_minute_mib']:.0f} MiB: growth **{100 * r['rss_growth']:.2f}%**; "
+                 f"RSS after the first minute: median {r['rss_first_half_mib']:.0f} MiB in "
+                 f"the first half, {r['rss_second_half_mib']:.0f} MiB in the second: growth "
+                 f"**{100 * r['rss_growth_halves']:.2f}%**; straight-line fit "
+                 f"{r['rss_slope_mib_per_min']:.2f} MiB/min = "
+                 f"{100 * r['rss_growth_fit']:.2f}% over the span; peak "
+                 f"{r['rss_max_mib']:.0f} MiB", "",
                  f"errors {r['errors']}; log: {r['log_lines']} lines, {r['log_warnings']} "
                  f"warnings or errors; exit code {r['exit_code']}", ""]
         (out / "soak.json").write_text(json.dumps(r, indent=2))

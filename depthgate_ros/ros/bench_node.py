@@ -200,15 +200,26 @@ def soak(model_path: str, seconds: float, size=(480, 640), rate: float = 5.0,
     finally:
         node.stop()
         listener.close()
-    warm = [r for t, r in samples if warmup_s <= t < warmup_s + 60]
-    last = [r for t, r in samples if t >= samples[-1][0] - 60]
     log = node.log
     return {"seconds": seconds, "rate_hz": rate, "size": f"{size[1]}x{size[0]}",
             "sent": sent["sent"], **counts,
             "accounted": counts.get("processed", 0) + counts.get("dropped", 0),
-            "rss_after_warmup_mib": float(np.median(warm)) if warm else float("nan"),
-            "rss_last_minute_mib": float(np.median(last)),
-            "rss_growth": float(np.median(last) / np.median(warm) - 1) if warm else None,
+            **rss_growth(samples, warmup_s),
             "log_warnings": len(re.findall(r"\[(WARN|ERROR|FATAL)\]", log)),
             "log_lines": len(log.splitlines()), "exit_code": node.returncode,
             "rss_samples": samples}
+
+
+def rss_growth(samples: list[tuple[float, float]], warmup_s: float) -> dict:
+    """RSS after warm-up, robust to the allocator's swings of tens of MiB: the medians of the
+    first and second half, and a straight-line fit over the whole span."""
+    t, rss = np.array(samples, dtype=float).T
+    keep = t >= warmup_s
+    t, rss = t[keep], rss[keep]
+    half = len(t) // 2
+    first, second = float(np.median(rss[:half])), float(np.median(rss[half:]))
+    slope, start = np.polyfit(t, rss, 1)
+    fit_growth = slope * (t[-1] - t[0]) / (start + slope * t[0])
+    return {"rss_first_half_mib": first, "rss_second_half_mib": second,
+            "rss_growth_halves": second / first - 1, "rss_slope_mib_per_min": float(60 * slope),
+            "rss_growth_fit": float(fit_growth), "rss_max_mib": float(rss.max())}
