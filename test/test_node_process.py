@@ -103,6 +103,7 @@ def run_camera_into_node(checkpoint, listener, profile: bool, count: int, rate: 
         time.sleep(1.2)                                   # one more diagnostics period
         diag = last_diagnostics(listener)
     assert node.returncode == 0, node.log
+    print(f"\nsent {sent['sent']}, node accounting {diag}")
     return {k: float(v) if k.endswith("_hz") else int(v) for k, v in diag.items()
             if k in ("received", "processed", "replaced", "failed", "lost_in_transport",
                      "missed_by_stamps", "dropped", "camera_rate_hz", "errors")}, sent, \
