@@ -73,6 +73,7 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
              checkpoint: str | None, device: str, dds_profile: bool = True) -> dict:
     # The node in its own process, as `ros2 launch` starts it; this process is the camera.
     # The large-image DDS profile (both sides) carries camera-sized images in shared memory.
+    # Fast DDS reads it when this process first uses DDS: call this from a fresh process.
     from .ros import dds
     env = dds.ros_environment(profile=dds_profile)
     os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})

@@ -35,8 +35,11 @@ if compgen -G "$LAUNCH_WHEELS/launch*.whl" > /dev/null && \
   echo "[dev.sh] installing launch/launch_ros from $LAUNCH_WHEELS" >&2
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
     "$LAUNCH_WHEELS"/*.whl 2>&1 | { grep -v "is ignored: it is neither" || true; }
+  # pip then warns that launch_ros wants "ament_index_python": the ROS wheel provides that
+  # module under the distribution name ros-ament-index-python, so the warning is dropped
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    osrf-pycommon==2.0.2 lark==1.3.1 2>&1 | { grep -v "is ignored: it is neither" || true; }
+    osrf-pycommon==2.0.2 lark==1.3.1 2>&1 | { grep -v -e "is ignored: it is neither" \
+    -e "dependency resolver does not currently" -e "requires ament_index_python" || true; }
 fi
 
 # DDS traffic never leaves this machine; each caller may pick its own ROS_DOMAIN_ID.

@@ -1,5 +1,7 @@
 """The README's main job: the demo runs the node end to end and writes its files."""
 import json
+import subprocess
+import sys
 
 import cv2
 import torch
@@ -7,7 +9,6 @@ from PIL import Image as PILImage
 
 import ros_harness  # noqa: F401  (LOCALHOST discovery, private domain id)
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
-from depthgate_ros.demo import main as demo_main
 from depthgate_ros.model import DepthGatedNet, ModelConfig
 from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
 
@@ -18,8 +19,12 @@ def test_demo_end_to_end(tmp_path):
     ckpt = save_checkpoint(tmp_path / "tiny.pt", DepthGatedNet(ModelConfig(
         channels=16, depth_channels=(8, 8))), ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
     out = tmp_path / "demo"
-    assert demo_main(["--out", str(out), "--checkpoint", str(ckpt), "--frames", "6",
-                      "--rate", "2", "--device", "cpu"]) == 0
+    # its own process, as the README runs it: Fast DDS reads its profile once per process,
+    # and this one has used rclpy with default settings in earlier tests
+    run = subprocess.run([sys.executable, "-m", "depthgate_ros.demo", "--out", str(out),
+                          "--checkpoint", str(ckpt), "--frames", "6", "--rate", "2",
+                          "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
     s = json.loads((out / "summary.json").read_text())
     assert s["image_size"] == [480, 640] and s["dds_profile"].endswith(".xml")
     # every image reached the node; those it did not process it counted as replaced

@@ -13,6 +13,9 @@ MODEL = ModelFacts(frozenset({"road", "car", "traffic_light"}), recurrent=False)
     ({"input_reliability": "sometimes"}, "input_reliability", "not one of"),
     ({"device": "gpu"}, "device", "not one of auto, cpu, cuda[:N]"),
     ({"tta_scales": [1.0, 0.0]}, "tta_scales", "> 0"),
+    ({"inference_height": 4, "inference_width": 8}, "inference_height", "at least 8"),
+    ({"inference_height": 0, "inference_width": 256}, "inference_height", "both 0"),
+    ({"inference_height": 128, "inference_width": 0}, "inference_width", "both 0"),
     ({"tta_scales": []}, "tta_scales", "> 0"),
     ({"latency_budget_ms": 50.0, "tta_flip": True}, "latency_budget_ms", "augmentation"),
     ({"latency_budget_ms": 50.0, "tta_scales": [0.5, 1.0]}, "latency_budget_ms",
@@ -30,7 +33,8 @@ def test_valid_values_pass():
     assert check(DEFAULTS, MODEL) is None
     # class names become topic names: "traffic light" is the class traffic_light
     assert check({**DEFAULTS, "mask_classes": ["road", "traffic light", ""],
-                  "latency_budget_ms": 80.0, "loops": 0, "device": "cpu"}, MODEL) is None
+                  "latency_budget_ms": 80.0, "loops": 0, "device": "cpu",
+                  "inference_height": 128, "inference_width": 256}, MODEL) is None
 
 
 def test_model_rules_wait_for_the_model():

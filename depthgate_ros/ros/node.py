@@ -497,7 +497,7 @@ def main(args=None) -> int:
     log = rclpy.logging.get_logger("perception_node")
     try:
         node = PerceptionNode()
-    except ParameterError as e:
+    except (ParameterError, ValueError, RuntimeError) as e:    # one line, no traceback
         log.fatal(f"cannot start: {e}")
         rclpy.try_shutdown()
         return 1

@@ -123,6 +123,11 @@ def check(values: dict, model: ModelFacts | None = None) -> ParameterError | Non
     if values.get("input_reliability", "best_effort") not in RELIABILITY_CHOICES:
         return ParameterError("input_reliability", f"{values['input_reliability']!r} is not "
                               "one of " + ", ".join(RELIABILITY_CHOICES))
+    size = values.get("inference_height", 0), values.get("inference_width", 0)
+    if (0 in size and size != (0, 0)) or 0 < min(size) < 8:
+        return ParameterError("inference_height" if size[0] < 8 else "inference_width",
+                              f"inference size {size[0]}x{size[1]}: both 0 (the input's "
+                              "own) or both at least 8")
     scales = list(values.get("tta_scales", [1.0]))
     if not scales or min(scales) <= 0:
         return ParameterError("tta_scales", f"every scale must be > 0, got {scales}")
