@@ -444,14 +444,17 @@ class PerceptionNode(Node):
     def _check_transport(self) -> None:
         """Every few seconds: a matched image publisher whose images do not arrive (none at
         all, or more lost in transport than received) gets one warning until it recovers."""
-        now = time.monotonic()
+        now, stats = time.monotonic(), self.stats
+        if self.subs["image"].get_publisher_count() == 0:     # the window starts at a match
+            self._transport_check = (now, stats["received"], stats["lost_in_transport"])
+            self._transport_warned = False
+            return
         if now - self._transport_check[0] < SILENCE_WARN_S:
             return
-        stats = self.stats
         _, received, lost = self._transport_check
         self._transport_check = (now, stats["received"], stats["lost_in_transport"])
         got, lost = stats["received"] - received, stats["lost_in_transport"] - lost
-        if self.subs["image"].get_publisher_count() == 0 or (got and lost <= got):
+        if got and lost <= got:
             self._transport_warned = False
             return
         if not self._transport_warned:
