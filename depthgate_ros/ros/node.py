@@ -151,6 +151,7 @@ class PerceptionNode(Node):
 
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(p["diagnostics_period"], self._publish_diagnostics)
+        self._name_checks = 0
         self._name_check = self.create_timer(2.0, self._check_duplicate_name)
         self._worker = threading.Thread(target=self._run, name="depthgate-inference",
                                         daemon=True)
@@ -209,9 +210,13 @@ class PerceptionNode(Node):
                                           message_lost=lost if topic == "image" else None)
 
     def _check_duplicate_name(self) -> None:
-        self._name_check.cancel()           # once, after discovery has had time to run
+        # every 2 s for the first 10 s (discovery of a slow-starting twin takes a while);
+        # one warning at most
+        self._name_checks += 1
         me = (self.get_name(), self.get_namespace())
         twins = sum(1 for n in self.get_node_names_and_namespaces() if n == me)
+        if twins > 1 or self._name_checks >= 5:
+            self._name_check.cancel()
         if twins > 1:
             fqn = self.get_fully_qualified_name()
             self.get_logger().warning(
