@@ -104,6 +104,7 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
 
     from .ros.image_codec import array_to_msg, depth_from_msg, image_to_array
     from .ros.node_process import NodeProcess
+    from .ros.node_process import node_status as status_of
 
     h, w = size
     f = 560.0 * w / 512
@@ -147,9 +148,7 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
         node_status: dict[str, str] = {}
 
         def on_diagnostics(msg):
-            for status in msg.status:
-                if status.name == "depthgate_ros: perception_node":
-                    node_status.update({kv.key: kv.value for kv in status.values})
+            node_status.update(status_of(msg) or {})
         client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
         sensor_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
         pub_image = client.create_publisher(Image, "image", sensor_qos)

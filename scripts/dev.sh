@@ -25,23 +25,6 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.installed" 2>/dev/null)" != "
   echo "$want" > "$VENV/.installed"
 fi
 
-# `launch` and `launch_ros` have no PyPI wheels. A development machine without a ROS install
-# may keep wheels built from upstream in a folder beside the checkout (DEPTHGATE_LAUNCH_WHEELS,
-# default ../shared/ros-launch); they are installed for the test that runs the real launch
-# file, which skips when launch_ros is missing. The package never needs them at run time.
-LAUNCH_WHEELS=${DEPTHGATE_LAUNCH_WHEELS:-../shared/ros-launch}
-if compgen -G "$LAUNCH_WHEELS/launch*.whl" > /dev/null && \
-    ! "$VENV/bin/python" -c "import launch_ros" 2>/dev/null; then
-  echo "[dev.sh] installing launch/launch_ros from $LAUNCH_WHEELS" >&2
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
-    "$LAUNCH_WHEELS"/*.whl 2>&1 | { grep -v "is ignored: it is neither" || true; }
-  # pip then warns that launch_ros wants "ament_index_python": the ROS wheel provides that
-  # module under the distribution name ros-ament-index-python, so the warning is dropped
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-    osrf-pycommon==2.0.2 lark==1.3.1 2>&1 | { grep -v -e "is ignored: it is neither" \
-    -e "dependency resolver does not currently" -e "requires ament_index_python" || true; }
-fi
-
 # DDS traffic never leaves this machine; each caller may pick its own ROS_DOMAIN_ID.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export PATH="$PWD/$VENV/bin:$PATH"

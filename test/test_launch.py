@@ -14,6 +14,7 @@
 
 """launch/perception.launch.py under the real `launch` and `launch_ros`, as `ros2 launch` runs
 it: parameters read back through the node's own parameter services, then SIGINT."""
+import importlib.util
 import os
 import shutil
 import signal
@@ -35,14 +36,26 @@ from ros_harness import Harness
 ROOT = Path(__file__).resolve().parents[1]
 NODE = "/depthgate/perception_node"
 
-try:
-    import launch_ros  # noqa: F401
-    HAVE_LAUNCH = True
-except ImportError:
-    HAVE_LAUNCH = False
+
+def launch_path() -> str | None:
+    """PYTHONPATH entries that provide launch/launch_ros: none needed when installed (a ROS
+    2 installation), else the upstream wheels (pure Python, imported from the .whl files)
+    from DEPTHGATE_LAUNCH_WHEELS or the folder development machines keep beside the
+    checkout; None when neither has them."""
+    if importlib.util.find_spec("launch_ros") is not None:
+        return ""
+    folder = Path(os.environ.get("DEPTHGATE_LAUNCH_WHEELS", ROOT.parent / "shared" /
+                                 "ros-launch"))
+    wheels = sorted(folder.glob("*.whl"))
+    if not any(w.name.startswith("launch_ros-") for w in wheels):
+        return None
+    return os.pathsep.join(map(str, wheels))
+
+
+LAUNCH_PATH = launch_path()
 needs_launch = pytest.mark.skipif(
-    not HAVE_LAUNCH, reason="launch_ros is not installed: a ROS 2 installation provides it, "
-    "or scripts/dev.sh installs the launch/launch_ros wheels when they lie beside the checkout")
+    LAUNCH_PATH is None, reason="launch_ros is not installed and no launch/launch_ros wheels "
+    "were found (a ROS 2 installation provides them; or set DEPTHGATE_LAUNCH_WHEELS)")
 
 # What `ros2 launch depthgate_ros perception.launch.py ARGS` does.
 RUNNER = textwrap.dedent("""
@@ -103,6 +116,7 @@ def get_parameters(h: Harness, names: list[str]) -> dict:
 def run_launch(prefix: Path, args: list[str], check) -> str:
     env = ros_environment(profile=False)
     env["AMENT_PREFIX_PATH"] = str(prefix)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [LAUNCH_PATH, env.get("PYTHONPATH")]))
     # its own session, so that SIGINT can go to the process group as Ctrl-C in a terminal
     # sends it (launch then leaves the node's SIGINT to the terminal, as it does there)
     proc = subprocess.Popen([sys.executable, "-c", RUNNER, *args], env=env, text=True,

@@ -23,8 +23,8 @@ import pytest
 import torch
 
 from depthgate_ros.ros import camera_probe
-from depthgate_ros.ros.dds import private_domain_id, ros_environment
-from depthgate_ros.ros.node_process import NodeProcess
+from depthgate_ros.ros.dds import ros_environment
+from depthgate_ros.ros.node_process import NodeProcess, node_status
 from diagnostic_msgs.msg import DiagnosticArray
 from ros_harness import Harness
 
@@ -33,9 +33,8 @@ NODE = "/perception_node"
 
 def last_diagnostics(h: Harness) -> dict:
     for _, msg in reversed(h.messages("/diagnostics")):
-        for status in msg.status:
-            if status.name == "depthgate_ros: perception_node":
-                return {kv.key: kv.value for kv in status.values}
+        if (status := node_status(msg)) is not None:
+            return status
     return {}
 
 
@@ -62,7 +61,7 @@ def startup_runs(tiny_checkpoint, tmp_path_factory):
     """Every case started at once (they fail before any model runs, so this is quick)."""
     corrupt = tmp_path_factory.mktemp("bad") / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04 this is not a checkpoint" * 10)
-    env = ros_environment(profile=False, domain_id=private_domain_id(7))
+    env = ros_environment(profile=False)
     procs = {}
     for case, (params, _, _) in CASES.items():
         params = {"model_path": str(tiny_checkpoint), "device": "cpu", **params}

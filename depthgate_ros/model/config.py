@@ -42,7 +42,7 @@ class ModelConfig:
     # Share one 3x3 kernel across all branches ("tied") instead of one kernel per branch.
     tied: bool = False
     # Gate used when the caller does not name one: "none" is the paper's baseline (a plain 3x3
-    # conv, no branches); see DESIGN.md for the others.
+    # conv, no branches); docs/architecture.md lists the others.
     gate_source: str = "predicted"
     # Depth-bin edges in metres, ascending, K-1 values. Nearest bin -> largest dilation.
     # Training replaces these by equal-count quantiles of the training set's valid depths.

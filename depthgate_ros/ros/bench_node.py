@@ -35,9 +35,8 @@ import numpy as np
 
 from . import camera_probe
 from .dds import ros_environment, use_locally
-from .node_process import NodeProcess
+from .node_process import NodeProcess, node_status
 
-NODE_STATUS = "depthgate_ros: perception_node"
 COUNTS = ("received", "processed", "replaced", "failed", "lost_in_transport",
           "missed_by_stamps", "dropped", "errors")
 
@@ -89,10 +88,9 @@ class _Listener:
                                                    for kv in msg.status[0].values})
 
     def _on_diag(self, msg):
-        for s in msg.status:
-            if s.name == NODE_STATUS:
-                with self._lock:
-                    self.status = {kv.key: kv.value for kv in s.values}
+        if (status := node_status(msg)) is not None:
+            with self._lock:
+                self.status = status
 
     def counts(self) -> dict:
         with self._lock:

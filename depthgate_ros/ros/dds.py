@@ -49,9 +49,9 @@ def large_image_profile() -> Path:
     raise FileNotFoundError(f"{PROFILE_FILE} not found in " + ", ".join(map(str, candidates)))
 
 
-def private_domain_id(offset: int = 0) -> str:
+def private_domain_id() -> str:
     """ROS_DOMAIN_ID as set by the caller, else one derived from this process (1..100)."""
-    return os.environ.get("ROS_DOMAIN_ID") or str(1 + (os.getpid() + offset) % 100)
+    return os.environ.get("ROS_DOMAIN_ID") or str(1 + os.getpid() % 100)
 
 
 def ros_environment(profile: bool, domain_id: str | None = None,

@@ -63,6 +63,7 @@ OUTPUTS = ("labels", "labels_color", "depth", "confidence", "gate", "points")
 # A matched image publisher that delivers (almost) nothing for this long earns a warning.
 SILENCE_WARN_S = 3.0
 README_DDS = "README section 'Camera-sized images over DDS'"
+STATUS_NAME = "depthgate_ros: perception_node"      # its entry in /diagnostics
 
 
 def stamp_ns(header) -> int:
@@ -279,11 +280,12 @@ class PerceptionNode(Node):
     def _partner(self, stamp: int, arrival_ns: int):
         """The paired depth message, waiting for it while depth flows (bounded by
         depth_timeout); None = monocular. Gives up early when a newer image arrives."""
+        expected = self._depth_expected         # once a frame, not every 5 ms of waiting
         while True:
             with self._lock:
                 match = self.pairing.match(stamp) if stamp else None
                 wait = match is None and stamp and self.pairing.should_wait(
-                    arrival_ns, self._now_ns(), expected=self._depth_expected)
+                    arrival_ns, self._now_ns(), expected=expected)
             if not wait:
                 return match.item if match else None
             with self._wake:
@@ -474,7 +476,7 @@ class PerceptionNode(Node):
     def _publish_diagnostics(self) -> None:
         self._check_transport()
         d = self.diagnostics()
-        status = DiagnosticStatus(name="depthgate_ros: perception_node",
+        status = DiagnosticStatus(name=STATUS_NAME,
                                   hardware_id=d["device"])
         errors = d["errors"] + d["depth_errors"] + d["oom"]
         if d["received"] == 0:

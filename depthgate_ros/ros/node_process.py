@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .node import STATUS_NAME
+
 
 class NodeProcess:
     """`with NodeProcess({"model_path": p}, env) as node: ...`; stops with SIGINT on exit.
@@ -76,6 +78,14 @@ class NodeProcess:
         self.stop()
         self._final_log = self.log
         self._out.close()
+
+
+def node_status(msg) -> dict[str, str] | None:
+    """perception_node's key/values in a /diagnostics message, if it holds them."""
+    for status in msg.status:
+        if status.name == STATUS_NAME:
+            return {kv.key: kv.value for kv in status.values}
+    return None
 
 
 def _yaml(value) -> str:
