@@ -16,39 +16,39 @@ from glob import glob
 
 from setuptools import find_packages, setup
 
-package_name = "depthgate_ros"
+package_name = 'depthgate_ros'
 
 setup(
     name=package_name,
-    version="0.1.0",
-    packages=find_packages(exclude=["test", "test.*"]),
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*']),
     data_files=[
-        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
-        ("share/" + package_name, ["package.xml"]),
-        ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
-        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.xml")),
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
+        ('share/' + package_name + '/config', glob('config/*.yaml') + glob('config/*.xml')),
     ],
-    package_data={package_name + ".weights": ["*.pt"]},
-    install_requires=["setuptools", "numpy", "pyyaml"],
+    package_data={package_name + '.weights': ['*.pt']},
+    install_requires=['setuptools', 'numpy', 'pyyaml'],
     zip_safe=False,
-    maintainer="depthgate_ros maintainers",
-    maintainer_email="depthgate-ros@example.com",
-    description="Depth-gated recurrent scene parsing (CVPR 2018) for ROS 2",
-    license="Apache-2.0",
-    python_requires=">=3.10",
+    maintainer='depthgate_ros maintainers',
+    maintainer_email='depthgate-ros@example.com',
+    description='Depth-gated recurrent scene parsing (CVPR 2018) for ROS 2',
+    license='Apache-2.0',
+    python_requires='>=3.10',
     entry_points={
-        "console_scripts": [
-            "depthgate-demo = depthgate_ros.demo:main",
-            "depthgate-synthetic = depthgate_ros.make_synthetic:main",
-            "depthgate-train = depthgate_ros.train:main",
-            "depthgate-eval = depthgate_ros.evaluate:main",
-            "depthgate-ablation = depthgate_ros.ablation:main",
-            "perception_node = depthgate_ros.ros.node:main",
-            "depthgate-bag-eval = depthgate_ros.ros.bag_eval:main",
-            "depthgate-make-bag = depthgate_ros.ros.make_bag:main",
-            "depthgate-pack-model = depthgate_ros.pack_model:main",
-            "depthgate-export = depthgate_ros.export:main",
-            "depthgate-bench = depthgate_ros.bench:main",
+        'console_scripts': [
+            'depthgate-demo = depthgate_ros.demo:main',
+            'depthgate-synthetic = depthgate_ros.make_synthetic:main',
+            'depthgate-train = depthgate_ros.train:main',
+            'depthgate-eval = depthgate_ros.evaluate:main',
+            'depthgate-ablation = depthgate_ros.ablation:main',
+            'perception_node = depthgate_ros.ros.node:main',
+            'depthgate-bag-eval = depthgate_ros.ros.bag_eval:main',
+            'depthgate-make-bag = depthgate_ros.ros.make_bag:main',
+            'depthgate-pack-model = depthgate_ros.pack_model:main',
+            'depthgate-export = depthgate_ros.export:main',
+            'depthgate-bench = depthgate_ros.bench:main',
         ],
     },
 )

@@ -13,4 +13,4 @@
 # limitations under the License.
 
 """depthgate_ros: depth-gated recurrent scene parsing (Kong & Fowlkes, CVPR 2018) for ROS 2."""
-__version__ = "0.1.0"
+__version__ = '0.1.0'

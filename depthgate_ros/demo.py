@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""depthgate-demo: the perception node on the bundled synthetic street sequence.
+"""
+depthgate-demo: the perception node on the bundled synthetic street sequence.
 
 Starts `perception_node` in its own process (bundled model unless --checkpoint) and, as the
 camera, publishes a synthetic drive at camera size (640x480) over real rclpy topics — RGB
@@ -27,11 +28,11 @@ import argparse
 import json
 import logging
 import os
+from pathlib import Path
 import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -42,8 +43,8 @@ from .model.checkpoint import ModelInfo, save_checkpoint
 from .visualize import colorize_depth, colorize_gate, colorize_labels, palette, panel, write_png
 from .weights import bundled_checkpoint
 
-log = logging.getLogger("depthgate_ros.demo")
-MASKS = ("car", "person")
+log = logging.getLogger('depthgate_ros.demo')
+MASKS = ('car', 'person')
 
 
 def _model_path(checkpoint: str | None, scratch: Path) -> tuple[str, str]:
@@ -51,21 +52,24 @@ def _model_path(checkpoint: str | None, scratch: Path) -> tuple[str, str]:
         return checkpoint, checkpoint
     bundled = bundled_checkpoint()
     if bundled is not None:
-        return str(bundled), "bundled"
-    log.warning("no bundled model in this build and no --checkpoint: running an UNTRAINED "
-                "network; the pictures show the pipeline, not accuracy")
+        return str(bundled), 'bundled'
+    log.warning('no bundled model in this build and no --checkpoint: running an UNTRAINED '
+                'network; the pictures show the pipeline, not accuracy')
     model = DepthGatedNet(ModelConfig(channels=64, depth_channels=(32, 16)))
-    path = save_checkpoint(scratch / "untrained.pt", model,
+    path = save_checkpoint(scratch / 'untrained.pt', model,
                            ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
-    return str(path), "untrained (random initialisation)"
+    return str(path), 'untrained (random initialisation)'
 
 
 def trained_size(model_path: str) -> tuple[int, int] | None:
-    """The image size the model was trained at (from its provenance), if recorded: a CNN's
-    notion of near and far is in pixels, so the demo runs the node at that size."""
+    """
+    Return the image size the model was trained at (from its provenance), if recorded.
+
+    A CNN's notion of near and far is in pixels, so the demo runs the node at that size.
+    """
     from .model.checkpoint import read_checkpoint
     try:
-        size = read_checkpoint(model_path)["info"]["provenance"]["config"]["data"]["image_size"]
+        size = read_checkpoint(model_path)['info']['provenance']['config']['data']['image_size']
         return int(size[0]), int(size[1])
     except (KeyError, TypeError, IndexError, ValueError):
         return None
@@ -73,7 +77,7 @@ def trained_size(model_path: str) -> tuple[int, int] | None:
 
 def camera_info_for(cam: Camera, header):
     from sensor_msgs.msg import CameraInfo
-    info = CameraInfo(width=cam.width, height=cam.height, distortion_model="plumb_bob")
+    info = CameraInfo(width=cam.width, height=cam.height, distortion_model='plumb_bob')
     info.header = header
     k = cam.k_matrix()
     info.k = k
@@ -90,21 +94,21 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
     # Fast DDS reads it when this process first uses DDS: call this from a fresh process.
     from .ros import dds
     env = dds.ros_environment(profile=dds_profile)
-    os.environ.update({k: env[k] for k in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID")})
+    os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID')})
     if dds_profile:
         os.environ[dds.PROFILE_VARIABLE] = env[dds.PROFILE_VARIABLE]
     else:
         os.environ.pop(dds.PROFILE_VARIABLE, None)
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
+    import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import Header
 
     from .ros.image_codec import array_to_msg, depth_from_msg, image_to_array
-    from .ros.node_process import NodeProcess
     from .ros.node_process import node_status as status_of
+    from .ros.node_process import NodeProcess
 
     h, w = size
     f = 560.0 * w / 512
@@ -113,17 +117,17 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         model_path, model_name = _model_path(checkpoint, Path(scratch))
-        params = {"model_path": model_path, "device": device, "mask_classes": list(MASKS),
-                  "depth_timeout": max(0.3, 1.5 / rate_hz), "diagnostics_period": 0.5}
+        params = {'model_path': model_path, 'device': device, 'mask_classes': list(MASKS),
+                  'depth_timeout': max(0.3, 1.5 / rate_hz), 'diagnostics_period': 0.5}
         inference_size = trained_size(model_path)
         if inference_size:
             params.update(inference_height=inference_size[0],
                           inference_width=inference_size[1])
-        node = NodeProcess(params, env, log_level="warn").start()
+        node = NodeProcess(params, env, log_level='warn').start()
         context = rclpy.Context()
         rclpy.init(context=context)
         executor = SingleThreadedExecutor(context=context)
-        client = rclpy.create_node("depthgate_demo_camera", context=context)
+        client = rclpy.create_node('depthgate_demo_camera', context=context)
         executor.add_node(client)
         received: dict[str, dict[int, object]] = {}
         arrival: dict[int, float] = {}
@@ -136,52 +140,52 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
                 key = msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec
                 with lock:
                     received[topic][key] = msg
-                    if topic == "labels":
+                    if topic == 'labels':
                         arrival[key] = time.monotonic()
             return cb
         qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
-        for topic in ("labels", "depth", "gate") + tuple(f"masks/{m}" for m in MASKS):
-            client.create_subscription(Image, f"/perception_node/{topic}", collector(topic),
+        for topic in ('labels', 'depth', 'gate') + tuple(f'masks/{m}' for m in MASKS):
+            client.create_subscription(Image, f'/perception_node/{topic}', collector(topic),
                                        qos)
-        client.create_subscription(DiagnosticArray, "/perception_node/frame_info",
-                                   collector("frame_info"), qos)
+        client.create_subscription(DiagnosticArray, '/perception_node/frame_info',
+                                   collector('frame_info'), qos)
         node_status: dict[str, str] = {}
 
         def on_diagnostics(msg):
             node_status.update(status_of(msg) or {})
-        client.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+        client.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 10)
         sensor_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
-        pub_image = client.create_publisher(Image, "image", sensor_qos)
-        pub_depth = client.create_publisher(Image, "depth", sensor_qos)
-        pub_info = client.create_publisher(CameraInfo, "camera_info", sensor_qos)
+        pub_image = client.create_publisher(Image, 'image', sensor_qos)
+        pub_depth = client.create_publisher(Image, 'depth', sensor_qos)
+        pub_info = client.create_publisher(CameraInfo, 'camera_info', sensor_qos)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
         try:
             deadline = time.monotonic() + 120            # the node loads its model first
             while time.monotonic() < deadline and not (
                     pub_image.get_subscription_count() and pub_depth.get_subscription_count()
-                    and client.count_publishers("/perception_node/labels")):
+                    and client.count_publishers('/perception_node/labels')):
                 if not node.running():
-                    raise RuntimeError("perception_node stopped:\n" + node.log)
+                    raise RuntimeError('perception_node stopped:\n' + node.log)
                 time.sleep(0.05)
             time.sleep(1.0)                              # and the reverse discovery
             sent, stamps = {}, []
             half = (frames + 1) // 2
             t_start = time.monotonic()
             for i, fr in enumerate(sequence):
-                header = Header(frame_id="camera_optical")
-                key = 1_700_000_000 * 10 ** 9 + int(fr.meta["stamp_s"] * 1e9)
+                header = Header(frame_id='camera_optical')
+                key = 1_700_000_000 * 10 ** 9 + int(fr.meta['stamp_s'] * 1e9)
                 header.stamp.sec, header.stamp.nanosec = divmod(key, 10 ** 9)
                 pub_info.publish(camera_info_for(cam, header))
                 if i < half:
-                    pub_depth.publish(array_to_msg(fr.depth, "32FC1", header))
+                    pub_depth.publish(array_to_msg(fr.depth, '32FC1', header))
                     time.sleep(0.02)    # a depth camera's frame lands with or before RGB
                 sent[key] = time.monotonic()
-                pub_image.publish(array_to_msg(fr.rgb, "rgb8", header))
+                pub_image.publish(array_to_msg(fr.rgb, 'rgb8', header))
                 stamps.append(key)
                 time.sleep(max(0.0, t_start + (i + 1) / rate_hz - time.monotonic()))
             deadline = time.monotonic() + 10 + 2 / rate_hz
-            while time.monotonic() < deadline and len(received["frame_info"]) < len(stamps):
+            while time.monotonic() < deadline and len(received['frame_info']) < len(stamps):
                 time.sleep(0.05)
             time.sleep(1.2)                              # one more /diagnostics
             status = dict(node_status)
@@ -191,97 +195,98 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
             client.destroy_node()
             rclpy.try_shutdown(context=context)
         if node.returncode != 0:
-            log.warning("perception_node exited with %s:\n%s", node.returncode, node.log)
+            log.warning('perception_node exited with %s:\n%s', node.returncode, node.log)
 
     lut = palette(CITYSCAPES_COLORS)
     per_frame, pictures, latencies = [], [], []
     for i, (key, fr) in enumerate(zip(stamps, sequence)):
-        info = received["frame_info"].get(key)
-        entry = {"index": i, "stamp_ns": key, "sensor_depth_sent": i < half,
-                 "processed": info is not None}
-        if info is None or key not in received["labels"]:
+        info = received['frame_info'].get(key)
+        entry = {'index': i, 'stamp_ns': key, 'sensor_depth_sent': i < half,
+                 'processed': info is not None}
+        if info is None or key not in received['labels']:
             per_frame.append(entry)
             continue
         values = {kv.key: kv.value for kv in info.status[0].values}
         latency = (arrival[key] - sent[key]) * 1e3
         latencies.append(latency)
-        entry.update(gate_source=values["gate_source"], loops=int(values["loops"]),
-                     model_ms=float(values["model_ms"]), latency_ms=round(latency, 2))
-        labels = image_to_array(received["labels"][key])
+        entry.update(gate_source=values['gate_source'], loops=int(values['loops']),
+                     model_ms=float(values['model_ms']), latency_ms=round(latency, 2))
+        labels = image_to_array(received['labels'][key])
         images = [fr.rgb, colorize_labels(labels, lut, fr.rgb, 0.25),
-                  colorize_depth(depth_from_msg(received["depth"][key]))]
-        titles = ["image", "labels", "depth (network)"]
-        if key in received["gate"]:
-            images.append(colorize_gate(image_to_array(received["gate"][key])))
+                  colorize_depth(depth_from_msg(received['depth'][key]))]
+        titles = ['image', 'labels', 'depth (network)']
+        if key in received['gate']:
+            images.append(colorize_gate(image_to_array(received['gate'][key])))
             titles.append(f"gate ({values['gate_source']})")
         for m in MASKS:
-            if key in received[f"masks/{m}"]:
-                images.append(image_to_array(received[f"masks/{m}"][key]))
-                titles.append(f"mask: {m}")
+            if key in received[f'masks/{m}']:
+                images.append(image_to_array(received[f'masks/{m}'][key]))
+                titles.append(f'mask: {m}')
         pictures.append(panel(images, titles, width=min(w, 320)))
-        name = f"frame_{i:04d}.png"
+        name = f'frame_{i:04d}.png'
         write_png(out / name, pictures[-1])
-        entry["panel"] = name
+        entry['panel'] = name
         per_frame.append(entry)
     if pictures:
         from PIL import Image as PILImage
         gif = [PILImage.fromarray(p) for p in pictures]
-        gif[0].save(out / "sequence.gif", save_all=True, append_images=gif[1:],
+        gif[0].save(out / 'sequence.gif', save_all=True, append_images=gif[1:],
                     duration=int(1000 / rate_hz), loop=0)
-    processed = [e for e in per_frame if e["processed"]]
+    processed = [e for e in per_frame if e['processed']]
     lat = np.array(latencies) if latencies else np.array([np.nan])
-    counts = ("received", "processed", "replaced", "lost_in_transport", "missed_by_stamps",
-              "dropped")
+    counts = ('received', 'processed', 'replaced', 'lost_in_transport', 'missed_by_stamps',
+              'dropped')
     summary = {
-        "model": model_name, "model_path": model_path, "device": status.get("device", "?"),
-        "dds_profile": env.get(dds.PROFILE_VARIABLE, "none (Fast DDS defaults)"),
-        "frames_sent": len(stamps), "frames_processed": len(processed),
+        'model': model_name, 'model_path': model_path, 'device': status.get('device', '?'),
+        'dds_profile': env.get(dds.PROFILE_VARIABLE, 'none (Fast DDS defaults)'),
+        'frames_sent': len(stamps), 'frames_processed': len(processed),
         # sent but never output: the node's own account (/diagnostics) says where they went
-        "frames_dropped": len(stamps) - len(processed),
-        "node_accounting": {k: int(status[k]) for k in counts if k in status},
-        "publish_rate_hz": rate_hz,
-        "image_size": [h, w],
-        "inference_size": list(inference_size) if inference_size else [h, w],
-        "fps": len(processed) / (len(stamps) / rate_hz) if stamps else 0.0,
-        "latency_ms": {"p50": float(np.nanpercentile(lat, 50)),
-                       "p95": float(np.nanpercentile(lat, 95))},
-        "gate_sources": {s: sum(e.get("gate_source") == s for e in processed)
-                         for s in ("sensor", "predicted")},
-        "per_frame": per_frame,
+        'frames_dropped': len(stamps) - len(processed),
+        'node_accounting': {k: int(status[k]) for k in counts if k in status},
+        'publish_rate_hz': rate_hz,
+        'image_size': [h, w],
+        'inference_size': list(inference_size) if inference_size else [h, w],
+        'fps': len(processed) / (len(stamps) / rate_hz) if stamps else 0.0,
+        'latency_ms': {'p50': float(np.nanpercentile(lat, 50)),
+                       'p95': float(np.nanpercentile(lat, 95))},
+        'gate_sources': {s: sum(e.get('gate_source') == s for e in processed)
+                         for s in ('sensor', 'predicted')},
+        'per_frame': per_frame,
     }
-    tmp = out / "summary.json.tmp"
+    tmp = out / 'summary.json.tmp'
     tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / "summary.json")
+    tmp.replace(out / 'summary.json')
     return summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="depthgate-demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="demo_output",
-                        help="output folder (default: %(default)s)")
-    parser.add_argument("--checkpoint", help="model file (default: the bundled model)")
-    parser.add_argument("--frames", type=int, default=12)
-    parser.add_argument("--seed", type=int, default=7, help="street seed")
-    parser.add_argument("--size", type=int, nargs=2, default=[480, 640], metavar=("H", "W"),
-                        help="camera image size (default: %(default)s)")
-    parser.add_argument("--rate", type=float, default=2.0, help="publish rate, Hz")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    parser.add_argument("--no-dds-profile", action="store_true",
-                        help="Fast DDS defaults instead of the large-image profile: shows how "
-                        "camera-sized best-effort images are lost between processes")
+    parser = argparse.ArgumentParser(prog='depthgate-demo',
+                                     description=__doc__.strip().splitlines()[0])
+    parser.add_argument('--out', default='demo_output',
+                        help='output folder (default: %(default)s)')
+    parser.add_argument('--checkpoint', help='model file (default: the bundled model)')
+    parser.add_argument('--frames', type=int, default=12)
+    parser.add_argument('--seed', type=int, default=7, help='street seed')
+    parser.add_argument('--size', type=int, nargs=2, default=[480, 640], metavar=('H', 'W'),
+                        help='camera image size (default: %(default)s)')
+    parser.add_argument('--rate', type=float, default=2.0, help='publish rate, Hz')
+    parser.add_argument('--device', default='auto', help='auto | cpu | cuda[:N]')
+    parser.add_argument('--no-dds-profile', action='store_true',
+                        help='Fast DDS defaults instead of the large-image profile: shows how '
+                        'camera-sized best-effort images are lost between processes')
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] %(name)s: %(message)s')
     if args.frames < 2 or args.rate <= 0:
-        parser.error("--frames must be >= 2 and --rate > 0")
+        parser.error('--frames must be >= 2 and --rate > 0')
     s = run_demo(Path(args.out), args.frames, args.seed, tuple(args.size), args.rate,
                  args.checkpoint, args.device, dds_profile=not args.no_dds_profile)
-    acc = s["node_accounting"]
+    acc = s['node_accounting']
     print(f"{s['frames_processed']}/{s['frames_sent']} frames processed (node: received "
           f"{acc.get('received')}, lost in transport {acc.get('lost_in_transport')}), gate "
           f"sources {s['gate_sources']}, latency p50 {s['latency_ms']['p50']:.0f} ms; panels, "
           f"sequence.gif and summary.json in {args.out}/ (model: {s['model']})")
-    return 0 if s["frames_processed"] else 1
+    return 0 if s['frames_processed'] else 1
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

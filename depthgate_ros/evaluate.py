@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""depthgate-eval: a checkpoint on a dataset split; metrics per loop, depth metrics, pictures.
+"""
+depthgate-eval: a checkpoint on a dataset split; metrics per loop, depth metrics, pictures.
 
     depthgate-eval --checkpoint model.pt --dataset synthetic --split val --out eval_out
     depthgate-eval --checkpoint model.pt --dataset cityscapes --root /data/cityscapes \
@@ -27,8 +28,8 @@ import argparse
 import json
 import logging
 import math
-import sys
 from pathlib import Path
+import sys
 
 import numpy as np
 
@@ -36,72 +37,72 @@ from .data.cityscapes import DatasetError
 from .evaluation import evaluate_dataset
 from .inference import Predictor
 from .model.checkpoint import CheckpointError
-from .training.config import DATASETS, DataConfig
+from .training.config import DataConfig, DATASETS
 from .training.datasets import build_dataset
-from .visualize import (colorize_depth, colorize_gate, colorize_labels, palette, panel,
-                        write_png)
+from .visualize import colorize_depth, colorize_gate, colorize_labels, palette, panel, write_png
 
 
 def markdown_table(result: dict, title: str) -> str:
-    loops = sorted(k for k in result if k.startswith("loop"))
-    cap = result.get("depth_cap_m")
-    rmse = "RMSE (m)" if cap is None else f"RMSE (m, <= {cap:g} m)"
-    lines = [f"### {title}", "",
-             f"| output | mIoU | pixel acc. | iIoU | depth delta1 | AbsRel | {rmse} |",
-             "|---|---|---|---|---|---|---|"]
+    loops = sorted(k for k in result if k.startswith('loop'))
+    cap = result.get('depth_cap_m')
+    rmse = 'RMSE (m)' if cap is None else f'RMSE (m, <= {cap:g} m)'
+    lines = [f'### {title}', '',
+             f'| output | mIoU | pixel acc. | iIoU | depth delta1 | AbsRel | {rmse} |',
+             '|---|---|---|---|---|---|---|']
     for k in loops:
-        r, d = result[k], result[k]["depth"]
-        cells = [r["miou"], r["pixel_accuracy"], r["miiou"], d["delta1"], d["abs_rel"], d["rmse"]]
-        lines.append(f"| {k} | " + " | ".join("-" if v is None or (isinstance(v, float) and
-                                                                   math.isnan(v)) else f"{v:.3f}"
-                                              for v in cells) + " |")
-    lat = result.get("latency_ms", {})
-    lines += ["", f"{result['frames']} frames, gate: {result['gate_source']}, latency p50 "
+        r, d = result[k], result[k]['depth']
+        cells = [r['miou'], r['pixel_accuracy'], r['miiou'], d['delta1'], d['abs_rel'], d['rmse']]
+        lines.append(f'| {k} | ' + ' | '.join('-' if v is None or (isinstance(v, float) and
+                                                                   math.isnan(v)) else f'{v:.3f}'
+                                              for v in cells) + ' |')
+    lat = result.get('latency_ms', {})
+    lines += ['', f"{result['frames']} frames, gate: {result['gate_source']}, latency p50 "
               f"{lat.get('p50', float('nan')):.0f} ms / p95 {lat.get('p95', float('nan')):.0f} ms"]
-    return "\n".join(lines) + "\n"
+    return '\n'.join(lines) + '\n'
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="depthgate-eval", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True)
-    parser.add_argument("--dataset", default="synthetic", choices=DATASETS)
-    parser.add_argument("--root", help="dataset root (not needed for synthetic)")
-    parser.add_argument("--split", default="val")
-    parser.add_argument("--synthetic-frames", type=int, default=50,
-                        help="synthetic val frames (held-out seeds)")
-    parser.add_argument("--synthetic-size", type=int, nargs=2, default=[128, 256],
-                        metavar=("H", "W"))
-    parser.add_argument("--max-frames", type=int, default=None)
-    parser.add_argument("--out", default="eval_output")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--loops", type=int, default=None)
-    parser.add_argument("--gate", default=None,
+    parser = argparse.ArgumentParser(prog='depthgate-eval',
+                                     description=__doc__.strip().splitlines()[0])
+    parser.add_argument('--checkpoint', required=True)
+    parser.add_argument('--dataset', default='synthetic', choices=DATASETS)
+    parser.add_argument('--root', help='dataset root (not needed for synthetic)')
+    parser.add_argument('--split', default='val')
+    parser.add_argument('--synthetic-frames', type=int, default=50,
+                        help='synthetic val frames (held-out seeds)')
+    parser.add_argument('--synthetic-size', type=int, nargs=2, default=[128, 256],
+                        metavar=('H', 'W'))
+    parser.add_argument('--max-frames', type=int, default=None)
+    parser.add_argument('--out', default='eval_output')
+    parser.add_argument('--device', default='auto')
+    parser.add_argument('--loops', type=int, default=None)
+    parser.add_argument('--gate', default=None,
                         help="auto|average|sensor|predicted|attention (default: the model's)")
-    parser.add_argument("--sensor-depth", action="store_true",
+    parser.add_argument('--sensor-depth', action='store_true',
                         help="hand ground-truth depth to the gate (the paper's gt-depth rows)")
-    parser.add_argument("--hard-gate", action="store_true",
-                        help="gate on the most likely depth bin (sparse gating)")
-    parser.add_argument("--tta-flip", action="store_true")
-    parser.add_argument("--tta-scales", type=float, nargs="+", default=[1.0])
-    parser.add_argument("--depth-blur", type=float, default=0.0, help="sigma in pixels")
-    parser.add_argument("--max-depth", type=float, default=None,
-                        help="leave ground truth beyond this many metres out of the depth "
-                             "metrics (80 is the usual cap on driving data)")
-    parser.add_argument("--grid-frames", type=int, default=4, help="rows in grid.png")
+    parser.add_argument('--hard-gate', action='store_true',
+                        help='gate on the most likely depth bin (sparse gating)')
+    parser.add_argument('--tta-flip', action='store_true')
+    parser.add_argument('--tta-scales', type=float, nargs='+', default=[1.0])
+    parser.add_argument('--depth-blur', type=float, default=0.0, help='sigma in pixels')
+    parser.add_argument('--max-depth', type=float, default=None,
+                        help='leave ground truth beyond this many metres out of the depth '
+                             'metrics (80 is the usual cap on driving data)')
+    parser.add_argument('--grid-frames', type=int, default=4, help='rows in grid.png')
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="[%(levelname)s] %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format='[%(levelname)s] %(name)s: %(message)s')
 
     try:
         predictor = Predictor.from_checkpoint(
             args.checkpoint, device=args.device, loops=args.loops,
-            gate=args.gate or "auto", tta_scales=args.tta_scales, tta_flip=args.tta_flip,
+            gate=args.gate or 'auto', tta_scales=args.tta_scales, tta_flip=args.tta_flip,
             depth_blur_sigma=args.depth_blur, hard_gate=args.hard_gate)
         data_cfg = DataConfig(dataset=args.dataset, root=args.root, val_split=args.split,
                               synthetic_val_frames=args.synthetic_frames,
                               image_size=list(args.synthetic_size))
         dataset = build_dataset(data_cfg, args.split)
     except (CheckpointError, DatasetError, ValueError) as e:
-        print(f"depthgate-eval: {e}", file=sys.stderr)
+        print(f'depthgate-eval: {e}', file=sys.stderr)
         return 2
 
     lut = palette(predictor.info.colors)
@@ -110,32 +111,32 @@ def main(argv: list[str] | None = None) -> int:
     def picture(i, sample, preds):
         if i >= args.grid_frames:
             return
-        images = [sample["rgb"], colorize_labels(sample["labels"], lut)]
-        titles = ["image", "ground truth"]
+        images = [sample['rgb'], colorize_labels(sample['labels'], lut)]
+        titles = ['image', 'ground truth']
         for p in preds:
             images.append(colorize_labels(p.labels, lut))
-            titles.append(f"loop {p.loops}")
+            titles.append(f'loop {p.loops}')
         images.append(colorize_depth(preds[-1].depth))
-        titles.append("predicted depth")
+        titles.append('predicted depth')
         if preds[-1].gate is not None:
             images.append(colorize_gate(preds[-1].gate))
-            titles.append(f"gate ({preds[-1].gate_source})")
+            titles.append(f'gate ({preds[-1].gate_source})')
         rows.append(panel(images, titles, width=256))
 
     result = evaluate_dataset(predictor, dataset, gate=args.gate,
                               sensor_depth=args.sensor_depth, max_frames=args.max_frames,
                               max_depth=args.max_depth, on_frame=picture)
-    result["checkpoint"] = str(args.checkpoint)
-    result["settings"] = {k: v for k, v in vars(args).items() if k != "checkpoint"}
+    result['checkpoint'] = str(args.checkpoint)
+    result['settings'] = {k: v for k, v in vars(args).items() if k != 'checkpoint'}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
-    (out / "metrics.md").write_text(markdown_table(result, f"{args.dataset} {args.split}"))
+    (out / 'metrics.json').write_text(json.dumps(result, indent=2))
+    (out / 'metrics.md').write_text(markdown_table(result, f'{args.dataset} {args.split}'))
     if rows:
-        write_png(out / "grid.png", np.concatenate(rows, 0))
-    print(markdown_table(result, f"{args.dataset} {args.split}"))
+        write_png(out / 'grid.png', np.concatenate(rows, 0))
+    print(markdown_table(result, f'{args.dataset} {args.split}'))
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     raise SystemExit(main())

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Evaluate a Predictor on a dataset: segmentation metrics per loop, depth metrics, latency.
+"""
+Evaluate a Predictor on a dataset: segmentation metrics per loop, depth metrics, latency.
 
 Used by training's periodic validation and by `depthgate-eval`, so both report the same
 numbers through the same pre- and post-processing as deployment.
@@ -24,15 +25,19 @@ import time
 import numpy as np
 
 from .inference import Predictor
-from .metrics import DepthMetric, SegmentationMetric, cityscapes_avg_instance_size
+from .metrics import cityscapes_avg_instance_size, DepthMetric, SegmentationMetric
 
 
 def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
                      sensor_depth: bool = False, max_frames: int | None = None,
                      max_depth: float | None = None, on_frame=None) -> dict:
-    """`sensor_depth`: hand each sample's ground-truth depth to the Predictor (the paper's
+    """
+    Evaluate a Predictor on a dataset: segmentation and depth metrics.
+
+    `sensor_depth`: hand each sample's ground-truth depth to the Predictor (the paper's
     "gt-depth" rows); the gate still sees all of it, `max_depth` only caps the depth metrics.
-    `on_frame(i, sample, predictions)` sees every frame (for pictures)."""
+    `on_frame(i, sample, predictions)` sees every frame (for pictures).
+    """
     names = predictor.info.class_names
     sizes = cityscapes_avg_instance_size(names) if len(names) == 19 else {}
     loops = predictor.loops
@@ -42,26 +47,26 @@ def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
     n = len(dataset) if max_frames is None else min(max_frames, len(dataset))
     for i in range(n):
         sample = dataset[i]
-        gt_depth = sample.get("depth")
+        gt_depth = sample.get('depth')
         t0 = time.perf_counter()
-        preds = predictor.predict_loops(sample["rgb"], gt_depth if sensor_depth else None,
+        preds = predictor.predict_loops(sample['rgb'], gt_depth if sensor_depth else None,
                                         gate=gate)
         latencies.append(time.perf_counter() - t0)
         for loop, p in enumerate(preds):
-            seg[loop].update(p.labels, sample["labels"], sample.get("instances"))
+            seg[loop].update(p.labels, sample['labels'], sample.get('instances'))
             if gt_depth is not None:
                 depth[loop].update(p.depth, gt_depth)
         if on_frame is not None:
             on_frame(i, sample, preds)
     lat = np.array(latencies) * 1e3
-    result = {"frames": n, "gate_source": preds[-1].gate_source if n else None,
-              "depth_cap_m": max_depth,
-              "latency_ms": {"p50": float(np.percentile(lat, 50)),
-                             "p95": float(np.percentile(lat, 95))} if n else {}}
+    result = {'frames': n, 'gate_source': preds[-1].gate_source if n else None,
+              'depth_cap_m': max_depth,
+              'latency_ms': {'p50': float(np.percentile(lat, 50)),
+                             'p95': float(np.percentile(lat, 95))} if n else {}}
     for loop in range(loops + 1):
         s = seg[loop].compute()
-        result[f"loop{loop}"] = {"miou": s["miou"], "pixel_accuracy": s["pixel_accuracy"],
-                                 "miiou": s["miiou"], "iou": dict(zip(names, s["iou"])),
-                                 "depth": depth[loop].compute()}
-    result["final"] = result[f"loop{loops}"]
+        result[f'loop{loop}'] = {'miou': s['miou'], 'pixel_accuracy': s['pixel_accuracy'],
+                                 'miiou': s['miiou'], 'iou': dict(zip(names, s['iou'])),
+                                 'depth': depth[loop].compute()}
+    result['final'] = result[f'loop{loops}']
     return result

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""depthgate-export: a checkpoint as ONNX (for ONNX Runtime / TensorRT) and TorchScript.
+"""
+depthgate-export: a checkpoint as ONNX (for ONNX Runtime / TensorRT) and TorchScript.
 
     depthgate-export model.pt --onnx model.onnx --torchscript model.ts --check
 
@@ -26,22 +27,22 @@ TorchScript extra file `depthgate.json`), so `Predictor.from_checkpoint(model.on
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 import json
 import logging
+from pathlib import Path
 import sys
 import warnings
-from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .model.checkpoint import CheckpointError, ModelInfo, load_checkpoint
+from .model.checkpoint import CheckpointError, load_checkpoint, ModelInfo
 from .model.network import DepthGatedNet
 from .onnx_backend import METADATA_KEY
 
-log = logging.getLogger("depthgate_ros.export")
+log = logging.getLogger('depthgate_ros.export')
 
 
 class ExportWrapper(nn.Module):
@@ -55,19 +56,20 @@ class ExportWrapper(nn.Module):
         outs = self.model(image, depth, loops=self.loops, gate=self.gate)
         flat = []
         for o in outs:
-            flat += [o["seg"], o["log_depth"]] + ([o["gate"]] if o["gate"] is not None else [])
+            flat += [o['seg'], o['log_depth']] + ([o['gate']] if o['gate'] is not None else [])
         return tuple(flat)
 
 
 def output_names(model: DepthGatedNet, loops: int) -> list[str]:
-    gated = model.cfg.gate_source != "none"
-    return [name for l in range(loops + 1)
-            for name in ([f"seg_{l}", f"log_depth_{l}"] + ([f"gate_{l}"] if gated else []))]
+    gated = model.cfg.gate_source != 'none'
+    return [name for loop in range(loops + 1)
+            for name in ([f'seg_{loop}', f'log_depth_{loop}']
+                         + ([f'gate_{loop}'] if gated else []))]
 
 
 def metadata(model: DepthGatedNet, info: ModelInfo, gate: str, loops: int) -> str:
-    return json.dumps({"config": model.cfg.to_dict(), "info": asdict(info), "gate": gate,
-                       "loops": loops, "hard_gate": bool(model.hard_gate)})
+    return json.dumps({'config': model.cfg.to_dict(), 'info': asdict(info), 'gate': gate,
+                       'loops': loops, 'hard_gate': bool(model.hard_gate)})
 
 
 def _prepare(model: DepthGatedNet, gate: str | None, loops: int | None, hard_gate: bool):
@@ -81,7 +83,7 @@ def _prepare(model: DepthGatedNet, gate: str | None, loops: int | None, hard_gat
 def _example(size, gate: str):
     torch.manual_seed(0)
     image = torch.randn(1, 3, *size)
-    depth = torch.rand(1, 1, *size) * 40 + 1 if gate == "sensor" else None
+    depth = torch.rand(1, 1, *size) * 40 + 1 if gate == 'sensor' else None
     return image, depth
 
 
@@ -90,21 +92,21 @@ def export_onnx(model: DepthGatedNet, info: ModelInfo, path: str | Path, *,
                 size=(256, 512), opset: int = 18) -> Path:
     import onnx
     if opset < 17:
-        raise ValueError(f"opset {opset}: the exporter needs 17 or newer")
+        raise ValueError(f'opset {opset}: the exporter needs 17 or newer')
     wrapper, gate, loops = _prepare(model, gate, loops, hard_gate)
     image, depth = _example(size, gate)
     args = (image,) if depth is None else (image, depth)
-    n, h, w = torch.export.Dim("batch", max=256), torch.export.Dim.AUTO, torch.export.Dim.AUTO
-    dynamic = {"image": {0: n, 2: h, 3: w}}
+    n, h, w = torch.export.Dim('batch', max=256), torch.export.Dim.AUTO, torch.export.Dim.AUTO
+    dynamic = {'image': {0: n, 2: h, 3: w}}
     if depth is not None:
-        dynamic["depth"] = {0: n, 2: h, 3: w}
+        dynamic['depth'] = {0: n, 2: h, 3: w}
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f'.{path.name}.tmp')
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter('ignore')
         program = torch.onnx.export(
             wrapper, args, dynamo=True, opset_version=opset, dynamic_shapes=dynamic,
-            input_names=["image"] + (["depth"] if depth is not None else []),
+            input_names=['image'] + (['depth'] if depth is not None else []),
             output_names=output_names(wrapper.model, loops), verbose=False)
     proto = program.model_proto
     entry = proto.metadata_props.add()
@@ -117,25 +119,32 @@ def export_onnx(model: DepthGatedNet, info: ModelInfo, path: str | Path, *,
 def export_torchscript(model: DepthGatedNet, info: ModelInfo, path: str | Path, *,
                        gate: str | None = None, loops: int | None = None,
                        hard_gate: bool = False, size=(256, 512)) -> Path:
-    """A traced module (torch.jit.trace is deprecated upstream but still what C++ libtorch
-    deployments load); sizes other than the traced one work because no shape is baked in."""
+    """
+    Write a traced TorchScript module.
+
+    torch.jit.trace is deprecated upstream but still what C++ libtorch deployments load; sizes
+    other than the traced one work because no shape is baked in.
+    """
     wrapper, gate, loops = _prepare(model, gate, loops, hard_gate)
     image, depth = _example(size, gate)
     with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter('ignore')
         traced = torch.jit.trace(wrapper, (image,) if depth is None else (image, depth),
                                  check_trace=False)
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f'.{path.name}.tmp')
     torch.jit.save(traced, str(tmp), _extra_files={
-        f"{METADATA_KEY}.json": metadata(wrapper.model, info, gate, loops)})
+        f'{METADATA_KEY}.json': metadata(wrapper.model, info, gate, loops)})
     tmp.replace(path)
     return path
 
 
 def parity(model: DepthGatedNet, run_exported, *, gate: str, loops: int, size) -> dict:
-    """Max |difference| of every loop's logits and log depth, exported vs eager, on a new
-    input of another size than the export example."""
+    """
+    Max |difference| of every loop's logits and log depth.
+
+    Exported vs eager, on a new input of another size than the export example.
+    """
     wrapper = ExportWrapper(model.eval(), gate, loops).eval()
     image, depth = _example((size[0] + 16, size[1] + 32), gate)
     with torch.no_grad():
@@ -143,44 +152,46 @@ def parity(model: DepthGatedNet, run_exported, *, gate: str, loops: int, size) -
     got = run_exported(image, depth)
     names = output_names(model, loops)
     return {n: float(np.abs(np.asarray(g) - r.numpy()).max())
-            for n, g, r in zip(names, got, ref) if not n.startswith("gate")}
+            for n, g, r in zip(names, got, ref) if not n.startswith('gate')}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="depthgate-export", description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint")
-    parser.add_argument("--onnx", help="write an ONNX file here")
-    parser.add_argument("--torchscript", help="write a TorchScript file here")
-    parser.add_argument("--gate", default=None,
+    parser = argparse.ArgumentParser(prog='depthgate-export',
+                                     description=__doc__.strip().splitlines()[0])
+    parser.add_argument('checkpoint')
+    parser.add_argument('--onnx', help='write an ONNX file here')
+    parser.add_argument('--torchscript', help='write a TorchScript file here')
+    parser.add_argument('--gate', default=None,
                         help="predicted | sensor | average | attention (default: the model's)")
-    parser.add_argument("--loops", type=int, default=None)
-    parser.add_argument("--hard-gate", action="store_true",
-                        help="argmax of predicted depth as the gate (dense in the graph)")
-    parser.add_argument("--size", type=int, nargs=2, default=[256, 512], metavar=("H", "W"),
-                        help="example input size (the graph accepts others)")
-    parser.add_argument("--opset", type=int, default=18)
-    parser.add_argument("--check", action="store_true",
-                        help="compare the exported outputs with PyTorch eager")
+    parser.add_argument('--loops', type=int, default=None)
+    parser.add_argument('--hard-gate', action='store_true',
+                        help='argmax of predicted depth as the gate (dense in the graph)')
+    parser.add_argument('--size', type=int, nargs=2, default=[256, 512], metavar=('H', 'W'),
+                        help='example input size (the graph accepts others)')
+    parser.add_argument('--opset', type=int, default=18)
+    parser.add_argument('--check', action='store_true',
+                        help='compare the exported outputs with PyTorch eager')
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] %(name)s: %(message)s')
     if not (args.onnx or args.torchscript):
-        parser.error("nothing to do: give --onnx and/or --torchscript")
+        parser.error('nothing to do: give --onnx and/or --torchscript')
     try:
         model, info, _ = load_checkpoint(args.checkpoint)
         gate = model.resolve_gate(args.gate, have_depth=True)
         loops = model.cfg.loops if args.loops is None else args.loops
-        opts = dict(gate=gate, loops=loops, hard_gate=args.hard_gate, size=tuple(args.size))
+        opts = {'gate': gate, 'loops': loops, 'hard_gate': args.hard_gate,
+                'size': tuple(args.size)}
         if args.onnx:
             path = export_onnx(model, info, args.onnx, opset=args.opset, **opts)
-            print(f"{path}: {path.stat().st_size / 2**20:.1f} MiB (ONNX opset {args.opset})")
+            print(f'{path}: {path.stat().st_size / 2**20:.1f} MiB (ONNX opset {args.opset})')
             if args.check:
                 from .onnx_backend import OnnxModel
                 net = OnnxModel(path)
-                print("ONNX Runtime parity (max abs diff):",
+                print('ONNX Runtime parity (max abs diff):',
                       parity(model, net.run_flat, gate=gate, loops=loops, size=args.size))
         if args.torchscript:
             path = export_torchscript(model, info, args.torchscript, **opts)
-            print(f"{path}: {path.stat().st_size / 2**20:.1f} MiB (TorchScript)")
+            print(f'{path}: {path.stat().st_size / 2**20:.1f} MiB (TorchScript)')
             if args.check:
                 ts = torch.jit.load(str(path))
 
@@ -188,13 +199,13 @@ def main(argv: list[str] | None = None) -> int:
                     with torch.no_grad():
                         return [t.numpy() for t in (ts(image) if depth is None
                                                     else ts(image, depth))]
-                print("TorchScript parity (max abs diff):",
+                print('TorchScript parity (max abs diff):',
                       parity(model, run, gate=gate, loops=loops, size=args.size))
     except (CheckpointError, ValueError, OSError) as e:
-        print(f"depthgate-export: {e}", file=sys.stderr)
+        print(f'depthgate-export: {e}', file=sys.stderr)
         return 2
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     raise SystemExit(main())

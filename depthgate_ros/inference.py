@@ -12,19 +12,22 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Predictor: numpy in, numpy out. The only pre- and post-processing in the package.
+"""
+Predictor: numpy in, numpy out.
+
+The only pre- and post-processing in the package.
 
 The node, the bag and dataset evaluators and the demo all call `Predictor.predict`, so resize,
 normalisation, test-time augmentation and argmax exist once.
 """
 from __future__ import annotations
 
-import logging
-import math
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+import logging
+import math
 from pathlib import Path
+import time
 from typing import Sequence
 
 import numpy as np
@@ -32,36 +35,40 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
-from .model.checkpoint import ModelInfo, load_checkpoint
+from .model.checkpoint import load_checkpoint, ModelInfo
 from .model.network import DepthGatedNet
 
 log = logging.getLogger(__name__)
 
-GATES = ("auto", "none", "average", "sensor", "predicted", "attention")
+GATES = ('auto', 'none', 'average', 'sensor', 'predicted', 'attention')
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
+def resolve_device(spec: str = 'auto') -> torch.device:
     """`auto` -> first CUDA device, else CPU with a warning; `cuda[:N]` must exist."""
-    if spec == "auto":
+    if spec == 'auto':
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device('cuda')
         log.warning("device 'auto': no CUDA device available, running on CPU")
-        return torch.device("cpu")
+        return torch.device('cpu')
     dev = torch.device(spec)  # raises on a malformed name
-    if dev.type == "cuda":
+    if dev.type == 'cuda':
         if not torch.cuda.is_available():
-            raise ValueError(f"device {spec!r} requested but CUDA is not available")
+            raise ValueError(f'device {spec!r} requested but CUDA is not available')
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {spec!r} requested but only "
-                             f"{torch.cuda.device_count()} CUDA device(s) exist")
-    elif dev.type != "cpu":
-        raise ValueError(f"device {spec!r} is not one of auto, cpu, cuda[:N]")
+            raise ValueError(f'device {spec!r} requested but only '
+                             f'{torch.cuda.device_count()} CUDA device(s) exist')
+    elif dev.type != 'cpu':
+        raise ValueError(f'device {spec!r} is not one of auto, cpu, cuda[:N]')
     return dev
 
 
 def normalize_image(image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> float network input. Training calls this too, so the model sees
-    identically prepared images in training and deployment."""
+    """
+    uint8 (N, 3, H, W) -> float network input.
+
+    Training calls this too, so the model sees identically prepared images in training and
+    deployment.
+    """
     return (image.float().div_(255.0) - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
 
 
@@ -76,28 +83,31 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(self, model: DepthGatedNet, info: ModelInfo, *, device: str = "auto",
+    def __init__(self, model: DepthGatedNet, info: ModelInfo, *, device: str = 'auto',
                  fp16: bool = False, channels_last: bool = False, loops: int | None = None,
-                 gate: str = "auto", size: Sequence[int] | None = None,
+                 gate: str = 'auto', size: Sequence[int] | None = None,
                  tta_scales: Sequence[float] = (1.0,), tta_flip: bool = False,
                  depth_blur_sigma: float = 0.0, hard_gate: bool = False):
-        """`size` (H, W) is the inference resolution (None: the input's own); `tta_scales`
-        are relative to it. `depth_blur_sigma` (output pixels) smooths the predicted depth
-        (paper Table 1, "+blur"). `hard_gate`: gate on the most likely predicted depth bin
-        only, so the gating module evaluates one branch per pixel (sparse gating)."""
+        """
+        `size` (H, W) is the inference resolution (None: the input's own).
+
+        `tta_scales` are relative to it. `depth_blur_sigma` (output pixels) smooths the predicted
+        depth (paper Table 1, "+blur"). `hard_gate`: gate on the most likely predicted depth bin
+        only, so the gating module evaluates one branch per pixel (sparse gating).
+        """
         if gate not in GATES:
-            raise ValueError(f"gate {gate!r} is not one of {GATES}")
+            raise ValueError(f'gate {gate!r} is not one of {GATES}')
         if size is not None and (len(size) != 2 or min(size) < 8):
-            raise ValueError(f"size must be (height, width) of at least 8 pixels, got {size}")
+            raise ValueError(f'size must be (height, width) of at least 8 pixels, got {size}')
         if not tta_scales or min(tta_scales) <= 0:
-            raise ValueError(f"tta_scales must be positive, got {tta_scales}")
+            raise ValueError(f'tta_scales must be positive, got {tta_scales}')
         if depth_blur_sigma < 0:
-            raise ValueError(f"depth_blur_sigma must be >= 0, got {depth_blur_sigma}")
+            raise ValueError(f'depth_blur_sigma must be >= 0, got {depth_blur_sigma}')
         self.device = resolve_device(device)
-        self.fp16 = fp16 and self.device.type == "cuda"
+        self.fp16 = fp16 and self.device.type == 'cuda'
         if fp16 and not self.fp16:
-            log.warning("fp16 autocast is only used on CUDA; running float32 on %s", self.device)
-        if self.device.type == "cuda":
+            log.warning('fp16 autocast is only used on CUDA; running float32 on %s', self.device)
+        if self.device.type == 'cuda':
             # a camera's frames share one size: let cuDNN pick its fastest kernels once
             torch.backends.cudnn.benchmark = True
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -109,7 +119,7 @@ class Predictor:
         self.cfg = model.cfg
         self.loops = self.cfg.loops if loops is None else loops
         if self.loops > 0 and not self.cfg.recurrent:
-            raise ValueError(f"loops={self.loops} but the model has no recurrent module")
+            raise ValueError(f'loops={self.loops} but the model has no recurrent module')
         self.gate = gate
         self.size = tuple(size) if size is not None else None
         self.tta_scales = tuple(tta_scales)
@@ -119,29 +129,33 @@ class Predictor:
         self._std = torch.tensor(info.std, device=self.device)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, **options) -> "Predictor":
-        """A .pt checkpoint, or an .onnx file from depthgate-export (run by ONNX Runtime)."""
-        if str(path).endswith(".onnx"):
+    def from_checkpoint(cls, path: str | Path, **options) -> 'Predictor':
+        """Load a .pt checkpoint, or an .onnx file from depthgate-export (run by ONNX Runtime)."""
+        if str(path).endswith('.onnx'):
             from .onnx_backend import OnnxModel
-            model = OnnxModel(path, device=options.get("device", "cpu"))
-            options.setdefault("hard_gate", model.hard_gate)
-            options.setdefault("loops", model.loops)
+            model = OnnxModel(path, device=options.get('device', 'cpu'))
+            options.setdefault('hard_gate', model.hard_gate)
+            options.setdefault('loops', model.loops)
             return cls(model, model.info, **options)
         model, info, _ = load_checkpoint(path)
         return cls(model, info, **options)
 
     def resolve_gate(self, have_depth: bool, gate: str | None = None) -> str:
-        """`auto`: sensor depth when this frame has it and the model was trained with a
-        depth-driven gate, otherwise the model's own (monocular) gate."""
+        """
+        Resolve the gate source for one frame.
+
+        `auto`: sensor depth when this frame has it and the model was trained with a
+        depth-driven gate, otherwise the model's own (monocular) gate.
+        """
         gate = gate or self.gate
         trained = self.cfg.gate_source
-        fixed = getattr(self.model, "fixed_gate", None)       # an exported graph's gate
-        if gate == "auto" and fixed is not None:
+        fixed = getattr(self.model, 'fixed_gate', None)       # an exported graph's gate
+        if gate == 'auto' and fixed is not None:
             return fixed
-        if gate != "auto":
+        if gate != 'auto':
             return gate
-        if trained in ("sensor", "predicted"):
-            return "sensor" if have_depth else "predicted"
+        if trained in ('sensor', 'predicted'):
+            return 'sensor' if have_depth else 'predicted'
         return trained
 
     @property
@@ -155,40 +169,51 @@ class Predictor:
     def predict(self, rgb: np.ndarray, depth: np.ndarray | None = None, *,
                 loops: int | None = None, gate: str | None = None,
                 budget_ms: float | None = None) -> Prediction:
-        """`rgb` (H, W, 3) uint8; `depth` (h, w) metres with NaN (or <= 0) invalid, resampled
-        nearest-neighbour when its size differs from the image's. Returns the last loop."""
+        """
+        Predict one frame: `rgb` (H, W, 3) uint8, optional sensor `depth`.
+
+        `depth` (h, w) metres with NaN (or <= 0) invalid, resampled nearest-neighbour when its size
+        differs from the image's. Returns the last loop.
+        """
         return self._predict(rgb, depth, loops, gate, budget_ms, last_only=True)[-1]
 
     def predict_loops(self, rgb: np.ndarray, depth: np.ndarray | None = None, *,
                       loops: int | None = None, gate: str | None = None,
                       budget_ms: float | None = None) -> list[Prediction]:
-        """One Prediction per loop 0..L, all from a single pass of the network (the
-        recurrent module's anytime outputs). `budget_ms`: run further loops (up to `loops`)
-        only while the next one is expected to finish within this many milliseconds of the
-        call; loop 0 always runs."""
+        """
+        One Prediction per loop 0..L.
+
+        All from a single pass of the network (the recurrent module's anytime outputs).
+        `budget_ms`: run further loops (up to `loops`) only while the next one is expected to
+        finish within this many milliseconds of the call; loop 0 always runs.
+        """
         return self._predict(rgb, depth, loops, gate, budget_ms, last_only=False)
 
     @torch.inference_mode()
     def _predict(self, rgb, depth, loops, gate, budget_ms, last_only: bool) -> list[Prediction]:
-        """`last_only`: post-process just the last loop (softmax, resizing and argmax at full
-        resolution cost tens of ms per loop on a CPU)."""
+        """
+        Predict one frame.
+
+        `last_only`: post-process just the last loop (softmax, resizing and argmax at full
+        resolution cost tens of ms per loop on a CPU).
+        """
         t_start = time.perf_counter()
         h, w = _check_rgb(rgb)
         loops = self.loops if loops is None else loops
         if budget_ms is not None and (self.tta_flip or self.tta_scales != (1.0,)):
-            raise ValueError("a latency budget needs a single view: turn test-time "
-                             "augmentation off")
+            raise ValueError('a latency budget needs a single view: turn test-time '
+                             'augmentation off')
         g = self.resolve_gate(depth is not None, gate)
         # Writable and contiguous: ROS messages arrive as read-only views (copied only then).
-        image = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).to(self.device)
+        image = torch.from_numpy(np.require(rgb, requirements=['C', 'W'])).to(self.device)
         image = normalize_image(image.permute(2, 0, 1).unsqueeze(0), self._mean, self._std)
         sensor = None
-        if depth is not None and g == "sensor":
+        if depth is not None and g == 'sensor':
             sensor = _depth_tensor(depth).to(self.device)
         inf_size = self.size or (h, w)
-        image = _resize(image, inf_size, "bilinear")
+        image = _resize(image, inf_size, 'bilinear')
         if sensor is not None:
-            sensor = _resize(sensor, inf_size, "nearest")
+            sensor = _resize(sensor, inf_size, 'nearest')
 
         views = [(s, f) for s in self.tta_scales for f in ((False, True) if self.tta_flip
                                                            else (False,))]
@@ -207,10 +232,13 @@ class Predictor:
                 for loop, p, d, gw in sums]
 
     def _finish(self, probs, log_depth, gate_w, size, gate, loop) -> Prediction:
-        """Class probabilities, log depth and gate weights at inference size -> the numpy
-        outputs at the input's size."""
-        probs = _resize(probs, size, "bilinear")
-        depth_m = _resize(log_depth, size, "bilinear").exp()
+        """
+        Turn inference-size outputs into the numpy outputs at the input's size.
+
+        The inputs are class probabilities, log depth and gate weights at inference size.
+        """
+        probs = _resize(probs, size, 'bilinear')
+        depth_m = _resize(log_depth, size, 'bilinear').exp()
         if self.depth_blur_sigma > 0:
             s = self.depth_blur_sigma
             k = 2 * math.ceil(3 * s) + 1
@@ -218,7 +246,7 @@ class Predictor:
         conf, labels = probs[0].max(0)
         gate_map = None
         if gate_w is not None:
-            gate_map = _resize(gate_w, size, "bilinear")[0].argmax(0).to(torch.uint8)
+            gate_map = _resize(gate_w, size, 'bilinear')[0].argmax(0).to(torch.uint8)
             gate_map = gate_map.cpu().numpy()
         labels = labels.cpu().numpy()
         labels = labels.astype(np.uint8 if self.cfg.num_classes <= 255 else np.uint16)
@@ -228,26 +256,30 @@ class Predictor:
 
     def _sync(self) -> None:
         """Wait for queued GPU work, so a clock reading means the loop is done."""
-        if self.device.type == "cuda":
+        if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
 
     def _run_view(self, image, sensor, scale, flip, loops, gate, inf_size, deadline=None,
                   last_only=False):
-        """One test-time view -> per loop (probabilities, log depth, gate weights) at the
-        inference size. Scaling the image by s makes everything look s times closer, so
-        sensor depth goes in divided by s and predicted depth comes out multiplied by s (the
-        same rule as the training augmentation, paper section 5)."""
+        """
+        Run one test-time view.
+
+        Returns, per loop, probabilities, log depth and gate weights at the inference size.
+        Scaling the image by s makes everything look s times closer, so sensor depth goes in
+        divided by s and predicted depth comes out multiplied by s (the same rule as the
+        training augmentation, paper section 5).
+        """
         size = inf_size
         if scale != 1.0:
             size = (max(8, round(inf_size[0] * scale)), max(8, round(inf_size[1] * scale)))
-            image = _resize(image, size, "bilinear")
+            image = _resize(image, size, 'bilinear')
             if sensor is not None:
-                sensor = _resize(sensor, size, "nearest") / scale
+                sensor = _resize(sensor, size, 'nearest') / scale
         if flip:
             image = image.flip(-1)
             sensor = sensor.flip(-1) if sensor is not None else None
         image = image.contiguous(memory_format=self.memory_format)
-        amp = torch.autocast("cuda", dtype=torch.float16) if self.fp16 else nullcontext()
+        amp = torch.autocast('cuda', dtype=torch.float16) if self.fp16 else nullcontext()
         outs = []
         with amp:
             steps = self.model.iter_loops(image, sensor, loops, gate)
@@ -268,39 +300,39 @@ class Predictor:
         for loop, out in enumerate(outs):
             if last_only and loop < len(outs) - 1:
                 continue
-            probs = out["seg"].float().softmax(1)
-            log_depth = out["log_depth"].float() + math.log(scale)
-            gate_w = out["gate"]
+            probs = out['seg'].float().softmax(1)
+            log_depth = out['log_depth'].float() + math.log(scale)
+            gate_w = out['gate']
             if gate_w is not None:
-                gate_w = _resize(gate_w.float(), size, "bilinear")
+                gate_w = _resize(gate_w.float(), size, 'bilinear')
             if flip:
                 probs, log_depth = probs.flip(-1), log_depth.flip(-1)
                 gate_w = gate_w.flip(-1) if gate_w is not None else None
-            probs = _resize(probs, inf_size, "bilinear")
-            log_depth = _resize(log_depth, inf_size, "bilinear")
+            probs = _resize(probs, inf_size, 'bilinear')
+            log_depth = _resize(log_depth, inf_size, 'bilinear')
             if gate_w is not None:
-                gate_w = _resize(gate_w, inf_size, "bilinear")
+                gate_w = _resize(gate_w, inf_size, 'bilinear')
             results.append((loop, probs, log_depth, gate_w))
         return results
 
 
 def _check_rgb(rgb) -> tuple[int, int]:
     if not isinstance(rgb, np.ndarray):
-        raise TypeError(f"rgb must be a numpy array, got {type(rgb).__name__}")
+        raise TypeError(f'rgb must be a numpy array, got {type(rgb).__name__}')
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"rgb must be an (H, W, 3) uint8 array, got {rgb.dtype} {rgb.shape}")
+        raise ValueError(f'rgb must be an (H, W, 3) uint8 array, got {rgb.dtype} {rgb.shape}')
     h, w = rgb.shape[:2]
     if h < 1 or w < 1:
-        raise ValueError(f"rgb is empty: {rgb.shape}")
+        raise ValueError(f'rgb is empty: {rgb.shape}')
     return h, w
 
 
 def _depth_tensor(depth) -> torch.Tensor:
     d = np.asarray(depth)
     if d.ndim != 2 or d.size == 0:
-        raise ValueError(f"depth must be a non-empty (H, W) array, got shape {d.shape}")
-    t = torch.from_numpy(np.require(d, np.float32, ["C", "W"]))
-    t = torch.where(torch.isfinite(t) & (t > 0), t, torch.full_like(t, float("nan")))
+        raise ValueError(f'depth must be a non-empty (H, W) array, got shape {d.shape}')
+    t = torch.from_numpy(np.require(d, np.float32, ['C', 'W']))
+    t = torch.where(torch.isfinite(t) & (t > 0), t, torch.full_like(t, float('nan')))
     return t.view(1, 1, *d.shape)
 
 
@@ -308,6 +340,6 @@ def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:
     size = tuple(int(v) for v in size)
     if tuple(x.shape[-2:]) == size:
         return x
-    if mode == "nearest":
-        return F.interpolate(x, size=size, mode="nearest-exact")
+    if mode == 'nearest':
+        return F.interpolate(x, size=size, mode='nearest-exact')
     return F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=True)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The paper's metrics, accumulated as streams (nothing per image is kept).
+"""
+The paper's metrics, accumulated as streams (nothing per image is kept).
 
 Segmentation: a confusion matrix gives per-class IoU, mean IoU and pixel accuracy; per-instance
 true positives and false negatives weighted by the class's average instance size give
@@ -46,8 +47,12 @@ def _all_reduce(t: torch.Tensor) -> torch.Tensor:
 
 
 class SegmentationMetric:
-    """`avg_instance_size` maps a thing class id to its dataset-wide average instance size in
-    pixels (Cityscapes publishes one per class); classes absent from it get no iIoU."""
+    """
+    Accumulate the confusion matrix and instance-weighted counts.
+
+    `avg_instance_size` maps a thing class id to its dataset-wide average instance size in
+    pixels (Cityscapes publishes one per class); classes absent from it get no iIoU.
+    """
 
     def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX,
                  avg_instance_size: Mapping[int, float] | None = None):
@@ -59,17 +64,21 @@ class SegmentationMetric:
         self.instance = np.zeros((num_classes, 2), np.float64)
 
     def update(self, pred, gt, instances=None) -> None:
-        """`pred`, `gt`: (H, W) class ids (gt may hold `ignore_index`). `instances`: (H, W)
-        ints, 0 = no instance, any other value one instance (its class is gt's there)."""
+        """
+        `pred`, `gt`: (H, W) class ids (gt may hold `ignore_index`).
+
+        `instances`: (H, W) ints, 0 = no instance, any other value one instance (its class is gt's
+        there).
+        """
         pred, gt = _np(pred).astype(np.int64).ravel(), _np(gt).astype(np.int64).ravel()
         if pred.shape != gt.shape:
-            raise ValueError(f"prediction has {pred.size} pixels, ground truth {gt.size}")
+            raise ValueError(f'prediction has {pred.size} pixels, ground truth {gt.size}')
         keep = gt != self.ignore_index
         if np.any((gt[keep] < 0) | (gt[keep] >= self.num_classes)):
-            raise ValueError(f"ground truth holds ids outside 0..{self.num_classes - 1} "
-                             f"and {self.ignore_index}")
+            raise ValueError(f'ground truth holds ids outside 0..{self.num_classes - 1} '
+                             f'and {self.ignore_index}')
         if np.any((pred < 0) | (pred >= self.num_classes)):
-            raise ValueError(f"prediction holds ids outside 0..{self.num_classes - 1}")
+            raise ValueError(f'prediction holds ids outside 0..{self.num_classes - 1}')
         self.confusion += np.bincount(gt[keep] * self.num_classes + pred[keep],
                                       minlength=self.num_classes ** 2).reshape(
                                           self.num_classes, self.num_classes)
@@ -103,7 +112,7 @@ class SegmentationMetric:
         tp = np.diag(conf)
         fp = conf.sum(0) - tp
         fn = conf.sum(1) - tp
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide='ignore', invalid='ignore'):
             iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
             itp, ifn = self.instance[:, 0], self.instance[:, 1]
             iiou = np.where(itp + fp + ifn > 0, itp / (itp + fp + ifn), np.nan)
@@ -111,11 +120,11 @@ class SegmentationMetric:
         iiou_things = iiou[things] if things else np.array([])
         total = conf.sum()
         return {
-            "iou": iou.tolist(),
-            "miou": _nanmean(iou),
-            "pixel_accuracy": float(tp.sum() / total) if total else math.nan,
-            "iiou": {int(c): float(iiou[c]) for c in things},
-            "miiou": _nanmean(iiou_things),
+            'iou': iou.tolist(),
+            'miou': _nanmean(iou),
+            'pixel_accuracy': float(tp.sum() / total) if total else math.nan,
+            'iiou': {int(c): float(iiou[c]) for c in things},
+            'miiou': _nanmean(iiou_things),
         }
 
 
@@ -125,18 +134,22 @@ def _nanmean(x: np.ndarray) -> float:
 
 
 class DepthMetric:
-    """delta < 1.25^k (k = 1, 2, 3), AbsRel, SqRel, RMSE, RMSE-log and log10, over the
-    pixels where the ground truth is valid (finite, > 0); predictions must be positive there.
+    """
+    Depth metrics: delta < 1.25^k (k = 1, 2, 3), AbsRel, SqRel, RMSE, RMSE-log and log10.
+
+    AbsRel, SqRel, RMSE, RMSE-log and log10, over the pixels where the ground truth is valid
+    (finite, > 0); predictions must be positive there.
 
     `max_depth` leaves out ground truth beyond it, as the usual capped protocols do (80 m on
     driving data): a ground plane reaches kilometres at the horizon, and a handful of such
-    pixels would otherwise decide the RMSE."""
+    pixels would otherwise decide the RMSE.
+    """
 
-    NAMES = ("delta1", "delta2", "delta3", "abs_rel", "sq_rel", "rmse", "rmse_log", "log10")
+    NAMES = ('delta1', 'delta2', 'delta3', 'abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'log10')
 
     def __init__(self, max_depth: float | None = None):
         if max_depth is not None and not max_depth > 0:
-            raise ValueError(f"max_depth must be positive, got {max_depth}")
+            raise ValueError(f'max_depth must be positive, got {max_depth}')
         self.max_depth = max_depth
         # count, then the running sums behind each metric
         self.sums = np.zeros(9, np.float64)
@@ -144,14 +157,14 @@ class DepthMetric:
     def update(self, pred, gt) -> None:
         pred, gt = _np(pred).astype(np.float64).ravel(), _np(gt).astype(np.float64).ravel()
         if pred.shape != gt.shape:
-            raise ValueError(f"prediction has {pred.size} pixels, ground truth {gt.size}")
+            raise ValueError(f'prediction has {pred.size} pixels, ground truth {gt.size}')
         valid = np.isfinite(gt) & (gt > 0)
         if self.max_depth is not None:
             valid &= gt <= self.max_depth
         p, g = pred[valid], gt[valid]
         if np.any(~np.isfinite(p) | (p <= 0)):
-            raise ValueError("predicted depth must be finite and positive where ground truth "
-                             "is valid")
+            raise ValueError('predicted depth must be finite and positive where ground truth '
+                             'is valid')
         ratio = np.maximum(p / g, g / p)
         err = p - g
         log_err = np.log(p) - np.log(g)
@@ -165,11 +178,11 @@ class DepthMetric:
     def compute(self) -> dict:
         n, *s = self.sums
         if n == 0:
-            return {k: math.nan for k in self.NAMES} | {"pixels": 0}
+            return {k: math.nan for k in self.NAMES} | {'pixels': 0}
         d1, d2, d3, abs_rel, sq_rel, sq, sq_log, log10 = (v / n for v in s)
-        return {"delta1": d1, "delta2": d2, "delta3": d3, "abs_rel": abs_rel,
-                "sq_rel": sq_rel, "rmse": math.sqrt(sq), "rmse_log": math.sqrt(sq_log),
-                "log10": log10, "pixels": int(n)}
+        return {'delta1': d1, 'delta2': d2, 'delta3': d3, 'abs_rel': abs_rel,
+                'sq_rel': sq_rel, 'rmse': math.sqrt(sq), 'rmse_log': math.sqrt(sq_log),
+                'log10': log10, 'pixels': int(n)}
 
 
 def cityscapes_avg_instance_size(class_names: Sequence[str]) -> dict[int, float]:

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Pictures of predictions: label palettes, depth and gate colour maps, side-by-side panels.
+"""
+Pictures of predictions: label palettes, depth and gate colour maps, side-by-side panels.
 
 Shared by the demo, the evaluators and the node's `labels_color` output, so every picture the
 package makes uses the same colours.
@@ -47,8 +48,11 @@ def colorize_labels(labels: np.ndarray, lut: np.ndarray, rgb: np.ndarray | None 
 
 
 def colorize_depth(depth: np.ndarray, near: float = 2.0, far: float = 80.0) -> np.ndarray:
-    """Fixed absolute log-depth colour map (as the paper's figures: same map for every image);
-    invalid depth is white."""
+    """
+    Colour depth on a fixed absolute log scale (as the paper's figures: one map for all).
+
+    Invalid depth is white.
+    """
     valid = np.isfinite(depth) & (depth > 0)
     d = np.where(valid, depth, far)
     x = (np.log(np.clip(d, near, far)) - np.log(near)) / (np.log(far) - np.log(near))
@@ -81,4 +85,4 @@ def panel(images: Sequence[np.ndarray], titles: Sequence[str], width: int = 320)
 
 def write_png(path, rgb: np.ndarray) -> None:
     if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
-        raise OSError(f"could not write {path}")
+        raise OSError(f'could not write {path}')

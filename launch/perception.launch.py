@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Start depthgate_ros' perception_node.
+"""
+Start depthgate_ros' perception_node.
 
     ros2 launch depthgate_ros perception.launch.py [arg:=value ...]
 
@@ -37,58 +38,58 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-PACKAGE = "depthgate_ros"
+PACKAGE = 'depthgate_ros'
 REMAPS = {
-    "image": ("/camera/image_raw", "colour image topic (sensor_msgs/Image)"),
-    "depth": ("/camera/depth/image_raw", "depth topic, REP 118 (32FC1 m or 16UC1 mm)"),
-    "disparity": ("/camera/disparity", "stereo disparity topic (stereo_msgs/DisparityImage)"),
-    "camera_info": ("/camera/camera_info", "camera info topic (for ~/points)"),
+    'image': ('/camera/image_raw', 'colour image topic (sensor_msgs/Image)'),
+    'depth': ('/camera/depth/image_raw', 'depth topic, REP 118 (32FC1 m or 16UC1 mm)'),
+    'disparity': ('/camera/disparity', 'stereo disparity topic (stereo_msgs/DisparityImage)'),
+    'camera_info': ('/camera/camera_info', 'camera info topic (for ~/points)'),
 }
 # Launch arguments that override params_file, only when given a non-empty value.
 OVERRIDES = {
-    "model_path": "checkpoint or .onnx file; empty: as params_file says (bundled model)",
-    "device": "auto, cpu or cuda[:N]; empty: as params_file says",
+    'model_path': 'checkpoint or .onnx file; empty: as params_file says (bundled model)',
+    'device': 'auto, cpu or cuda[:N]; empty: as params_file says',
 }
 
 
 def _node(context):
     share = get_package_share_directory(PACKAGE)
     value = {name: LaunchConfiguration(name).perform(context)
-             for name in ("params_file", "log_level", "dds_profile", *OVERRIDES)}
+             for name in ('params_file', 'log_level', 'dds_profile', *OVERRIDES)}
     overrides = {name: value[name] for name in OVERRIDES if value[name]}
     env = {}
-    if value["dds_profile"]:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.join(
-            share, "config", "fastdds_large_images.xml") \
-            if value["dds_profile"] == "large_images" else value["dds_profile"]
+    if value['dds_profile']:
+        env['FASTDDS_DEFAULT_PROFILES_FILE'] = os.path.join(
+            share, 'config', 'fastdds_large_images.xml') \
+            if value['dds_profile'] == 'large_images' else value['dds_profile']
     return [Node(
-        package=PACKAGE, executable="perception_node", name="perception_node",
-        namespace=LaunchConfiguration("namespace"),
+        package=PACKAGE, executable='perception_node', name='perception_node',
+        namespace=LaunchConfiguration('namespace'),
         # later entries win: the file first, then only the overrides the user gave
-        parameters=[value["params_file"]] + ([overrides] if overrides else []),
+        parameters=[value['params_file']] + ([overrides] if overrides else []),
         remappings=[(topic, LaunchConfiguration(topic)) for topic in REMAPS],
-        ros_arguments=["--log-level", value["log_level"]],
-        additional_env=env, output="screen")]
+        ros_arguments=['--log-level', value['log_level']],
+        additional_env=env, output='screen')]
 
 
 def generate_launch_description():
     share = get_package_share_directory(PACKAGE)
     args = [
-        DeclareLaunchArgument("namespace", default_value="depthgate",
-                              description="namespace of the node"),
+        DeclareLaunchArgument('namespace', default_value='depthgate',
+                              description='namespace of the node'),
         DeclareLaunchArgument(
-            "params_file", default_value=os.path.join(share, "config", "perception.yaml"),
+            'params_file', default_value=os.path.join(share, 'config', 'perception.yaml'),
             description="ROS 2 parameters file (keys under /** or the node's full name)"),
-        *[DeclareLaunchArgument(topic, default_value=default, description=f"remap: {text}")
+        *[DeclareLaunchArgument(topic, default_value=default, description=f'remap: {text}')
           for topic, (default, text) in REMAPS.items()],
-        *[DeclareLaunchArgument(name, default_value="", description=text)
+        *[DeclareLaunchArgument(name, default_value='', description=text)
           for name, text in OVERRIDES.items()],
-        DeclareLaunchArgument("log_level", default_value="info",
-                              description="debug, info, warn, error or fatal"),
+        DeclareLaunchArgument('log_level', default_value='info',
+                              description='debug, info, warn, error or fatal'),
         DeclareLaunchArgument(
-            "dds_profile", default_value="",
+            'dds_profile', default_value='',
             description="Fast DDS XML profile for the node: 'large_images' for the shipped "
-                        "config/fastdds_large_images.xml, a path, or empty to leave the "
-                        "environment as it is"),
+                        'config/fastdds_large_images.xml, a path, or empty to leave the '
+                        'environment as it is'),
     ]
     return LaunchDescription(args + [OpaqueFunction(function=_node)])

@@ -14,19 +14,21 @@
 
 import os
 
+from depthgate_ros.model import DepthGatedNet, ModelConfig
 import pytest
 import torch
-
-from depthgate_ros.model import DepthGatedNet, ModelConfig
 
 # Two cores: keep torch from oversubscribing when pytest-xdist or BLAS threads pile up.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 def small_config(**changes) -> ModelConfig:
-    """A narrow network with the paper's structure (all branches, heads, loops) that runs in
-    milliseconds on a CPU."""
-    base = dict(backbone="resnet18", channels=32, depth_channels=(16, 8), num_classes=19)
+    """
+    Build a narrow network with the paper's structure (all branches, heads, loops).
+
+    It runs in milliseconds on a CPU.
+    """
+    base = {'backbone': 'resnet18', 'channels': 32, 'depth_channels': (16, 8), 'num_classes': 19}
     base.update(changes)
     return ModelConfig(**base)
 
@@ -39,13 +41,13 @@ def make_model():
     return make
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope='session')
 def tiny_checkpoint(tmp_path_factory):
-    """A narrow, untrained network with Cityscapes classes, saved as a real checkpoint."""
+    """Save a narrow, untrained network with Cityscapes classes as a real checkpoint."""
     from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
     from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
     torch.manual_seed(0)
     model = DepthGatedNet(ModelConfig(channels=16, depth_channels=(8, 8),
                                       depth_edges=(6.0, 12.0, 24.0, 48.0)))
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", model,
+    return save_checkpoint(tmp_path_factory.mktemp('model') / 'tiny.pt', model,
                            ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))

@@ -12,8 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Helpers for tests over real rclpy topics: an isolated context on a private domain, a
-publisher/collector node, and waiting with a deadline."""
+"""
+Helpers for tests over real rclpy topics.
+
+An isolated context on a private domain, a publisher/collector node, and waiting with a deadline.
+"""
 import os
 import threading
 import time
@@ -24,8 +27,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 # DDS stays on this machine; each test process gets its own domain.
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-os.environ.setdefault("ROS_DOMAIN_ID", str(20 + os.getpid() % 80))
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ.setdefault('ROS_DOMAIN_ID', str(20 + os.getpid() % 80))
 
 
 class Harness:
@@ -36,7 +39,7 @@ class Harness:
         # needs it back), which stretched 20 ms passes to seconds on two cores.
         self.executor = SingleThreadedExecutor(context=self.context)
         self.nodes = []
-        self.test_node = self.add(Node("test_harness", context=self.context))
+        self.test_node = self.add(Node('test_harness', context=self.context))
         self.received: dict[str, list] = {}
         self._lock = threading.Lock()
         self._spin = threading.Thread(target=self.executor.spin, daemon=True)
@@ -75,7 +78,7 @@ class Harness:
 
     def wait_for_subscribers(self, pub, n=1, timeout=10.0):
         assert self.wait_for(lambda: pub.get_subscription_count() >= n, timeout), \
-            f"no subscriber on {pub.topic_name}"
+            f'no subscriber on {pub.topic_name}'
 
     def close(self):
         self.executor.shutdown()

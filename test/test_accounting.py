@@ -12,13 +12,16 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Image accounting (no rclpy): the camera's rate from stamps, gaps as missed images, DDS
-losses, pauses. Expected values are counted by hand from the sequences below."""
+"""
+Image accounting (no rclpy).
+
+The camera's rate from stamps, gaps as missed images, DDS losses, pauses. Expected values are
+counted by hand from the sequences below.
+"""
 import math
 
+from depthgate_ros.ros.accounting import camera_period_ns, NS, StreamAccounting
 import pytest
-
-from depthgate_ros.ros.accounting import NS, StreamAccounting, camera_period_ns
 
 MS = NS // 1000
 
@@ -41,9 +44,9 @@ def test_missed_images_are_the_stamp_gaps():
     for f in received:
         acc.on_received(1_000 * NS + f * period)
     snap = acc.snapshot()
-    assert snap["camera_rate_hz"] == pytest.approx(5.0)
-    assert snap["missed_by_stamps"] == 6
-    assert snap["received"] == len(received)
+    assert snap['camera_rate_hz'] == pytest.approx(5.0)
+    assert snap['missed_by_stamps'] == 6
+    assert snap['received'] == len(received)
 
 
 def test_pauses_restarts_and_zero_stamps_are_not_losses():
@@ -55,7 +58,7 @@ def test_pauses_restarts_and_zero_stamps_are_not_losses():
     acc.on_received(0)                                         # no stamp at all
     for f in range(1, 4):
         acc.on_received(50 * NS + f * 100 * MS)
-    assert acc.snapshot()["missed_by_stamps"] == 0
+    assert acc.snapshot()['missed_by_stamps'] == 0
     assert acc.received == 11
 
 
@@ -66,7 +69,7 @@ def test_a_slow_camera_pausing_is_not_counted_as_losses():
     for t in stamps:
         acc.on_received(t)
     assert acc.missed_by_stamps == 0
-    assert acc.snapshot()["camera_rate_hz"] == pytest.approx(40.0)
+    assert acc.snapshot()['camera_rate_hz'] == pytest.approx(40.0)
 
 
 def test_unseen_is_the_larger_witness_and_dropped_adds_up():
@@ -80,11 +83,11 @@ def test_unseen_is_the_larger_witness_and_dropped_adds_up():
     assert acc.lost_in_transport == 7 and acc.unseen == 7
     acc.processed, acc.replaced, acc.failed = 2, 1, 1
     snap = acc.snapshot()
-    assert snap["dropped"] == 1 + 1 + 7
-    assert snap["processed"] + snap["replaced"] + snap["failed"] == snap["received"]
+    assert snap['dropped'] == 1 + 1 + 7
+    assert snap['processed'] + snap['replaced'] + snap['failed'] == snap['received']
 
 
 def test_no_stamps_no_rate():
     acc = StreamAccounting()
     acc.on_received(NS)
-    assert math.isnan(acc.snapshot()["camera_rate_hz"])
+    assert math.isnan(acc.snapshot()['camera_rate_hz'])

@@ -17,11 +17,6 @@ import json
 import shutil
 import time
 
-import numpy as np
-import pytest
-import torch
-from rclpy.parameter import Parameter
-
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
 from depthgate_ros.data.synthetic import Camera, render_sequence
 from depthgate_ros.inference import Predictor
@@ -29,157 +24,161 @@ from depthgate_ros.metrics import DepthMetric, SegmentationMetric
 from depthgate_ros.model import DepthGatedNet, ModelConfig
 from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
 from depthgate_ros.ros.bag_eval import main as bag_eval
-from depthgate_ros.ros.bags import IMAGE, BagWriter, header, image_msg, open_bag
-from depthgate_ros.ros.make_bag import START_NS, make_bag
+from depthgate_ros.ros.bags import BagWriter, header, IMAGE, image_msg, open_bag
 from depthgate_ros.ros.make_bag import main as make_bag_main
+from depthgate_ros.ros.make_bag import make_bag, START_NS
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
 from ros_harness import Harness
+import torch
 
 SIZE = (48, 96)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def model_path(tmp_path_factory):
     torch.manual_seed(1)
     m = DepthGatedNet(ModelConfig(channels=16, depth_channels=(8, 8), loops=1))
-    return save_checkpoint(tmp_path_factory.mktemp("m") / "tiny.pt", m,
+    return save_checkpoint(tmp_path_factory.mktemp('m') / 'tiny.pt', m,
                            ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def bags(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bags")
-    return {s: make_bag(root / s, frames=5, size=SIZE, storage=s) for s in ("sqlite3", "mcap")}
+    root = tmp_path_factory.mktemp('bags')
+    return {s: make_bag(root / s, frames=5, size=SIZE, storage=s) for s in ('sqlite3', 'mcap')}
 
 
 def _eval(bag, out, model, *extra):
-    return bag_eval([str(bag), "--out", str(out), "--checkpoint", str(model), "--device",
-                     "cpu", *extra])
+    return bag_eval([str(bag), '--out', str(out), '--checkpoint', str(model), '--device',
+                     'cpu', *extra])
 
 
 def test_both_storages_give_identical_metrics(bags, model_path, tmp_path):
     reports = {}
     for storage, bag in bags.items():
-        assert _eval(bag, tmp_path / storage, model_path, "--write-bag") == 0
-        reports[storage] = json.loads((tmp_path / storage / "report.json").read_text())
-    a, b = reports["sqlite3"], reports["mcap"]
-    for key in ("loop0", "loop1", "monocular_depth", "sensor_vs_predicted_gate_agreement"):
+        assert _eval(bag, tmp_path / storage, model_path, '--write-bag') == 0
+        reports[storage] = json.loads((tmp_path / storage / 'report.json').read_text())
+    a, b = reports['sqlite3'], reports['mcap']
+    for key in ('loop0', 'loop1', 'monocular_depth', 'sensor_vs_predicted_gate_agreement'):
         assert a[key] == b[key], key
-    assert a["frames_evaluated"] == 5 and a["frames_with_sensor_depth"] == 5
-    assert (tmp_path / "sqlite3" / "report.md").read_text().startswith("# Bag evaluation")
-    assert (tmp_path / "sqlite3" / "latency_histogram.png").stat().st_size > 1000
-    assert len(list((tmp_path / "sqlite3" / "panels").glob("*.png"))) == 5
+    assert a['frames_evaluated'] == 5 and a['frames_with_sensor_depth'] == 5
+    assert (tmp_path / 'sqlite3' / 'report.md').read_text().startswith('# Bag evaluation')
+    assert (tmp_path / 'sqlite3' / 'latency_histogram.png').stat().st_size > 1000
+    assert len(list((tmp_path / 'sqlite3' / 'panels').glob('*.png'))) == 5
     # the output bag holds the node's outputs, stamped like the inputs
-    out = open_bag(tmp_path / "sqlite3" / "outputs")
+    out = open_bag(tmp_path / 'sqlite3' / 'outputs')
     counts = {c.topic: c.msgcount for c in out.connections}
-    assert counts == {"/depthgate/labels": 5, "/depthgate/labels_color": 5,
-                      "/depthgate/depth": 5}
+    assert counts == {'/depthgate/labels': 5, '/depthgate/labels_color': 5,
+                      '/depthgate/depth': 5}
     stamps = sorted(t for _, t, _ in out.messages())
     assert stamps[0] == START_NS
     out.close()
 
 
 def test_bag_metrics_equal_direct_predictor_metrics(bags, model_path, tmp_path):
-    assert _eval(bags["sqlite3"], tmp_path / "r", model_path) == 0
-    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert _eval(bags['sqlite3'], tmp_path / 'r', model_path) == 0
+    report = json.loads((tmp_path / 'r' / 'report.json').read_text())
     cam = Camera(width=SIZE[1], height=SIZE[0], fx=560.0 * SIZE[1] / 512,
                  fy=560.0 * SIZE[1] / 512)
-    predictor = Predictor.from_checkpoint(model_path, device="cpu")
+    predictor = Predictor.from_checkpoint(model_path, device='cpu')
     seg = [SegmentationMetric(19) for _ in range(2)]
     mono = DepthMetric()
     for f in render_sequence(7, 5, cam):
         for loop, p in enumerate(predictor.predict_loops(f.rgb, f.depth)):
             seg[loop].update(p.labels, f.labels)
-        mono.update(predictor.predict(f.rgb, gate="predicted").depth, f.depth)
+        mono.update(predictor.predict(f.rgb, gate='predicted').depth, f.depth)
     for loop in (0, 1):
-        assert report[f"loop{loop}"]["miou"] == pytest.approx(seg[loop].compute()["miou"],
+        assert report[f'loop{loop}']['miou'] == pytest.approx(seg[loop].compute()['miou'],
                                                               abs=1e-12)
-    assert report["monocular_depth"]["abs_rel"] == pytest.approx(mono.compute()["abs_rel"],
+    assert report['monocular_depth']['abs_rel'] == pytest.approx(mono.compute()['abs_rel'],
                                                                  rel=1e-9)
 
 
 def test_without_labels_still_depth_metrics_and_latency(model_path, tmp_path):
-    bag = make_bag(tmp_path / "b", frames=3, size=SIZE, depth_encoding="16UC1")
+    bag = make_bag(tmp_path / 'b', frames=3, size=SIZE, depth_encoding='16UC1')
     # a bag with no label topic at all (copied from one that has it, raw CDR unchanged)
     src = open_bag(bag)
-    nolabel = tmp_path / "nolabel"
+    nolabel = tmp_path / 'nolabel'
     with BagWriter(nolabel) as w:
-        keep = [c for c in src.connections if c.topic != "/camera/labels"]
+        keep = [c for c in src.connections if c.topic != '/camera/labels']
         for c in keep:
             w.add(c.topic, c.msgtype)
         for c, t, raw in src.messages(connections=keep):
             w.write_raw(c.topic, t, raw)
     src.close()
-    assert _eval(nolabel, tmp_path / "r2", model_path) == 0
-    r = json.loads((tmp_path / "r2" / "report.json").read_text())
-    assert "loop0" not in r and r["monocular_depth"]["pixels"] > 0
-    assert r["latency_ms"]["p50"] > 0 and r["frames_evaluated"] == 3
+    assert _eval(nolabel, tmp_path / 'r2', model_path) == 0
+    r = json.loads((tmp_path / 'r2' / 'report.json').read_text())
+    assert 'loop0' not in r and r['monocular_depth']['pixels'] > 0
+    assert r['latency_ms']['p50'] > 0 and r['frames_evaluated'] == 3
 
 
 def test_truncated_bag_stops_cleanly(bags, model_path, tmp_path):
     for storage, bag in bags.items():
-        broken = tmp_path / f"broken_{storage}"
+        broken = tmp_path / f'broken_{storage}'
         shutil.copytree(bag, broken)
-        data = next(p for p in broken.iterdir() if p.suffix in (".db3", ".mcap"))
+        data = next(p for p in broken.iterdir() if p.suffix in ('.db3', '.mcap'))
         data.write_bytes(data.read_bytes()[: data.stat().st_size // 3])
-        out = tmp_path / f"out_{storage}"
+        out = tmp_path / f'out_{storage}'
         assert _eval(broken, out, model_path) == 2
         assert not out.exists()
-        assert not [p for p in tmp_path.iterdir() if p.name.startswith(f".out_{storage}")]
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(f'.out_{storage}')]
 
 
 def test_unsupported_encoding_and_missing_topic(model_path, tmp_path, capsys):
-    bag = tmp_path / "yuv"
+    bag = tmp_path / 'yuv'
     with BagWriter(bag) as w:
-        w.add("/cam/image", IMAGE)
+        w.add('/cam/image', IMAGE)
         for i in range(2):
-            hdr = header(START_NS + i, "cam")
-            msg = image_msg(np.zeros((4, 8), np.uint16), "16UC1", hdr)
-            msg.encoding = "yuv422"
-            w.write("/cam/image", START_NS + i, msg)
-    assert _eval(bag, tmp_path / "r", model_path, "--image", "/cam/image") == 2
+            hdr = header(START_NS + i, 'cam')
+            msg = image_msg(np.zeros((4, 8), np.uint16), '16UC1', hdr)
+            msg.encoding = 'yuv422'
+            w.write('/cam/image', START_NS + i, msg)
+    assert _eval(bag, tmp_path / 'r', model_path, '--image', '/cam/image') == 2
     err = capsys.readouterr().err
-    assert "encoding 'yuv422' is not a colour encoding" in err and "rgb8" in err
-    assert not (tmp_path / "r").exists()
-    assert _eval(bag, tmp_path / "r", model_path) == 2          # no colour topic to pick
-    assert "no image topic found" in capsys.readouterr().err
-    assert _eval(bag, tmp_path / "r", model_path, "--depth", "/nope") == 2
+    assert "encoding 'yuv422' is not a colour encoding" in err and 'rgb8' in err
+    assert not (tmp_path / 'r').exists()
+    assert _eval(bag, tmp_path / 'r', model_path) == 2          # no colour topic to pick
+    assert 'no image topic found' in capsys.readouterr().err
+    assert _eval(bag, tmp_path / 'r', model_path, '--depth', '/nope') == 2
     err = capsys.readouterr().err
-    assert "'/nope' is not in the bag" in err and "/cam/image" in err
-    assert not (tmp_path / "r").exists()
+    assert "'/nope' is not in the bag" in err and '/cam/image' in err
+    assert not (tmp_path / 'r').exists()
 
 
 def test_make_bag_cli_and_listing(tmp_path, capsys):
-    assert make_bag_main([str(tmp_path / "b"), "--frames", "2", "--size", "32", "64",
-                          "--storage", "mcap", "--depth-frames", "1"]) == 0
-    assert bag_eval([str(tmp_path / "b"), "--list"]) == 0
+    assert make_bag_main([str(tmp_path / 'b'), '--frames', '2', '--size', '32', '64',
+                          '--storage', 'mcap', '--depth-frames', '1']) == 0
+    assert bag_eval([str(tmp_path / 'b'), '--list']) == 0
     out = capsys.readouterr().out
-    assert "/camera/image_raw  [sensor_msgs/msg/Image]  2 msgs" in out
-    assert "/camera/depth/image_raw  [sensor_msgs/msg/Image]  1 msgs" in out
-    assert make_bag_main([str(tmp_path / "b")]) == 2            # never overwrites
+    assert '/camera/image_raw  [sensor_msgs/msg/Image]  2 msgs' in out
+    assert '/camera/depth/image_raw  [sensor_msgs/msg/Image]  1 msgs' in out
+    assert make_bag_main([str(tmp_path / 'b')]) == 2            # never overwrites
 
 
 def test_realtime_against_the_node(model_path, tmp_path):
-    bag = make_bag(tmp_path / "b", frames=10, size=SIZE, fps=10.0)
+    bag = make_bag(tmp_path / 'b', frames=10, size=SIZE, fps=10.0)
     h = Harness()
     try:
         from depthgate_ros.ros.node import PerceptionNode
-        remaps = ["--ros-args", "-r", "image:=/camera/image_raw", "-r",
-                  "depth:=/camera/depth/image_raw", "-r", "camera_info:=/camera/camera_info"]
+        remaps = ['--ros-args', '-r', 'image:=/camera/image_raw', '-r',
+                  'depth:=/camera/depth/image_raw', '-r', 'camera_info:=/camera/camera_info']
         node = h.add(PerceptionNode(context=h.context, cli_args=remaps, parameter_overrides=[
-            Parameter("model_path", value=str(model_path)), Parameter("device", value="cpu")]))
+            Parameter('model_path', value=str(model_path)), Parameter('device', value='cpu')]))
         original = node.predictor.predict
 
         def slow(*a, **k):                      # slower than the 10 Hz input: drops happen
             time.sleep(0.15)
             return original(*a, **k)
         node.predictor.predict = slow
-        assert bag_eval([str(bag), "--out", str(tmp_path / "rt"), "--realtime", "--wait",
-                         "3"]) == 0
+        assert bag_eval([str(bag), '--out', str(tmp_path / 'rt'), '--realtime', '--wait',
+                         '3']) == 0
     finally:
         h.close()
-    r = json.loads((tmp_path / "rt" / "report.json").read_text())
-    assert r["frames_sent"] == 10
-    assert r["frames_received"] + r["frames_dropped"] == 10
-    assert 2 <= r["frames_received"] < 10
-    assert len(r["latencies_ms"]) == r["frames_received"]
-    assert all(0 < x < 2000 for x in r["latencies_ms"])
+    r = json.loads((tmp_path / 'rt' / 'report.json').read_text())
+    assert r['frames_sent'] == 10
+    assert r['frames_received'] + r['frames_dropped'] == 10
+    assert 2 <= r['frames_received'] < 10
+    assert len(r['latencies_ms']) == r['frames_received']
+    assert all(0 < x < 2000 for x in r['latencies_ms'])

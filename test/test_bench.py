@@ -12,8 +12,11 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""depthgate-bench --quick: every section present, well-formed and internally consistent.
-Timings themselves are never asserted (machines are noisy); structure and equalities are."""
+"""
+depthgate-bench --quick: every section present, well-formed and internally consistent.
+
+Timings themselves are never asserted (machines are noisy); structure and equalities are.
+"""
 import json
 import math
 
@@ -21,58 +24,58 @@ from depthgate_ros.bench import main as bench_main
 
 
 def test_quick_bench_writes_valid_json_and_markdown(tmp_path):
-    out = tmp_path / "bench"
-    assert bench_main(["--quick", "--out", str(out)]) == 0
-    r = json.loads((out / "bench.json").read_text())
-    assert r["quick"] and r["machine"]["logical_cores"] >= 1
-    g = r["gemm"]
-    assert g["gflops"] == max(g["sgemm_gflops"], g["conv3x3_gflops"]) > 0
-    rows = r["model_latency"]
-    assert {row["loops"] for row in rows} == {0, 1, 2}
-    assert {"predicted", "sensor", "sensor (hard, sparse)"} <= {row["gate"] for row in rows}
-    assert len({tuple(row["size"]) for row in rows}) == 2
-    assert {row["memory_format"] for row in rows} == {"contiguous", "channels_last"}
+    out = tmp_path / 'bench'
+    assert bench_main(['--quick', '--out', str(out)]) == 0
+    r = json.loads((out / 'bench.json').read_text())
+    assert r['quick'] and r['machine']['logical_cores'] >= 1
+    g = r['gemm']
+    assert g['gflops'] == max(g['sgemm_gflops'], g['conv3x3_gflops']) > 0
+    rows = r['model_latency']
+    assert {row['loops'] for row in rows} == {0, 1, 2}
+    assert {'predicted', 'sensor', 'sensor (hard, sparse)'} <= {row['gate'] for row in rows}
+    assert len({tuple(row['size']) for row in rows}) == 2
+    assert {row['memory_format'] for row in rows} == {'contiguous', 'channels_last'}
     for row in rows:
-        assert 0 < row["median_ms"] <= row["p95_ms"] + 1e-9
-        assert row["peak_rss_mib"] is None or row["peak_rss_mib"] > 50    # torch alone
-        assert row["gflop"] > 0 and math.isclose(
-            row["gflops"], row["gflop"] / (row["median_ms"] / 1e3), rel_tol=1e-6)
+        assert 0 < row['median_ms'] <= row['p95_ms'] + 1e-9
+        assert row['peak_rss_mib'] is None or row['peak_rss_mib'] > 50    # torch alone
+        assert row['gflop'] > 0 and math.isclose(
+            row['gflops'], row['gflop'] / (row['median_ms'] / 1e3), rel_tol=1e-6)
     # more loops, more work: the counted FLOPs grow with the recurrent loops
-    flops = {row["loops"]: row["gflop"] for row in rows if row["gate"] == "predicted"
-             and row["memory_format"] == "contiguous" and row["model"] == "bundled"
-             and row["size"] == r["settings"]["size"]}
+    flops = {row['loops']: row['gflop'] for row in rows if row['gate'] == 'predicted'
+             and row['memory_format'] == 'contiguous' and row['model'] == 'bundled'
+             and row['size'] == r['settings']['size']}
     assert flops[0] < flops[1] < flops[2]
     # the paper-sized head does more work than the bundled one; sparse gating does less
-    paper = {row["gate"]: row["gflop"] for row in rows if row["model"] == "paper-sized head"}
-    assert paper["predicted"] > flops[2] and paper["predicted (hard, sparse)"] < paper["predicted"]
-    assert r["onnx"]["median_ms"] > 0 and r["onnx"]["ratio_vs_eager"] > 0
-    assert [d["dilation"] for d in r["dilations"]] == [1, 2, 4, 8, 16]
+    paper = {row['gate']: row['gflop'] for row in rows if row['model'] == 'paper-sized head'}
+    assert paper['predicted'] > flops[2] and paper['predicted (hard, sparse)'] < paper['predicted']
+    assert r['onnx']['median_ms'] > 0 and r['onnx']['ratio_vs_eager'] > 0
+    assert [d['dilation'] for d in r['dilations']] == [1, 2, 4, 8, 16]
     # sparse gating: same output as dense on both kinds of real gate map
-    gates = {g["gate"]: g for g in r["gating"]}
-    assert set(gates) == {"sensor depth", "sensor depth (hard)", "hard predicted"}
-    assert gates["hard predicted"]["branches_per_pixel"] == 1.0
-    assert 1.0 <= gates["sensor depth (hard)"]["branches_per_pixel"] <= \
-        gates["sensor depth"]["branches_per_pixel"] <= 5.0
-    assert all(g["max_abs_diff"] < 1e-4 for g in r["gating"])
-    assert {p["model"] for p in r["peers"]} == {"deeplabv3_resnet50",
-                                                "deeplabv3_mobilenet_v3_large"}
+    gates = {g['gate']: g for g in r['gating']}
+    assert set(gates) == {'sensor depth', 'sensor depth (hard)', 'hard predicted'}
+    assert gates['hard predicted']['branches_per_pixel'] == 1.0
+    assert 1.0 <= gates['sensor depth (hard)']['branches_per_pixel'] <= \
+        gates['sensor depth']['branches_per_pixel'] <= 5.0
+    assert all(g['max_abs_diff'] < 1e-4 for g in r['gating'])
+    assert {p['model'] for p in r['peers']} == {'deeplabv3_resnet50',
+                                                'deeplabv3_mobilenet_v3_large'}
     # images across processes: 640x480 best effort is lost without the profile, not with it
-    transport = {t["profile"]: t for t in r["transport"]}
-    assert transport["large_images"]["delivered"] == transport["large_images"]["sent"] == 8
-    assert transport["Fast DDS default"]["delivered"] < 8
-    cores = r["machine"]["logical_cores"]
-    runs = [(n["image_size"], n["profile"], n["threads"]) for n in r["node"]]
-    assert runs[0] == ("640x480", True, cores) and ("640x480", False, cores) in runs
-    for node in r["node"]:                       # the node in its own process, over rclpy
-        if not node["profile"]:
+    transport = {t['profile']: t for t in r['transport']}
+    assert transport['large_images']['delivered'] == transport['large_images']['sent'] == 8
+    assert transport['Fast DDS default']['delivered'] < 8
+    cores = r['machine']['logical_cores']
+    runs = [(n['image_size'], n['profile'], n['threads']) for n in r['node']]
+    assert runs[0] == ('640x480', True, cores) and ('640x480', False, cores) in runs
+    for node in r['node']:                       # the node in its own process, over rclpy
+        if not node['profile']:
             continue                             # most frames lost: timings are not the point
-        assert node["delivered"] == node["sent"] == 5 and node["frames"] == 3
-        st = node["stage_median_ms"]
-        assert st["model_ms"] <= st["latency_ms"] and 0 <= node["overhead_fraction"] < 1
-        ov = node["overload"]
+        assert node['delivered'] == node['sent'] == 5 and node['frames'] == 3
+        st = node['stage_median_ms']
+        assert st['model_ms'] <= st['latency_ms'] and 0 <= node['overhead_fraction'] < 1
+        ov = node['overload']
         # every image sent is processed or counted as dropped by the node (2 at the edges)
-        assert abs(ov["accounted"] - ov["sent"]) <= 2 and ov["processed"] >= 1, ov
-    md = (out / "bench.md").read_text()
-    for heading in ("Measured fp32 peak", "## Model", "## Gating module",
-                    "## Images across processes", "## Node in its own process", "## Peers"):
+        assert abs(ov['accounted'] - ov['sent']) <= 2 and ov['processed'] >= 1, ov
+    md = (out / 'bench.md').read_text()
+    for heading in ('Measured fp32 peak', '## Model', '## Gating module',
+                    '## Images across processes', '## Node in its own process', '## Peers'):
         assert heading in md

@@ -22,12 +22,12 @@ from depthgate_ros.weights import bundled_checkpoint
 
 def test_bundled_model_is_shipped_and_small():
     path = bundled_checkpoint()
-    assert path is not None, "depthgate_ros/weights/default.pt is missing"
+    assert path is not None, 'depthgate_ros/weights/default.pt is missing'
     assert path.stat().st_size <= 30e6                     # the limit
     model, info, _ = load_checkpoint(path)
-    cfg = info.provenance["config"]
-    assert cfg["data"]["dataset"] == "synthetic" and len(info.class_names) == 19
-    assert model.cfg.recurrent and model.cfg.gate_source == "predicted"
+    cfg = info.provenance['config']
+    assert cfg['data']['dataset'] == 'synthetic' and len(info.class_names) == 19
+    assert model.cfg.recurrent and model.cfg.gate_source == 'predicted'
     assert all(p.dtype.is_floating_point and p.dtype.itemsize == 4
                for p in model.parameters())                 # float16 on disk, float32 loaded
 
@@ -37,9 +37,9 @@ def test_bundled_model_segments_held_out_frames():
     # docs/results.md reports this model on 100 such frames (loop 2: see there).
     path = bundled_checkpoint()
     model, info, _ = load_checkpoint(path)
-    size = tuple(info.provenance["config"]["data"]["image_size"])
+    size = tuple(info.provenance['config']['data']['image_size'])
     data = SyntheticStreetDataset(6, SYNTHETIC_VAL_FIRST_SEED + 500, size)
-    r = evaluate_dataset(Predictor(model, info, device="cpu"), data, max_depth=80.0)
-    assert r["final"]["miou"] > 0.40 and r["final"]["pixel_accuracy"] > 0.90
-    assert r["final"]["depth"]["delta1"] > 0.40
-    assert r["loop0"]["iou"]["road"] > 0.9 and r["loop0"]["iou"]["car"] > 0.6
+    r = evaluate_dataset(Predictor(model, info, device='cpu'), data, max_depth=80.0)
+    assert r['final']['miou'] > 0.40 and r['final']['pixel_accuracy'] > 0.90
+    assert r['final']['depth']['delta1'] > 0.40
+    assert r['loop0']['iou']['road'] > 0.9 and r['loop0']['iou']['car'] > 0.6

@@ -15,17 +15,16 @@
 """Checkpoints: round trip, and one distinct error per kind of bad file."""
 import os
 
+from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
+from depthgate_ros.model.checkpoint import (CheckpointMismatchError, CheckpointNotFoundError,
+                                            CorruptCheckpointError, load_checkpoint, ModelInfo,
+                                            NotACheckpointError, read_checkpoint, save_checkpoint,
+                                            UnsafeCheckpointError)
 import pytest
 import torch
 
-from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
-from depthgate_ros.model.checkpoint import (CheckpointMismatchError, CheckpointNotFoundError,
-                                            CorruptCheckpointError, ModelInfo,
-                                            NotACheckpointError, UnsafeCheckpointError,
-                                            load_checkpoint, read_checkpoint, save_checkpoint)
-
-INFO = ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS, provenance={"dataset": "synthetic",
-                                                                  "iterations": 12})
+INFO = ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS, provenance={'dataset': 'synthetic',
+                                                                  'iterations': 12})
 
 
 @pytest.fixture
@@ -35,7 +34,7 @@ def saved(tmp_path, make_model):
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.2, 0.2)
-    path = save_checkpoint(tmp_path / "model.pt", model, INFO, extra={"iteration": 12})
+    path = save_checkpoint(tmp_path / 'model.pt', model, INFO, extra={'iteration': 12})
     return path, model
 
 
@@ -43,51 +42,51 @@ def test_round_trip_gives_identical_outputs(saved):
     path, model = saved
     loaded, info, extra = load_checkpoint(path)
     assert loaded.cfg == model.cfg and not loaded.training
-    assert info == INFO and extra == {"iteration": 12}
+    assert info == INFO and extra == {'iteration': 12}
     torch.testing.assert_close(loaded.depth_edges, torch.tensor([2.0, 4.0, 8.0, 16.0]))
     x = torch.randn(1, 3, 45, 67)
     depth = torch.rand(1, 1, 45, 67) * 20
     with torch.no_grad():
-        for gate in ("predicted", "sensor", "average"):
+        for gate in ('predicted', 'sensor', 'average'):
             a = model(x, depth, loops=2, gate=gate)
             b = loaded(x, depth, loops=2, gate=gate)
             for oa, ob in zip(a, b):
-                assert torch.equal(oa["seg"], ob["seg"])
-                assert torch.equal(oa["log_depth"], ob["log_depth"])
+                assert torch.equal(oa['seg'], ob['seg'])
+                assert torch.equal(oa['log_depth'], ob['log_depth'])
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(saved):
     path, _ = saved
-    assert sorted(os.listdir(path.parent)) == ["model.pt"]
+    assert sorted(os.listdir(path.parent)) == ['model.pt']
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(CheckpointNotFoundError, match="not found"):
-        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(CheckpointNotFoundError, match='not found'):
+        load_checkpoint(tmp_path / 'nope.pt')
 
 
 def test_truncated_file_is_corrupt(saved, tmp_path):
     path, _ = saved
     data = path.read_bytes()
-    bad = tmp_path / "truncated.pt"
+    bad = tmp_path / 'truncated.pt'
     bad.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CorruptCheckpointError, match="corrupt"):
+    with pytest.raises(CorruptCheckpointError, match='corrupt'):
         load_checkpoint(bad)
-    text = tmp_path / "notes.pt"
-    text.write_text("these are not weights")
-    with pytest.raises(CorruptCheckpointError, match="corrupt"):
+    text = tmp_path / 'notes.pt'
+    text.write_text('these are not weights')
+    with pytest.raises(CorruptCheckpointError, match='corrupt'):
         load_checkpoint(text)
 
 
 def test_bare_state_dict_is_not_a_checkpoint(saved, tmp_path):
     _, model = saved
-    bare = tmp_path / "bare.pt"
+    bare = tmp_path / 'bare.pt'
     torch.save(model.state_dict(), bare)
-    with pytest.raises(NotACheckpointError, match="not a depthgate_ros checkpoint"):
+    with pytest.raises(NotACheckpointError, match='not a depthgate_ros checkpoint'):
         load_checkpoint(bare)
-    tensor_file = tmp_path / "tensor.pt"
+    tensor_file = tmp_path / 'tensor.pt'
     torch.save(torch.zeros(3), tensor_file)
-    with pytest.raises(NotACheckpointError, match="Tensor"):
+    with pytest.raises(NotACheckpointError, match='Tensor'):
         load_checkpoint(tensor_file)
 
 
@@ -98,68 +97,68 @@ class Payload:
         self.marker = marker
 
     def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
+        return (os.system, (f'touch {self.marker}',))
 
 
 def test_pickled_callable_is_refused_and_never_run(saved, tmp_path):
     path, _ = saved
-    marker = tmp_path / "code_ran"
+    marker = tmp_path / 'code_ran'
     payload = torch.load(path, weights_only=True)
-    evil = tmp_path / "evil.pt"
-    torch.save({**payload, "extra": {"hook": Payload(marker)}}, evil)
-    with pytest.raises(UnsafeCheckpointError, match="refused"):
+    evil = tmp_path / 'evil.pt'
+    torch.save({**payload, 'extra': {'hook': Payload(marker)}}, evil)
+    with pytest.raises(UnsafeCheckpointError, match='refused'):
         load_checkpoint(evil)
     assert not marker.exists()
-    torch.save({**payload, "extra": {"fn": os.getcwd}}, evil)  # a bare function reference
-    with pytest.raises(UnsafeCheckpointError, match="refused"):
+    torch.save({**payload, 'extra': {'fn': os.getcwd}}, evil)  # a bare function reference
+    with pytest.raises(UnsafeCheckpointError, match='refused'):
         read_checkpoint(evil)
 
 
 def test_architecture_mismatch(saved, tmp_path):
     path, _ = saved
     payload = torch.load(path, weights_only=True)
-    payload["config"]["channels"] = 48  # config no longer describes the weights
-    bad = tmp_path / "mismatch.pt"
+    payload['config']['channels'] = 48  # config no longer describes the weights
+    bad = tmp_path / 'mismatch.pt'
     torch.save(payload, bad)
-    with pytest.raises(CheckpointMismatchError, match="do not match the architecture"):
+    with pytest.raises(CheckpointMismatchError, match='do not match the architecture'):
         load_checkpoint(bad)
     payload = torch.load(path, weights_only=True)
-    payload["config"]["tied"] = False   # untied expects five kernels, the file holds one
+    payload['config']['tied'] = False   # untied expects five kernels, the file holds one
     torch.save(payload, bad)
-    with pytest.raises(CheckpointMismatchError, match="missing"):
+    with pytest.raises(CheckpointMismatchError, match='missing'):
         load_checkpoint(bad)
 
 
 def test_class_count_mismatch(saved, tmp_path):
     path, _ = saved
-    with pytest.raises(CheckpointMismatchError, match="19 classes, expected 40"):
+    with pytest.raises(CheckpointMismatchError, match='19 classes, expected 40'):
         load_checkpoint(path, num_classes=40)
     payload = torch.load(path, weights_only=True)
-    payload["info"]["class_names"] = payload["info"]["class_names"][:-1]
-    payload["info"]["colors"] = payload["info"]["colors"][:-1]
-    bad = tmp_path / "classes.pt"
+    payload['info']['class_names'] = payload['info']['class_names'][:-1]
+    payload['info']['colors'] = payload['info']['colors'][:-1]
+    bad = tmp_path / 'classes.pt'
     torch.save(payload, bad)
-    with pytest.raises(CheckpointMismatchError, match="19 classes but 18 names"):
+    with pytest.raises(CheckpointMismatchError, match='19 classes but 18 names'):
         load_checkpoint(bad)
 
 
 def test_saving_with_wrong_class_names_is_refused(make_model, tmp_path):
-    with pytest.raises(CheckpointMismatchError, match="19 classes"):
-        save_checkpoint(tmp_path / "m.pt", make_model(),
-                        ModelInfo(("a", "b"), ((0, 0, 0), (1, 1, 1))))
-    assert not (tmp_path / "m.pt").exists()
+    with pytest.raises(CheckpointMismatchError, match='19 classes'):
+        save_checkpoint(tmp_path / 'm.pt', make_model(),
+                        ModelInfo(('a', 'b'), ((0, 0, 0), (1, 1, 1))))
+    assert not (tmp_path / 'm.pt').exists()
 
 
 def test_packed_half_precision_checkpoint(saved, tmp_path):
     from depthgate_ros.pack_model import main as pack
     path, model = saved
-    dst = tmp_path / "packed.pt"
-    assert pack([str(path), str(dst), "--note", "test"]) == 0
+    dst = tmp_path / 'packed.pt'
+    assert pack([str(path), str(dst), '--note', 'test']) == 0
     assert dst.stat().st_size < 0.6 * path.stat().st_size
     packed, info, extra = load_checkpoint(dst)
-    assert extra == {} and info.provenance["packed_from"] == str(path)
+    assert extra == {} and info.provenance['packed_from'] == str(path)
     assert next(packed.parameters()).dtype == torch.float32
     x = torch.randn(1, 3, 40, 56)
     with torch.no_grad():
         a, b = model(x, loops=2)[-1], packed(x, loops=2)[-1]
-    torch.testing.assert_close(a["seg"], b["seg"], rtol=0.02, atol=0.02)
+    torch.testing.assert_close(a['seg'], b['seg'], rtol=0.02, atol=0.02)

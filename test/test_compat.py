@@ -27,13 +27,13 @@ def test_current_layout_is_used_when_present():
 
 def test_humble_layout_falls_back_to_qos_event(monkeypatch):
     # Humble: no rclpy.event_handler; the class lives in rclpy.qos_event
-    humble = types.ModuleType("rclpy.qos_event")
+    humble = types.ModuleType('rclpy.qos_event')
 
     class HumbleCallbacks:
         pass
     humble.SubscriptionEventCallbacks = HumbleCallbacks
-    monkeypatch.setitem(sys.modules, "rclpy.event_handler", None)     # import fails
-    monkeypatch.setitem(sys.modules, "rclpy.qos_event", humble)
+    monkeypatch.setitem(sys.modules, 'rclpy.event_handler', None)     # import fails
+    monkeypatch.setitem(sys.modules, 'rclpy.qos_event', humble)
     try:
         assert importlib.reload(compat).SubscriptionEventCallbacks is HumbleCallbacks
     finally:

@@ -15,16 +15,15 @@
 """The YAML files under config/ agree with the code that reads them."""
 from pathlib import Path
 
-import yaml
-
 from depthgate_ros.data.labels import CITYSCAPES_CLASSES
 from depthgate_ros.model import ModelConfig
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_model_yaml_lists_every_key_with_the_dataclass_defaults():
-    data = yaml.safe_load((ROOT / "config" / "model.yaml").read_text())
+    data = yaml.safe_load((ROOT / 'config' / 'model.yaml').read_text())
     assert ModelConfig.from_dict(data) == ModelConfig()
     assert set(data) == set(ModelConfig().to_dict())
 
@@ -39,7 +38,6 @@ def test_cityscapes_table_matches_cityscapesscripts():
 def test_cityscapes_ids_and_instance_sizes_match_cityscapesscripts():
     from cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling import args
     from cityscapesscripts.helpers.labels import trainId2label
-
     from depthgate_ros.data.labels import CITYSCAPES_AVG_INSTANCE_SIZE, CITYSCAPES_LABEL_IDS
     assert CITYSCAPES_LABEL_IDS == tuple(trainId2label[t].id for t in range(19))
     assert CITYSCAPES_AVG_INSTANCE_SIZE == args.avgClassSize

@@ -18,45 +18,44 @@ import subprocess
 import sys
 
 import cv2
-import torch
-from PIL import Image as PILImage
-
-import ros_harness  # noqa: F401  (LOCALHOST discovery, private domain id)
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
 from depthgate_ros.model import DepthGatedNet, ModelConfig
 from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
+from PIL import Image as PILImage
+import ros_harness  # noqa: F401  (LOCALHOST discovery, private domain id)
+import torch
 
 
 def test_demo_end_to_end(tmp_path):
     # camera-sized frames (640x480) to a node in its own process, the DDS profile on both
     torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / "tiny.pt", DepthGatedNet(ModelConfig(
+    ckpt = save_checkpoint(tmp_path / 'tiny.pt', DepthGatedNet(ModelConfig(
         channels=16, depth_channels=(8, 8))), ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
-    out = tmp_path / "demo"
+    out = tmp_path / 'demo'
     # its own process, as the README runs it: Fast DDS reads its profile once per process,
     # and this one has used rclpy with default settings in earlier tests
-    run = subprocess.run([sys.executable, "-m", "depthgate_ros.demo", "--out", str(out),
-                          "--checkpoint", str(ckpt), "--frames", "6", "--rate", "2",
-                          "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, '-m', 'depthgate_ros.demo', '--out', str(out),
+                          '--checkpoint', str(ckpt), '--frames', '6', '--rate', '2',
+                          '--device', 'cpu'], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    s = json.loads((out / "summary.json").read_text())
-    assert s["image_size"] == [480, 640] and s["dds_profile"].endswith(".xml")
+    s = json.loads((out / 'summary.json').read_text())
+    assert s['image_size'] == [480, 640] and s['dds_profile'].endswith('.xml')
     # every image reached the node; those it did not process it counted as replaced
-    acc = s["node_accounting"]
-    assert acc["received"] == 6 and acc["lost_in_transport"] == 0, acc
-    assert acc["processed"] == s["frames_processed"]
-    assert acc["processed"] + acc["dropped"] == 6, acc
+    acc = s['node_accounting']
+    assert acc['received'] == 6 and acc['lost_in_transport'] == 0, acc
+    assert acc['processed'] == s['frames_processed']
+    assert acc['processed'] + acc['dropped'] == 6, acc
     # Latest-frame-only may drop frames on a loaded machine (CI once processed 4 of 6);
     # every frame is accounted for, and both halves of the drive must be seen.
-    assert s["frames_sent"] == 6 and s["frames_processed"] >= 3
-    assert s["frames_processed"] + s["frames_dropped"] == 6
+    assert s['frames_sent'] == 6 and s['frames_processed'] >= 3
+    assert s['frames_processed'] + s['frames_dropped'] == 6
     # depth for the first half, RGB only after: both gate sources appear, in that order
-    sources = [e["gate_source"] for e in s["per_frame"] if e["processed"]]
-    assert "sensor" in sources[:3] and sources[-1] == "predicted"
-    assert s["latency_ms"]["p50"] > 0 and s["fps"] > 0
-    panels = sorted(out.glob("frame_*.png"))
-    assert len(panels) == s["frames_processed"]
+    sources = [e['gate_source'] for e in s['per_frame'] if e['processed']]
+    assert 'sensor' in sources[:3] and sources[-1] == 'predicted'
+    assert s['latency_ms']['p50'] > 0 and s['fps'] > 0
+    panels = sorted(out.glob('frame_*.png'))
+    assert len(panels) == s['frames_processed']
     img = cv2.imread(str(panels[0]))
     assert img.shape[1] > 5 * 300          # image, labels, depth, gate, two masks
-    with PILImage.open(out / "sequence.gif") as gif:
+    with PILImage.open(out / 'sequence.gif') as gif:
         assert gif.n_frames == len(panels)

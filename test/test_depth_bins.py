@@ -13,12 +13,11 @@
 # limitations under the License.
 
 """Depth quantisation, sensor gates, quantile edges, disparity -> depth."""
+from depthgate_ros.model.depth_bins import (disparity_to_depth, quantile_edges, quantize_depth,
+                                            sensor_gate)
 import numpy as np
 import pytest
 import torch
-
-from depthgate_ros.model.depth_bins import (disparity_to_depth, quantile_edges, quantize_depth,
-                                            sensor_gate)
 
 EDGES = torch.tensor([5.0, 10.0, 20.0, 40.0])
 
@@ -30,13 +29,13 @@ def test_near_depth_selects_large_dilation_bin():
 
 
 def test_invalid_depth_is_bin_minus_one():
-    depth = torch.tensor([float("nan"), 0.0, -3.0, float("inf"), 12.0])
+    depth = torch.tensor([float('nan'), 0.0, -3.0, float('inf'), 12.0])
     assert quantize_depth(depth, EDGES).tolist() == [-1, -1, -1, -1, 2]
 
 
 def test_sensor_gate_one_hot_uniform_and_normalised():
     depth = torch.full((1, 16, 16), 30.0)      # bin 1 everywhere
-    depth[0, :8, :] = float("nan")             # top half missing
+    depth[0, :8, :] = float('nan')             # top half missing
     gate = sensor_gate(depth, EDGES, (16, 16))
     assert gate.shape == (1, 5, 16, 16)
     assert torch.allclose(gate[0, :, 12, 3], torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0]))
@@ -68,9 +67,9 @@ def test_quantile_edges_hold_equal_counts():
 
 
 def test_quantile_edges_reject_degenerate_input():
-    with pytest.raises(ValueError, match="valid depths"):
+    with pytest.raises(ValueError, match='valid depths'):
         quantile_edges([np.nan, 1.0], 5)
-    with pytest.raises(ValueError, match="concentrated"):
+    with pytest.raises(ValueError, match='concentrated'):
         quantile_edges(np.full(100, 3.0), 5)
 
 
@@ -80,5 +79,5 @@ def test_disparity_to_depth_numpy_and_torch():
     np.testing.assert_allclose(disparity_to_depth(disp, 720.0, 0.5), [expected], rtol=1e-6)
     t = disparity_to_depth(torch.from_numpy(disp), 720.0, 0.5)
     np.testing.assert_allclose(t.numpy(), [expected], rtol=1e-6)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match='positive'):
         disparity_to_depth(disp, 0.0, 0.5)

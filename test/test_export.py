@@ -12,25 +12,30 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""depthgate-export: ONNX and TorchScript files that compute what the PyTorch model does,
-and the Predictor running the ONNX file through ONNX Runtime."""
+"""
+depthgate-export.
+
+ONNX and TorchScript files that compute what the PyTorch model does, and the Predictor running the
+ONNX file through ONNX Runtime.
+"""
 import math
 
-import numpy as np
-import pytest
-import torch
-
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
-from depthgate_ros.export import export_onnx, export_torchscript, main as export_main, parity
+from depthgate_ros.export import export_onnx, export_torchscript
+from depthgate_ros.export import main as export_main
+from depthgate_ros.export import parity
 from depthgate_ros.inference import Predictor
 from depthgate_ros.model.checkpoint import CheckpointError, ModelInfo, save_checkpoint
 from depthgate_ros.onnx_backend import OnnxModel
+import numpy as np
+import pytest
+import torch
 
 INFO = ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS)
 TOL = 1e-4          # float32 through another runtime's kernels
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def model():
     from conftest import small_config
     from depthgate_ros.model import DepthGatedNet
@@ -42,78 +47,78 @@ def model():
     return m
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def onnx_file(model, tmp_path_factory):
-    return export_onnx(model, INFO, tmp_path_factory.mktemp("onnx") / "m.onnx",
-                       gate="predicted", loops=2, size=(64, 96))
+    return export_onnx(model, INFO, tmp_path_factory.mktemp('onnx') / 'm.onnx',
+                       gate='predicted', loops=2, size=(64, 96))
 
 
 def test_onnx_matches_eager_at_another_size(model, onnx_file):
     net = OnnxModel(onnx_file)
     assert (net.fixed_gate, net.loops, net.cfg, net.info.class_names) == (
-        "predicted", 2, model.cfg, INFO.class_names)
-    diffs = parity(model, net.run_flat, gate="predicted", loops=2, size=(64, 96))
-    assert set(diffs) == {f"{k}_{l}" for k in ("seg", "log_depth") for l in range(3)}
+        'predicted', 2, model.cfg, INFO.class_names)
+    diffs = parity(model, net.run_flat, gate='predicted', loops=2, size=(64, 96))
+    assert set(diffs) == {f'{k}_{loop}' for k in ('seg', 'log_depth') for loop in range(3)}
     assert max(diffs.values()) < TOL, diffs
 
 
 def test_predictor_runs_the_onnx_file_like_the_model(model, onnx_file):
     rgb = np.random.default_rng(0).integers(0, 256, (70, 100, 3), dtype=np.uint8)
-    eager = Predictor(model, INFO, device="cpu").predict_loops(rgb)
-    exported = Predictor.from_checkpoint(onnx_file, device="cpu")
-    assert exported.resolve_gate(have_depth=True) == "predicted"   # fixed at export
+    eager = Predictor(model, INFO, device='cpu').predict_loops(rgb)
+    exported = Predictor.from_checkpoint(onnx_file, device='cpu')
+    assert exported.resolve_gate(have_depth=True) == 'predicted'   # fixed at export
     for a, b in zip(eager, exported.predict_loops(rgb)):
         assert np.mean(a.labels == b.labels) > 0.999
         np.testing.assert_allclose(b.depth, a.depth, rtol=TOL)
         np.testing.assert_array_equal(b.gate, a.gate)
-    with pytest.raises(ValueError, match="fixed at export"):
+    with pytest.raises(ValueError, match='fixed at export'):
         exported.hard_gate = True
-    with pytest.raises(ValueError, match="exported with 2 loops"):
+    with pytest.raises(ValueError, match='exported with 2 loops'):
         exported.predict(rgb, loops=3)
 
 
 def test_sensor_gated_onnx_takes_depth_with_holes(model, tmp_path):
-    path = export_onnx(model, INFO, tmp_path / "s.onnx", gate="sensor", loops=1, size=(64, 96))
+    path = export_onnx(model, INFO, tmp_path / 's.onnx', gate='sensor', loops=1, size=(64, 96))
     net = OnnxModel(path)
-    assert net.inputs == ["image", "depth"]
+    assert net.inputs == ['image', 'depth']
     image = torch.randn(1, 3, 72, 120)
     depth = torch.rand(1, 1, 72, 120) * 50 + 1
     depth[..., :20, :] = math.nan                   # the sky: no sensor depth
     with torch.no_grad():
-        ref = model(image, depth, loops=1, gate="sensor")
+        ref = model(image, depth, loops=1, gate='sensor')
     got = dict(zip(net.outputs, net.run_flat(image, depth)))
-    for l in range(2):
-        np.testing.assert_allclose(got[f"seg_{l}"], ref[l]["seg"].numpy(), atol=TOL)
-        np.testing.assert_allclose(got[f"gate_{l}"], ref[l]["gate"].numpy(), atol=TOL)
-    with pytest.raises(ValueError, match="needs a depth map"):
+    for loop in range(2):
+        np.testing.assert_allclose(got[f'seg_{loop}'], ref[loop]['seg'].numpy(), atol=TOL)
+        np.testing.assert_allclose(got[f'gate_{loop}'], ref[loop]['gate'].numpy(), atol=TOL)
+    with pytest.raises(ValueError, match='needs a depth map'):
         net.run_flat(image)
 
 
 def test_torchscript_matches_eager(model, tmp_path):
-    path = export_torchscript(model, INFO, tmp_path / "m.ts", gate="predicted", loops=2,
+    path = export_torchscript(model, INFO, tmp_path / 'm.ts', gate='predicted', loops=2,
                               size=(64, 96))
     ts = torch.jit.load(str(path))
 
     def run(image, depth):
         with torch.no_grad():
             return [t.numpy() for t in ts(image)]
-    diffs = parity(model, run, gate="predicted", loops=2, size=(64, 96))
+    diffs = parity(model, run, gate='predicted', loops=2, size=(64, 96))
     assert max(diffs.values()) < TOL, diffs
 
 
 def test_bad_inputs_stop_cleanly(model, tmp_path, capsys):
-    bad = tmp_path / "bad.onnx"
-    bad.write_bytes(b"not a model")
-    with pytest.raises(CheckpointError, match="cannot load"):
+    bad = tmp_path / 'bad.onnx'
+    bad.write_bytes(b'not a model')
+    with pytest.raises(CheckpointError, match='cannot load'):
         OnnxModel(bad)
-    with pytest.raises(ValueError, match="opset"):
-        export_onnx(model, INFO, tmp_path / "x.onnx", opset=13)
+    with pytest.raises(ValueError, match='opset'):
+        export_onnx(model, INFO, tmp_path / 'x.onnx', opset=13)
     # a checkpoint that does not load: exit 2, a message, no output file
-    ckpt = tmp_path / "broken.pt"
-    ckpt.write_bytes(b"garbage")
-    out = tmp_path / "out.onnx"
-    assert export_main([str(ckpt), "--onnx", str(out)]) == 2
-    assert "depthgate-export" in capsys.readouterr().err and not out.exists()
-    good = save_checkpoint(tmp_path / "good.pt", model, INFO)
-    assert export_main([str(good), "--onnx", str(out), "--gate", "stereo"]) == 2
-    assert "stereo" in capsys.readouterr().err and not out.exists()
+    ckpt = tmp_path / 'broken.pt'
+    ckpt.write_bytes(b'garbage')
+    out = tmp_path / 'out.onnx'
+    assert export_main([str(ckpt), '--onnx', str(out)]) == 2
+    assert 'depthgate-export' in capsys.readouterr().err and not out.exists()
+    good = save_checkpoint(tmp_path / 'good.pt', model, INFO)
+    assert export_main([str(good), '--onnx', str(out), '--gate', 'stereo']) == 2
+    assert 'stereo' in capsys.readouterr().err and not out.exists()

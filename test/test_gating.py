@@ -13,11 +13,10 @@
 # limitations under the License.
 
 """The depth-aware gating module: one-hot gates select a branch, missing depth averages."""
+from depthgate_ros.model.depth_bins import sensor_gate
+from depthgate_ros.model.gating import average_gate, DepthGatingModule
 import pytest
 import torch
-
-from depthgate_ros.model.depth_bins import sensor_gate
-from depthgate_ros.model.gating import DepthGatingModule, average_gate
 
 DILATIONS = (1, 2, 4, 8, 16)
 
@@ -32,9 +31,9 @@ def _module(tied=False):
     return m
 
 
-@pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize("tied", [False, True])
-@pytest.mark.parametrize("k", range(5))
+@pytest.mark.parametrize('sparse', [False, True])
+@pytest.mark.parametrize('tied', [False, True])
+@pytest.mark.parametrize('k', range(5))
 def test_one_hot_gate_equals_branch(k, tied, sparse):
     m = _module(tied)
     m.sparse = sparse
@@ -63,7 +62,7 @@ def test_branches_have_the_dilations_asked_for():
 def test_sensor_gate_with_invalid_depth_equals_average():
     m = _module()
     x = torch.randn(1, 8, 16, 16)
-    depth = torch.full((1, 1, 16, 16), float("nan"))
+    depth = torch.full((1, 1, 16, 16), float('nan'))
     with torch.no_grad():
         gated = m(x, sensor_gate(depth, torch.tensor([5.0, 10.0, 20.0, 40.0]), (16, 16)))
         averaged = m(x, average_gate(x, 5))
@@ -86,5 +85,5 @@ def test_tied_branches_share_one_kernel():
 
 def test_gate_shape_is_checked():
     m = _module()
-    with pytest.raises(ValueError, match="does not fit"):
+    with pytest.raises(ValueError, match='does not fit'):
         m(torch.randn(1, 8, 16, 16), torch.full((1, 4, 16, 16), 0.25))

@@ -16,13 +16,12 @@
 import logging
 
 import cv2
-import numpy as np
-import pytest
-import torch
-
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
 from depthgate_ros.inference import Predictor, resolve_device
 from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
+import numpy as np
+import pytest
+import torch
 
 INFO = ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS)
 
@@ -30,7 +29,7 @@ INFO = ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS)
 @pytest.fixture
 def predictor(make_model):
     def make(model=None, **opts):
-        return Predictor(model or make_model(seed=7), INFO, device="cpu", **opts)
+        return Predictor(model or make_model(seed=7), INFO, device='cpu', **opts)
     return make
 
 
@@ -38,7 +37,7 @@ def _rgb(h, w, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-@pytest.mark.parametrize("h,w", [(479, 641), (37, 53), (64, 64)])
+@pytest.mark.parametrize('h,w', [(479, 641), (37, 53), (64, 64)])
 def test_outputs_have_the_input_size(predictor, h, w):
     p = predictor()
     out = p.predict(_rgb(h, w))
@@ -47,7 +46,7 @@ def test_outputs_have_the_input_size(predictor, h, w):
     assert out.depth.dtype == np.float32 and np.all(out.depth > 0)
     assert np.all((out.confidence > 1 / 19 - 1e-6) & (out.confidence <= 1))
     assert out.gate.dtype == np.uint8 and out.gate.max() < 5
-    assert out.gate_source == "predicted" and out.loops == 2
+    assert out.gate_source == 'predicted' and out.loops == 2
 
 
 def test_matches_the_network_run_by_hand(predictor, make_model):
@@ -59,10 +58,10 @@ def test_matches_the_network_run_by_hand(predictor, make_model):
     x = (x - torch.tensor(INFO.mean).view(1, 3, 1, 1)) / torch.tensor(INFO.std).view(1, 3, 1, 1)
     with torch.no_grad():
         o = model(x, loops=1)[-1]
-    probs = o["seg"].softmax(1)[0]
+    probs = o['seg'].softmax(1)[0]
     np.testing.assert_array_equal(out.labels, probs.argmax(0).numpy())
     np.testing.assert_allclose(out.confidence, probs.max(0).values.numpy(), rtol=1e-5)
-    np.testing.assert_allclose(out.depth, o["log_depth"][0, 0].exp().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(out.depth, o['log_depth'][0, 0].exp().numpy(), rtol=1e-5)
 
 
 def test_auto_gate_uses_sensor_depth_when_given(predictor):
@@ -70,15 +69,15 @@ def test_auto_gate_uses_sensor_depth_when_given(predictor):
     rgb = _rgb(48, 64)
     near = np.full((48, 64), 2.0, np.float32)       # every pixel in the nearest bin
     out = p.predict(rgb, near)
-    assert out.gate_source == "sensor"
+    assert out.gate_source == 'sensor'
     assert np.all(out.gate == 4)                    # nearest -> largest dilation (16)
     # depth at another resolution is resampled nearest-neighbour, invalid stays invalid
     half = np.full((24, 32), 100.0, np.float32)
     half[:, :16] = np.nan
     out = p.predict(rgb, half)
     assert np.all(out.gate[:, 40:] == 0)            # far -> dilation 1
-    assert p.predict(rgb).gate_source == "predicted"
-    assert p.predict(rgb, near, gate="average").gate_source == "average"
+    assert p.predict(rgb).gate_source == 'predicted'
+    assert p.predict(rgb, near, gate='average').gate_source == 'average'
 
 
 def test_flip_tta_is_flip_equivariant(predictor):
@@ -120,46 +119,46 @@ def test_inference_resolution(predictor, make_model):
 
 def test_bad_inputs_are_named(predictor):
     p = predictor()
-    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+    with pytest.raises(ValueError, match=r'\(H, W, 3\) uint8'):
         p.predict(np.zeros((10, 10, 3), np.float32))
-    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+    with pytest.raises(ValueError, match=r'\(H, W, 3\) uint8'):
         p.predict(np.zeros((10, 10), np.uint8))
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match='empty'):
         p.predict(np.zeros((0, 10, 3), np.uint8))
-    with pytest.raises(ValueError, match="depth must be"):
+    with pytest.raises(ValueError, match='depth must be'):
         p.predict(_rgb(16, 16), np.zeros((16, 16, 2), np.float32))
-    with pytest.raises(ValueError, match="gate"):
-        predictor(gate="stereo")
-    with pytest.raises(ValueError, match="size"):
+    with pytest.raises(ValueError, match='gate'):
+        predictor(gate='stereo')
+    with pytest.raises(ValueError, match='size'):
         predictor(size=(4, 4))
 
 
 def test_device_resolution(caplog):
     with caplog.at_level(logging.WARNING):
-        dev = resolve_device("auto")
+        dev = resolve_device('auto')
     if not torch.cuda.is_available():
-        assert dev.type == "cpu" and "no CUDA" in caplog.text
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            resolve_device("cuda:0")
-    assert resolve_device("cpu").type == "cpu"
+        assert dev.type == 'cpu' and 'no CUDA' in caplog.text
+        with pytest.raises(ValueError, match='CUDA is not available'):
+            resolve_device('cuda:0')
+    assert resolve_device('cpu').type == 'cpu'
     with pytest.raises((ValueError, RuntimeError)):
-        resolve_device("tpu")
+        resolve_device('tpu')
 
 
 def test_from_checkpoint(make_model, tmp_path):
     model = make_model(seed=2)
-    path = save_checkpoint(tmp_path / "m.pt", model, INFO)
-    p = Predictor.from_checkpoint(path, device="cpu", loops=1)
-    direct = Predictor(model, INFO, device="cpu", loops=1)
+    path = save_checkpoint(tmp_path / 'm.pt', model, INFO)
+    p = Predictor.from_checkpoint(path, device='cpu', loops=1)
+    direct = Predictor(model, INFO, device='cpu', loops=1)
     rgb = _rgb(33, 47)
     np.testing.assert_array_equal(p.predict(rgb).labels, direct.predict(rgb).labels)
     assert p.info.class_names == CITYSCAPES_NAMES
 
 
 def test_baseline_model_has_no_gate_map(make_model):
-    model = make_model(gate_source="none", recurrent=False, loops=0)
-    out = Predictor(model, INFO, device="cpu").predict(_rgb(32, 32))
-    assert out.gate is None and out.gate_source == "none" and out.loops == 0
+    model = make_model(gate_source='none', recurrent=False, loops=0)
+    out = Predictor(model, INFO, device='cpu').predict(_rgb(32, 32))
+    assert out.gate is None and out.gate_source == 'none' and out.loops == 0
 
 
 def test_predict_loops_gives_every_loop_from_one_pass(predictor):
@@ -177,13 +176,13 @@ def test_latency_budget_runs_the_loops_that_fit(predictor, monkeypatch):
     # A fake clock: only a recurrent loop takes time (100 ms), so the decisions are exact.
     p = predictor(loops=2)
     clock = [0.0]
-    monkeypatch.setattr("depthgate_ros.inference.time.perf_counter", lambda: clock[0])
+    monkeypatch.setattr('depthgate_ros.inference.time.perf_counter', lambda: clock[0])
     refine = p.model.refine.forward
 
     def slow_refine(*args, **kwargs):
         clock[0] += 0.1
         return refine(*args, **kwargs)
-    monkeypatch.setattr(p.model.refine, "forward", slow_refine)
+    monkeypatch.setattr(p.model.refine, 'forward', slow_refine)
     rgb = _rgb(40, 56)
     full = p.predict_loops(rgb)
     assert len(full) == 3 and p.loop_seconds is None        # no budget: nothing timed
@@ -196,7 +195,7 @@ def test_latency_budget_runs_the_loops_that_fit(predictor, monkeypatch):
         # the anytime outputs are the same as the full pass's, not approximations
         np.testing.assert_array_equal(out[-1].labels, full[expect].labels)
     assert p.predict(rgb, budget_ms=120, loops=0).loops == 0     # loops still caps it
-    with pytest.raises(ValueError, match="single view"):
+    with pytest.raises(ValueError, match='single view'):
         predictor(loops=2, tta_flip=True).predict(rgb, budget_ms=100)
 
 

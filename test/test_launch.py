@@ -12,50 +12,55 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""launch/perception.launch.py under the real `launch` and `launch_ros`, as `ros2 launch` runs
-it: parameters read back through the node's own parameter services, then SIGINT."""
+"""
+launch/perception.launch.py under the real `launch` and `launch_ros`, as `ros2 launch` runs it.
+
+Parameters read back through the node's own parameter services, then SIGINT.
+"""
 import importlib.util
 import os
+from pathlib import Path
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
-
-import pytest
-import yaml
 
 from depthgate_ros.ros.dds import ros_environment
 from depthgate_ros.ros.parameters import PARAMETERS
+import pytest
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters
 from ros_harness import Harness
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-NODE = "/depthgate/perception_node"
+NODE = '/depthgate/perception_node'
 
 
 def launch_path() -> str | None:
-    """PYTHONPATH entries that provide launch/launch_ros: none needed when installed (a ROS
-    2 installation), else the upstream wheels (pure Python, imported from the .whl files)
-    from DEPTHGATE_LAUNCH_WHEELS or the folder development machines keep beside the
-    checkout; None when neither has them."""
-    if importlib.util.find_spec("launch_ros") is not None:
-        return ""
-    folder = Path(os.environ.get("DEPTHGATE_LAUNCH_WHEELS", ROOT.parent / "shared" /
-                                 "ros-launch"))
-    wheels = sorted(folder.glob("*.whl"))
-    if not any(w.name.startswith("launch_ros-") for w in wheels):
+    """
+    PYTHONPATH entries that provide launch/launch_ros.
+
+    None needed when installed (a ROS 2 installation), else the upstream wheels (pure Python,
+    imported from the .whl files) from DEPTHGATE_LAUNCH_WHEELS or the folder development machines
+    keep beside the checkout; None when neither has them.
+    """
+    if importlib.util.find_spec('launch_ros') is not None:
+        return ''
+    folder = Path(os.environ.get('DEPTHGATE_LAUNCH_WHEELS', ROOT.parent / 'shared' /
+                                 'ros-launch'))
+    wheels = sorted(folder.glob('*.whl'))
+    if not any(w.name.startswith('launch_ros-') for w in wheels):
         return None
     return os.pathsep.join(map(str, wheels))
 
 
 LAUNCH_PATH = launch_path()
 needs_launch = pytest.mark.skipif(
-    LAUNCH_PATH is None, reason="launch_ros is not installed and no launch/launch_ros wheels "
-    "were found (a ROS 2 installation provides them; or set DEPTHGATE_LAUNCH_WHEELS)")
+    LAUNCH_PATH is None, reason='launch_ros is not installed and no launch/launch_ros wheels '
+    'were found (a ROS 2 installation provides them; or set DEPTHGATE_LAUNCH_WHEELS)')
 
 # What `ros2 launch depthgate_ros perception.launch.py ARGS` does.
 RUNNER = textwrap.dedent("""
@@ -74,33 +79,33 @@ RUNNER = textwrap.dedent("""
 
 
 def test_yaml_declares_exactly_the_node_parameters_under_any_name():
-    params = yaml.safe_load((ROOT / "config" / "perception.yaml").read_text())
-    assert list(params) == ["/**"]                     # applies under any namespace
-    assert set(params["/**"]["ros__parameters"]) == set(PARAMETERS)
+    params = yaml.safe_load((ROOT / 'config' / 'perception.yaml').read_text())
+    assert list(params) == ['/**']                     # applies under any namespace
+    assert set(params['/**']['ros__parameters']) == set(PARAMETERS)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def prefix(tmp_path_factory):
-    """An ament prefix laid out as `colcon build` installs the package."""
-    root = tmp_path_factory.mktemp("install")
-    index = root / "share" / "ament_index" / "resource_index" / "packages"
+    """Lay out an ament prefix as `colcon build` installs the package."""
+    root = tmp_path_factory.mktemp('install')
+    index = root / 'share' / 'ament_index' / 'resource_index' / 'packages'
     index.mkdir(parents=True)
-    (index / "depthgate_ros").touch()
-    share = root / "share" / "depthgate_ros"
-    shutil.copytree(ROOT / "launch", share / "launch")
-    shutil.copytree(ROOT / "config", share / "config")
-    shutil.copy(ROOT / "package.xml", share)
-    lib = root / "lib" / "depthgate_ros"
+    (index / 'depthgate_ros').touch()
+    share = root / 'share' / 'depthgate_ros'
+    shutil.copytree(ROOT / 'launch', share / 'launch')
+    shutil.copytree(ROOT / 'config', share / 'config')
+    shutil.copy(ROOT / 'package.xml', share)
+    lib = root / 'lib' / 'depthgate_ros'
     lib.mkdir(parents=True)
-    exe = lib / "perception_node"
-    exe.write_text(f"#!{sys.executable}\nimport sys\nfrom depthgate_ros.ros.node import main\n"
-                   "sys.exit(main())\n")
+    exe = lib / 'perception_node'
+    exe.write_text(f'#!{sys.executable}\nimport sys\nfrom depthgate_ros.ros.node import main\n'
+                   'sys.exit(main())\n')
     exe.chmod(0o755)
     return root
 
 
 def get_parameters(h: Harness, names: list[str]) -> dict:
-    client = h.test_node.create_client(GetParameters, f"{NODE}/get_parameters")
+    client = h.test_node.create_client(GetParameters, f'{NODE}/get_parameters')
     assert client.wait_for_service(timeout_sec=60), "the node's parameter service never came"
     future = client.call_async(GetParameters.Request(names=names))
     assert h.wait_for(future.done, timeout=20)
@@ -115,11 +120,11 @@ def get_parameters(h: Harness, names: list[str]) -> dict:
 
 def run_launch(prefix: Path, args: list[str], check) -> str:
     env = ros_environment(profile=False)
-    env["AMENT_PREFIX_PATH"] = str(prefix)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [LAUNCH_PATH, env.get("PYTHONPATH")]))
+    env['AMENT_PREFIX_PATH'] = str(prefix)
+    env['PYTHONPATH'] = os.pathsep.join(filter(None, [LAUNCH_PATH, env.get('PYTHONPATH')]))
     # its own session, so that SIGINT can go to the process group as Ctrl-C in a terminal
     # sends it (launch then leaves the node's SIGINT to the terminal, as it does there)
-    proc = subprocess.Popen([sys.executable, "-c", RUNNER, *args], env=env, text=True,
+    proc = subprocess.Popen([sys.executable, '-c', RUNNER, *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     h = Harness()
@@ -131,18 +136,18 @@ def run_launch(prefix: Path, args: list[str], check) -> str:
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
-    assert "process has finished cleanly" in out, out
-    assert "Traceback" not in out and "[ERROR]" not in out, out
+    assert 'process has finished cleanly' in out, out
+    assert 'Traceback' not in out and '[ERROR]' not in out, out
     return out
 
 
 @needs_launch
 def test_launch_applies_the_shipped_parameters_file(prefix):
     def check(h):
-        got = get_parameters(h, ["num_threads", "mask_classes", "gate_source", "model_path"])
-        assert got["num_threads"] == 2 and got["mask_classes"] == ["road", "person", "car"]
-        assert got["model_path"] == ""                    # the bundled model
-        assert h.wait_for(lambda: f"{NODE}/masks/road" in dict(
+        got = get_parameters(h, ['num_threads', 'mask_classes', 'gate_source', 'model_path'])
+        assert got['num_threads'] == 2 and got['mask_classes'] == ['road', 'person', 'car']
+        assert got['model_path'] == ''                    # the bundled model
+        assert h.wait_for(lambda: f'{NODE}/masks/road' in dict(
             h.test_node.get_topic_names_and_types()), timeout=20)
     run_launch(prefix, [], check)
 
@@ -150,22 +155,22 @@ def test_launch_applies_the_shipped_parameters_file(prefix):
 @needs_launch
 def test_a_user_params_file_sets_model_path_and_arguments_override_only_when_given(
         prefix, tiny_checkpoint, tmp_path):
-    user = tmp_path / "mine.yaml"
-    user.write_text(yaml.safe_dump({"/depthgate/perception_node": {"ros__parameters": {
-        "model_path": str(tiny_checkpoint), "device": "cpu", "num_threads": 1,
-        "mask_classes": ["car"]}}}))
+    user = tmp_path / 'mine.yaml'
+    user.write_text(yaml.safe_dump({'/depthgate/perception_node': {'ros__parameters': {
+        'model_path': str(tiny_checkpoint), 'device': 'cpu', 'num_threads': 1,
+        'mask_classes': ['car']}}}))
 
     def from_file(h):
-        got = get_parameters(h, ["model_path", "device", "num_threads", "mask_classes"])
-        assert got == {"model_path": str(tiny_checkpoint), "device": "cpu", "num_threads": 1,
-                       "mask_classes": ["car"]}, got
-    run_launch(prefix, [f"params_file:={user}"], from_file)
+        got = get_parameters(h, ['model_path', 'device', 'num_threads', 'mask_classes'])
+        assert got == {'model_path': str(tiny_checkpoint), 'device': 'cpu', 'num_threads': 1,
+                       'mask_classes': ['car']}, got
+    run_launch(prefix, [f'params_file:={user}'], from_file)
 
     def overridden(h):
-        got = get_parameters(h, ["model_path", "device", "num_threads"])
-        assert got == {"model_path": str(tiny_checkpoint), "device": "auto",
-                       "num_threads": 1}, got
+        got = get_parameters(h, ['model_path', 'device', 'num_threads'])
+        assert got == {'model_path': str(tiny_checkpoint), 'device': 'auto',
+                       'num_threads': 1}, got
     # the argument given wins over the file; the one not given leaves the file's value
-    out = run_launch(prefix, [f"params_file:={user}", "device:=auto", "log_level:=debug",
-                              "dds_profile:=large_images"], overridden)
-    assert "[DEBUG]" in out                                # log_level reached the node
+    out = run_launch(prefix, [f'params_file:={user}', 'device:=auto', 'log_level:=debug',
+                              'dds_profile:=large_images'], overridden)
+    assert '[DEBUG]' in out                                # log_level reached the node

@@ -15,21 +15,20 @@
 """Paper Eq. 1: values, masking of invalid depth and ignored labels, per-loop weights."""
 import math
 
+from depthgate_ros.model.losses import (depth_cls_loss, depth_reg_loss, LossWeights,
+                                        multitask_loss, seg_cls_loss)
 import pytest
 import torch
 import torch.nn.functional as F
-
-from depthgate_ros.model.losses import (LossWeights, depth_cls_loss, depth_reg_loss,
-                                        multitask_loss, seg_cls_loss)
 
 EDGES = torch.tensor([5.0, 10.0, 20.0, 40.0])
 
 
 def _outputs(n_loops=2, seed=0, h=12, w=16):
     g = torch.Generator().manual_seed(seed)
-    return [{"seg": torch.randn(2, 19, h, w, generator=g, requires_grad=True),
-             "log_depth": torch.randn(2, 1, h, w, generator=g, requires_grad=True),
-             "depth_logits": torch.randn(2, 5, h, w, generator=g, requires_grad=True)}
+    return [{'seg': torch.randn(2, 19, h, w, generator=g, requires_grad=True),
+             'log_depth': torch.randn(2, 1, h, w, generator=g, requires_grad=True),
+             'depth_logits': torch.randn(2, 5, h, w, generator=g, requires_grad=True)}
             for _ in range(n_loops + 1)]
 
 
@@ -38,20 +37,20 @@ def _gt(seed=1, h=12, w=16):
     labels = torch.randint(0, 19, (2, h, w), generator=g)
     labels[:, :3] = 255
     depth = torch.rand(2, h, w, generator=g) * 60 + 0.5
-    depth[:, :, :4] = float("nan")
+    depth[:, :, :4] = float('nan')
     depth[:, -2:, :] = 0.0
     return labels, depth
 
 
 def test_depth_reg_is_half_mean_squared_log_error_over_valid_pixels():
     log_pred = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
-    depth = torch.tensor([[[1.0, float("nan")], [math.e, 0.0]]])
+    depth = torch.tensor([[[1.0, float('nan')], [math.e, 0.0]]])
     # valid pixels: (0,0): (0 - 0)^2, (1,0): (2 - 1)^2
     assert depth_reg_loss(log_pred, depth).item() == pytest.approx(0.5 * (0 + 1) / 2)
 
 
 def test_depth_cls_targets_are_bins_of_valid_pixels():
-    depth = torch.tensor([[[3.0, 100.0, float("nan")]]])
+    depth = torch.tensor([[[3.0, 100.0, float('nan')]]])
     logits = torch.zeros(1, 5, 1, 3)
     logits[0, 4, 0, 0] = 2.0   # near pixel -> bin 4
     logits[0, 0, 0, 1] = 2.0   # far pixel -> bin 0
@@ -63,7 +62,7 @@ def test_invalid_ground_truth_changes_neither_loss_nor_gradient():
     labels, depth = _gt()
     w = LossWeights(seg=1.0, depth_reg=0.3, depth_cls=0.2)
     results = []
-    for fill in (float("nan"), 0.0, -7.0, float("inf")):
+    for fill in (float('nan'), 0.0, -7.0, float('inf')):
         outs = _outputs()
         d = depth.clone()
         invalid = ~(torch.isfinite(depth) & (depth > 0))
@@ -72,8 +71,8 @@ def test_invalid_ground_truth_changes_neither_loss_nor_gradient():
         lab[lab == 255] = 255  # ignored labels stay ignored
         total, _ = multitask_loss(outs, lab, d, EDGES, w)
         total.backward()
-        results.append((total.detach(), [o["log_depth"].grad.clone() for o in outs],
-                        [o["depth_logits"].grad.clone() for o in outs]))
+        results.append((total.detach(), [o['log_depth'].grad.clone() for o in outs],
+                        [o['depth_logits'].grad.clone() for o in outs]))
     for total, g_reg, g_cls in results[1:]:
         assert torch.equal(total, results[0][0])
         assert all(torch.equal(a, b) for a, b in zip(g_reg, results[0][1]))
@@ -99,15 +98,16 @@ def test_eq1_sums_weighted_terms_over_loops():
     # authors' Cityscapes seg weights: 1 last loop, 0.5 previous, 0.1 earlier
     w = LossWeights(seg=(1.0, 0.5, 0.1), depth_reg=0.0, depth_cls=0.01)
     total, parts = multitask_loss(outs, labels, depth, EDGES, w)
-    expected = sum(sw * seg_cls_loss(o["seg"], labels) + 0.01 * depth_cls_loss(
-        o["depth_logits"], depth, EDGES) for sw, o in zip((0.1, 0.5, 1.0), outs))
+    expected = sum(sw * seg_cls_loss(o['seg'], labels) + 0.01 * depth_cls_loss(
+        o['depth_logits'], depth, EDGES) for sw, o in zip((0.1, 0.5, 1.0), outs))
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
-    assert set(parts) == {f"{n}/loop{l}" for n in ("seg_cls", "depth_cls") for l in range(3)}
+    assert set(parts) == {f'{n}/loop{loop}' for n in ('seg_cls', 'depth_cls')
+                          for loop in range(3)}
 
 
 def test_depth_weights_without_depth_are_an_error():
     labels, _ = _gt()
-    with pytest.raises(ValueError, match="no ground-truth depth"):
+    with pytest.raises(ValueError, match='no ground-truth depth'):
         multitask_loss(_outputs(), labels, None, EDGES, LossWeights(depth_cls=0.01))
     total, parts = multitask_loss(_outputs(), labels, None, EDGES, LossWeights())
-    assert set(parts) == {"seg_cls/loop0", "seg_cls/loop1", "seg_cls/loop2"}
+    assert set(parts) == {'seg_cls/loop0', 'seg_cls/loop1', 'seg_cls/loop2'}

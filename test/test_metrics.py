@@ -12,25 +12,26 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Metrics against independent implementations: cityscapesscripts' own evaluation for IoU and
-iIoU, hand-computed values for depth."""
+"""
+Metrics against independent implementations.
+
+cityscapesscripts' own evaluation for IoU and iIoU, hand-computed values for depth.
+"""
 import math
 
+from depthgate_ros.data.cityscapes import encode_instances, train_ids_to_label_ids, write_png
+from depthgate_ros.data.labels import CITYSCAPES_NAMES
+from depthgate_ros.data.synthetic import Camera, render_frame
+from depthgate_ros.metrics import cityscapes_avg_instance_size, DepthMetric, SegmentationMetric
 import numpy as np
 import pytest
 import torch
-
-from depthgate_ros.data.cityscapes import (encode_instances, train_ids_to_label_ids,
-                                           write_png)
-from depthgate_ros.data.labels import CITYSCAPES_NAMES
-from depthgate_ros.data.synthetic import Camera, render_frame
-from depthgate_ros.metrics import DepthMetric, SegmentationMetric, cityscapes_avg_instance_size
 
 SMALL = Camera(width=192, height=96, fx=210.0, fy=210.0)
 
 
 def _corrupt(labels, rng):
-    """A plausible wrong prediction: shifted, with blocks relabelled and things eroded."""
+    """Make a plausible wrong prediction: shifted, blocks relabelled and things eroded."""
     pred = np.roll(labels, rng.integers(-3, 4), axis=1).copy()
     for _ in range(12):
         r, c = rng.integers(0, labels.shape[0] - 12), rng.integers(0, labels.shape[1] - 20)
@@ -39,7 +40,7 @@ def _corrupt(labels, rng):
     return pred.astype(np.uint8)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def pairs():
     rng = np.random.default_rng(0)
     out = []
@@ -53,48 +54,49 @@ def pairs():
 
 def test_iou_and_iiou_equal_cityscapesscripts(pairs, tmp_path, monkeypatch):
     from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs
+
     # cityscapesscripts 2.3.0 still calls np.in1d, which numpy 2.4 removed.
-    monkeypatch.setattr(np, "in1d", lambda a, b, invert=False: np.isin(a, b, invert=invert)
+    monkeypatch.setattr(np, 'in1d', lambda a, b, invert=False: np.isin(a, b, invert=invert)
                         .ravel(), raising=False)
-    for key, value in {"quiet": True, "JSONOutput": False, "evalInstLevelScore": True,
-                       "evalPixelAccuracy": False}.items():
+    for key, value in {'quiet': True, 'JSONOutput': False, 'evalInstLevelScore': True,
+                       'evalPixelAccuracy': False}.items():
         monkeypatch.setattr(cs.args, key, value)
 
     ours = SegmentationMetric(19, avg_instance_size=cityscapes_avg_instance_size(
         CITYSCAPES_NAMES))
     preds, gts = [], []
     for i, (pred, gt, inst) in enumerate(pairs):
-        stem = tmp_path / f"city_{i:06d}_000019"
-        write_png(tmp_path / f"{stem}_pred_labelIds.png", train_ids_to_label_ids(pred))
-        write_png(tmp_path / f"{stem}_gtFine_labelIds.png", train_ids_to_label_ids(gt))
+        stem = tmp_path / f'city_{i:06d}_000019'
+        write_png(tmp_path / f'{stem}_pred_labelIds.png', train_ids_to_label_ids(pred))
+        write_png(tmp_path / f'{stem}_gtFine_labelIds.png', train_ids_to_label_ids(gt))
         gt_inst = np.where(gt == 255, 0, inst)
-        write_png(tmp_path / f"{stem}_gtFine_instanceIds.png",
+        write_png(tmp_path / f'{stem}_gtFine_instanceIds.png',
                   encode_instances(gt, gt_inst).astype(np.uint16))
-        preds.append(str(tmp_path / f"{stem}_pred_labelIds.png"))
-        gts.append(str(tmp_path / f"{stem}_gtFine_labelIds.png"))
+        preds.append(str(tmp_path / f'{stem}_pred_labelIds.png'))
+        gts.append(str(tmp_path / f'{stem}_gtFine_labelIds.png'))
         ours.update(pred, gt, gt_inst)
     ref = cs.evaluateImgLists(preds, gts, cs.args)
     got = ours.compute()
     compared = 0
     for t, name in enumerate(CITYSCAPES_NAMES):
-        r, o = ref["classScores"][name], got["iou"][t]
+        r, o = ref['classScores'][name], got['iou'][t]
         assert (math.isnan(r) and math.isnan(o)) or abs(r - o) < 1e-6, name
         compared += not math.isnan(r)
     assert compared >= 8
-    assert abs(ref["averageScoreClasses"] - got["miou"]) < 1e-6
-    for t, value in got["iiou"].items():
-        r = ref["classInstScores"][CITYSCAPES_NAMES[t]]
+    assert abs(ref['averageScoreClasses'] - got['miou']) < 1e-6
+    for t, value in got['iiou'].items():
+        r = ref['classInstScores'][CITYSCAPES_NAMES[t]]
         assert (math.isnan(r) and math.isnan(value)) or abs(r - value) < 1e-6
-    assert abs(ref["averageScoreInstClasses"] - got["miiou"]) < 1e-6
-    assert 0 < got["miiou"] < 1 and 0 < got["miou"] < 1
+    assert abs(ref['averageScoreInstClasses'] - got['miiou']) < 1e-6
+    assert 0 < got['miiou'] < 1 and 0 < got['miou'] < 1
 
 
 def test_streaming_equals_one_shot(pairs):
     streamed, once = SegmentationMetric(19), SegmentationMetric(19)
     for pred, gt, _ in pairs:
         streamed.update(pred, gt)
-    once.update(np.concatenate([p for p, _, _ in pairs]), np.concatenate([g for _, g, _ in
-                                                                           pairs]))
+    once.update(np.concatenate([p for p, _, _ in pairs]),
+                np.concatenate([g for _, g, _ in pairs]))
     assert np.array_equal(streamed.confusion, once.confusion)
 
 
@@ -106,10 +108,10 @@ def test_iou_by_hand_and_pixel_accuracy():
     r = m.compute()
     # class 0: tp 1, fp 1, fn 1 -> 1/3; class 1: tp 2, fp 1, fn 1 -> 1/2; class 2: tp 1,
     # fp 1 (the ignored pixel does not count), fn 1 -> 1/3
-    assert r["iou"] == pytest.approx([1 / 3, 1 / 2, 1 / 3])
-    assert r["miou"] == pytest.approx((1 / 3 + 1 / 2 + 1 / 3) / 3)
-    assert r["pixel_accuracy"] == pytest.approx(4 / 7)
-    with pytest.raises(ValueError, match="outside"):
+    assert r['iou'] == pytest.approx([1 / 3, 1 / 2, 1 / 3])
+    assert r['miou'] == pytest.approx((1 / 3 + 1 / 2 + 1 / 3) / 3)
+    assert r['pixel_accuracy'] == pytest.approx(4 / 7)
+    with pytest.raises(ValueError, match='outside'):
         m.update(np.array([5]), np.array([0]))
 
 
@@ -122,16 +124,16 @@ def test_depth_metrics_by_hand():
     r = m.compute()
     p, g = np.array([1.2, 2.0, 2.0, 13.0]), np.array([1.0, 2.0, 4.0, 10.0])
     # ratios 1.2, 1, 2, 1.3 -> delta1 2/4, delta2 (<1.5625) 3/4, delta3 (<1.953) 3/4
-    assert (r["delta1"], r["delta2"], r["delta3"]) == (0.5, 0.75, 0.75)
-    assert r["abs_rel"] == pytest.approx((0.2 + 0 + 0.5 + 0.3) / 4)
-    assert r["sq_rel"] == pytest.approx((0.04 / 1 + 0 + 4 / 4 + 9 / 10) / 4)
-    assert r["rmse"] == pytest.approx(math.sqrt((0.04 + 0 + 4 + 9) / 4))
-    assert r["rmse_log"] == pytest.approx(math.sqrt(np.mean(np.log(p / g) ** 2)))
-    assert r["log10"] == pytest.approx(np.mean(np.abs(np.log10(p / g))))
-    assert r["pixels"] == 4
-    with pytest.raises(ValueError, match="positive"):
+    assert (r['delta1'], r['delta2'], r['delta3']) == (0.5, 0.75, 0.75)
+    assert r['abs_rel'] == pytest.approx((0.2 + 0 + 0.5 + 0.3) / 4)
+    assert r['sq_rel'] == pytest.approx((0.04 / 1 + 0 + 4 / 4 + 9 / 10) / 4)
+    assert r['rmse'] == pytest.approx(math.sqrt((0.04 + 0 + 4 + 9) / 4))
+    assert r['rmse_log'] == pytest.approx(math.sqrt(np.mean(np.log(p / g) ** 2)))
+    assert r['log10'] == pytest.approx(np.mean(np.abs(np.log10(p / g))))
+    assert r['pixels'] == 4
+    with pytest.raises(ValueError, match='positive'):
         m.update(np.array([0.0]), np.array([1.0]))
-    assert math.isnan(DepthMetric().compute()["rmse"])
+    assert math.isnan(DepthMetric().compute()['rmse'])
 
 
 def test_depth_cap_equals_metrics_on_the_kept_pixels():
@@ -142,14 +144,14 @@ def test_depth_cap_equals_metrics_on_the_kept_pixels():
     capped.update(pred, gt)
     kept.update(pred[gt <= 80], gt[gt <= 80])
     assert capped.compute() == pytest.approx(kept.compute())
-    assert capped.compute()["pixels"] == int((gt <= 80).sum()) < 1000
-    with pytest.raises(ValueError, match="positive"):
+    assert capped.compute()['pixels'] == int((gt <= 80).sum()) < 1000
+    with pytest.raises(ValueError, match='positive'):
         DepthMetric(max_depth=0)
 
 
 def _ddp_worker(rank, world, port, pairs, result):
     import torch.distributed as dist
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
                             world_size=world)
     seg, depth = SegmentationMetric(19), DepthMetric()
     for pred, gt, _ in pairs[rank::world]:
@@ -167,9 +169,9 @@ def test_all_reduce_across_two_processes(pairs):
 
     import torch.multiprocessing as mp
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind(('127.0.0.1', 0))
         port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context('spawn')
     result = ctx.Queue()
     procs = [ctx.Process(target=_ddp_worker, args=(r, 2, port, pairs, result)) for r in (0, 1)]
     for p in procs:

@@ -13,17 +13,16 @@
 # limitations under the License.
 
 """The whole network: output stride, loops, parameter sharing, gradients, gate choices."""
+from conftest import small_config
+from depthgate_ros.model import DepthGatedNet, ModelConfig
+from depthgate_ros.model.backbone import Backbone
 import pytest
 import torch
 import torchvision
 
-from depthgate_ros.model import DepthGatedNet, ModelConfig
-from depthgate_ros.model.backbone import Backbone
-from conftest import small_config
 
-
-@pytest.mark.parametrize("name,channels", [("resnet18", 512), ("resnet34", 512),
-                                           ("resnet50", 2048), ("resnet101", 2048)])
+@pytest.mark.parametrize('name,channels', [('resnet18', 512), ('resnet34', 512),
+                                           ('resnet50', 2048), ('resnet101', 2048)])
 def test_backbone_output_stride_is_8(name, channels):
     bb = Backbone(name).eval()
     with torch.no_grad():
@@ -32,27 +31,28 @@ def test_backbone_output_stride_is_8(name, channels):
 
 
 def test_frozen_bn_is_used_and_has_no_trainable_parameters():
-    bb = Backbone("resnet18", frozen_bn=True)
+    bb = Backbone('resnet18', frozen_bn=True)
     norms = [m for m in bb.modules() if isinstance(m, torchvision.ops.FrozenBatchNorm2d)]
     assert len(norms) == 20
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in bb.modules())
-    assert Backbone("resnet18", frozen_bn=False).layer1[0].bn1.weight.requires_grad
+    assert Backbone('resnet18', frozen_bn=False).layer1[0].bn1.weight.requires_grad
 
 
 def test_backbone_loads_a_local_state_dict(tmp_path):
     torch.manual_seed(3)
     reference = torchvision.models.resnet18(weights=None)
-    path = tmp_path / "resnet18_imagenet.pth"
+    path = tmp_path / 'resnet18_imagenet.pth'
     torch.save(reference.state_dict(), path)
-    bb = Backbone("resnet18", frozen_bn=True, weights_path=path)
-    assert Backbone("resnet18", frozen_bn=False, weights_path=path).layer1[0].bn1.num_batches_tracked == 0
+    bb = Backbone('resnet18', frozen_bn=True, weights_path=path)
+    fresh = Backbone('resnet18', frozen_bn=False, weights_path=path)
+    assert fresh.layer1[0].bn1.num_batches_tracked == 0
     torch.testing.assert_close(bb.layer3[1].conv2.weight, reference.layer3[1].conv2.weight)
     torch.testing.assert_close(bb.stem[1].running_var, reference.bn1.running_var)
-    with pytest.raises(FileNotFoundError, match="not found"):
-        Backbone("resnet18", weights_path=tmp_path / "missing.pth")
-    torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "r50.pth")
-    with pytest.raises(ValueError, match="does not match"):
-        Backbone("resnet18", weights_path=tmp_path / "r50.pth")
+    with pytest.raises(FileNotFoundError, match='not found'):
+        Backbone('resnet18', weights_path=tmp_path / 'missing.pth')
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / 'r50.pth')
+    with pytest.raises(ValueError, match='does not match'):
+        Backbone('resnet18', weights_path=tmp_path / 'r50.pth')
 
 
 def test_outputs_per_loop_at_input_size(make_model):
@@ -62,13 +62,13 @@ def test_outputs_per_loop_at_input_size(make_model):
         outs = model(x, loops=2)
     assert len(outs) == 3
     for o in outs:
-        assert o["seg"].shape == (2, 19, 61, 83)
-        assert o["depth_logits"].shape == (2, 5, 61, 83)
-        assert o["log_depth"].shape == (2, 1, 61, 83)
-        assert o["gate"].shape == (2, 5, 8, 11)
-        torch.testing.assert_close(o["gate"].sum(1), torch.ones(2, 8, 11))
+        assert o['seg'].shape == (2, 19, 61, 83)
+        assert o['depth_logits'].shape == (2, 5, 61, 83)
+        assert o['log_depth'].shape == (2, 1, 61, 83)
+        assert o['gate'].shape == (2, 5, 8, 11)
+        torch.testing.assert_close(o['gate'].sum(1), torch.ones(2, 8, 11))
     # refinement changes the prediction: loops are not copies of loop 0
-    assert not torch.allclose(outs[0]["seg"], outs[2]["seg"])
+    assert not torch.allclose(outs[0]['seg'], outs[2]['seg'])
 
 
 def test_parameter_count_does_not_depend_on_loops(make_model):
@@ -79,24 +79,24 @@ def test_parameter_count_does_not_depend_on_loops(make_model):
     for loops in (0, 1, 2):
         model.zero_grad()
         out = model(x, loops=loops)
-        out[-1]["seg"].sum().backward()
+        out[-1]['seg'].sum().backward()
         used.append({n for n, p in model.named_parameters() if p.grad is not None})
         assert sum(p.numel() for p in model.parameters()) == n_params
     # loops 1 and 2 run exactly the same weights: the recurrent module is shared.
     assert used[1] == used[2]
-    assert any(n.startswith("refine.") for n in used[1])
-    assert not any(n.startswith("refine.") for n in used[0])
+    assert any(n.startswith('refine.') for n in used[1])
+    assert not any(n.startswith('refine.') for n in used[0])
 
 
 def test_gradients_reach_depth_heads_and_backbone(make_model):
     model = make_model(frozen_bn=True).train()
     x = torch.randn(1, 3, 48, 48)
     outs = model(x, loops=1)
-    loss = sum(o["seg"].mean() + o["log_depth"].mean() + o["depth_logits"].mean() for o in outs)
+    loss = sum(o['seg'].mean() + o['log_depth'].mean() + o['depth_logits'].mean() for o in outs)
     loss.backward()
-    for name in ("backbone.stem.0.weight", "backbone.layer4.1.conv2.weight",
-                 "head.depth.classifier.weight", "head.depth.regressor.weight",
-                 "refine.depth.classifier.weight", "refine.gating.branches.weights.4"):
+    for name in ('backbone.stem.0.weight', 'backbone.layer4.1.conv2.weight',
+                 'head.depth.classifier.weight', 'head.depth.regressor.weight',
+                 'refine.depth.classifier.weight', 'refine.gating.branches.weights.4'):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
 
@@ -105,25 +105,25 @@ def test_predicted_gate_is_the_depth_head_softmax(make_model):
     model = make_model().eval()
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
-        o = model(x, loops=0, gate="predicted")[0]
+        o = model(x, loops=0, gate='predicted')[0]
         feat = model.stem(model.backbone(x))
         logits, _ = model.head.depth(feat)
-    torch.testing.assert_close(o["gate"], logits.softmax(1))
+    torch.testing.assert_close(o['gate'], logits.softmax(1))
 
 
 def test_sensor_gate_with_no_valid_depth_equals_average_gate(make_model):
     model = make_model().eval()
     x = torch.randn(1, 3, 40, 56)
-    nan_depth = torch.full((1, 1, 40, 56), float("nan"))
+    nan_depth = torch.full((1, 1, 40, 56), float('nan'))
     with torch.no_grad():
-        a = model(x, nan_depth, loops=2, gate="sensor")
-        b = model(x, loops=2, gate="average")
+        a = model(x, nan_depth, loops=2, gate='sensor')
+        b = model(x, loops=2, gate='average')
     for oa, ob in zip(a, b):
-        torch.testing.assert_close(oa["seg"], ob["seg"])
+        torch.testing.assert_close(oa['seg'], ob['seg'])
 
 
 def test_recurrent_input_prediction_variant(make_model):
-    model = make_model(recurrent_input="prediction").eval()
+    model = make_model(recurrent_input='prediction').eval()
     assert model.refine.block[0].in_channels == 32 + 19
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 32, 32), loops=2)
@@ -131,39 +131,39 @@ def test_recurrent_input_prediction_variant(make_model):
 
 
 def test_baseline_attention_and_error_cases(make_model):
-    baseline = make_model(gate_source="none", recurrent=False, loops=0).eval()
-    assert not hasattr(baseline.head, "gating")
+    baseline = make_model(gate_source='none', recurrent=False, loops=0).eval()
+    assert not hasattr(baseline.head, 'gating')
     with torch.no_grad():
         o = baseline(torch.randn(1, 3, 32, 32))
-    assert len(o) == 1 and o[0]["gate"] is None
-    with pytest.raises(ValueError, match="needs a recurrent model"):
+    assert len(o) == 1 and o[0]['gate'] is None
+    with pytest.raises(ValueError, match='needs a recurrent model'):
         baseline(torch.randn(1, 3, 32, 32), loops=1)
-    with pytest.raises(ValueError, match="needs a gated model"):
-        baseline(torch.randn(1, 3, 32, 32), gate="predicted")
+    with pytest.raises(ValueError, match='needs a gated model'):
+        baseline(torch.randn(1, 3, 32, 32), gate='predicted')
 
-    attention = make_model(gate_source="attention").eval()
+    attention = make_model(gate_source='attention').eval()
     with torch.no_grad():
         o = attention(torch.randn(1, 3, 32, 32), loops=1)
-    assert attention.head.attention is not None and o[1]["gate"].shape[1] == 5
+    assert attention.head.attention is not None and o[1]['gate'].shape[1] == 5
 
     gated = make_model().eval()
-    with pytest.raises(ValueError, match="needs a depth map"):
-        gated(torch.randn(1, 3, 32, 32), gate="sensor")
-    with pytest.raises(ValueError, match="not available"):
-        gated(torch.randn(1, 3, 32, 32), gate="attention")
+    with pytest.raises(ValueError, match='needs a depth map'):
+        gated(torch.randn(1, 3, 32, 32), gate='sensor')
+    with pytest.raises(ValueError, match='not available'):
+        gated(torch.randn(1, 3, 32, 32), gate='attention')
 
 
 def test_config_validation_and_round_trip():
     cfg = small_config(tied=True, depth_edges=[1.5, 2.1, 3.0, 4.7])
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="K-1 = 4"):
+    with pytest.raises(ValueError, match='K-1 = 4'):
         small_config(depth_edges=(1.0, 2.0))
-    with pytest.raises(ValueError, match="ascending"):
+    with pytest.raises(ValueError, match='ascending'):
         small_config(depth_edges=(1.0, 3.0, 2.0, 4.0))
-    with pytest.raises(ValueError, match="backbone"):
-        small_config(backbone="vgg16")
-    with pytest.raises(ValueError, match="unknown model config keys"):
-        ModelConfig.from_dict({"backbone": "resnet18", "gate": "sensor"})
+    with pytest.raises(ValueError, match='backbone'):
+        small_config(backbone='vgg16')
+    with pytest.raises(ValueError, match='unknown model config keys'):
+        ModelConfig.from_dict({'backbone': 'resnet18', 'gate': 'sensor'})
 
 
 def test_no_weights_are_downloaded(monkeypatch):
@@ -173,15 +173,15 @@ def test_no_weights_are_downloaded(monkeypatch):
 
     def refuse(url, *args, **kwargs):
         attempts.append(url)
-        raise RuntimeError(f"attempted a download of {url}")
+        raise RuntimeError(f'attempted a download of {url}')
     # torchvision imports its own reference to the loader: patch it where it is looked up
-    monkeypatch.setattr(tv_api, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(tv_api, 'load_state_dict_from_url', refuse)
+    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', refuse)
+    monkeypatch.setattr(torch.hub, 'download_url_to_file', refuse)
     # the trap works: asking torchvision for pretrained weights is caught
-    with pytest.raises(RuntimeError, match="attempted a download"):
-        torchvision.models.resnet18(weights="DEFAULT")
+    with pytest.raises(RuntimeError, match='attempted a download'):
+        torchvision.models.resnet18(weights='DEFAULT')
     assert len(attempts) == 1
-    for backbone in ("resnet18", "resnet50"):
+    for backbone in ('resnet18', 'resnet50'):
         DepthGatedNet(small_config(backbone=backbone))
     assert len(attempts) == 1                  # our models asked for nothing

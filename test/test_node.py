@@ -17,30 +17,29 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import pytest
-from rclpy.parameter import Parameter
-from std_msgs.msg import Header
-
 from depthgate_ros.data.labels import CITYSCAPES_COLORS
 from depthgate_ros.data.synthetic import Camera, render_sequence
 from depthgate_ros.ros.image_codec import array_to_msg, depth_from_msg, image_to_array
 from depthgate_ros.ros.node import PerceptionNode
 from diagnostic_msgs.msg import DiagnosticArray
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
 from ros_harness import Harness
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
-NODE = "/perception_node"
+NODE = '/perception_node'
 CAM = Camera(width=96, height=48, fx=105.0, fy=105.0)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def frames():
     return list(render_sequence(3, 6, CAM))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope='module')
 def checkpoint(tiny_checkpoint):
     return tiny_checkpoint
 
@@ -48,82 +47,85 @@ def checkpoint(tiny_checkpoint):
 @pytest.fixture
 def ros(checkpoint):
     h = Harness()
-    overrides = [Parameter("model_path", value=str(checkpoint)),
-                 Parameter("device", value="cpu"), Parameter("depth_timeout", value=0.3),
-                 Parameter("mask_classes", value=["road", "car"]),
-                 Parameter("publish_confidence", value=True)]
+    overrides = [Parameter('model_path', value=str(checkpoint)),
+                 Parameter('device', value='cpu'), Parameter('depth_timeout', value=0.3),
+                 Parameter('mask_classes', value=['road', 'car']),
+                 Parameter('publish_confidence', value=True)]
     h.node = h.add(PerceptionNode(context=h.context, parameter_overrides=overrides))
-    for name in ("labels", "labels_color", "depth", "confidence", "gate", "masks/road",
-                 "masks/car"):
-        h.collect(Image, f"{NODE}/{name}")
-    h.collect(DiagnosticArray, "/diagnostics")
-    h.collect(DiagnosticArray, f"{NODE}/frame_info")
-    h.image = h.publisher(Image, "image")
-    h.depth = h.publisher(Image, "depth")
+    for name in ('labels', 'labels_color', 'depth', 'confidence', 'gate', 'masks/road',
+                 'masks/car'):
+        h.collect(Image, f'{NODE}/{name}')
+    h.collect(DiagnosticArray, '/diagnostics')
+    h.collect(DiagnosticArray, f'{NODE}/frame_info')
+    h.image = h.publisher(Image, 'image')
+    h.depth = h.publisher(Image, 'depth')
     h.wait_for_subscribers(h.image)
     h.wait_for_subscribers(h.depth)
-    assert h.wait_for(lambda: h.test_node.count_subscribers(f"{NODE}/labels") >= 0)
+    assert h.wait_for(lambda: h.test_node.count_subscribers(f'{NODE}/labels') >= 0)
     time.sleep(0.3)      # let the reliable output connections settle
     yield h
     h.close()
 
 
-def _header(sec, nanosec=0, frame="camera_optical"):
+def _header(sec, nanosec=0, frame='camera_optical'):
     hdr = Header(frame_id=frame)
     hdr.stamp.sec, hdr.stamp.nanosec = sec, nanosec
     return hdr
 
 
 def _count(h, topic):
-    return len(h.messages(f"{NODE}/{topic}"))
+    return len(h.messages(f'{NODE}/{topic}'))
 
 
 def test_outputs_carry_the_input_header_and_agree(ros, frames):
     f = frames[0]
-    ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(42, 7)))
-    topics = ("labels", "labels_color", "depth", "confidence", "gate", "masks/road",
-              "masks/car")
+    ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(42, 7)))
+    topics = ('labels', 'labels_color', 'depth', 'confidence', 'gate', 'masks/road',
+              'masks/car')
     assert ros.wait_for(lambda: all(_count(ros, t) for t in topics))
-    msgs = {t: ros.messages(f"{NODE}/{t}")[0][1] for t in topics}
+    msgs = {t: ros.messages(f'{NODE}/{t}')[0][1] for t in topics}
     for t, m in msgs.items():
         assert (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) == (
-            42, 7, "camera_optical"), t
+            42, 7, 'camera_optical'), t
         assert (m.height, m.width) == (48, 96)
-    labels = image_to_array(msgs["labels"])
-    assert msgs["labels"].encoding == "mono8" and labels.max() < 19
-    for name, cls in (("road", 0), ("car", 13)):
-        np.testing.assert_array_equal(image_to_array(msgs[f"masks/{name}"]),
+    labels = image_to_array(msgs['labels'])
+    assert msgs['labels'].encoding == 'mono8' and labels.max() < 19
+    for name, cls in (('road', 0), ('car', 13)):
+        np.testing.assert_array_equal(image_to_array(msgs[f'masks/{name}']),
                                       np.where(labels == cls, 255, 0))
-    assert msgs["depth"].encoding == "32FC1"
-    depth = depth_from_msg(msgs["depth"])
+    assert msgs['depth'].encoding == '32FC1'
+    depth = depth_from_msg(msgs['depth'])
     assert np.all(np.isfinite(depth) & (depth > 0))        # metres, REP 118 float
-    conf = image_to_array(msgs["confidence"])
+    conf = image_to_array(msgs['confidence'])
     assert np.all((conf > 0) & (conf <= 1))
-    color = image_to_array(msgs["labels_color"])
+    color = image_to_array(msgs['labels_color'])
     np.testing.assert_array_equal(color, np.array(CITYSCAPES_COLORS, np.uint8)[labels])
-    assert image_to_array(msgs["gate"]).max() < 5
+    assert image_to_array(msgs['gate']).max() < 5
 
 
 def _frame_info(h, first_sec):
     """{stamp sec: {key: value}} from ~/frame_info, for frames stamped >= first_sec."""
     out = {}
-    for _, m in h.messages(f"{NODE}/frame_info"):
+    for _, m in h.messages(f'{NODE}/frame_info'):
         if m.header.stamp.sec >= first_sec:
             out[m.header.stamp.sec] = {kv.key: kv.value for kv in m.status[0].values}
     return out
 
 
 def _send_and_wait(h, frame, sec, with_depth, depth_first=True, gap_s=0.005):
-    """One frame, then wait until the node has finished it (no replacement, whatever the
-    machine's load: this is about which gate each frame gets)."""
+    """
+    Send one frame, then wait until the node has finished it.
+
+    No replacement, whatever the machine's load: this is about which gate each frame gets.
+    """
     hdr = _header(sec)
     if with_depth and depth_first:
-        h.depth.publish(array_to_msg(frame.depth, "32FC1", hdr))
+        h.depth.publish(array_to_msg(frame.depth, '32FC1', hdr))
         time.sleep(gap_s)
-    h.image.publish(array_to_msg(frame.rgb, "rgb8", hdr))
+    h.image.publish(array_to_msg(frame.rgb, 'rgb8', hdr))
     if with_depth and not depth_first:
         time.sleep(gap_s)
-        h.depth.publish(array_to_msg(frame.depth, "32FC1", hdr))
+        h.depth.publish(array_to_msg(frame.depth, '32FC1', hdr))
     assert h.wait_for(lambda: sec in _frame_info(h, sec), timeout=20), sec
     return _frame_info(h, sec)[sec]
 
@@ -133,16 +135,16 @@ def test_fallback_to_monocular_and_back(ros, frames):
     for i in range(16):
         with_depth = not 4 <= i < 10        # depth stops for six frames, then returns
         gates[i] = _send_and_wait(ros, frames[i % len(frames)], 100 + i,
-                                  with_depth)["gate_source"]
+                                  with_depth)['gate_source']
         time.sleep(0.1)
     # every frame gets the gate its pairing says, the first of each phase included (a
     # depth publisher is matched, so the node waits sync_slop for a partner)
-    assert [gates[i] for i in range(16)] == ["sensor"] * 4 + ["predicted"] * 6 + \
-        ["sensor"] * 6, gates
-    assert ros.node.last_gate_source == "sensor"
+    assert [gates[i] for i in range(16)] == ['sensor'] * 4 + ['predicted'] * 6 + \
+        ['sensor'] * 6, gates
+    assert ros.node.last_gate_source == 'sensor'
     # an image without depth waits for it at most depth_timeout (0.3 s), not forever
     info = _frame_info(ros, 100)
-    waited = [float(info[100 + i]["latency_ms"]) - float(info[100 + i]["model_ms"])
+    waited = [float(info[100 + i]['latency_ms']) - float(info[100 + i]['model_ms'])
               for i in range(4, 10)]
     assert max(waited) < 300 + 500, waited
 
@@ -151,38 +153,38 @@ def test_depth_resuming_after_a_gap_pairs_the_first_image(ros, frames):
     # depth flows, then is silent for 1 s (depth_timeout 0.3 s); when it resumes, the
     # image comes first and its partner 5 ms later, as a lagging depth pipeline sends them
     for i in range(3):
-        assert _send_and_wait(ros, frames[i], 150 + i, True)["gate_source"] == "sensor"
+        assert _send_and_wait(ros, frames[i], 150 + i, True)['gate_source'] == 'sensor'
     time.sleep(1.0)
     resumed = _send_and_wait(ros, frames[3], 160, True, depth_first=False)
-    assert resumed["gate_source"] == "sensor", resumed
+    assert resumed['gate_source'] == 'sensor', resumed
     # and with nobody publishing depth, an image does not wait for it at all
     ros.test_node.destroy_publisher(ros.depth)
     assert ros.wait_for(lambda: not ros.node._depth_expected, timeout=10)
     time.sleep(0.5)                                       # and depth_timeout has passed
     alone = _send_and_wait(ros, frames[4], 170, False)
-    assert alone["gate_source"] == "predicted"
-    assert float(alone["latency_ms"]) - float(alone["model_ms"]) < 45, alone
+    assert alone['gate_source'] == 'predicted'
+    assert float(alone['latency_ms']) - float(alone['model_ms']) < 45, alone
 
 
 def test_16uc1_and_disparity_give_sensor_gating(ros, frames):
     node = ros.node
     f = frames[1]
     mm = np.where(np.isnan(f.depth), 0, np.clip(f.depth * 1000, 0, 65535)).astype(np.uint16)
-    disp_pub = ros.publisher(DisparityImage, "disparity")
+    disp_pub = ros.publisher(DisparityImage, 'disparity')
     ros.wait_for_subscribers(disp_pub)
     for i in range(6):
         sec = 300 + i
         if i < 3:                                         # 16UC1 millimetres
-            ros.depth.publish(array_to_msg(mm, "16UC1", _header(sec)))
+            ros.depth.publish(array_to_msg(mm, '16UC1', _header(sec)))
         else:                                             # stereo disparity
             d = DisparityImage(f=CAM.fx, t=CAM.baseline_m)
             d.header = _header(sec)
-            d.image = array_to_msg(np.nan_to_num(f.disparity, nan=0.0), "32FC1", d.header)
+            d.image = array_to_msg(np.nan_to_num(f.disparity, nan=0.0), '32FC1', d.header)
             disp_pub.publish(d)
-        ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(sec)))
+        ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(sec)))
         assert ros.wait_for(lambda: sec in _frame_info(ros, sec)), sec
-        assert _frame_info(ros, sec)[sec]["gate_source"] == "sensor", i
-    assert node.stats["depth_errors"] == 0
+        assert _frame_info(ros, sec)[sec]['gate_source'] == 'sensor', i
+    assert node.stats['depth_errors'] == 0
 
 
 def test_flood_keeps_latency_bounded_and_counts_drops(ros, frames):
@@ -200,7 +202,7 @@ def test_flood_keeps_latency_bounded_and_counts_drops(ros, frames):
     for i in range(burst):                                  # 1.5 s at 30 Hz
         hdr = _header(500 + i)
         sent[500 + i] = time.monotonic()
-        ros.image.publish(array_to_msg(frames[i % 6].rgb, "rgb8", hdr))
+        ros.image.publish(array_to_msg(frames[i % 6].rgb, 'rgb8', hdr))
         time.sleep(1 / 30)
     last = 500 + burst - 1
     # the newest frame is always processed: it is the one left in the slot
@@ -211,15 +213,15 @@ def test_flood_keeps_latency_bounded_and_counts_drops(ros, frames):
     # every image sent is processed or counted as dropped: replaced in the node's slot, or
     # superseded in the reader queue (the stamps skip it); one may still be in flight
     after = node.stats
-    processed = after["processed"] - before["processed"]
-    dropped = after["dropped"] - before["dropped"]
+    processed = after['processed'] - before['processed']
+    dropped = after['dropped'] - before['dropped']
     assert abs(burst - (processed + dropped)) <= 1, (before, after)
     assert dropped > 20
     # A FIFO backlog would deliver the last frame ~burst * model_s = 9 s after it was sent;
     # latest-frame-only keeps it to one wait plus one run (bounds leave room for a busy CI).
-    arrived = {m.header.stamp.sec: t for t, m in ros.messages(f"{NODE}/labels")}
+    arrived = {m.header.stamp.sec: t for t, m in ros.messages(f'{NODE}/labels')}
     assert arrived[last] - sent[last] < 2.0
-    in_node = [float(v["latency_ms"]) / 1e3 for v in info.values()]
+    in_node = [float(v['latency_ms']) / 1e3 for v in info.values()]
     assert np.median(in_node) <= 2 * (model_s + 0.1)
 
 
@@ -227,67 +229,67 @@ def test_bad_inputs_are_survived_logged_and_counted(ros, frames):
     node = ros.node
     f = frames[2]
     before = dict(node.stats)
-    bad = Image(height=4, width=4, encoding="yuv422", step=8, data=bytes(32))
+    bad = Image(height=4, width=4, encoding='yuv422', step=8, data=bytes(32))
     bad.header = _header(700)
-    short = array_to_msg(f.rgb, "rgb8", _header(701))
+    short = array_to_msg(f.rgb, 'rgb8', _header(701))
     short.data = short.data[:100]
-    empty = Image(height=0, width=0, encoding="rgb8", step=0)
+    empty = Image(height=0, width=0, encoding='rgb8', step=0)
     # unknown encoding, data shorter than height*step, zero-size image; spaced out, since a
     # newer image would replace an unprocessed one (latest-frame-only)
     for k, msg in enumerate((bad, short, empty)):
         ros.image.publish(msg)
-        assert ros.wait_for(lambda: node.stats["errors"] >= before["errors"] + k + 1)
+        assert ros.wait_for(lambda: node.stats['errors'] >= before['errors'] + k + 1)
     # depth of another size (resampled), NaN/Inf/negative values, zero and backwards stamps
     d = np.full((24, 48), np.nan, np.float32)
     d[:, :10], d[:, 10:20], d[:, 20:30] = np.inf, -3.0, 15.0
-    ros.depth.publish(array_to_msg(d, "32FC1", _header(702)))
-    ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(702)))
-    assert ros.wait_for(lambda: node.stats["processed"] >= before["processed"] + 1)
-    ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(0)))         # zero stamp
-    assert ros.wait_for(lambda: node.stats["processed"] >= before["processed"] + 2)
-    ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(650)))       # backwards
-    assert ros.wait_for(lambda: node.stats["processed"] >= before["processed"] + 3)
-    assert node.stats["stamp_warnings"] >= before["stamp_warnings"] + 2
+    ros.depth.publish(array_to_msg(d, '32FC1', _header(702)))
+    ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(702)))
+    assert ros.wait_for(lambda: node.stats['processed'] >= before['processed'] + 1)
+    ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(0)))         # zero stamp
+    assert ros.wait_for(lambda: node.stats['processed'] >= before['processed'] + 2)
+    ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(650)))       # backwards
+    assert ros.wait_for(lambda: node.stats['processed'] >= before['processed'] + 3)
+    assert node.stats['stamp_warnings'] >= before['stamp_warnings'] + 2
     # zero disparity everywhere: invalid depth, still processed
-    disp_pub = ros.publisher(DisparityImage, "disparity")
+    disp_pub = ros.publisher(DisparityImage, 'disparity')
     ros.wait_for_subscribers(disp_pub)
     zero = DisparityImage(f=CAM.fx, t=CAM.baseline_m)
     zero.header = _header(800)
-    zero.image = array_to_msg(np.zeros((48, 96), np.float32), "32FC1", _header(800))
+    zero.image = array_to_msg(np.zeros((48, 96), np.float32), '32FC1', _header(800))
     disp_pub.publish(zero)
-    ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(800)))
-    assert ros.wait_for(lambda: node.stats["processed"] >= before["processed"] + 4)
-    bad_depth = array_to_msg(f.rgb, "rgb8", _header(801))  # depth topic with a colour image
+    ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(800)))
+    assert ros.wait_for(lambda: node.stats['processed'] >= before['processed'] + 4)
+    bad_depth = array_to_msg(f.rgb, 'rgb8', _header(801))  # depth topic with a colour image
     ros.depth.publish(bad_depth)
-    ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(801)))
-    assert ros.wait_for(lambda: node.stats["depth_errors"] >= before["depth_errors"] + 1)
+    ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(801)))
+    assert ros.wait_for(lambda: node.stats['depth_errors'] >= before['depth_errors'] + 1)
     # and the node still works
-    n = _count(ros, "labels")
-    ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(900)))
-    assert ros.wait_for(lambda: _count(ros, "labels") > n)
+    n = _count(ros, 'labels')
+    ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(900)))
+    assert ros.wait_for(lambda: _count(ros, 'labels') > n)
     diag = ros.node.diagnostics()
-    assert diag["errors"] >= before["errors"] + 3 and diag["depth_errors"] >= 1
+    assert diag['errors'] >= before['errors'] + 3 and diag['depth_errors'] >= 1
 
 
 def test_disabled_outputs_are_not_published_and_loops_change_live(ros, frames):
     node = ros.node
-    result = node.set_parameters([Parameter("publish_depth", value=False),
-                                  Parameter("loops", value=0)])
+    result = node.set_parameters([Parameter('publish_depth', value=False),
+                                  Parameter('loops', value=0)])
     assert all(r.successful for r in result)
-    n_depth, n_labels = _count(ros, "depth"), _count(ros, "labels")
+    n_depth, n_labels = _count(ros, 'depth'), _count(ros, 'labels')
     for i in range(3):
-        ros.image.publish(array_to_msg(frames[i].rgb, "rgb8", _header(1000 + i)))
+        ros.image.publish(array_to_msg(frames[i].rgb, 'rgb8', _header(1000 + i)))
         time.sleep(0.15)
-    assert ros.wait_for(lambda: _count(ros, "labels") >= n_labels + 3)
+    assert ros.wait_for(lambda: _count(ros, 'labels') >= n_labels + 3)
     time.sleep(0.3)
-    assert _count(ros, "depth") == n_depth
+    assert _count(ros, 'depth') == n_depth
     assert node.loops == 0
-    rejected = node.set_parameters([Parameter("device", value="cuda")])[0]
-    assert not rejected.successful and "restart" in rejected.reason
-    rejected = node.set_parameters([Parameter("gate_source", value="stereo")])[0]
-    assert not rejected.successful and "gate_source" in rejected.reason
-    rejected = node.set_parameters([Parameter("mask_classes", value=["unicorn"])])[0]
-    assert not rejected.successful and "unicorn" in rejected.reason
+    rejected = node.set_parameters([Parameter('device', value='cuda')])[0]
+    assert not rejected.successful and 'restart' in rejected.reason
+    rejected = node.set_parameters([Parameter('gate_source', value='stereo')])[0]
+    assert not rejected.successful and 'gate_source' in rejected.reason
+    rejected = node.set_parameters([Parameter('mask_classes', value=['unicorn'])])[0]
+    assert not rejected.successful and 'unicorn' in rejected.reason
 
 
 def test_latency_budget_and_hard_gate_apply_live_and_show_per_frame(ros, frames):
@@ -301,11 +303,11 @@ def test_latency_budget_and_hard_gate_apply_live_and_show_per_frame(ros, frames)
 
     def loops_of(first, budget_ms, hard):
         assert all(r.successful for r in node.set_parameters([
-            Parameter("latency_budget_ms", value=budget_ms), Parameter("hard_gate", value=hard)]))
+            Parameter('latency_budget_ms', value=budget_ms), Parameter('hard_gate', value=hard)]))
         for i in range(3):
-            ros.image.publish(array_to_msg(frames[i].rgb, "rgb8", _header(first + i)))
+            ros.image.publish(array_to_msg(frames[i].rgb, 'rgb8', _header(first + i)))
             assert ros.wait_for(lambda: first + i in _frame_info(ros, first))
-        return [int(v["loops"]) for v in _frame_info(ros, first).values()]
+        return [int(v['loops']) for v in _frame_info(ros, first).values()]
 
     assert loops_of(1100, 0.0, False) == [2, 2, 2]            # no budget: the model's loops
     # 100 ms cannot hold a 150 ms loop: once a loop has been timed, frames stop at loop 0
@@ -317,9 +319,9 @@ def test_latency_budget_and_hard_gate_apply_live_and_show_per_frame(ros, frames)
 
 def test_points_need_camera_info_then_arrive(ros, frames):
     node = ros.node
-    ros.collect(PointCloud2, f"{NODE}/points")
-    assert node.set_parameters([Parameter("publish_points", value=True)])[0].successful
-    info_pub = ros.publisher(CameraInfo, "camera_info")
+    ros.collect(PointCloud2, f'{NODE}/points')
+    assert node.set_parameters([Parameter('publish_points', value=True)])[0].successful
+    info_pub = ros.publisher(CameraInfo, 'camera_info')
     ros.wait_for_subscribers(info_pub)
     info = CameraInfo(width=96, height=48)
     info.k = CAM.k_matrix()
@@ -327,47 +329,47 @@ def test_points_need_camera_info_then_arrive(ros, frames):
     time.sleep(0.2)
     f = frames[0]
     for i in range(3):
-        ros.depth.publish(array_to_msg(f.depth, "32FC1", _header(1100 + i)))
-        ros.image.publish(array_to_msg(f.rgb, "rgb8", _header(1100 + i)))
+        ros.depth.publish(array_to_msg(f.depth, '32FC1', _header(1100 + i)))
+        ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(1100 + i)))
         time.sleep(0.15)
     assert ros.wait_for(lambda: any(m.header.stamp.sec == 1102 for _, m in
-                                    ros.messages(f"{NODE}/points")))
-    assert node.last_gate_source == "sensor"
-    cloud = ros.messages(f"{NODE}/points")[-1][1]
-    assert [x.name for x in cloud.fields] == ["x", "y", "z", "rgb", "label"]
-    pts = np.frombuffer(bytes(cloud.data), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"),
-                                                  ("rgb", "<f4"), ("label", "<u4")])
+                                    ros.messages(f'{NODE}/points')))
+    assert node.last_gate_source == 'sensor'
+    cloud = ros.messages(f'{NODE}/points')[-1][1]
+    assert [x.name for x in cloud.fields] == ['x', 'y', 'z', 'rgb', 'label']
+    pts = np.frombuffer(bytes(cloud.data), dtype=[('x', '<f4'), ('y', '<f4'), ('z', '<f4'),
+                                                  ('rgb', '<f4'), ('label', '<u4')])
     # every pixel has a point (sensor depth, the network's where the sensor has none), in
     # row-major order; where the sensor measured, z is its depth and x follows from K
     assert len(pts) == 48 * 96
-    z = pts["z"].reshape(48, 96)
+    z = pts['z'].reshape(48, 96)
     valid = np.isfinite(f.depth)
     np.testing.assert_allclose(z[valid], f.depth[valid], rtol=1e-6)
     u = np.broadcast_to(np.arange(96), (48, 96))
-    np.testing.assert_allclose(pts["x"].reshape(48, 96)[valid],
+    np.testing.assert_allclose(pts['x'].reshape(48, 96)[valid],
                                ((u - (CAM.u0 - 0.5)) / CAM.fx * z)[valid], rtol=1e-5,
                                atol=1e-5)
 
 
 def test_diagnostics_are_published(ros, frames):
-    ros.image.publish(array_to_msg(frames[0].rgb, "rgb8", _header(1200)))
+    ros.image.publish(array_to_msg(frames[0].rgb, 'rgb8', _header(1200)))
     assert ros.wait_for(lambda: any(
-        s.name == "depthgate_ros: perception_node" for _, m in ros.messages("/diagnostics")
+        s.name == 'depthgate_ros: perception_node' for _, m in ros.messages('/diagnostics')
         for s in m.status), timeout=5)
-    status = [s for _, m in ros.messages("/diagnostics") for s in m.status][-1]
+    status = [s for _, m in ros.messages('/diagnostics') for s in m.status][-1]
     keys = {kv.key for kv in status.values}
-    assert {"input_rate_hz", "processed_rate_hz", "dropped", "latency_p50_ms",
-            "latency_p95_ms", "gate_source", "device", "errors"} <= keys
+    assert {'input_rate_hz', 'processed_rate_hz', 'dropped', 'latency_p50_ms',
+            'latency_p95_ms', 'gate_source', 'device', 'errors'} <= keys
 
 
 def test_unloadable_model_is_a_clear_fatal_error(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "depthgate_ros.ros.node", "--ros-args", "-p",
+        [sys.executable, '-m', 'depthgate_ros.ros.node', '--ros-args', '-p',
          f"model_path:={tmp_path / 'missing.pt'}"], capture_output=True, text=True,
-        timeout=60, env={**__import__("os").environ})
+        timeout=60, env={**__import__('os').environ})
     assert proc.returncode == 1
-    assert "cannot start" in proc.stderr + proc.stdout
-    assert "checkpoint not found" in proc.stderr + proc.stdout
+    assert 'cannot start' in proc.stderr + proc.stdout
+    assert 'checkpoint not found' in proc.stderr + proc.stdout
 
 
 def test_timeouts_follow_sim_time(checkpoint, frames):
@@ -375,10 +377,10 @@ def test_timeouts_follow_sim_time(checkpoint, frames):
     h = Harness()
     try:
         node = h.add(PerceptionNode(context=h.context, parameter_overrides=[
-            Parameter("model_path", value=str(checkpoint)), Parameter("device", value="cpu"),
-            Parameter("depth_timeout", value=0.3), Parameter("use_sim_time", value=True)]))
-        clock = h.publisher(Clock, "/clock", reliable=True)
-        image, depth = h.publisher(Image, "image"), h.publisher(Image, "depth")
+            Parameter('model_path', value=str(checkpoint)), Parameter('device', value='cpu'),
+            Parameter('depth_timeout', value=0.3), Parameter('use_sim_time', value=True)]))
+        clock = h.publisher(Clock, '/clock', reliable=True)
+        image, depth = h.publisher(Image, 'image'), h.publisher(Image, 'depth')
         for p in (clock, image, depth):
             h.wait_for_subscribers(p)
 
@@ -390,18 +392,18 @@ def test_timeouts_follow_sim_time(checkpoint, frames):
         tick(1000)
         for i in range(3):                      # sensor gating at sim time 1000.x
             tick(1000, i * 100_000_000)
-            depth.publish(array_to_msg(frames[0].depth, "32FC1", _header(1000, i * 10 ** 8)))
-            image.publish(array_to_msg(frames[0].rgb, "rgb8", _header(1000, i * 10 ** 8)))
+            depth.publish(array_to_msg(frames[0].depth, '32FC1', _header(1000, i * 10 ** 8)))
+            image.publish(array_to_msg(frames[0].rgb, 'rgb8', _header(1000, i * 10 ** 8)))
             time.sleep(0.15)
-        assert h.wait_for(lambda: node.stats["processed"] >= 3)
-        assert node.last_gate_source == "sensor"
+        assert h.wait_for(lambda: node.stats['processed'] >= 3)
+        assert node.last_gate_source == 'sensor'
         # Depth stops, but simulated time stands still: depth is not yet "silent", so the
         # node keeps waiting for a partner although wall time passes the timeout.
-        image.publish(array_to_msg(frames[1].rgb, "rgb8", _header(1000, 300_000_000)))
+        image.publish(array_to_msg(frames[1].rgb, 'rgb8', _header(1000, 300_000_000)))
         time.sleep(0.8)
-        assert node.stats["processed"] == 3
+        assert node.stats['processed'] == 3
         tick(1001)                              # simulated time moves past depth_timeout
-        assert h.wait_for(lambda: node.stats["processed"] == 4, timeout=5)
-        assert node.last_gate_source == "predicted"
+        assert h.wait_for(lambda: node.stats['processed'] == 4, timeout=5)
+        assert node.last_gate_source == 'predicted'
     finally:
         h.close()

@@ -13,50 +13,49 @@
 # limitations under the License.
 
 """The one parameter check behind start-up and `ros2 param set` (no DDS needed)."""
+from depthgate_ros.ros.parameters import check, ModelFacts, PARAMETERS
 import pytest
 import torch
 
-from depthgate_ros.ros.parameters import PARAMETERS, ModelFacts, check
-
 DEFAULTS = {name: default for name, (default, _) in PARAMETERS.items()}
-MODEL = ModelFacts(frozenset({"road", "car", "traffic_light"}), recurrent=False)
+MODEL = ModelFacts(frozenset({'road', 'car', 'traffic_light'}), recurrent=False)
 
 
-@pytest.mark.parametrize("changes, name, words", [
-    ({"gate_source": "banana"}, "gate_source", "'banana' is not one of"),
-    ({"input_reliability": "sometimes"}, "input_reliability", "not one of"),
-    ({"device": "gpu"}, "device", "not one of auto, cpu, cuda[:N]"),
-    ({"tta_scales": [1.0, 0.0]}, "tta_scales", "> 0"),
-    ({"inference_height": 4, "inference_width": 8}, "inference_height", "at least 8"),
-    ({"inference_height": 0, "inference_width": 256}, "inference_height", "both 0"),
-    ({"inference_height": 128, "inference_width": 0}, "inference_width", "both 0"),
-    ({"tta_scales": []}, "tta_scales", "> 0"),
-    ({"latency_budget_ms": 50.0, "tta_flip": True}, "latency_budget_ms", "augmentation"),
-    ({"latency_budget_ms": 50.0, "tta_scales": [0.5, 1.0]}, "latency_budget_ms",
-     "augmentation"),
-    ({"mask_classes": ["car", "unicorn"]}, "mask_classes", "['unicorn']"),
-    ({"loops": 2}, "loops", "no recurrent module"),
+@pytest.mark.parametrize('changes, name, words', [
+    ({'gate_source': 'banana'}, 'gate_source', "'banana' is not one of"),
+    ({'input_reliability': 'sometimes'}, 'input_reliability', 'not one of'),
+    ({'device': 'gpu'}, 'device', 'not one of auto, cpu, cuda[:N]'),
+    ({'tta_scales': [1.0, 0.0]}, 'tta_scales', '> 0'),
+    ({'inference_height': 4, 'inference_width': 8}, 'inference_height', 'at least 8'),
+    ({'inference_height': 0, 'inference_width': 256}, 'inference_height', 'both 0'),
+    ({'inference_height': 128, 'inference_width': 0}, 'inference_width', 'both 0'),
+    ({'tta_scales': []}, 'tta_scales', '> 0'),
+    ({'latency_budget_ms': 50.0, 'tta_flip': True}, 'latency_budget_ms', 'augmentation'),
+    ({'latency_budget_ms': 50.0, 'tta_scales': [0.5, 1.0]}, 'latency_budget_ms',
+     'augmentation'),
+    ({'mask_classes': ['car', 'unicorn']}, 'mask_classes', "['unicorn']"),
+    ({'loops': 2}, 'loops', 'no recurrent module'),
 ])
 def test_each_rule_names_its_parameter(changes, name, words):
     problem = check({**DEFAULTS, **changes}, MODEL)
     assert problem is not None and problem.name == name and words in problem.reason, problem
-    assert str(problem).startswith(f"parameter {name}: ")
+    assert str(problem).startswith(f'parameter {name}: ')
 
 
 def test_valid_values_pass():
     assert check(DEFAULTS, MODEL) is None
     # class names become topic names: "traffic light" is the class traffic_light
-    assert check({**DEFAULTS, "mask_classes": ["road", "traffic light", ""],
-                  "latency_budget_ms": 80.0, "loops": 0, "device": "cpu",
-                  "inference_height": 128, "inference_width": 256}, MODEL) is None
+    assert check({**DEFAULTS, 'mask_classes': ['road', 'traffic light', ''],
+                  'latency_budget_ms': 80.0, 'loops': 0, 'device': 'cpu',
+                  'inference_height': 128, 'inference_width': 256}, MODEL) is None
 
 
 def test_model_rules_wait_for_the_model():
     # before the model is loaded (start-up's first pass) classes cannot be judged
-    assert check({**DEFAULTS, "mask_classes": ["unicorn"]}) is None
+    assert check({**DEFAULTS, 'mask_classes': ['unicorn']}) is None
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+@pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has CUDA')
 def test_cuda_requested_without_cuda():
-    problem = check({**DEFAULTS, "device": "cuda:0"})
-    assert problem.name == "device" and "CUDA is not available" in problem.reason
+    problem = check({**DEFAULTS, 'device': 'cuda:0'})
+    assert problem.name == 'device' and 'CUDA is not available' in problem.reason

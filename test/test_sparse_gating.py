@@ -13,15 +13,13 @@
 # limitations under the License.
 
 """Sparse hard gating gives the dense module's output, and is used only where it applies."""
+from depthgate_ros.data.synthetic import Camera, render_frame
+from depthgate_ros.model import DepthGatedNet, ModelConfig, sparse_gating
+from depthgate_ros.model.depth_bins import quantile_edges, sensor_gate
+from depthgate_ros.model.gating import DepthGatingModule
 import pytest
 import torch
 import torch.nn.functional as F
-
-from depthgate_ros.data.synthetic import Camera, render_frame
-from depthgate_ros.model import DepthGatedNet, ModelConfig
-from depthgate_ros.model import sparse_gating
-from depthgate_ros.model.depth_bins import quantile_edges, sensor_gate
-from depthgate_ros.model.gating import DepthGatingModule
 
 DILATIONS = (1, 2, 4, 8, 16)
 
@@ -47,15 +45,14 @@ def _dense_and_sparse(m, x, gate):
 
 
 def _real_gate(size):
-    """A sensor gate from a synthetic street frame: one-hot where depth is valid, uniform
-    in the sky."""
+    """Build a sensor gate from a street frame: one-hot where depth is valid, uniform in sky."""
     frame = render_frame(5, Camera(width=128, height=64, fx=90.0, fy=90.0))
     depth = torch.from_numpy(frame.depth)[None, None]
     edges = torch.tensor(quantile_edges(frame.depth[torch.isfinite(depth[0, 0]).numpy()]))
     return sensor_gate(depth, edges, size)
 
 
-@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize('tied', [False, True])
 def test_sparse_equals_dense_on_a_real_gate_map(tied):
     m = _module(tied=tied)
     gate = _real_gate((16, 32))
@@ -81,7 +78,7 @@ def test_sparse_is_used_for_hard_gates_only(monkeypatch):
     m = _module()
     calls = []
     real = sparse_gating.sparse_branch_sum
-    monkeypatch.setattr("depthgate_ros.model.gating.sparse_branch_sum",
+    monkeypatch.setattr('depthgate_ros.model.gating.sparse_branch_sum',
                         lambda *a: calls.append(1) or real(*a))
     x = torch.randn(1, 16, 8, 8)
     one_hot = F.one_hot(torch.randint(0, 5, (1, 8, 8)), 5).permute(0, 3, 1, 2).float()
@@ -96,7 +93,7 @@ def test_sparse_is_used_for_hard_gates_only(monkeypatch):
     with torch.no_grad():
         m(x, one_hot)                                # training statistics: dense
     assert len(calls) == 1
-    with pytest.raises(RuntimeError, match="eval mode"):
+    with pytest.raises(RuntimeError, match='eval mode'):
         real(m.branches, x, one_hot)
 
 
@@ -114,7 +111,7 @@ def test_folded_weights_follow_a_weight_change():
 
 def test_hard_predicted_gate_is_one_hot_and_runs_sparse_to_the_same_result():
     torch.manual_seed(1)
-    model = DepthGatedNet(ModelConfig(backbone="resnet18", channels=16, depth_channels=(8, 8),
+    model = DepthGatedNet(ModelConfig(backbone='resnet18', channels=16, depth_channels=(8, 8),
                                       recurrent=True, loops=2,
                                       depth_edges=(5.0, 10.0, 20.0, 40.0))).eval()
     image = torch.randn(1, 3, 64, 96)
@@ -126,12 +123,12 @@ def test_hard_predicted_gate_is_one_hot_and_runs_sparse_to_the_same_result():
                 mod.sparse = False
         dense = model(image, loops=2)
     for s, d in zip(sparse, dense):
-        assert set(s["gate"].unique().tolist()) <= {0.0, 1.0}
-        assert torch.equal(s["gate"].sum(1), torch.ones_like(s["gate"][:, 0]))
-        torch.testing.assert_close(s["seg"], d["seg"], rtol=1e-4, atol=1e-4)
-        torch.testing.assert_close(s["log_depth"], d["log_depth"], rtol=1e-4, atol=1e-4)
+        assert set(s['gate'].unique().tolist()) <= {0.0, 1.0}
+        assert torch.equal(s['gate'].sum(1), torch.ones_like(s['gate'][:, 0]))
+        torch.testing.assert_close(s['seg'], d['seg'], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(s['log_depth'], d['log_depth'], rtol=1e-4, atol=1e-4)
     model.train()                                    # training keeps the soft gate
-    assert model(image, loops=0)[0]["gate"].unique().numel() > 2
+    assert model(image, loops=0)[0]['gate'].unique().numel() > 2
 
 
 def test_hard_sensor_gate_keeps_missing_depth_uniform():

@@ -13,19 +13,18 @@
 # limitations under the License.
 
 """Synthetic perspective scenes: determinism, camera geometry, scale range, sequences, export."""
+from depthgate_ros.data.cityscapes import CityscapesDataset, DatasetError
+from depthgate_ros.data.synthetic import (Camera, CAR, export_cityscapes, PERSON, render_frame,
+                                          render_sequence, SKY, StreetScene)
 import numpy as np
 import pytest
-
-from depthgate_ros.data.cityscapes import CityscapesDataset, DatasetError
-from depthgate_ros.data.synthetic import (CAR, PERSON, SKY, Camera, StreetScene,
-                                          export_cityscapes, render_frame, render_sequence)
 
 SMALL = Camera(width=256, height=128, fx=280.0, fy=280.0)
 
 
 def test_frames_are_deterministic_per_seed():
     a, b, c = render_frame(11, SMALL), render_frame(11, SMALL), render_frame(12, SMALL)
-    for key in ("rgb", "depth", "disparity", "labels", "instances"):
+    for key in ('rgb', 'depth', 'disparity', 'labels', 'instances'):
         np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
     assert not np.array_equal(a.rgb, c.rgb)
 
@@ -44,7 +43,7 @@ def test_outputs_types_and_sky_semantics():
     assert len(np.unique(road.reshape(-1, 3), axis=0)) > 200
 
 
-@pytest.mark.parametrize("pitch", [0.0, 3.0])
+@pytest.mark.parametrize('pitch', [0.0, 3.0])
 def test_ground_depth_matches_camera_geometry(pitch):
     cam = Camera(width=256, height=128, fx=280.0, fy=280.0, height_m=1.6, pitch_deg=pitch)
     f = StreetScene(5).render(cam, position_m=30.0, lateral_m=-1.75)
@@ -107,38 +106,38 @@ def test_sequence_is_frame_to_frame_consistent():
 
 
 def test_export_reads_back_through_the_cityscapes_loader(tmp_path):
-    stems = export_cityscapes(tmp_path, "val", [3, 4], SMALL)
-    ds = CityscapesDataset(tmp_path, "val")
+    stems = export_cityscapes(tmp_path, 'val', [3, 4], SMALL)
+    ds = CityscapesDataset(tmp_path, 'val')
     assert len(ds) == 2 and ds.stems == sorted(stems)
     for seed, sample in zip([3, 4], ds):
         f = render_frame(seed, SMALL)
-        np.testing.assert_array_equal(sample["rgb"], f.rgb)
-        np.testing.assert_array_equal(sample["labels"], f.labels)
+        np.testing.assert_array_equal(sample['rgb'], f.rgb)
+        np.testing.assert_array_equal(sample['labels'], f.labels)
         # instances: the same partition of pixels, Cityscapes-encoded
-        a, b = f.instances, sample["instances"]
+        a, b = f.instances, sample['instances']
         assert np.array_equal(a > 0, b > 0)
         pairs = set(zip(a[a > 0].tolist(), b[b > 0].tolist()))
         assert len(pairs) == len(np.unique(a[a > 0])) == len(np.unique(b[b > 0]))
         # depth: exact after the 1/256-pixel disparity quantisation of the PNG
         valid = np.isfinite(f.depth)
-        assert np.array_equal(np.isfinite(sample["depth"]), valid)
+        assert np.array_equal(np.isfinite(sample['depth']), valid)
         q = np.round(f.disparity[valid] * 256) / 256
-        np.testing.assert_allclose(sample["depth"][valid], SMALL.fx * SMALL.baseline_m / q,
+        np.testing.assert_allclose(sample['depth'][valid], SMALL.fx * SMALL.baseline_m / q,
                                    rtol=1e-5)
-        assert np.max(np.abs(sample["depth"][valid] / f.depth[valid] - 1)) < 0.05
-        assert sample["camera"]["fx"] == SMALL.fx
+        assert np.max(np.abs(sample['depth'][valid] / f.depth[valid] - 1)) < 0.05
+        assert sample['camera']['fx'] == SMALL.fx
 
 
 def test_cityscapes_loader_names_the_missing_file(tmp_path):
-    export_cityscapes(tmp_path, "train", [1, 2], SMALL)
-    gone = tmp_path / "disparity/train/synthetic/synthetic_000002_000019_disparity.png"
+    export_cityscapes(tmp_path, 'train', [1, 2], SMALL)
+    gone = tmp_path / 'disparity/train/synthetic/synthetic_000002_000019_disparity.png'
     gone.unlink()
-    with pytest.raises(DatasetError, match="synthetic_000002_000019_disparity.png is missing"):
-        CityscapesDataset(tmp_path, "train")
-    assert len(CityscapesDataset(tmp_path, "train", with_depth=False)) == 2
-    with pytest.raises(DatasetError, match="leftImg8bit/val is missing"):
-        CityscapesDataset(tmp_path, "val")
-    bad = tmp_path / "gtFine/train/synthetic/synthetic_000001_000019_gtFine_labelIds.png"
-    bad.write_bytes(b"not a png")
-    with pytest.raises(DatasetError, match="cannot read image .*labelIds.png"):
-        CityscapesDataset(tmp_path, "train", with_depth=False)[0]
+    with pytest.raises(DatasetError, match='synthetic_000002_000019_disparity.png is missing'):
+        CityscapesDataset(tmp_path, 'train')
+    assert len(CityscapesDataset(tmp_path, 'train', with_depth=False)) == 2
+    with pytest.raises(DatasetError, match='leftImg8bit/val is missing'):
+        CityscapesDataset(tmp_path, 'val')
+    bad = tmp_path / 'gtFine/train/synthetic/synthetic_000001_000019_gtFine_labelIds.png'
+    bad.write_bytes(b'not a png')
+    with pytest.raises(DatasetError, match='cannot read image .*labelIds.png'):
+        CityscapesDataset(tmp_path, 'train', with_depth=False)[0]

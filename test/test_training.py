@@ -15,191 +15,190 @@
 """Training entry point: stage-wise run, resume equivalence, DDP, config and data errors."""
 import csv
 import os
+from pathlib import Path
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-import pytest
-import torch
-import yaml
 
 from depthgate_ros.model.checkpoint import load_checkpoint
 from depthgate_ros.train import main as train_main
 from depthgate_ros.training.config import ConfigError, load_config
+import pytest
+import torch
+import yaml
 
 TINY = {
-    "seed": 3,
-    "device": "cpu",
-    "data": {"dataset": "synthetic", "synthetic_train_frames": 8, "synthetic_val_frames": 2,
-             "image_size": [64, 128], "crop": [64, 128], "scale_range": [0.75, 1.25],
-             "num_workers": 0},
-    "model": {"backbone": "resnet18", "channels": 16, "depth_channels": [8, 8]},
-    "optim": {"lr": 0.01, "batch_size": 2, "freeze_bn": "backbone"},
-    "checkpoint_every": 2, "val_every": 0, "log_every": 1,
-    "stages": [
-        {"name": "baseline", "iterations": 4,
-         "model": {"gate_source": "none", "recurrent": False, "loops": 0}},
-        {"name": "gating", "iterations": 3,
-         "model": {"gate_source": "predicted", "recurrent": True, "loops": 1},
-         "loss": {"seg": [1.0, 0.5], "depth_reg": 0.1, "depth_cls": 0.1}},
+    'seed': 3,
+    'device': 'cpu',
+    'data': {'dataset': 'synthetic', 'synthetic_train_frames': 8, 'synthetic_val_frames': 2,
+             'image_size': [64, 128], 'crop': [64, 128], 'scale_range': [0.75, 1.25],
+             'num_workers': 0},
+    'model': {'backbone': 'resnet18', 'channels': 16, 'depth_channels': [8, 8]},
+    'optim': {'lr': 0.01, 'batch_size': 2, 'freeze_bn': 'backbone'},
+    'checkpoint_every': 2, 'val_every': 0, 'log_every': 1,
+    'stages': [
+        {'name': 'baseline', 'iterations': 4,
+         'model': {'gate_source': 'none', 'recurrent': False, 'loops': 0}},
+        {'name': 'gating', 'iterations': 3,
+         'model': {'gate_source': 'predicted', 'recurrent': True, 'loops': 1},
+         'loss': {'seg': [1.0, 0.5], 'depth_reg': 0.1, 'depth_cls': 0.1}},
     ],
 }
 
 
-def _config(tmp_path, name="run", **changes):
+def _config(tmp_path, name='run', **changes):
     raw = yaml.safe_load(yaml.safe_dump(TINY))
-    raw["output_dir"] = str(tmp_path / name)
+    raw['output_dir'] = str(tmp_path / name)
     for key, value in changes.items():
-        section, _, leaf = key.rpartition(".")
+        section, _, leaf = key.rpartition('.')
         (raw[section] if section else raw)[leaf] = value
-    path = tmp_path / f"{name}.yaml"
+    path = tmp_path / f'{name}.yaml'
     path.write_text(yaml.safe_dump(raw))
     return path
 
 
 def _losses(path):
     with open(path) as f:
-        return [float(r["loss"]) for r in csv.DictReader(f) if r["loss"]]
+        return [float(r['loss']) for r in csv.DictReader(f) if r['loss']]
 
 
 def test_two_stage_run_end_to_end(tmp_path):
     t0 = time.perf_counter()
-    assert train_main(["--config", str(_config(tmp_path))]) == 0
+    assert train_main(['--config', str(_config(tmp_path))]) == 0
     assert time.perf_counter() - t0 < 60
-    run = tmp_path / "run"
-    model, info, extra = load_checkpoint(run / "model.pt")
-    assert model.cfg.gate_source == "predicted" and model.cfg.loops == 1
-    assert extra["stage"] == "gating" and extra["iteration"] == 3
-    assert info.provenance["dataset"] == "synthetic"
+    run = tmp_path / 'run'
+    model, info, extra = load_checkpoint(run / 'model.pt')
+    assert model.cfg.gate_source == 'predicted' and model.cfg.loops == 1
+    assert extra['stage'] == 'gating' and extra['iteration'] == 3
+    assert info.provenance['dataset'] == 'synthetic'
     # depth bins were computed from the training depths: equal-count quantiles, ascending
     edges = model.cfg.depth_edges
     assert len(edges) == 4 and all(a < b for a, b in zip(edges, edges[1:]))
-    assert len(_losses(run / "baseline" / "log.csv")) == 4
-    assert not (run / "gating" / "last.pt").exists()   # finished stages keep final + best
-    assert (run / "gating" / "best.pt").is_file()
+    assert len(_losses(run / 'baseline' / 'log.csv')) == 4
+    assert not (run / 'gating' / 'last.pt').exists()   # finished stages keep final + best
+    assert (run / 'gating' / 'best.pt').is_file()
     # the gating stage started from the baseline's trained backbone
-    base, _, _ = load_checkpoint(run / "baseline" / "final.pt")
-    gating_first = dict(base.named_parameters())["backbone.stem.0.weight"]
+    base, _, _ = load_checkpoint(run / 'baseline' / 'final.pt')
+    gating_first = dict(base.named_parameters())['backbone.stem.0.weight']
     assert not torch.equal(gating_first, torch.nn.init.zeros_(gating_first.clone()))
 
 
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    assert train_main(["--config", str(_config(tmp_path, "straight"))]) == 0
-    cfg = str(_config(tmp_path, "interrupted"))
-    assert train_main(["--config", cfg, "--max-steps", "3"]) == 0      # stops mid-stage
-    assert (tmp_path / "interrupted" / "baseline" / "last.pt").is_file()
-    assert not (tmp_path / "interrupted" / "model.pt").exists()
-    assert train_main(["--config", cfg, "--resume", "--max-steps", "2"]) == 0  # across stages
-    assert train_main(["--config", cfg, "--resume"]) == 0
-    a, _, _ = load_checkpoint(tmp_path / "straight" / "model.pt")
-    b, _, _ = load_checkpoint(tmp_path / "interrupted" / "model.pt")
+    assert train_main(['--config', str(_config(tmp_path, 'straight'))]) == 0
+    cfg = str(_config(tmp_path, 'interrupted'))
+    assert train_main(['--config', cfg, '--max-steps', '3']) == 0      # stops mid-stage
+    assert (tmp_path / 'interrupted' / 'baseline' / 'last.pt').is_file()
+    assert not (tmp_path / 'interrupted' / 'model.pt').exists()
+    assert train_main(['--config', cfg, '--resume', '--max-steps', '2']) == 0  # across stages
+    assert train_main(['--config', cfg, '--resume']) == 0
+    a, _, _ = load_checkpoint(tmp_path / 'straight' / 'model.pt')
+    b, _, _ = load_checkpoint(tmp_path / 'interrupted' / 'model.pt')
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(x, y), name
-    assert _losses(tmp_path / "straight/baseline/log.csv") == _losses(
-        tmp_path / "interrupted/baseline/log.csv")
+    assert _losses(tmp_path / 'straight/baseline/log.csv') == _losses(
+        tmp_path / 'interrupted/baseline/log.csv')
 
 
 def test_existing_run_is_not_overwritten_without_resume(tmp_path, capsys):
     cfg = str(_config(tmp_path))
-    assert train_main(["--config", cfg, "--max-steps", "1"]) == 0
-    assert train_main(["--config", cfg]) == 2
-    assert "pass --resume" in capsys.readouterr().err
+    assert train_main(['--config', cfg, '--max-steps', '1']) == 0
+    assert train_main(['--config', cfg]) == 2
+    assert 'pass --resume' in capsys.readouterr().err
 
 
 def test_ddp_two_cpu_processes_match_single_process(tmp_path):
     # Same global batch (2 ranks x 1 vs 1 x 2). BN statistics and dropout are per process on
     # CPU (SyncBatchNorm needs CUDA), so this comparison freezes BN and disables dropout; the
     # sampler sharding, gradient averaging and rank-0 logging are what is under test.
-    common = {"optim.freeze_bn": "all", "data.scale_range": [1.0, 1.0],
-              "data.max_rotation_deg": 0.0}
-    stages = [{"name": "only", "iterations": 4,
-               "model": {"gate_source": "none", "recurrent": False, "loops": 0,
-                         "dropout": 0.0}}]
-    single = _config(tmp_path, "single", stages=stages, **common)
-    ddp = _config(tmp_path, "ddp", stages=stages, **common)
+    common = {'optim.freeze_bn': 'all', 'data.scale_range': [1.0, 1.0],
+              'data.max_rotation_deg': 0.0}
+    stages = [{'name': 'only', 'iterations': 4,
+               'model': {'gate_source': 'none', 'recurrent': False, 'loops': 0,
+                         'dropout': 0.0}}]
+    single = _config(tmp_path, 'single', stages=stages, **common)
+    ddp = _config(tmp_path, 'ddp', stages=stages, **common)
     raw = yaml.safe_load(ddp.read_text())
-    raw["optim"]["batch_size"] = 1
+    raw['optim']['batch_size'] = 1
     ddp.write_text(yaml.safe_dump(raw))
-    assert train_main(["--config", str(single)]) == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    assert train_main(['--config', str(single)]) == 0
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     with socket.socket() as s:      # torchrun's static rendezvous needs a concrete port
-        s.bind(("127.0.0.1", 0))
+        s.bind(('127.0.0.1', 0))
         port = str(s.getsockname()[1])
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_addr", "127.0.0.1", "--master_port", port, "-m", "depthgate_ros.train",
-         "--config", str(ddp)],
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+         '--master_addr', '127.0.0.1', '--master_port', port, '-m', 'depthgate_ros.train',
+         '--config', str(ddp)],
         env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    a = _losses(tmp_path / "single" / "only" / "log.csv")
-    b = _losses(tmp_path / "ddp" / "only" / "log.csv")
+    a = _losses(tmp_path / 'single' / 'only' / 'log.csv')
+    b = _losses(tmp_path / 'ddp' / 'only' / 'log.csv')
     assert len(a) == len(b) == 4
     assert b == pytest.approx(a, rel=1e-4)
     # only rank 0 wrote files
-    assert sorted(p.name for p in (tmp_path / "ddp" / "only").iterdir()) == [
-        "best.pt", "final.pt", "log.csv"]
+    assert sorted(p.name for p in (tmp_path / 'ddp' / 'only').iterdir()) == [
+        'best.pt', 'final.pt', 'log.csv']
 
 
 def test_bad_config_key_and_unreadable_dataset_are_named(tmp_path, capsys):
     path = _config(tmp_path)
-    assert train_main(["--config", str(path), "optim.learning_rate=0.1"]) == 2
-    assert "unknown config key optim.learning_rate" in capsys.readouterr().err
-    assert train_main(["--config", str(path), "stages.baseline.model.gate=none"]) == 2
-    assert "stages[baseline].model.gate" in capsys.readouterr().err
-    assert train_main(["--config", str(tmp_path / "nope.yaml")]) == 2
-    assert "config file not found" in capsys.readouterr().err
-    missing = tmp_path / "no_such_cityscapes"
-    assert train_main(["--config", str(path), "data.dataset=cityscapes",
-                       f"data.root={missing}"]) == 2
-    assert f"{missing}/leftImg8bit/train is missing" in capsys.readouterr().err
-    with pytest.raises(ConfigError, match="multiples of 8"):
-        load_config(path, ["data.crop=[60, 128]"])
+    assert train_main(['--config', str(path), 'optim.learning_rate=0.1']) == 2
+    assert 'unknown config key optim.learning_rate' in capsys.readouterr().err
+    assert train_main(['--config', str(path), 'stages.baseline.model.gate=none']) == 2
+    assert 'stages[baseline].model.gate' in capsys.readouterr().err
+    assert train_main(['--config', str(tmp_path / 'nope.yaml')]) == 2
+    assert 'config file not found' in capsys.readouterr().err
+    missing = tmp_path / 'no_such_cityscapes'
+    assert train_main(['--config', str(path), 'data.dataset=cityscapes',
+                       f'data.root={missing}']) == 2
+    assert f'{missing}/leftImg8bit/train is missing' in capsys.readouterr().err
+    with pytest.raises(ConfigError, match='multiples of 8'):
+        load_config(path, ['data.crop=[60, 128]'])
 
 
 def test_non_finite_losses_are_skipped_then_stop_the_run(tmp_path, capsys):
-    path = _config(tmp_path, **{"optim.lr": 1e12, "optim.max_nonfinite": 2})
-    assert train_main(["--config", str(path)]) == 2
+    path = _config(tmp_path, **{'optim.lr': 1e12, 'optim.max_nonfinite': 2})
+    assert train_main(['--config', str(path)]) == 2
     err = capsys.readouterr().err
-    assert "consecutive non-finite losses" in err and "lower optim.lr" in err
+    assert 'consecutive non-finite losses' in err and 'lower optim.lr' in err
 
 
 def test_shipped_training_configs_load():
-    for path in Path(__file__).resolve().parents[1].glob("config/train_*.yaml"):
+    for path in Path(__file__).resolve().parents[1].glob('config/train_*.yaml'):
         cfg = load_config(path)
-        assert cfg.stages and cfg.data.dataset == "synthetic"
+        assert cfg.stages and cfg.data.dataset == 'synthetic'
 
 
 def test_ablation_runs_variants_from_one_baseline_and_tabulates(tmp_path):
     from depthgate_ros.ablation import main as ablation_main
-    base = _config(tmp_path, "base", stages=[{"name": "baseline", "iterations": 2, "model": {
-        "gate_source": "none", "recurrent": False, "loops": 0}}])
-    assert train_main(["--config", str(base)]) == 0
-    spec = {"base_config": base.name, "init_from": str(tmp_path / "base" / "model.pt"),
-            "output_dir": str(tmp_path / "abl"), "iterations": 2, "eval_frames": 2,
-            "eval_size": [64, 128], "device": "cpu",
-            "variants": [
-                {"name": "gt", "model": {"gate_source": "sensor", "recurrent": False,
-                                         "loops": 0}, "test_gate": "sensor"},
-                {"name": "pred", "model": {"gate_source": "predicted", "recurrent": False,
-                                           "loops": 0},
-                 "loss": {"seg": 1.0, "depth_reg": 0.1, "depth_cls": 0.1}},
-                {"name": "loop1", "init_from_variant": "pred",
-                 "model": {"gate_source": "predicted", "recurrent": True, "loops": 1}}]}
-    path = tmp_path / "ablation.yaml"
+    base = _config(tmp_path, 'base', stages=[{'name': 'baseline', 'iterations': 2, 'model': {
+        'gate_source': 'none', 'recurrent': False, 'loops': 0}}])
+    assert train_main(['--config', str(base)]) == 0
+    spec = {'base_config': base.name, 'init_from': str(tmp_path / 'base' / 'model.pt'),
+            'output_dir': str(tmp_path / 'abl'), 'iterations': 2, 'eval_frames': 2,
+            'eval_size': [64, 128], 'device': 'cpu',
+            'variants': [
+                {'name': 'gt', 'model': {'gate_source': 'sensor', 'recurrent': False,
+                                         'loops': 0}, 'test_gate': 'sensor'},
+                {'name': 'pred', 'model': {'gate_source': 'predicted', 'recurrent': False,
+                                           'loops': 0},
+                 'loss': {'seg': 1.0, 'depth_reg': 0.1, 'depth_cls': 0.1}},
+                {'name': 'loop1', 'init_from_variant': 'pred',
+                 'model': {'gate_source': 'predicted', 'recurrent': True, 'loops': 1}}]}
+    path = tmp_path / 'ablation.yaml'
     path.write_text(yaml.safe_dump(spec))
-    assert ablation_main(["--config", str(path)]) == 0
-    table = (tmp_path / "abl" / "results.md").read_text()
-    assert "| gt | sensor |" in table and "| pred | predicted |" in table
-    assert "| loop1 | predicted |" in table
-    loop1, _, _ = load_checkpoint(tmp_path / "abl" / "loop1" / "model.pt")
-    pred, _, _ = load_checkpoint(tmp_path / "abl" / "pred" / "model.pt")
+    assert ablation_main(['--config', str(path)]) == 0
+    table = (tmp_path / 'abl' / 'results.md').read_text()
+    assert '| gt | sensor |' in table and '| pred | predicted |' in table
+    assert '| loop1 | predicted |' in table
+    loop1, _, _ = load_checkpoint(tmp_path / 'abl' / 'loop1' / 'model.pt')
+    pred, _, _ = load_checkpoint(tmp_path / 'abl' / 'pred' / 'model.pt')
     assert loop1.cfg.loops == 1 and pred.cfg.loops == 0
     # all variants share the baseline's starting point: the gt-depth variant's backbone moved
     # away from the same weights the pred variant started from
-    first, _, _ = load_checkpoint(tmp_path / "base" / "model.pt")
-    gt, _, _ = load_checkpoint(tmp_path / "abl" / "gt" / "model.pt")
+    first, _, _ = load_checkpoint(tmp_path / 'base' / 'model.pt')
+    gt, _, _ = load_checkpoint(tmp_path / 'abl' / 'gt' / 'model.pt')
     assert not torch.equal(first.backbone.stem[0].weight, gt.backbone.stem[0].weight)
 
 
@@ -207,13 +206,13 @@ def test_gating_init_from_context_starts_where_the_baseline_stopped():
     from depthgate_ros.model import DepthGatedNet, ModelConfig
     from depthgate_ros.training.engine import gating_from_context
     torch.manual_seed(0)
-    cfg = ModelConfig(backbone="resnet18", channels=16, depth_channels=(8, 8),
-                      depth_edges=(5.0, 10.0, 20.0, 40.0), gate_source="none")
+    cfg = ModelConfig(backbone='resnet18', channels=16, depth_channels=(8, 8),
+                      depth_edges=(5.0, 10.0, 20.0, 40.0), gate_source='none')
     plain = DepthGatedNet(cfg).eval()
     for bn in (m for m in plain.modules() if isinstance(m, torch.nn.BatchNorm2d)):
         bn.running_mean.uniform_(-0.2, 0.2)
         bn.running_var.uniform_(0.5, 1.5)
-    gated = DepthGatedNet(cfg.replace(gate_source="predicted"))
+    gated = DepthGatedNet(cfg.replace(gate_source='predicted'))
     state = plain.state_dict()
     own = gated.state_dict()
     fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -224,11 +223,11 @@ def test_gating_init_from_context_starts_where_the_baseline_stopped():
     image = torch.randn(1, 3, 64, 96)
     far = torch.full((1, 1, 64, 96), 100.0)    # every pixel in bin 0: dilation 1, as the conv
     with torch.no_grad():
-        ref = plain(image, loops=0)[0]["seg"]
-        got = gated(image, far, loops=0, gate="sensor")[0]["seg"]
+        ref = plain(image, loops=0)[0]['seg']
+        got = gated(image, far, loops=0, gate='sensor')[0]['seg']
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
 
 
 def test_gating_init_is_validated(tmp_path, capsys):
-    assert train_main(["--config", str(_config(tmp_path, gating_init="copy"))]) == 2
-    assert "gating_init" in capsys.readouterr().err
+    assert train_main(['--config', str(_config(tmp_path, gating_init='copy'))]) == 2
+    assert 'gating_init' in capsys.readouterr().err

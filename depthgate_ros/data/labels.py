@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Label tables: class names and display colours per train id.
+"""
+Label tables: class names and display colours per train id.
 
 Cityscapes train ids 0-18 as defined by the Cityscapes benchmark (`cityscapesscripts`' label
 table; test_labels checks this copy against it so the package itself needs no such import).
@@ -22,25 +23,25 @@ from __future__ import annotations
 IGNORE_ID = 255
 
 CITYSCAPES_CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
-    ("road", (128, 64, 128)),
-    ("sidewalk", (244, 35, 232)),
-    ("building", (70, 70, 70)),
-    ("wall", (102, 102, 156)),
-    ("fence", (190, 153, 153)),
-    ("pole", (153, 153, 153)),
-    ("traffic light", (250, 170, 30)),
-    ("traffic sign", (220, 220, 0)),
-    ("vegetation", (107, 142, 35)),
-    ("terrain", (152, 251, 152)),
-    ("sky", (70, 130, 180)),
-    ("person", (220, 20, 60)),
-    ("rider", (255, 0, 0)),
-    ("car", (0, 0, 142)),
-    ("truck", (0, 0, 70)),
-    ("bus", (0, 60, 100)),
-    ("train", (0, 80, 100)),
-    ("motorcycle", (0, 0, 230)),
-    ("bicycle", (119, 11, 32)),
+    ('road', (128, 64, 128)),
+    ('sidewalk', (244, 35, 232)),
+    ('building', (70, 70, 70)),
+    ('wall', (102, 102, 156)),
+    ('fence', (190, 153, 153)),
+    ('pole', (153, 153, 153)),
+    ('traffic light', (250, 170, 30)),
+    ('traffic sign', (220, 220, 0)),
+    ('vegetation', (107, 142, 35)),
+    ('terrain', (152, 251, 152)),
+    ('sky', (70, 130, 180)),
+    ('person', (220, 20, 60)),
+    ('rider', (255, 0, 0)),
+    ('car', (0, 0, 142)),
+    ('truck', (0, 0, 70)),
+    ('bus', (0, 60, 100)),
+    ('train', (0, 80, 100)),
+    ('motorcycle', (0, 0, 230)),
+    ('bicycle', (119, 11, 32)),
 )
 
 CITYSCAPES_NAMES = tuple(name for name, _ in CITYSCAPES_CLASSES)
@@ -52,40 +53,43 @@ CITYSCAPES_LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27
 # Average instance size in pixels per class, from the Cityscapes benchmark's evaluation
 # (weights of the instance-level iIoU).
 CITYSCAPES_AVG_INSTANCE_SIZE = {
-    "bicycle": 4672.3249222261, "caravan": 36771.8241758242, "motorcycle": 6298.7200839748,
-    "rider": 3930.4788056518, "bus": 35732.1511111111, "train": 67583.7075812274,
-    "car": 12794.0202738185, "person": 3462.4756337644, "truck": 27855.1264367816,
-    "trailer": 16926.9763313609,
+    'bicycle': 4672.3249222261, 'caravan': 36771.8241758242, 'motorcycle': 6298.7200839748,
+    'rider': 3930.4788056518, 'bus': 35732.1511111111, 'train': 67583.7075812274,
+    'car': 12794.0202738185, 'person': 3462.4756337644, 'truck': 27855.1264367816,
+    'trailer': 16926.9763313609,
 }
 
 # NYU-Depth-v2, 40 classes of Gupta et al. (label PNG values 1..40 -> train ids 0..39).
 NYU40_NAMES = (
-    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
-    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror",
-    "floor mat", "clothes", "ceiling", "books", "refridgerator", "television", "paper", "towel",
-    "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink", "lamp",
-    "bathtub", "bag", "otherstructure", "otherfurniture", "otherprop",
+    'wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table', 'door', 'window', 'bookshelf',
+    'picture', 'counter', 'blinds', 'desk', 'shelves', 'curtain', 'dresser', 'pillow', 'mirror',
+    'floor mat', 'clothes', 'ceiling', 'books', 'refridgerator', 'television', 'paper', 'towel',
+    'shower curtain', 'box', 'whiteboard', 'person', 'night stand', 'toilet', 'sink', 'lamp',
+    'bathtub', 'bag', 'otherstructure', 'otherfurniture', 'otherprop',
 )
 
 # SUN-RGBD, 37 classes (label PNG values 1..37 -> train ids 0..36).
 SUNRGBD37_NAMES = (
-    "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf",
-    "picture", "counter", "blinds", "desk", "shelves", "curtain", "dresser", "pillow", "mirror",
-    "floor mat", "clothes", "ceiling", "books", "fridge", "tv", "paper", "towel",
-    "shower curtain", "box", "whiteboard", "person", "night stand", "toilet", "sink", "lamp",
-    "bathtub", "bag",
+    'wall', 'floor', 'cabinet', 'bed', 'chair', 'sofa', 'table', 'door', 'window', 'bookshelf',
+    'picture', 'counter', 'blinds', 'desk', 'shelves', 'curtain', 'dresser', 'pillow', 'mirror',
+    'floor mat', 'clothes', 'ceiling', 'books', 'fridge', 'tv', 'paper', 'towel',
+    'shower curtain', 'box', 'whiteboard', 'person', 'night stand', 'toilet', 'sink', 'lamp',
+    'bathtub', 'bag',
 )
 
 # Stanford-2D-3D-Semantics, 13 classes ("<UNK>" -> ignore).
 STANFORD2D3D_NAMES = (
-    "ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair", "sofa",
-    "bookcase", "board", "clutter",
+    'ceiling', 'floor', 'wall', 'beam', 'column', 'window', 'door', 'table', 'chair', 'sofa',
+    'bookcase', 'board', 'clutter',
 )
 
 
 def bit_palette(n: int) -> tuple[tuple[int, int, int], ...]:
-    """The PASCAL VOC colour map (bits of the class id spread over R, G, B), for datasets
-    without official colours; id 0 would be black, so ids start at 1."""
+    """
+    Return the PASCAL VOC colour map (bits of the class id spread over R, G, B).
+
+    For datasets without official colours; id 0 would be black, so ids start at 1.
+    """
     out = []
     for i in range(1, n + 1):
         r = g = b = 0

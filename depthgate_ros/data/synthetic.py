@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Synthetic perspective street scenes with exact ground truth.
+"""
+Synthetic perspective street scenes with exact ground truth.
 
 No dataset can be downloaded here, so the package renders its own: a pinhole camera looks
 down a street (road, sidewalks, terrain, building blocks, cars, people, poles with signs and
@@ -41,6 +42,7 @@ EGO_LANE_X = -1.75    # the camera drives here; no car is placed in this lane
 @dataclass(frozen=True)
 class Camera:
     """Pinhole camera on a vehicle. Defaults resemble a downscaled Cityscapes rig."""
+
     width: int = 512
     height: int = 256
     fx: float = 560.0
@@ -60,8 +62,11 @@ class Camera:
         return self.height / 2 if self.cy is None else self.cy
 
     def k_matrix(self) -> list[float]:
-        """Row-major K in the ROS / OpenCV convention (pixel centres at integer coordinates;
-        this renderer puts them at +0.5), for sensor_msgs/CameraInfo."""
+        """
+        Row-major K in the ROS / OpenCV convention, for sensor_msgs/CameraInfo.
+
+        Pixel centres are at integer coordinates there; this renderer puts them at +0.5.
+        """
         return [self.fx, 0.0, self.u0 - 0.5, 0.0, self.fy, self.v0 - 0.5, 0.0, 0.0, 1.0]
 
     def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,7 +88,7 @@ class Camera:
         right, down, fwd = self.axes()
         rel = points - origin
         z = rel @ fwd
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide='ignore', invalid='ignore'):
             px = np.stack([rel @ right / z * self.fx + self.u0,
                            rel @ down / z * self.fy + self.v0], 1)
         return px, z
@@ -92,6 +97,7 @@ class Camera:
 @dataclass(frozen=True)
 class SceneConfig:
     """Street layout knobs (metres, counts per 100 m of street)."""
+
     length_m: float = 240.0
     road_half_width: float = 5.0
     sidewalk_width: float = 3.0
@@ -111,7 +117,7 @@ class Primitive:
     label: int
     color: np.ndarray               # base RGB, float
     instance: int = 0               # > 0 for things (cars, people), unique in the scene
-    style: str = "plain"            # texture: plain, building, car, person, foliage, light
+    style: str = 'plain'            # texture: plain, building, car, person, foliage, light
 
 
 @dataclass
@@ -142,13 +148,13 @@ class StreetScene:
 
 def render_frame(seed: int, camera: Camera = Camera(),
                  config: SceneConfig = SceneConfig()) -> Frame:
-    """A single frame from a random street position; deterministic per seed."""
+    """Render a single frame from a random street position; deterministic per seed."""
     rng = np.random.default_rng((seed, 1))
     scene = StreetScene(seed, config)
     position = float(rng.uniform(0.0, config.length_m - 120.0))
     lateral = EGO_LANE_X + float(rng.uniform(-0.6, 0.6))
     cam = Camera(**{**camera.__dict__,
-                    "pitch_deg": camera.pitch_deg + float(rng.uniform(-1.5, 1.5))})
+                    'pitch_deg': camera.pitch_deg + float(rng.uniform(-1.5, 1.5))})
     frame = scene.render(cam, position, lateral, noise_seed=seed)
     frame.seed = seed
     return frame
@@ -157,17 +163,17 @@ def render_frame(seed: int, camera: Camera = Camera(),
 def render_sequence(seed: int, n_frames: int, camera: Camera = Camera(),
                     speed_mps: float = 8.0, fps: float = 10.0,
                     config: SceneConfig = SceneConfig()) -> Iterator[Frame]:
-    """A camera driving down one street: consecutive frames see the same objects."""
+    """Render a camera driving down one street: consecutive frames see the same objects."""
     scene = StreetScene(seed, config)
     step = speed_mps / fps
     if step * n_frames > config.length_m - 60.0:
-        raise ValueError(f"{n_frames} frames at {speed_mps} m/s, {fps} fps leave the "
-                         f"{config.length_m} m street; lower the speed or lengthen the street")
+        raise ValueError(f'{n_frames} frames at {speed_mps} m/s, {fps} fps leave the '
+                         f'{config.length_m} m street; lower the speed or lengthen the street')
     for i in range(n_frames):
         frame = scene.render(camera, 2.0 + i * step, EGO_LANE_X, noise_seed=seed * 100_003 + i)
         frame.seed = seed
-        frame.meta["index"] = i
-        frame.meta["stamp_s"] = i / fps
+        frame.meta['index'] = i
+        frame.meta['stamp_s'] = i / fps
         yield frame
 
 
@@ -175,7 +181,7 @@ def render_sequence(seed: int, n_frames: int, camera: Camera = Camera(),
 # Scene construction
 
 def _box(x0, x1, y0, y1, z0, z1, label, color, **kw) -> Primitive:
-    return Primitive("box", np.array([x0, y0, z0], float), np.array([x1, y1, z1], float),
+    return Primitive('box', np.array([x0, y0, z0], float), np.array([x1, y1, z1], float),
                      label, np.asarray(color, float), **kw)
 
 
@@ -194,7 +200,7 @@ def _build_street(rng: np.random.Generator, cfg: SceneConfig) -> list[Primitive]
             color = rng.uniform(90, 200, 3) * np.array([1.0, 0.95, 0.9])
             x0, x1 = sorted((side * setback, side * (setback + 14)))
             prims.append(_box(x0, x1, 0, height, z, z + length, BUILDING, color,
-                              style="building"))
+                              style='building'))
             z += length + (rng.uniform(2, 6) if rng.random() < 0.2 else 0.0)
 
     # Cars: parked at both kerbs and in the oncoming lane, at every distance along the street.
@@ -202,10 +208,10 @@ def _build_street(rng: np.random.Generator, cfg: SceneConfig) -> list[Primitive]
     for _ in range(int(cfg.cars_per_100m * L / 100)):
         lane_x = rng.choice([-road + 1.1, -EGO_LANE_X, road - 1.1])
         z0 = rng.uniform(4, L)
-        w, h, l = rng.uniform(1.7, 1.9), rng.uniform(1.35, 1.6), rng.uniform(3.9, 4.7)
+        w, h, length = rng.uniform(1.7, 1.9), rng.uniform(1.35, 1.6), rng.uniform(3.9, 4.7)
         instance += 1
-        prims.append(_box(lane_x - w / 2, lane_x + w / 2, 0, h, z0, z0 + l, CAR,
-                          _car_color(rng), instance=instance, style="car"))
+        prims.append(_box(lane_x - w / 2, lane_x + w / 2, 0, h, z0, z0 + length, CAR,
+                          _car_color(rng), instance=instance, style='car'))
 
     # People on the sidewalks.
     for _ in range(int(cfg.people_per_100m * L / 100)):
@@ -215,7 +221,7 @@ def _build_street(rng: np.random.Generator, cfg: SceneConfig) -> list[Primitive]
         h = rng.uniform(1.55, 1.9)
         instance += 1
         prims.append(_box(x - 0.25, x + 0.25, 0, h, z0, z0 + 0.35, PERSON,
-                          rng.uniform(30, 220, 3), instance=instance, style="person"))
+                          rng.uniform(30, 220, 3), instance=instance, style='person'))
 
     # Poles at the kerb; some carry a sign or a traffic light.
     z = rng.uniform(2, cfg.poles_every_m)
@@ -231,7 +237,7 @@ def _build_street(rng: np.random.Generator, cfg: SceneConfig) -> list[Primitive]
         elif r < 0.6:
             xl = x - side * 0.2
             prims.append(_box(xl - 0.16, xl + 0.16, h - 1.0, h - 0.1, z - 0.3, z, LIGHT,
-                              (35, 35, 35), style="light"))
+                              (35, 35, 35), style='light'))
         z += cfg.poles_every_m * rng.uniform(0.7, 1.3)
 
     # Trees: trunk and crown, both vegetation.
@@ -243,9 +249,9 @@ def _build_street(rng: np.random.Generator, cfg: SceneConfig) -> list[Primitive]
         prims.append(_box(x - 0.15, x + 0.15, 0, trunk_h, z0 - 0.15, z0 + 0.15, VEGETATION,
                           (85, 65, 45)))
         c = np.array([x, trunk_h + r * 0.8, z0])
-        prims.append(Primitive("ellipsoid", c - [r, r * 0.9, r], c + [r, r * 0.9, r],
+        prims.append(Primitive('ellipsoid', c - [r, r * 0.9, r], c + [r, r * 0.9, r],
                                VEGETATION, rng.uniform([40, 85, 25], [80, 135, 55]),
-                               style="foliage"))
+                               style='foliage'))
     return prims
 
 
@@ -307,15 +313,18 @@ def _render(scene: StreetScene, cam: Camera, origin: np.ndarray,
     rgb = np.clip(color + noise, 0, 255).round().astype(np.uint8).reshape(h, w, 3)
 
     depth = np.where(valid, t_best, np.nan).astype(np.float32).reshape(h, w)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide='ignore', invalid='ignore'):
         disparity = (cam.fx * cam.baseline_m / depth).astype(np.float32)
     return Frame(rgb=rgb, depth=depth, disparity=disparity, labels=labels.reshape(h, w),
                  instances=instances.reshape(h, w), camera=cam, position_m=float(origin[2]))
 
 
 def _candidate_pixels(cam: Camera, origin: np.ndarray, p: Primitive) -> np.ndarray | None:
-    """Flat indices of the pixels whose rays can hit `p`: its projected bounding rectangle.
-    Culling to that rectangle is what makes per-pixel ray casting affordable."""
+    """
+    Flat indices of the pixels whose rays can hit `p`: its projected bounding rectangle.
+
+    Culling to that rectangle is what makes per-pixel ray casting affordable.
+    """
     corners = np.array([[x, y, z] for x in (p.lo[0], p.hi[0]) for y in (p.lo[1], p.hi[1])
                         for z in (p.lo[2], p.hi[2])])
     px, z = cam.project(corners, origin)
@@ -330,13 +339,13 @@ def _candidate_pixels(cam: Camera, origin: np.ndarray, p: Primitive) -> np.ndarr
         r1 = min(int(np.ceil(px[:, 1].max())) + 1, cam.height)
         if c0 >= c1 or r0 >= r1:
             return None
-    rows, cols = np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing="ij")
+    rows, cols = np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing='ij')
     return (rows * cam.width + cols).ravel()
 
 
 def _intersect(p: Primitive, o: np.ndarray, d: np.ndarray) -> np.ndarray:
     """Ray parameter of the first hit in front of the camera; inf for a miss."""
-    if p.kind == "ellipsoid":
+    if p.kind == 'ellipsoid':
         c, r = (p.lo + p.hi) / 2, (p.hi - p.lo) / 2
         oc, dd = (o - c) / r, d / r
         a = (dd * dd).sum(1)
@@ -353,8 +362,11 @@ def _intersect(p: Primitive, o: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def _value_noise(a: np.ndarray, b: np.ndarray, seed: int) -> np.ndarray:
-    """Smooth pseudo-random field in [0, 1] over world coordinates, so textures stay put
-    as the camera moves."""
+    """
+    Smooth pseudo-random field in [0, 1] over world coordinates.
+
+    Being a function of world coordinates, textures stay put as the camera moves.
+    """
     ia, ib = np.floor(a), np.floor(b)
     fa, fb = a - ia, b - ib
     fa, fb = fa * fa * (3 - 2 * fa), fb * fb * (3 - 2 * fb)
@@ -393,7 +405,7 @@ def _shade_primitive(p: Primitive, pts: np.ndarray, dirs: np.ndarray) -> np.ndar
     size = p.hi - p.lo
     local = (pts - p.lo) / size                 # [0, 1]^3 inside the bounding box
     base = np.broadcast_to(p.color, pts.shape).copy()
-    if p.kind == "box":
+    if p.kind == 'box':
         # Face lighting from which slab the ray entered: tops bright, street-facing faces
         # mid, faces along the view direction darker.
         dist = np.stack([np.minimum(local[:, k], 1 - local[:, k]) * size[k] for k in range(3)])
@@ -404,22 +416,22 @@ def _shade_primitive(p: Primitive, pts: np.ndarray, dirs: np.ndarray) -> np.ndar
         normal /= np.linalg.norm(normal, axis=1, keepdims=True)
         shade = 0.55 + 0.45 * np.clip(normal @ np.array([0.3, 0.8, -0.5]), 0, 1)
     y = local[:, 1]
-    if p.style == "building":
+    if p.style == 'building':
         along = np.where(np.abs(local[:, 0] - 0.5) > 0.49, pts[:, 2], pts[:, 0])
         win = ((np.mod(along, 2.6) > 0.7) & (np.mod(pts[:, 1], 3.2) > 1.0)
                & (np.mod(pts[:, 1], 3.2) < 2.6) & (pts[:, 1] > 2.0))
         base[win] = (55.0, 65.0, 85.0)
         base *= (0.85 + 0.25 * _value_noise(along * 2, pts[:, 1] * 2, 3))[:, None]
-    elif p.style == "car":
+    elif p.style == 'car':
         base[(y > 0.55) & (y < 0.9)] = (45.0, 55.0, 68.0)
         base[y < 0.22] = (22.0, 22.0, 24.0)
-    elif p.style == "person":
+    elif p.style == 'person':
         base[y > 0.87] = (205.0, 165.0, 135.0)
         base[y < 0.48] = p.color[::-1] * 0.6
-    elif p.style == "foliage":
+    elif p.style == 'foliage':
         base *= (0.6 + 0.7 * _value_noise(pts[:, 0] * 4 + pts[:, 2] * 4, pts[:, 1] * 4, 4))[:,
                                                                                             None]
-    elif p.style == "light":
+    elif p.style == 'light':
         base[np.abs(y - 0.75) < 0.1] = (230.0, 40.0, 30.0)
     return np.clip(base * np.asarray(shade)[:, None] if np.ndim(shade) else base * shade,
                    0, 255)
@@ -432,20 +444,23 @@ def _sky_color(dirs: np.ndarray) -> np.ndarray:
 
 
 def camera_dict(cam: Camera) -> dict:
-    """The camera in the Cityscapes camera-file vocabulary."""
-    return {"baseline": cam.baseline_m, "fx": cam.fx, "fy": cam.fy, "u0": cam.u0,
-            "v0": cam.v0, "pitch": float(np.deg2rad(cam.pitch_deg)), "z": cam.height_m}
+    """Describe the camera in the Cityscapes camera-file vocabulary."""
+    return {'baseline': cam.baseline_m, 'fx': cam.fx, 'fy': cam.fy, 'u0': cam.u0,
+            'v0': cam.v0, 'pitch': float(np.deg2rad(cam.pitch_deg)), 'z': cam.height_m}
 
 
 def export_cityscapes(root, split: str, seeds, camera: Camera = Camera(),
                       config: SceneConfig = SceneConfig()) -> list[str]:
-    """Render one frame per seed into a Cityscapes tree (city name "synthetic"), so the
-    Cityscapes loader and cityscapesscripts read it unchanged. Returns the stems written."""
+    """
+    Render one frame per seed into a Cityscapes tree (city name "synthetic").
+
+    The Cityscapes loader and cityscapesscripts read it unchanged. Returns the stems written.
+    """
     from .cityscapes import write_cityscapes_sample
     stems = []
     for seed in seeds:
         f = render_frame(seed, camera, config)
-        stem = f"synthetic/synthetic_{seed:06d}_000019"
+        stem = f'synthetic/synthetic_{seed:06d}_000019'
         write_cityscapes_sample(root, split, stem, f.rgb, f.labels, f.instances, f.disparity,
                                 camera_dict(f.camera))
         stems.append(stem)

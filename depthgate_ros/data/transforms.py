@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Paired training augmentation (paper section 5), built on torchvision transforms v2.
+"""
+Paired training augmentation (paper section 5), built on torchvision transforms v2.
 
 Random scale s in [0.5, 2] (depth divided by s, disparity multiplied by s: a scaled-up image
 looks like a closer scene), in-plane rotation in [-10, 10] degrees, horizontal flip, random
@@ -53,38 +54,42 @@ class RandomScale(v2.Transform):
         super().__init__()
         lo, hi = scale_range
         if not 0 < lo <= hi:
-            raise ValueError(f"scale_range must be 0 < lo <= hi, got {scale_range}")
+            raise ValueError(f'scale_range must be 0 < lo <= hi, got {scale_range}')
         self.scale_range = (float(lo), float(hi))
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         h, w = v2.query_size(flat_inputs)
         # Uniform in log scale: zooming in and out by the same factor are equally likely.
         s = math.exp(float(torch.empty(1).uniform_(*map(math.log, self.scale_range))))
-        return {"scale": s, "size": [max(1, round(h * s)), max(1, round(w * s))]}
+        return {'scale': s, 'size': [max(1, round(h * s)), max(1, round(w * s))]}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
         if not isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)):
             return inpt
-        out = F.resize(inpt, params["size"], antialias=True)
+        out = F.resize(inpt, params['size'], antialias=True)
         if isinstance(inpt, Depth):
-            out = tv_tensors.wrap(out / params["scale"], like=inpt)
+            out = tv_tensors.wrap(out / params['scale'], like=inpt)
         elif isinstance(inpt, Disparity):
-            out = tv_tensors.wrap(out * params["scale"], like=inpt)
+            out = tv_tensors.wrap(out * params['scale'], like=inpt)
         return out
 
 
 class PairedAugment:
-    """Training augmentation on a sample dict (rgb (H, W, 3) uint8, labels (H, W), and any of
-    depth, disparity (H, W) float with NaN invalid). Returns tensors: rgb (3, h, w) uint8,
-    labels (h, w) int64, depth / disparity (h, w) float32 with NaN invalid, and the scale s.
-    `crop` is (height, width), both divisible by 8 (the network's output stride)."""
+    """
+    Training augmentation on a sample dict.
+
+    The sample holds rgb (H, W, 3) uint8, labels (H, W), and any of depth, disparity (H, W)
+    float with NaN invalid. Returns tensors: rgb (3, h, w) uint8, labels (h, w) int64,
+    depth / disparity (h, w) float32 with NaN invalid, and the scale s. `crop` is
+    (height, width), both divisible by 8 (the network's output stride).
+    """
 
     def __init__(self, crop: Sequence[int] = (512, 512), scale_range=(0.5, 2.0),
                  max_rotation_deg: float = 10.0, flip_p: float = 0.5,
                  color_jitter: float = 0.3):
         crop = tuple(int(c) for c in crop)
         if len(crop) != 2 or any(c <= 0 or c % 8 for c in crop):
-            raise ValueError(f"crop sides must be positive multiples of 8, got {crop}")
+            raise ValueError(f'crop sides must be positive multiples of 8, got {crop}')
         self.crop = crop
         self.scale = RandomScale(scale_range)
         self.geometry = v2.Compose([
@@ -97,11 +102,11 @@ class PairedAugment:
         self.color = v2.ColorJitter(cj, cj, cj, min(cj / 3, 0.5)) if cj > 0 else v2.Identity()
 
     def __call__(self, sample: dict) -> dict:
-        inputs = {"rgb": tv_tensors.Image(torch.from_numpy(
-                      np.ascontiguousarray(sample["rgb"])).permute(2, 0, 1)),
-                  "labels": tv_tensors.Mask(torch.from_numpy(
-                      np.asarray(sample["labels"]).astype(np.int64)))}
-        for key, kind in (("depth", Depth), ("disparity", Disparity)):
+        inputs = {'rgb': tv_tensors.Image(torch.from_numpy(
+                      np.ascontiguousarray(sample['rgb'])).permute(2, 0, 1)),
+                  'labels': tv_tensors.Mask(torch.from_numpy(
+                      np.asarray(sample['labels']).astype(np.int64)))}
+        for key, kind in (('depth', Depth), ('disparity', Disparity)):
             if sample.get(key) is not None:
                 d = np.asarray(sample[key], np.float32)
                 valid = np.isfinite(d) & (d > 0)
@@ -110,12 +115,12 @@ class PairedAugment:
         params = self.scale.make_params(list(inputs.values()))
         inputs = {k: self.scale.transform(v, params) for k, v in inputs.items()}
         inputs = self.geometry(inputs)
-        inputs["rgb"] = self.color(inputs["rgb"])
-        out = {"rgb": inputs["rgb"].as_subclass(torch.Tensor),
-               "labels": inputs["labels"].as_subclass(torch.Tensor),
-               "scale": params["scale"]}
-        for key in ("depth", "disparity"):
+        inputs['rgb'] = self.color(inputs['rgb'])
+        out = {'rgb': inputs['rgb'].as_subclass(torch.Tensor),
+               'labels': inputs['labels'].as_subclass(torch.Tensor),
+               'scale': params['scale']}
+        for key in ('depth', 'disparity'):
             if key in inputs:
                 d = inputs[key].as_subclass(torch.Tensor)[0]
-                out[key] = torch.where(d > 0, d, torch.full_like(d, float("nan")))
+                out[key] = torch.where(d > 0, d, torch.full_like(d, float('nan')))
         return out

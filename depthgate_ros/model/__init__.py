@@ -12,12 +12,14 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Pure-PyTorch model: backbone, depth-aware gating, recurrent refinement, heads, losses.
+"""
+Pure-PyTorch model: backbone, depth-aware gating, recurrent refinement, heads, losses.
 
-Nothing in this package imports ROS."""
+Nothing in this package imports ROS.
+"""
 from .config import ModelConfig
 from .depth_bins import disparity_to_depth, quantile_edges, quantize_depth, sensor_gate
 from .network import DepthGatedNet
 
-__all__ = ["ModelConfig", "DepthGatedNet", "disparity_to_depth", "quantile_edges",
-           "quantize_depth", "sensor_gate"]
+__all__ = ['ModelConfig', 'DepthGatedNet', 'disparity_to_depth', 'quantile_edges',
+           'quantize_depth', 'sensor_gate']

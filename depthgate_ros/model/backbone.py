@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""ResNet backbone at output stride 8 (DeepLab style, paper section 5).
+"""
+ResNet backbone at output stride 8 (DeepLab style, paper section 5).
 
 The last two stride-2 stages are replaced by atrous convolutions with dilation 2 and 4.
 torchvision's `replace_stride_with_dilation` refuses BasicBlock (ResNet-18/34), so the
@@ -29,11 +30,12 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from .state import state_mismatch
 
-_OUT_CHANNELS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
+_OUT_CHANNELS = {'resnet18': 512, 'resnet34': 512, 'resnet50': 2048, 'resnet101': 2048}
 
 
 def _dilate_stage(stage: nn.Sequential, dilation: int) -> None:
-    """Turn a stride-2 ResNet stage into a stride-1 stage with the given dilation.
+    """
+    Turn a stride-2 ResNet stage into a stride-1 stage with the given dilation.
 
     The first block keeps half the dilation (it sits where the stride used to be), as in
     torchvision's own dilated Bottleneck stages.
@@ -50,11 +52,11 @@ def _dilate_stage(stage: nn.Sequential, dilation: int) -> None:
 class Backbone(nn.Module):
     """ResNet trunk returning the stride-8 feature map of layer4."""
 
-    def __init__(self, name: str = "resnet18", frozen_bn: bool = True,
+    def __init__(self, name: str = 'resnet18', frozen_bn: bool = True,
                  weights_path: str | Path | None = None):
         super().__init__()
         if name not in _OUT_CHANNELS:
-            raise ValueError(f"unknown backbone {name!r}; choose one of {sorted(_OUT_CHANNELS)}")
+            raise ValueError(f'unknown backbone {name!r}; choose one of {sorted(_OUT_CHANNELS)}')
         norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
         # weights=None: nothing is ever downloaded; pretrained weights come from a local file.
         net = getattr(models, name)(weights=None, norm_layer=norm)
@@ -77,16 +79,16 @@ def load_backbone_weights(net: nn.Module, path: str | Path) -> None:
     """Load a torchvision ImageNet state dict from a local file (the classifier is ignored)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"backbone weights file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        raise FileNotFoundError(f'backbone weights file not found: {path}')
+    state = torch.load(path, map_location='cpu', weights_only=True)
     if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
+        raise ValueError(f'{path} does not hold a state dict (got {type(state).__name__})')
     # The ImageNet classifier is not part of the trunk; FrozenBatchNorm2d has no counter.
     net.fc = torch.nn.Identity()
     own = net.state_dict()
     state = {k: v for k, v in state.items()
-             if k in own or not (k.startswith("fc.") or k.endswith("num_batches_tracked"))}
+             if k in own or not (k.startswith('fc.') or k.endswith('num_batches_tracked'))}
     problem = state_mismatch(net, state)
     if problem:
-        raise ValueError(f"{path} does not match the {type(net).__name__} backbone: {problem}")
+        raise ValueError(f'{path} does not match the {type(net).__name__} backbone: {problem}')
     net.load_state_dict(state)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Architecture configuration: everything needed to rebuild the network.
+"""
+Architecture configuration: everything needed to rebuild the network.
 
 The config travels inside every checkpoint (as a plain dict), so it holds only primitives.
 Every key is documented here, where it is defined; `config/model.yaml` mirrors the defaults.
@@ -22,15 +23,15 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
-GATE_SOURCES = ("none", "average", "sensor", "predicted", "attention")
-RECURRENT_INPUTS = ("features", "prediction")
+BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'resnet101')
+GATE_SOURCES = ('none', 'average', 'sensor', 'predicted', 'attention')
+RECURRENT_INPUTS = ('features', 'prediction')
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     # torchvision ResNet turned to output stride 8 (paper section 5).
-    backbone: str = "resnet18"
+    backbone: str = 'resnet18'
     # Replace the backbone's BatchNorm by FrozenBatchNorm2d (paper: batch size 1, global moments).
     frozen_bn: bool = True
     # Semantic classes; 19 = Cityscapes train ids.
@@ -43,7 +44,7 @@ class ModelConfig:
     tied: bool = False
     # Gate used when the caller does not name one: "none" is the paper's baseline (a plain 3x3
     # conv, no branches); docs/architecture.md lists the others.
-    gate_source: str = "predicted"
+    gate_source: str = 'predicted'
     # Depth-bin edges in metres, ascending, K-1 values. Nearest bin -> largest dilation.
     # Training replaces these by equal-count quantiles of the training set's valid depths.
     depth_edges: tuple[float, ...] = (5.0, 10.0, 20.0, 40.0)
@@ -51,7 +52,7 @@ class ModelConfig:
     recurrent: bool = True
     # What the recurrent module concatenates to the stride-8 features: the previous loop's
     # 512-channel penultimate features (authors' code) or its softmax prediction (paper text).
-    recurrent_input: str = "features"
+    recurrent_input: str = 'features'
     # Loops run when the caller does not say (0 = feed-forward only).
     loops: int = 2
     # Dropout before each classifier (authors: 0.1).
@@ -61,30 +62,30 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         # Coerce lists (from YAML / checkpoints) into tuples so configs compare and hash.
-        for name in ("dilations", "depth_edges", "depth_channels"):
+        for name in ('dilations', 'depth_edges', 'depth_channels'):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone {self.backbone!r} is not one of {BACKBONES}")
+            raise ValueError(f'backbone {self.backbone!r} is not one of {BACKBONES}')
         if self.gate_source not in GATE_SOURCES:
-            raise ValueError(f"gate_source {self.gate_source!r} is not one of {GATE_SOURCES}")
+            raise ValueError(f'gate_source {self.gate_source!r} is not one of {GATE_SOURCES}')
         if self.recurrent_input not in RECURRENT_INPUTS:
             raise ValueError(
-                f"recurrent_input {self.recurrent_input!r} is not one of {RECURRENT_INPUTS}")
+                f'recurrent_input {self.recurrent_input!r} is not one of {RECURRENT_INPUTS}')
         if self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+            raise ValueError(f'num_classes must be >= 1, got {self.num_classes}')
         if not self.dilations or any(d < 1 for d in self.dilations):
-            raise ValueError(f"dilations must be positive integers, got {self.dilations}")
+            raise ValueError(f'dilations must be positive integers, got {self.dilations}')
         if len(self.depth_edges) != self.num_bins - 1:
             raise ValueError(
-                f"depth_edges needs K-1 = {self.num_bins - 1} values for "
-                f"{self.num_bins} dilations, got {len(self.depth_edges)}")
+                f'depth_edges needs K-1 = {self.num_bins - 1} values for '
+                f'{self.num_bins} dilations, got {len(self.depth_edges)}')
         if any(b <= a for a, b in zip(self.depth_edges, self.depth_edges[1:])) or (
                 self.depth_edges and self.depth_edges[0] <= 0):
-            raise ValueError(f"depth_edges must be positive and ascending, got {self.depth_edges}")
+            raise ValueError(f'depth_edges must be positive and ascending, got {self.depth_edges}')
         if self.loops < 0 or (self.loops > 0 and not self.recurrent):
-            raise ValueError(f"loops={self.loops} needs recurrent=True and loops >= 0")
+            raise ValueError(f'loops={self.loops} needs recurrent=True and loops >= 0')
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ValueError(f'dropout must be in [0, 1), got {self.dropout}')
 
     @property
     def num_bins(self) -> int:
@@ -95,15 +96,15 @@ class ModelConfig:
                 for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> 'ModelConfig':
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown model config keys: {unknown}; known keys: {sorted(known)}")
+            raise ValueError(f'unknown model config keys: {unknown}; known keys: {sorted(known)}')
         return cls(**d)
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> 'ModelConfig':
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ["ModelConfig", "BACKBONES", "GATE_SOURCES", "RECURRENT_INPUTS"]
+__all__ = ['ModelConfig', 'BACKBONES', 'GATE_SOURCES', 'RECURRENT_INPUTS']

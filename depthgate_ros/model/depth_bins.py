@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Depth bins: metric depth <-> the K pooling scales of the gating module.
+"""
+Depth bins: metric depth <-> the K pooling scales of the gating module.
 
 Convention used everywhere in the package: a depth bin IS a branch index. Bin k selects the
 branch with dilation `dilations[k]`, and dilations ascend, so the farthest depths fall in bin 0
@@ -28,7 +29,7 @@ import torch.nn.functional as F
 
 
 def valid_depth_mask(depth: torch.Tensor) -> torch.Tensor:
-    """Valid = finite and strictly positive (REP 118: NaN, and 0 for integer images, mean none)."""
+    """Mark valid depth: finite and > 0 (REP 118: NaN, and 0 for integer images, mean none)."""
     return torch.isfinite(depth) & (depth > 0)
 
 
@@ -43,7 +44,8 @@ def quantize_depth(depth: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
 
 
 def sensor_gate(depth: torch.Tensor, edges: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Gate (N, K, h, w) from sensor depth (N, 1, H, W) or (N, H, W).
+    """
+    Gate (N, K, h, w) from sensor depth (N, 1, H, W) or (N, H, W).
 
     One-hot per valid pixel, uniform 1/K where depth is missing (paper section 6.3), then
     area-averaged down to the feature resolution `size`. Averaging keeps every pixel's weights
@@ -62,8 +64,12 @@ def sensor_gate(depth: torch.Tensor, edges: torch.Tensor, size: tuple[int, int])
 
 
 def harden_gate(gate: torch.Tensor) -> torch.Tensor:
-    """One-hot on each pixel's largest weight; pixels whose gate is uniform (no valid depth
-    at all) stay uniform, so missing depth still means the average of all branches."""
+    """
+    One-hot on each pixel's largest weight.
+
+    Pixels whose gate is uniform (no valid depth at all) stay uniform, so missing depth still means
+    the average of all branches.
+    """
     k = gate.shape[1]
     top, idx = gate.max(1, keepdim=True)
     onehot = torch.zeros_like(gate).scatter_(1, idx, 1.0)
@@ -71,7 +77,8 @@ def harden_gate(gate: torch.Tensor) -> torch.Tensor:
 
 
 def quantile_edges(depths, num_bins: int = 5) -> tuple[float, ...]:
-    """Equal-count bin edges from a collection of depths (invalid values are ignored).
+    """
+    Equal-count bin edges from a collection of depths (invalid values are ignored).
 
     The authors chose bins holding roughly equal pixel counts; quantiles do that. Any monotone
     re-parametrisation (log depth, disparity) gives the same split, so metric depth is used.
@@ -79,28 +86,29 @@ def quantile_edges(depths, num_bins: int = 5) -> tuple[float, ...]:
     d = np.asarray(depths, dtype=np.float64).ravel()
     d = d[np.isfinite(d) & (d > 0)]
     if d.size < num_bins:
-        raise ValueError(f"need at least {num_bins} valid depths to compute {num_bins} bins, "
-                         f"got {d.size}")
+        raise ValueError(f'need at least {num_bins} valid depths to compute {num_bins} bins, '
+                         f'got {d.size}')
     edges = np.quantile(d, np.arange(1, num_bins) / num_bins)
     if np.any(np.diff(edges) <= 0):
-        raise ValueError(f"depths are too concentrated for {num_bins} distinct bins: "
-                         f"quantile edges {edges.tolist()}")
+        raise ValueError(f'depths are too concentrated for {num_bins} distinct bins: '
+                         f'quantile edges {edges.tolist()}')
     return tuple(float(e) for e in edges)
 
 
 def disparity_to_depth(disparity, focal_px: float, baseline_m: float):
-    """depth = f * B / d; non-positive or non-finite disparity -> NaN (invalid).
+    """
+    Convert disparity to depth = f * B / d; non-positive or non-finite d -> NaN (invalid).
 
     Works on numpy arrays and torch tensors alike.
     """
     if focal_px <= 0 or baseline_m <= 0:
-        raise ValueError(f"focal length and baseline must be positive, got f={focal_px}, "
-                         f"B={baseline_m}")
+        raise ValueError(f'focal length and baseline must be positive, got f={focal_px}, '
+                         f'B={baseline_m}')
     if isinstance(disparity, torch.Tensor):
         d = disparity.float()
         ok = torch.isfinite(d) & (d > 0)
         return torch.where(ok, focal_px * baseline_m / torch.where(ok, d, 1.0),
-                           torch.full_like(d, float("nan")))
+                           torch.full_like(d, float('nan')))
     d = np.asarray(disparity, dtype=np.float32)
     ok = np.isfinite(d) & (d > 0)
     out = np.full(d.shape, np.nan, dtype=np.float32)

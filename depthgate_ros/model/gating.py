@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Depth-aware gating module (paper section 3, supplementary Table 1).
+"""
+Depth-aware gating module (paper section 3, supplementary Table 1).
 
 K parallel 3x3 atrous branches, one per pooling scale, mixed per pixel by a gate of shape
 (N, K, H, W) that sums to 1 over K, then a 1x1 block (authors' layout: branches with BN+ReLU,
@@ -21,8 +22,8 @@ gating sum, 1x1 conv + BN + ReLU).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 from .sparse_gating import gate_density, sparse_branch_sum
 
@@ -37,9 +38,12 @@ def conv_bn_relu(cin: int, cout: int, kernel: int, dilation: int = 1) -> nn.Sequ
 
 
 class AtrousBranches(nn.Module):
-    """The K branches. `tied` shares one 3x3 kernel (scale-invariant processing); each branch
-    keeps its own BatchNorm because the statistics of a dilated response depend on the
-    dilation."""
+    """
+    The K branches.
+
+    `tied` shares one 3x3 kernel (scale-invariant processing); each branch keeps its own BatchNorm
+    because the statistics of a dilated response depend on the dilation.
+    """
 
     def __init__(self, channels: int, dilations: tuple[int, ...], tied: bool = False):
         super().__init__()
@@ -49,7 +53,7 @@ class AtrousBranches(nn.Module):
         self.weights = nn.ParameterList(
             nn.Parameter(torch.empty(channels, channels, 3, 3)) for _ in range(n_kernels))
         for w in self.weights:
-            nn.init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu")
+            nn.init.kaiming_normal_(w, mode='fan_out', nonlinearity='relu')
         self.norms = nn.ModuleList(nn.BatchNorm2d(channels) for _ in self.dilations)
 
     def __len__(self) -> int:
@@ -62,10 +66,13 @@ class AtrousBranches(nn.Module):
 
 
 class DepthGatingModule(nn.Module):
-    """`sparse` (inference only): with a hard gate, evaluate each branch only where it is
-    selected (see sparse_gating.py). Used when the gate needs at most `SPARSE_MAX_DENSITY`
-    branches per pixel on average, where it pays for its gathers; soft gates, training and
-    export stay dense."""
+    """
+    Depth-gated atrous branches (paper section 3.2).
+
+    `sparse` (inference only): with a hard gate, evaluate each branch only where it is selected
+    (see sparse_gating.py). Used when the gate needs at most `SPARSE_MAX_DENSITY` branches per
+    pixel on average, where it pays for its gathers; soft gates, training and export stay dense.
+    """
 
     SPARSE_MAX_DENSITY = 2.5
 
@@ -81,8 +88,8 @@ class DepthGatingModule(nn.Module):
 
     def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
         if gate.shape[1] != self.num_branches or gate.shape[-2:] != x.shape[-2:]:
-            raise ValueError(f"gate of shape {tuple(gate.shape)} does not fit "
-                             f"{self.num_branches} branches over features {tuple(x.shape)}")
+            raise ValueError(f'gate of shape {tuple(gate.shape)} does not fit '
+                             f'{self.num_branches} branches over features {tuple(x.shape)}')
         if self._use_sparse(gate):
             return self.fuse(sparse_branch_sum(self.branches, x, gate))
         # Accumulating one branch at a time keeps a single extra feature map alive instead of K.

@@ -12,9 +12,13 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Depth branch on the gating module's input: K-way depth-bin classification and log-depth
-regression (authors' layout: 1x1 512->128, 3x3 128->32, dropout, then the two predictors).
-The attention gate reuses the classification half with no depth supervision."""
+"""
+Depth branch on the gating module's input.
+
+K-way depth-bin classification and log-depth regression (authors' layout: 1x1 512->128, 3x3
+128->32, dropout, then the two predictors). The attention gate reuses the classification half with
+no depth supervision.
+"""
 from __future__ import annotations
 
 import math
@@ -42,7 +46,7 @@ class DepthHead(nn.Module):
             nn.init.constant_(self.regressor.bias, math.log(init_depth_m))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Returns (bin logits (N, K, h, w), log depth (N, 1, h, w) or None)."""
+        """Return (bin logits (N, K, h, w), log depth (N, 1, h, w) or None)."""
         t = self.trunk(x)
         log_depth = self.regressor(t) if self.regressor is not None else None
         return self.classifier(t), log_depth

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Multi-task objective, paper Eq. 1:
+"""
+Multi-task objective, paper Eq. 1.
 
     loss = sum_l  lambda_s[l] * seg_cls^l + lambda_r[l] * depth_reg^l + lambda_c[l] * depth_cls^l
 
@@ -35,9 +36,12 @@ IGNORE_INDEX = 255
 
 
 def _per_loop(w: float | Sequence[float], loop: int, n_loops: int) -> float:
-    """A scalar applies to every loop; a sequence is indexed from the LAST loop backwards
-    (authors' Cityscapes weights: 1 for the last loop, 0.5 for the previous, 0.1 earlier),
-    its final value repeating for the earlier loops."""
+    """
+    Pick loop `l`'s weight: a scalar applies to every loop.
+
+    A sequence is indexed from the LAST loop backwards (authors' Cityscapes weights: 1 for the last
+    loop, 0.5 for the previous, 0.1 earlier), its final value repeating for the earlier loops.
+    """
     if isinstance(w, (int, float)):
         return float(w)
     back = n_loops - 1 - loop
@@ -80,26 +84,30 @@ def _nonzero(w: float | Sequence[float]) -> bool:
 
 def multitask_loss(outputs: list[dict], labels: torch.Tensor, depth: torch.Tensor | None,
                    edges: torch.Tensor, weights: LossWeights) -> tuple[torch.Tensor, dict]:
-    """Eq. 1 over the loops in `outputs`. Returns (total, {"name/loopN": value} for logging).
+    """
+    Eq. 1 over the loops in `outputs`.
+
+    Returns (total, {"name/loopN": value} for logging).
 
     `labels` (N, H, W) int with 255 ignored; `depth` (N, H, W) metres, NaN/0 invalid, may be
-    None when both depth weights are zero."""
+    None when both depth weights are zero.
+    """
     if depth is None and (_nonzero(weights.depth_reg) or _nonzero(weights.depth_cls)):
-        raise ValueError("depth losses have non-zero weights but no ground-truth depth was given")
+        raise ValueError('depth losses have non-zero weights but no ground-truth depth was given')
     n = len(outputs)
-    total = outputs[0]["seg"].new_zeros(())
+    total = outputs[0]['seg'].new_zeros(())
     parts: dict[str, float] = {}
-    for l, out in enumerate(outputs):
-        w_s, w_r, w_c = (_per_loop(w, l, n)
+    for loop, out in enumerate(outputs):
+        w_s, w_r, w_c = (_per_loop(w, loop, n)
                          for w in (weights.seg, weights.depth_reg, weights.depth_cls))
         terms = {}
         if w_s:
-            terms["seg_cls"] = (w_s, seg_cls_loss(out["seg"], labels))
+            terms['seg_cls'] = (w_s, seg_cls_loss(out['seg'], labels))
         if w_r:
-            terms["depth_reg"] = (w_r, depth_reg_loss(out["log_depth"], depth))
+            terms['depth_reg'] = (w_r, depth_reg_loss(out['log_depth'], depth))
         if w_c:
-            terms["depth_cls"] = (w_c, depth_cls_loss(out["depth_logits"], depth, edges))
+            terms['depth_cls'] = (w_c, depth_cls_loss(out['depth_logits'], depth, edges))
         for name, (w, value) in terms.items():
             total = total + w * value
-            parts[f"{name}/loop{l}"] = float(value.detach())
+            parts[f'{name}/loop{loop}'] = float(value.detach())
     return total, parts

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The depth-gated recurrent segmentation network (paper Figure 2).
+"""
+The depth-gated recurrent segmentation network (paper Figure 2).
 
     image -> backbone (stride 8) -> 3x3 block = features F
     loop 0:  F                    -> context -> classifier        (+ depth branch on F)
@@ -27,13 +28,13 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 from .backbone import Backbone
 from .config import ModelConfig
 from .depth_bins import harden_gate, sensor_gate
-from .gating import DepthGatingModule, average_gate, conv_bn_relu
+from .gating import average_gate, conv_bn_relu, DepthGatingModule
 from .heads import DepthHead
 
 
@@ -45,7 +46,7 @@ class LoopHead(nn.Module):
         c = cfg.channels
         # Loop 0 reads F directly; the recurrent module first maps concat(F, prev) back to c.
         self.block = conv_bn_relu(in_channels, c, 3) if in_channels else nn.Identity()
-        if cfg.gate_source == "none":
+        if cfg.gate_source == 'none':
             self.context = conv_bn_relu(c, c, 3)
         else:
             self.gating = DepthGatingModule(c, cfg.dilations, cfg.tied)
@@ -53,7 +54,7 @@ class LoopHead(nn.Module):
                                init_depth_m=init_depth_m)
         self.attention = (DepthHead(c, cfg.num_bins, cfg.depth_channels, cfg.dropout,
                                     regress=False)
-                          if cfg.gate_source == "attention" else None)
+                          if cfg.gate_source == 'attention' else None)
         self.classifier = nn.Sequential(nn.Dropout2d(cfg.dropout),
                                         nn.Conv2d(c, cfg.num_classes, 1))
 
@@ -61,23 +62,23 @@ class LoopHead(nn.Module):
                 hard: bool = False) -> dict[str, torch.Tensor]:
         x = self.block(x)
         depth_logits, log_depth = self.depth(x)
-        if gate_source == "none":
+        if gate_source == 'none':
             gate = None
             feats = self.context(x)
         else:
-            if gate_source == "predicted" and hard:
+            if gate_source == 'predicted' and hard:
                 # the most likely depth bin alone: one branch per pixel (sparse gating)
                 gate = F.one_hot(depth_logits.argmax(1), depth_logits.shape[1]).permute(
                     0, 3, 1, 2).to(depth_logits.dtype)
-            elif gate_source == "predicted":
+            elif gate_source == 'predicted':
                 gate = depth_logits.softmax(1)
-            elif gate_source == "attention":
+            elif gate_source == 'attention':
                 gate = self.attention(x)[0].softmax(1)
             else:  # "sensor" and "average" do not depend on the loop's own prediction
                 gate = fixed_gate
             feats = self.gating(x, gate)
-        return {"features": feats, "seg": self.classifier(feats), "depth_logits": depth_logits,
-                "log_depth": log_depth, "gate": gate}
+        return {'features': feats, 'seg': self.classifier(feats), 'depth_logits': depth_logits,
+                'log_depth': log_depth, 'gate': gate}
 
 
 class DepthGatedNet(nn.Module):
@@ -91,9 +92,9 @@ class DepthGatedNet(nn.Module):
         self.stem = conv_bn_relu(self.backbone.out_channels, cfg.channels, 3)
         # The baseline's first 3x3 layer; its output F is shared by every loop.
         self.head = LoopHead(None, cfg, init_depth)
-        prev = cfg.channels if cfg.recurrent_input == "features" else cfg.num_classes
+        prev = cfg.channels if cfg.recurrent_input == 'features' else cfg.num_classes
         self.refine = LoopHead(cfg.channels + prev, cfg, init_depth) if cfg.recurrent else None
-        self.register_buffer("depth_edges", torch.tensor(cfg.depth_edges, dtype=torch.float32))
+        self.register_buffer('depth_edges', torch.tensor(cfg.depth_edges, dtype=torch.float32))
         # Inference option, not a trained property: gate on the most likely depth bin
         # (predicted, or the majority sensor bin of a feature cell) instead of the soft
         # distribution, so the gating module can run sparse.
@@ -101,45 +102,53 @@ class DepthGatedNet(nn.Module):
 
     def resolve_gate(self, gate: str | None, have_depth: bool) -> str:
         g = gate or self.cfg.gate_source
-        if self.cfg.gate_source == "none":
-            if g != "none":
-                raise ValueError(f"gate {g!r} needs a gated model; this one is a baseline "
-                                 "(gate_source: none)")
+        if self.cfg.gate_source == 'none':
+            if g != 'none':
+                raise ValueError(f'gate {g!r} needs a gated model; this one is a baseline '
+                                 '(gate_source: none)')
             return g
-        allowed = ("average", "sensor", "predicted") + (
-            ("attention",) if self.cfg.gate_source == "attention" else ())
+        allowed = ('average', 'sensor', 'predicted') + (
+            ('attention',) if self.cfg.gate_source == 'attention' else ())
         if g not in allowed:
-            raise ValueError(f"gate {g!r} is not available for this model; choose from {allowed}")
-        if g == "sensor" and not have_depth:
+            raise ValueError(f'gate {g!r} is not available for this model; choose from {allowed}')
+        if g == 'sensor' and not have_depth:
             raise ValueError("gate 'sensor' needs a depth map")
         return g
 
     def forward(self, image: torch.Tensor, depth: torch.Tensor | None = None,
                 loops: int | None = None, gate: str | None = None) -> list[dict]:
-        """Returns one dict per loop 0..L: `seg` (N, C, H, W) and `depth_logits` (N, K, H, W)
-        logits and `log_depth` (N, 1, H, W) at the input size; `gate` (N, K, h, w) and
-        `features` at stride 8. `depth` is sensor depth in metres (NaN/0 invalid)."""
+        """
+        Return one dict per loop 0..L.
+
+        `seg` (N, C, H, W) and `depth_logits` (N, K, H, W) logits and `log_depth` (N, 1, H, W) at
+        the input size; `gate` (N, K, h, w) and `features` at stride 8. `depth` is sensor depth in
+        metres (NaN/0 invalid).
+        """
         loops = self.cfg.loops if loops is None else loops
         steps = self.iter_loops(image, depth, loops, gate)
         return [next(steps) for _ in range(loops + 1)]
 
     def iter_loops(self, image: torch.Tensor, depth: torch.Tensor | None = None,
                    max_loops: int | None = None, gate: str | None = None):
-        """Anytime prediction: yields loop 0's output dict, then each refinement's, computing
-        a loop only when the caller asks for it (up to `max_loops`)."""
+        """
+        Anytime prediction.
+
+        Yields loop 0's output dict, then each refinement's, computing a loop only when the caller
+        asks for it (up to `max_loops`).
+        """
         max_loops = self.cfg.loops if max_loops is None else max_loops
         if max_loops < 0 or (max_loops > 0 and self.refine is None):
-            raise ValueError(f"loops={max_loops} needs a recurrent model (recurrent: true)")
+            raise ValueError(f'loops={max_loops} needs a recurrent model (recurrent: true)')
         g = self.resolve_gate(gate, depth is not None)
         hard = self.hard_gate and not self.training
         size = image.shape[-2:]
         feat = self.stem(self.backbone(image))
         fixed_gate = None
-        if g == "sensor":
+        if g == 'sensor':
             fixed_gate = sensor_gate(depth, self.depth_edges, feat.shape[-2:]).to(feat.dtype)
             if hard:
                 fixed_gate = harden_gate(fixed_gate)
-        elif g == "average":
+        elif g == 'average':
             fixed_gate = average_gate(feat, self.cfg.num_bins)
 
         prev = None
@@ -147,10 +156,10 @@ class DepthGatedNet(nn.Module):
             if prev is None:
                 out = self.head(feat, g, fixed_gate, hard)
             else:
-                prev_in = prev["features"] if self.cfg.recurrent_input == "features" \
-                    else prev["seg"].softmax(1)
+                prev_in = prev['features'] if self.cfg.recurrent_input == 'features' \
+                    else prev['seg'].softmax(1)
                 out = self.refine(torch.cat([feat, prev_in], 1), g, fixed_gate, hard)
             prev = out
-            yield {**out, **{key: F.interpolate(out[key], size=size, mode="bilinear",
+            yield {**out, **{key: F.interpolate(out[key], size=size, mode='bilinear',
                                                 align_corners=False)
-                             for key in ("seg", "depth_logits", "log_depth")}}
+                             for key in ('seg', 'depth_logits', 'log_depth')}}

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Sparse evaluation of the gating module for hard gates (inference only).
+"""
+Sparse evaluation of the gating module for hard gates (inference only).
 
 With a one-hot gate (sensor depth, or the argmax of predicted depth) each pixel needs one
 dilated branch, not K. Each branch is evaluated only at the pixels whose gate weight for it
@@ -29,7 +30,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 def gate_density(gate: torch.Tensor) -> float:
     """Mean number of branches a pixel needs: 1 for a one-hot gate, K for a soft one."""
     return float((gate != 0).sum()) / max(1, gate[:, 0].numel())
@@ -42,14 +42,17 @@ def _tap_offsets(width: int, dilation: int) -> torch.Tensor:
 
 
 def _folded(branches, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Branch k's kernel as a (9*Cin, Cout) GEMM operand in the gather's (tap, channel) order,
-    with its eval BatchNorm folded in, and the bias. Cached until a parameter changes, so
-    the reordering copy is paid once, not per frame."""
+    """
+    Branch k's kernel as a (9*Cin, Cout) GEMM operand in the gather's (tap, channel) order.
+
+    With its eval BatchNorm folded in, and the bias. Cached until a parameter changes, so the
+    reordering copy is paid once, not per frame.
+    """
     kernel = branches.weights[0 if branches.tied else k]
     bn = branches.norms[k]
     tensors = (kernel, bn.weight, bn.bias, bn.running_mean, bn.running_var)
     key = tuple((t.data_ptr(), t._version) for t in tensors)
-    cache = branches.__dict__.setdefault("_sparse_cache", {})
+    cache = branches.__dict__.setdefault('_sparse_cache', {})
     if k not in cache or cache[k][0] != key:
         with torch.no_grad():
             scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
@@ -60,9 +63,13 @@ def _folded(branches, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _workspace(branches, name: str, numel: int, like: torch.Tensor) -> torch.Tensor:
-    """A buffer kept between calls: a fresh multi-megabyte tensor per frame costs more in
-    page faults than the gather that fills it."""
-    cache = branches.__dict__.setdefault("_sparse_ws", {})
+    """
+    Return a buffer kept between calls.
+
+    A fresh multi-megabyte tensor per frame costs more in page faults than the gather that fills
+    it.
+    """
+    cache = branches.__dict__.setdefault('_sparse_ws', {})
     buf = cache.get(name)
     if buf is None or buf.numel() < numel or buf.dtype != like.dtype or \
             buf.device != like.device:
@@ -72,8 +79,12 @@ def _workspace(branches, name: str, numel: int, like: torch.Tensor) -> torch.Ten
 
 def sparse_branch_sum(branches, x: torch.Tensor,
                       gate: torch.Tensor) -> torch.Tensor:
-    """`branches`: gating.AtrousBranches. sum_k gate[:, k] * branch_k(x), computing branch k only where gate[:, k] != 0.
-    Equals the dense sum to float tolerance; BatchNorm must be in eval mode."""
+    """
+    `branches`: gating.AtrousBranches. sum_k gate[:, k] * branch_k(x).
+
+    Computing branch k only where gate[:, k] != 0. Equals the dense sum to float tolerance;
+    BatchNorm must be in eval mode.
+    """
     if branches.training:
         raise RuntimeError("sparse gating uses BatchNorm's running statistics: eval mode only")
     n, c, h, w = x.shape
@@ -101,10 +112,10 @@ def sparse_branch_sum(branches, x: torch.Tensor,
             continue
         p = sel.numel()
         taps = centres[sel].unsqueeze(1) + _tap_offsets(wp, d).to(x.device).unsqueeze(0)
-        cols = _workspace(branches, "cols", p * 9 * c, x).view(p * 9, c)
+        cols = _workspace(branches, 'cols', p * 9 * c, x).view(p * 9, c)
         torch.index_select(xp, 0, taps.reshape(-1), out=cols)           # im2col rows
         kernel, bias = _folded(branches, k)
-        y = _workspace(branches, "y", p * c, x).view(p, c)
+        y = _workspace(branches, 'y', p * c, x).view(p, c)
         torch.addmm(bias, cols.view(p, 9 * c), kernel, out=y).relu_()
         if one_hot:
             out.index_copy_(0, sel, y)

@@ -12,8 +12,12 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Comparing a state dict with a module before loading it, so a mismatch is reported as one
-readable sentence instead of torch's wall of size-mismatch lines."""
+"""
+Compare a state dict with a module before loading it.
+
+Then a mismatch is reported as one readable sentence instead of torch's wall of
+size-mismatch lines.
+"""
 from __future__ import annotations
 
 import torch
@@ -24,8 +28,8 @@ def state_mismatch(module: torch.nn.Module, state: dict) -> str | None:
     own = module.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
-        return f"missing {missing[:4]}, unexpected {unexpected[:4]}"
+        return f'missing {missing[:4]}, unexpected {unexpected[:4]}'
     for k, v in state.items():
         if own[k].shape != v.shape:
-            return f"weight {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}"
+            return f'weight {k} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}'
     return None

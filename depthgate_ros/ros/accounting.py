@@ -12,8 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Where each camera image went: processed, replaced in the node, lost in transport, or
-never seen.
+"""
+Where each camera image went: processed, replaced in the node, lost in transport, or never seen.
 
 A node that counts only what reaches its callback under-reports: with a history-1 reader
 queue, images superseded before the executor takes them vanish silently, and best-effort
@@ -35,8 +35,11 @@ NS = 1_000_000_000
 
 
 def camera_period_ns(deltas: list[int]) -> float | None:
-    """The camera's frame period from positive stamp differences, robust to gaps: the short
-    differences set the scale, and every difference is a whole number of periods."""
+    """
+    Estimate the camera's frame period from positive stamp differences, robust to gaps.
+
+    The short differences set the scale, and every difference is a whole number of periods.
+    """
     deltas = sorted(d for d in deltas if d > 0)
     if len(deltas) < 3:
         return None
@@ -90,11 +93,11 @@ class StreamAccounting:
     def snapshot(self) -> dict:
         period = self.period_ns()
         return {
-            "camera_rate_hz": NS / period if period else float("nan"),
-            "received": self.received, "processed": self.processed,
-            "replaced": self.replaced, "failed": self.failed,
-            "lost_in_transport": self.lost_in_transport,
-            "missed_by_stamps": self.missed_by_stamps,
+            'camera_rate_hz': NS / period if period else float('nan'),
+            'received': self.received, 'processed': self.processed,
+            'replaced': self.replaced, 'failed': self.failed,
+            'lost_in_transport': self.lost_in_transport,
+            'missed_by_stamps': self.missed_by_stamps,
             # every image that produced no output, as far as stamps and DDS can tell
-            "dropped": self.replaced + self.failed + self.unseen,
+            'dropped': self.replaced + self.failed + self.unseen,
         }

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""depthgate-bag-eval: numbers and pictures from a rosbag2 recording.
+"""
+depthgate-bag-eval: numbers and pictures from a rosbag2 recording.
 
     depthgate-bag-eval BAG --list                                  # topics and types
     depthgate-bag-eval BAG --out report_dir [--checkpoint m.pt] [--labels /camera/labels]
@@ -31,33 +32,33 @@ nothing half-written.
 from __future__ import annotations
 
 import argparse
+from collections import deque
 import json
 import math
+from pathlib import Path
 import shutil
 import sys
 import tempfile
 import time
-from collections import deque
-from pathlib import Path
 
 import numpy as np
 
+from .bags import (BagError, BagWriter, choose_topics, describe, header, IMAGE, image_msg,
+                   open_bag, read_topics, stamp_ns, Topics)
+from .image_codec import depth_from_msg, image_to_array, ImageDecodeError, rgb_from_msg
+from .pairing import DepthPairing, NS
 from ..inference import Predictor
 from ..metrics import DepthMetric, SegmentationMetric
 from ..model.checkpoint import CheckpointError
 from ..model.depth_bins import disparity_to_depth
 from ..visualize import colorize_depth, colorize_gate, colorize_labels, palette, panel, write_png
 from ..weights import bundled_checkpoint
-from .bags import (IMAGE, BagError, BagWriter, Topics, choose_topics, describe, header,
-                   image_msg, open_bag, read_topics, stamp_ns)
-from .image_codec import ImageDecodeError, depth_from_msg, image_to_array, rgb_from_msg
-from .pairing import NS, DepthPairing
 
 
 def _decode_depth(kind: str, msg, unit: float):
-    if kind == "disparity":
+    if kind == 'disparity':
         if msg.f <= 0 or msg.t <= 0:
-            raise ImageDecodeError(f"disparity with f={msg.f}, T={msg.t} cannot give depth")
+            raise ImageDecodeError(f'disparity with f={msg.f}, T={msg.t} cannot give depth')
         return disparity_to_depth(depth_from_msg(msg.image), msg.f, msg.t)
     return depth_from_msg(msg, unit)
 
@@ -74,18 +75,18 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
     skipped: dict[str, int] = {}
     frames_with_depth = evaluated = 0
     depth_topic = topics.depth or topics.disparity
-    depth_kind = "depth" if topics.depth else "disparity"
+    depth_kind = 'depth' if topics.depth else 'disparity'
     pairing = DepthPairing(slop, timeout, queue_size=64)
     label_pairing = DepthPairing(slop, timeout, queue_size=64)
     pending: deque = deque()
     lut = palette(predictor.info.colors)
-    (work / "panels").mkdir(parents=True)
+    (work / 'panels').mkdir(parents=True)
     writer = None
     if out_bag is not None:
         writer = BagWriter(out_bag, storage)
-        for suffix in ("labels", "labels_color", "depth"):
-            writer.add(f"/depthgate/{suffix}", IMAGE)
-    written = {"panels": 0}
+        for suffix in ('labels', 'labels_color', 'depth'):
+            writer.add(f'/depthgate/{suffix}', IMAGE)
+    written = {'panels': 0}
 
     def skip(reason):
         skipped[reason] = skipped.get(reason, 0) + 1
@@ -95,7 +96,7 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
         try:
             rgb = np.ascontiguousarray(rgb_from_msg(msg))
         except ImageDecodeError as e:
-            skip(f"image: {e}")
+            skip(f'image: {e}')
             return
         t = stamp_ns(msg)
         depth = None
@@ -104,12 +105,12 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
             try:
                 depth = _decode_depth(depth_kind, partner.item, unit)
             except ImageDecodeError as e:
-                skip(f"depth: {e}")
+                skip(f'depth: {e}')
         gt = None
         if topics.labels:
             lab = label_pairing.match(t)
             if lab is None:
-                skip("no label message within the slop")
+                skip('no label message within the slop')
             else:
                 gt = image_to_array(lab.item)
         t0 = time.perf_counter()
@@ -121,32 +122,32 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
                 seg[loop].update(p.labels, gt)
         if depth is not None:
             frames_with_depth += 1
-            mono = predictor.predict(rgb, None, gate="predicted")
+            mono = predictor.predict(rgb, None, gate='predicted')
             mono_depth.update(mono.depth, depth)
             agree_pixels += int((mono.labels == preds[-1].labels).sum())
             agree_total += mono.labels.size
         final = preds[-1]
         every = max(1, total_images // max(1, panels))   # spread the panels over the bag
-        if written["panels"] < panels and (evaluated - 1) % every == 0:
-            written["panels"] += 1
+        if written['panels'] < panels and (evaluated - 1) % every == 0:
+            written['panels'] += 1
             pics = [rgb, colorize_labels(final.labels, lut, rgb, 0.3),
                     colorize_depth(final.depth)]
-            titles = ["image", f"labels ({final.gate_source})", "predicted depth"]
+            titles = ['image', f'labels ({final.gate_source})', 'predicted depth']
             if gt is not None:
                 pics.insert(1, colorize_labels(gt, lut))
-                titles.insert(1, "ground truth")
+                titles.insert(1, 'ground truth')
             if final.gate is not None:
                 pics.append(colorize_gate(final.gate))
-                titles.append("gate")
-            write_png(work / "panels" / f"frame_{evaluated - 1:05d}.png",
+                titles.append('gate')
+            write_png(work / 'panels' / f'frame_{evaluated - 1:05d}.png',
                       panel(pics, titles, width=256))
         if writer is not None:
             hdr = header(t, msg.header.frame_id)
-            enc = "mono8" if final.labels.dtype == np.uint8 else "mono16"
-            writer.write("/depthgate/labels", log_ns, image_msg(final.labels, enc, hdr))
-            writer.write("/depthgate/labels_color", log_ns,
-                         image_msg(colorize_labels(final.labels, lut), "rgb8", hdr))
-            writer.write("/depthgate/depth", log_ns, image_msg(final.depth, "32FC1", hdr))
+            enc = 'mono8' if final.labels.dtype == np.uint8 else 'mono16'
+            writer.write('/depthgate/labels', log_ns, image_msg(final.labels, enc, hdr))
+            writer.write('/depthgate/labels_color', log_ns,
+                         image_msg(colorize_labels(final.labels, lut), 'rgb8', hdr))
+            writer.write('/depthgate/depth', log_ns, image_msg(final.depth, '32FC1', hdr))
 
     wanted = [x for x in (topics.image, depth_topic, topics.labels) if x]
     n_images = next(c.msgcount for c in reader.connections if c.topic == topics.image)
@@ -169,27 +170,27 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
             writer.close()
 
     if evaluated == 0:
-        raise BagError(f"no frame of {topics.image} could be evaluated: {skipped}")
+        raise BagError(f'no frame of {topics.image} could be evaluated: {skipped}')
     lat = np.array(latencies) * 1e3
-    report = {"mode": "offline", "frames_in_bag": n_images, "frames_evaluated": evaluated,
-              "frames_with_sensor_depth": frames_with_depth, "skipped": skipped,
-              "topics": vars(topics), "sync_slop_s": slop, "depth_timeout_s": timeout,
-              "latency_ms": _percentiles(lat), "latencies_ms": lat.tolist()}
+    report = {'mode': 'offline', 'frames_in_bag': n_images, 'frames_evaluated': evaluated,
+              'frames_with_sensor_depth': frames_with_depth, 'skipped': skipped,
+              'topics': vars(topics), 'sync_slop_s': slop, 'depth_timeout_s': timeout,
+              'latency_ms': _percentiles(lat), 'latencies_ms': lat.tolist()}
     if topics.labels:
         for loop in range(loops + 1):
             s = seg[loop].compute()
-            report[f"loop{loop}"] = {"miou": s["miou"], "pixel_accuracy": s["pixel_accuracy"],
-                                     "iou": dict(zip(names, s["iou"]))}
+            report[f'loop{loop}'] = {'miou': s['miou'], 'pixel_accuracy': s['pixel_accuracy'],
+                                     'iou': dict(zip(names, s['iou']))}
     if frames_with_depth:
-        report["monocular_depth"] = mono_depth.compute()
-        report["sensor_vs_predicted_gate_agreement"] = agree_pixels / agree_total
+        report['monocular_depth'] = mono_depth.compute()
+        report['sensor_vs_predicted_gate_agreement'] = agree_pixels / agree_total
     return report
 
 
 def _percentiles(lat_ms: np.ndarray) -> dict:
     if lat_ms.size == 0:
-        return {"p50": math.nan, "p95": math.nan}
-    return {"p50": float(np.percentile(lat_ms, 50)), "p95": float(np.percentile(lat_ms, 95))}
+        return {'p50': math.nan, 'p95': math.nan}
+    return {'p50': float(np.percentile(lat_ms, 50)), 'p95': float(np.percentile(lat_ms, 95))}
 
 
 def realtime(reader, topics: Topics, *, rate: float, node_name: str,
@@ -197,20 +198,20 @@ def realtime(reader, topics: Topics, *, rate: float, node_name: str,
     """Publish the bag over rclpy at the recorded rate (x `rate`) into a running node."""
     import threading
 
-    import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
+    import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import CameraInfo, Image
     from stereo_msgs.msg import DisparityImage
 
-    types = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CameraInfo": CameraInfo,
-             "stereo_msgs/msg/DisparityImage": DisparityImage}
+    types = {'sensor_msgs/msg/Image': Image, 'sensor_msgs/msg/CameraInfo': CameraInfo,
+             'stereo_msgs/msg/DisparityImage': DisparityImage}
     play = [t for t in (topics.image, topics.depth, topics.disparity, topics.camera_info) if t]
     context = rclpy.Context()
     rclpy.init(context=context)
-    node = rclpy.create_node("depthgate_bag_player", context=context)
+    node = rclpy.create_node('depthgate_bag_player', context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     received: dict[int, float] = {}
@@ -220,7 +221,7 @@ def realtime(reader, topics: Topics, *, rate: float, node_name: str,
         with lock:
             received.setdefault(msg.header.stamp.sec * NS + msg.header.stamp.nanosec,
                                 time.monotonic())
-    node.create_subscription(DiagnosticArray, f"{node_name}/frame_info", on_info,
+    node.create_subscription(DiagnosticArray, f'{node_name}/frame_info', on_info,
                              QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
     msgtypes = {c.topic: c.msgtype for c in reader.connections}
@@ -232,8 +233,8 @@ def realtime(reader, topics: Topics, *, rate: float, node_name: str,
         deadline = time.monotonic() + 10
         while pubs[topics.image].get_subscription_count() == 0:
             if time.monotonic() > deadline:
-                raise BagError(f"no subscriber on {topics.image}: is the perception node "
-                               f"running and remapped to it (node {node_name})?")
+                raise BagError(f'no subscriber on {topics.image}: is the perception node '
+                               f'running and remapped to it (node {node_name})?')
             time.sleep(0.05)
         time.sleep(0.3)
         conns = [c for c in reader.connections if c.topic in play]
@@ -259,51 +260,51 @@ def realtime(reader, topics: Topics, *, rate: float, node_name: str,
         got = {k: v for k, v in received.items() if k in sent}
     lat = np.array([(got[k] - sent[k]) * 1e3 for k in sorted(got)])
     duration = (max(sent.values()) - min(sent.values())) if len(sent) > 1 else 0.0
-    return {"mode": "realtime", "rate": rate, "frames_sent": len(sent),
-            "frames_received": len(got), "frames_dropped": len(sent) - len(got),
-            "output_rate_hz": len(got) / duration if duration else math.nan,
-            "input_rate_hz": (len(sent) - 1) / duration if duration else math.nan,
-            "latency_ms": _percentiles(lat), "latencies_ms": lat.tolist(),
-            "topics": vars(topics)}
+    return {'mode': 'realtime', 'rate': rate, 'frames_sent': len(sent),
+            'frames_received': len(got), 'frames_dropped': len(sent) - len(got),
+            'output_rate_hz': len(got) / duration if duration else math.nan,
+            'input_rate_hz': (len(sent) - 1) / duration if duration else math.nan,
+            'latency_ms': _percentiles(lat), 'latencies_ms': lat.tolist(),
+            'topics': vars(topics)}
 
 
 def write_markdown(report: dict, path: Path) -> None:
-    lines = [f"# Bag evaluation ({report['mode']})", ""]
-    if report["mode"] == "offline":
+    lines = [f"# Bag evaluation ({report['mode']})", '']
+    if report['mode'] == 'offline':
         lines += [f"Frames: {report['frames_evaluated']} of {report['frames_in_bag']} "
                   f"evaluated, {report['frames_with_sensor_depth']} with sensor depth; "
-                  f"skipped: {report['skipped'] or 'none'}.", ""]
-        loops = sorted(k for k in report if k.startswith("loop"))
+                  f"skipped: {report['skipped'] or 'none'}.", '']
+        loops = sorted(k for k in report if k.startswith('loop'))
         if loops:
-            lines += ["| output | mIoU | pixel acc. |", "|---|---|---|"]
+            lines += ['| output | mIoU | pixel acc. |', '|---|---|---|']
             lines += [f"| {k} | {report[k]['miou']:.3f} | {report[k]['pixel_accuracy']:.3f} |"
                       for k in loops]
-            lines.append("")
-        if "monocular_depth" in report:
-            d = report["monocular_depth"]
+            lines.append('')
+        if 'monocular_depth' in report:
+            d = report['monocular_depth']
             lines += [f"Monocular depth against the bag's sensor depth: delta1 "
                       f"{d['delta1']:.3f}, AbsRel {d['abs_rel']:.3f}, RMSE {d['rmse']:.2f} m.",
-                      f"Sensor-gated vs predicted-gated label agreement: "
-                      f"{report['sensor_vs_predicted_gate_agreement']:.3f}.", ""]
+                      f'Sensor-gated vs predicted-gated label agreement: '
+                      f"{report['sensor_vs_predicted_gate_agreement']:.3f}.", '']
     else:
         lines += [f"Frames sent {report['frames_sent']}, received {report['frames_received']}, "
                   f"dropped {report['frames_dropped']}; input {report['input_rate_hz']:.1f} Hz, "
-                  f"output {report['output_rate_hz']:.1f} Hz.", ""]
-    lat = report["latency_ms"]
+                  f"output {report['output_rate_hz']:.1f} Hz.", '']
+    lat = report['latency_ms']
     lines.append(f"Latency p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms "
                  f"({'model only' if report['mode'] == 'offline' else 'publish to output'}).")
-    lines.append("\n![latency histogram](latency_histogram.png)\n")
-    path.write_text("\n".join(lines))
+    lines.append('\n![latency histogram](latency_histogram.png)\n')
+    path.write_text('\n'.join(lines))
 
 
 def latency_histogram(lat_ms: list[float], path: Path, title: str) -> None:
     import matplotlib
-    matplotlib.use("Agg")
+    matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
-    ax.hist(lat_ms or [0.0], bins=min(30, max(5, len(lat_ms) // 2)), color="#4575b4")
-    ax.set_xlabel("latency (ms)")
-    ax.set_ylabel("frames")
+    ax.hist(lat_ms or [0.0], bins=min(30, max(5, len(lat_ms) // 2)), color='#4575b4')
+    ax.set_xlabel('latency (ms)')
+    ax.set_ylabel('frames')
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path)
@@ -311,30 +312,31 @@ def latency_histogram(lat_ms: list[float], path: Path, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="depthgate-bag-eval", description=__doc__.splitlines()[0])
-    parser.add_argument("bag", help="rosbag2 directory (or a .db3 / .mcap file in it)")
-    parser.add_argument("--list", action="store_true", help="list topics and exit")
-    parser.add_argument("--out", default="bag_report")
-    parser.add_argument("--checkpoint", help="model (default: the bundled model)")
-    parser.add_argument("--device", default="auto")
-    for role in ("image", "depth", "disparity", "camera_info", "labels"):
+    parser = argparse.ArgumentParser(prog='depthgate-bag-eval',
+                                     description=__doc__.strip().splitlines()[0])
+    parser.add_argument('bag', help='rosbag2 directory (or a .db3 / .mcap file in it)')
+    parser.add_argument('--list', action='store_true', help='list topics and exit')
+    parser.add_argument('--out', default='bag_report')
+    parser.add_argument('--checkpoint', help='model (default: the bundled model)')
+    parser.add_argument('--device', default='auto')
+    for role in ('image', 'depth', 'disparity', 'camera_info', 'labels'):
         parser.add_argument(f"--{role.replace('_', '-')}", dest=role, default=None,
-                            help=f"{role} topic (default: found by type)")
-    parser.add_argument("--sync-slop", type=float, default=0.05)
-    parser.add_argument("--depth-timeout", type=float, default=0.5)
-    parser.add_argument("--depth-unit-scale", type=float, default=0.001)
-    parser.add_argument("--max-depth", type=float, default=None,
-                        help="leave sensor depth beyond this many metres out of the depth "
-                             "metrics")
-    parser.add_argument("--panels", type=int, default=6, help="PNG panels to write")
-    parser.add_argument("--write-bag", action="store_true",
-                        help="also write the outputs as a rosbag2 in the report folder")
-    parser.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"))
-    parser.add_argument("--realtime", action="store_true")
-    parser.add_argument("--rate", type=float, default=1.0, help="realtime playback rate")
-    parser.add_argument("--node", default="/perception_node", help="realtime: node name")
-    parser.add_argument("--wait", type=float, default=5.0,
-                        help="realtime: seconds to wait for outputs after the last message")
+                            help=f'{role} topic (default: found by type)')
+    parser.add_argument('--sync-slop', type=float, default=0.05)
+    parser.add_argument('--depth-timeout', type=float, default=0.5)
+    parser.add_argument('--depth-unit-scale', type=float, default=0.001)
+    parser.add_argument('--max-depth', type=float, default=None,
+                        help='leave sensor depth beyond this many metres out of the depth '
+                             'metrics')
+    parser.add_argument('--panels', type=int, default=6, help='PNG panels to write')
+    parser.add_argument('--write-bag', action='store_true',
+                        help='also write the outputs as a rosbag2 in the report folder')
+    parser.add_argument('--storage', default='sqlite3', choices=('sqlite3', 'mcap'))
+    parser.add_argument('--realtime', action='store_true')
+    parser.add_argument('--rate', type=float, default=1.0, help='realtime playback rate')
+    parser.add_argument('--node', default='/perception_node', help='realtime: node name')
+    parser.add_argument('--wait', type=float, default=5.0,
+                        help='realtime: seconds to wait for outputs after the last message')
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -347,8 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         topics = choose_topics(reader, args.image, args.depth, args.disparity,
                                args.camera_info, args.labels)
         if out.exists():
-            raise BagError(f"{out} exists; choose a new --out folder")
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent if
+            raise BagError(f'{out} exists; choose a new --out folder')
+        work = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent if
                                      out.parent.exists() else None))
         if args.realtime:
             report = realtime(reader, topics, rate=args.rate, node_name=args.node,
@@ -356,33 +358,33 @@ def main(argv: list[str] | None = None) -> int:
         else:
             model = args.checkpoint or bundled_checkpoint()
             if model is None:
-                raise CheckpointError("no model: pass --checkpoint (no bundled model)")
+                raise CheckpointError('no model: pass --checkpoint (no bundled model)')
             predictor = Predictor.from_checkpoint(model, device=args.device)
             report = offline(reader, topics, predictor, work, slop=args.sync_slop,
                              timeout=args.depth_timeout, unit=args.depth_unit_scale,
                              panels=args.panels,
-                             out_bag=work / "outputs" if args.write_bag else None,
+                             out_bag=work / 'outputs' if args.write_bag else None,
                              storage=args.storage, max_depth=args.max_depth)
-            report["checkpoint"] = str(model)
-            report["depth_cap_m"] = args.max_depth
-        report["bag"] = str(args.bag)
-        (work / "report.json").write_text(json.dumps(report, indent=2))
-        write_markdown(report, work / "report.md")
-        latency_histogram(report["latencies_ms"], work / "latency_histogram.png",
+            report['checkpoint'] = str(model)
+            report['depth_cap_m'] = args.max_depth
+        report['bag'] = str(args.bag)
+        (work / 'report.json').write_text(json.dumps(report, indent=2))
+        write_markdown(report, work / 'report.md')
+        latency_histogram(report['latencies_ms'], work / 'latency_histogram.png',
                           f"{report['mode']} latency")
         work.rename(out)
         work = None
     except (BagError, CheckpointError, ImageDecodeError, ValueError) as e:
-        print(f"depthgate-bag-eval: {e}", file=sys.stderr)
+        print(f'depthgate-bag-eval: {e}', file=sys.stderr)
         return 2
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
-        if "reader" in locals():
+        if 'reader' in locals():
             reader.close()
-    print(f"report written to {out}/")
+    print(f'report written to {out}/')
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     raise SystemExit(main())

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The ROS half of depthgate-bench: what crosses DDS between processes, and the node under it.
+"""
+The ROS half of depthgate-bench: what crosses DDS between processes, and the node under it.
 
 - transport: camera_probe camera -> camera_probe listen, no node: delivered/sent per image
   size x QoS x the large-image profile.
@@ -26,19 +27,19 @@ and the node, as on a robot.
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 import re
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
 from . import camera_probe
 from .dds import ros_environment, use_locally
-from .node_process import NodeProcess, node_status
+from .node_process import node_status, NodeProcess
 
-COUNTS = ("received", "processed", "replaced", "failed", "lost_in_transport",
-          "missed_by_stamps", "dropped", "errors")
+COUNTS = ('received', 'processed', 'replaced', 'failed', 'lost_in_transport',
+          'missed_by_stamps', 'dropped', 'errors')
 
 
 def bench_transport(sizes, reliabilities, profiles, count: int, rate: float) -> list[dict]:
@@ -46,14 +47,14 @@ def bench_transport(sizes, reliabilities, profiles, count: int, rate: float) -> 
     for (h, w), reliability, profile in itertools.product(sizes, reliabilities, profiles):
         env = ros_environment(profile=profile)
         seconds = count / rate + 12
-        listener = camera_probe.start("listen", env, reliability=reliability, seconds=seconds)
-        cam = camera_probe.start("camera", env, size=(h, w), rate=rate, count=count,
+        listener = camera_probe.start('listen', env, reliability=reliability, seconds=seconds)
+        cam = camera_probe.start('camera', env, size=(h, w), rate=rate, count=count,
                                  reliability=reliability)
         sent, got = camera_probe.result(cam), camera_probe.result(listener)
-        rows.append({"size": f"{w}x{h}", "mb": round(h * w * 3 / 1e6, 2),
-                     "reliability": reliability, "profile": "large_images" if profile
-                     else "Fast DDS default", "sent": sent["sent"],
-                     "delivered": got["received"], "reported_lost": got["lost"]})
+        rows.append({'size': f'{w}x{h}', 'mb': round(h * w * 3 / 1e6, 2),
+                     'reliability': reliability, 'profile': 'large_images' if profile
+                     else 'Fast DDS default', 'sent': sent['sent'],
+                     'delivered': got['received'], 'reported_lost': got['lost']})
     return rows
 
 
@@ -68,14 +69,14 @@ class _Listener:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
-        self.node = rclpy.create_node("depthgate_bench_listener", context=self.context)
+        self.node = rclpy.create_node('depthgate_bench_listener', context=self.context)
         self.frames: dict[int, tuple[int, dict]] = {}          # stamp ns -> (arrival, info)
         self.status: dict[str, str] = {}
         self._lock = threading.Lock()
-        self.node.create_subscription(DiagnosticArray, "/perception_node/frame_info",
+        self.node.create_subscription(DiagnosticArray, '/perception_node/frame_info',
                                       self._on_frame, QoSProfile(
                                           depth=100, reliability=ReliabilityPolicy.RELIABLE))
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spin = threading.Thread(target=self.executor.spin, daemon=True)
@@ -108,16 +109,16 @@ def _wait_for_node(listener: _Listener, node: NodeProcess, timeout: float = 120.
     end = time.monotonic() + timeout
     while not listener.counts():
         if not node.running() or time.monotonic() > end:
-            raise RuntimeError("no /diagnostics from perception_node:\n" + node.log)
+            raise RuntimeError('no /diagnostics from perception_node:\n' + node.log)
         time.sleep(0.1)
 
 
 def _settled(listener: _Listener, timeout: float = 30.0) -> dict:
-    """The node's counts once everything it received is processed, replaced or failed."""
+    """Return the node's counts once everything it received is processed, replaced or failed."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         c = listener.counts()
-        if c and c["received"] == c["processed"] + c["replaced"] + c["failed"]:
+        if c and c['received'] == c['processed'] + c['replaced'] + c['failed']:
             break
         time.sleep(0.2)
     time.sleep(1.2)                                       # one more /diagnostics period
@@ -131,54 +132,54 @@ def _delta(after: dict, before: dict) -> dict:
 def bench_node(model_path: str, inference_size, image_size, profile: bool, threads: int,
                frames: int, overload_s: float) -> dict:
     env = ros_environment(profile=profile)
-    params = {"model_path": model_path, "device": "cpu", "num_threads": threads,
-              "inference_height": inference_size[0], "inference_width": inference_size[1],
-              "publish_points": False, "diagnostics_period": 0.5}
+    params = {'model_path': model_path, 'device': 'cpu', 'num_threads': threads,
+              'inference_height': inference_size[0], 'inference_width': inference_size[1],
+              'publish_points': False, 'diagnostics_period': 0.5}
     listener = _Listener()
-    node = NodeProcess(params, env, log_level="warn").start()
+    node = NodeProcess(params, env, log_level='warn').start()
     try:
         _wait_for_node(listener, node)
         h, w = image_size
         # one frame at a time: a slow camera, so nothing queues and stages add up
         before = listener.counts()
         sent = camera_probe.result(camera_probe.start(
-            "camera", env, size=(h, w), rate=1.0, count=frames + 2, wall_stamps=True))
+            'camera', env, size=(h, w), rate=1.0, count=frames + 2, wall_stamps=True))
         single = _delta(_settled(listener), before)
         with listener._lock:
             got = dict(listener.frames)
         ones = sorted(got)[2:]                              # the first two warm the caches
         stages = {k: [float(got[t][1][k]) for t in ones] for k in
-                  ("decode_ms", "model_ms", "publish_ms", "latency_ms")}
-        med = {k: float(np.median(v)) if v else float("nan") for k, v in stages.items()}
+                  ('decode_ms', 'model_ms', 'publish_ms', 'latency_ms')}
+        med = {k: float(np.median(v)) if v else float('nan') for k, v in stages.items()}
         e2e = [(got[t][0] - t) / 1e6 for t in ones]
-        row = {"image_size": f"{w}x{h}", "profile": profile, "threads": threads,
-               "inference_size": list(inference_size), "frames": len(ones),
-               "sent": sent["sent"], "delivered": single.get("received", 0),
-               "stage_median_ms": med,
-               "end_to_end_median_ms": float(np.median(e2e)) if e2e else float("nan")}
+        row = {'image_size': f'{w}x{h}', 'profile': profile, 'threads': threads,
+               'inference_size': list(inference_size), 'frames': len(ones),
+               'sent': sent['sent'], 'delivered': single.get('received', 0),
+               'stage_median_ms': med,
+               'end_to_end_median_ms': float(np.median(e2e)) if e2e else float('nan')}
         if not ones:
             return row
-        row["overhead_ms"] = med["latency_ms"] - med["model_ms"]
-        row["overhead_fraction"] = row["overhead_ms"] / med["latency_ms"]
+        row['overhead_ms'] = med['latency_ms'] - med['model_ms']
+        row['overhead_fraction'] = row['overhead_ms'] / med['latency_ms']
         # 3x the rate the model sustains
-        rate = 3e3 / med["model_ms"]
+        rate = 3e3 / med['model_ms']
         count = max(3, int(overload_s * rate))
         before = listener.counts()
         with listener._lock:
             listener.frames.clear()
         sent = camera_probe.result(camera_probe.start(
-            "camera", env, size=(h, w), rate=rate, count=count, wall_stamps=True))
+            'camera', env, size=(h, w), rate=rate, count=count, wall_stamps=True))
         flood = _delta(_settled(listener), before)
         with listener._lock:
             got = dict(listener.frames)
-        lat = [float(info["latency_ms"]) for _, info in got.values()]
-        model_ms = [float(info["model_ms"]) for _, info in got.values()]
-        row["overload"] = {
-            "rate_hz": rate, "sent": count, **flood,
-            "accounted": flood.get("processed", 0) + flood.get("dropped", 0),
-            "latency_p50_ms": float(np.percentile(lat, 50)) if lat else float("nan"),
-            "latency_p95_ms": float(np.percentile(lat, 95)) if lat else float("nan"),
-            "model_median_ms": float(np.median(model_ms)) if model_ms else float("nan")}
+        lat = [float(info['latency_ms']) for _, info in got.values()]
+        model_ms = [float(info['model_ms']) for _, info in got.values()]
+        row['overload'] = {
+            'rate_hz': rate, 'sent': count, **flood,
+            'accounted': flood.get('processed', 0) + flood.get('dropped', 0),
+            'latency_p50_ms': float(np.percentile(lat, 50)) if lat else float('nan'),
+            'latency_p95_ms': float(np.percentile(lat, 95)) if lat else float('nan'),
+            'model_median_ms': float(np.median(model_ms)) if model_ms else float('nan')}
         return row
     finally:
         node.stop()
@@ -186,22 +187,25 @@ def bench_node(model_path: str, inference_size, image_size, profile: bool, threa
 
 
 def _rss_mib(pid: int) -> float:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+)", text).group(1)) / 1024
+    text = Path(f'/proc/{pid}/status').read_text()
+    return int(re.search(r'VmRSS:\s+(\d+)', text).group(1)) / 1024
 
 
 def soak(model_path: str, seconds: float, size=(480, 640), rate: float = 5.0,
          warmup_s: float = 60.0) -> dict:
-    """The node as configured by default (inference at the image's size), with the profile,
-    fed for `seconds`; RSS sampled every 5 s."""
+    """
+    Run the node as configured by default (inference at the image's size).
+
+    With the profile, fed for `seconds`; RSS sampled every 5 s.
+    """
     env = ros_environment(profile=True)
     listener = _Listener()
-    node = NodeProcess({"model_path": model_path, "device": "cpu", "num_threads": 2,
-                        "mask_classes": ["road", "person", "car"]}, env).start()
+    node = NodeProcess({'model_path': model_path, 'device': 'cpu', 'num_threads': 2,
+                        'mask_classes': ['road', 'person', 'car']}, env).start()
     try:
         _wait_for_node(listener, node)
         count = int(seconds * rate)
-        cam = camera_probe.start("camera", env, size=size, rate=rate, count=count,
+        cam = camera_probe.start('camera', env, size=size, rate=rate, count=count,
                                  depth_every=1)
         samples, t0 = [], time.monotonic()
         while cam.poll() is None:
@@ -213,18 +217,21 @@ def soak(model_path: str, seconds: float, size=(480, 640), rate: float = 5.0,
         node.stop()
         listener.close()
     log = node.log
-    return {"seconds": seconds, "rate_hz": rate, "size": f"{size[1]}x{size[0]}",
-            "sent": sent["sent"], **counts,
-            "accounted": counts.get("processed", 0) + counts.get("dropped", 0),
+    return {'seconds': seconds, 'rate_hz': rate, 'size': f'{size[1]}x{size[0]}',
+            'sent': sent['sent'], **counts,
+            'accounted': counts.get('processed', 0) + counts.get('dropped', 0),
             **rss_growth(samples, warmup_s),
-            "log_warnings": len(re.findall(r"\[(WARN|ERROR|FATAL)\]", log)),
-            "log_lines": len(log.splitlines()), "exit_code": node.returncode,
-            "rss_samples": samples}
+            'log_warnings': len(re.findall(r'\[(WARN|ERROR|FATAL)\]', log)),
+            'log_lines': len(log.splitlines()), 'exit_code': node.returncode,
+            'rss_samples': samples}
 
 
 def rss_growth(samples: list[tuple[float, float]], warmup_s: float) -> dict:
-    """RSS after warm-up, robust to the allocator's swings of tens of MiB: the medians of the
-    first and second half, and a straight-line fit over the whole span."""
+    """
+    RSS after warm-up, robust to the allocator's swings of tens of MiB.
+
+    The medians of the first and second half, and a straight-line fit over the whole span.
+    """
     t, rss = np.array(samples, dtype=float).T
     keep = t >= warmup_s
     t, rss = t[keep], rss[keep]
@@ -232,6 +239,6 @@ def rss_growth(samples: list[tuple[float, float]], warmup_s: float) -> dict:
     first, second = float(np.median(rss[:half])), float(np.median(rss[half:]))
     slope, start = np.polyfit(t, rss, 1)
     fit_growth = slope * (t[-1] - t[0]) / (start + slope * t[0])
-    return {"rss_first_half_mib": first, "rss_second_half_mib": second,
-            "rss_growth_halves": second / first - 1, "rss_slope_mib_per_min": float(60 * slope),
-            "rss_growth_fit": float(fit_growth), "rss_max_mib": float(rss.max())}
+    return {'rss_first_half_mib': first, 'rss_second_half_mib': second,
+            'rss_growth_halves': second / first - 1, 'rss_slope_mib_per_min': float(60 * slope),
+            'rss_growth_fit': float(fit_growth), 'rss_max_mib': float(rss.max())}

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""A camera and a listener in their own processes, for what crosses DDS between processes.
+"""
+A camera and a listener in their own processes, for what crosses DDS between processes.
 
     python -m depthgate_ros.ros.camera_probe camera --size 480 640 --rate 5 --count 50
     python -m depthgate_ros.ros.camera_probe listen --seconds 15
@@ -39,7 +40,7 @@ NS = 1_000_000_000
 def _qos(reliability: str, depth: int):
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
-                      reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
+                      reliability=ReliabilityPolicy.RELIABLE if reliability == 'reliable'
                       else ReliabilityPolicy.BEST_EFFORT)
 
 
@@ -54,15 +55,15 @@ def camera(args, node) -> dict:
     # full frame size
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(3)]
     depth = np.linspace(2.0, 40.0, h, dtype=np.float32)[:, None].repeat(w, 1)
-    pub = node.create_publisher(Image, "image", _qos(args.reliability, 5))
-    depth_pub = node.create_publisher(Image, "depth", _qos(args.reliability, 5)) \
+    pub = node.create_publisher(Image, 'image', _qos(args.reliability, 5))
+    depth_pub = node.create_publisher(Image, 'depth', _qos(args.reliability, 5)) \
         if args.depth_every else None
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline and pub.get_subscription_count() < args.subscribers:
         time.sleep(0.05)
     time.sleep(args.settle)
-    msgs = [array_to_msg(f, "rgb8", Header(frame_id="camera_optical")) for f in frames]
-    depth_msg = array_to_msg(depth, "32FC1", Header(frame_id="camera_optical"))
+    msgs = [array_to_msg(f, 'rgb8', Header(frame_id='camera_optical')) for f in frames]
+    depth_msg = array_to_msg(depth, '32FC1', Header(frame_id='camera_optical'))
     start_ns, period_ns = args.first_stamp * NS, round(NS / args.rate)
     if args.wall_stamps:             # a listener on this machine can time publish-to-received
         start_ns = time.time_ns()
@@ -80,8 +81,8 @@ def camera(args, node) -> dict:
         pub.publish(msg)
         time.sleep(max(0.0, t0 + (i + 1) * period_ns / NS - time.monotonic()))
     time.sleep(args.linger)          # let reliable writers finish before the process goes
-    return {"sent": args.count, "first_stamp_ns": start_ns, "period_ns": period_ns,
-            "matched": pub.get_subscription_count(), "seconds": time.monotonic() - t0}
+    return {'sent': args.count, 'first_stamp_ns': start_ns, 'period_ns': period_ns,
+            'matched': pub.get_subscription_count(), 'seconds': time.monotonic() - t0}
 
 
 def listen(args, node) -> dict:
@@ -93,7 +94,7 @@ def listen(args, node) -> dict:
 
     def on_lost(event):
         lost[0] = max(lost[0], event.total_count)
-    node.create_subscription(Image, "image", lambda m: got.append(m.header.stamp.sec),
+    node.create_subscription(Image, 'image', lambda m: got.append(m.header.stamp.sec),
                              _qos(args.reliability, 5),
                              event_callbacks=SubscriptionEventCallbacks(message_lost=on_lost))
     executor = SingleThreadedExecutor(context=node.context)
@@ -101,35 +102,36 @@ def listen(args, node) -> dict:
     end = time.monotonic() + args.seconds
     while time.monotonic() < end:
         executor.spin_once(timeout_sec=0.1)
-    return {"received": len(got), "lost": lost[0]}
+    return {'received': len(got), 'lost': lost[0]}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="camera_probe", description=__doc__.splitlines()[0])
-    parser.add_argument("role", choices=("camera", "listen"))
-    parser.add_argument("--size", type=int, nargs=2, default=[480, 640], metavar=("H", "W"))
-    parser.add_argument("--rate", type=float, default=5.0, help="Hz")
-    parser.add_argument("--count", type=int, default=50)
-    parser.add_argument("--reliability", choices=("best_effort", "reliable"),
-                        default="best_effort")
-    parser.add_argument("--depth-every", type=int, default=0,
-                        help="also publish depth with every Nth image (0: never)")
-    parser.add_argument("--first-stamp", type=int, default=1_700_000_000, help="seconds")
-    parser.add_argument("--wall-stamps", action="store_true",
-                        help="stamps from the wall clock at the start (not --first-stamp)")
-    parser.add_argument("--subscribers", type=int, default=1,
-                        help="wait for this many image subscribers before sending")
-    parser.add_argument("--wait", type=float, default=30.0, help="max wait for them, s")
-    parser.add_argument("--settle", type=float, default=1.0,
-                        help="then wait this long for the reverse discovery, s")
-    parser.add_argument("--linger", type=float, default=1.0, help="wait after the last, s")
-    parser.add_argument("--seconds", type=float, default=15.0, help="listen: how long")
+    parser = argparse.ArgumentParser(prog='camera_probe',
+                                     description=__doc__.strip().splitlines()[0])
+    parser.add_argument('role', choices=('camera', 'listen'))
+    parser.add_argument('--size', type=int, nargs=2, default=[480, 640], metavar=('H', 'W'))
+    parser.add_argument('--rate', type=float, default=5.0, help='Hz')
+    parser.add_argument('--count', type=int, default=50)
+    parser.add_argument('--reliability', choices=('best_effort', 'reliable'),
+                        default='best_effort')
+    parser.add_argument('--depth-every', type=int, default=0,
+                        help='also publish depth with every Nth image (0: never)')
+    parser.add_argument('--first-stamp', type=int, default=1_700_000_000, help='seconds')
+    parser.add_argument('--wall-stamps', action='store_true',
+                        help='stamps from the wall clock at the start (not --first-stamp)')
+    parser.add_argument('--subscribers', type=int, default=1,
+                        help='wait for this many image subscribers before sending')
+    parser.add_argument('--wait', type=float, default=30.0, help='max wait for them, s')
+    parser.add_argument('--settle', type=float, default=1.0,
+                        help='then wait this long for the reverse discovery, s')
+    parser.add_argument('--linger', type=float, default=1.0, help='wait after the last, s')
+    parser.add_argument('--seconds', type=float, default=15.0, help='listen: how long')
     args = parser.parse_args(argv)
     import rclpy
     rclpy.init()
-    node = rclpy.create_node(f"camera_probe_{args.role}")
+    node = rclpy.create_node(f'camera_probe_{args.role}')
     try:
-        result = (camera if args.role == "camera" else listen)(args, node)
+        result = (camera if args.role == 'camera' else listen)(args, node)
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
@@ -138,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def start(role: str, env: dict, **options) -> subprocess.Popen:
-    """This module in its own process: start("camera", env, size=(480, 640), rate=5)."""
-    args = [sys.executable, "-m", "depthgate_ros.ros.camera_probe", role]
+    """Start this module in its own process, e.g. as ("camera", env, size=(480, 640), rate=5)."""
+    args = [sys.executable, '-m', 'depthgate_ros.ros.camera_probe', role]
     for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
+        flag = '--' + key.replace('_', '-')
         if value is True:
             args.append(flag)
         elif isinstance(value, (list, tuple)):
@@ -152,12 +154,12 @@ def start(role: str, env: dict, **options) -> subprocess.Popen:
 
 
 def result(proc, timeout: float = 300) -> dict:
-    """The JSON line a started probe printed, once it has finished."""
+    """Return the JSON line a started probe printed, once it has finished."""
     out, _ = proc.communicate(timeout=timeout)
     if proc.returncode != 0:
-        raise RuntimeError(f"camera_probe exited with {proc.returncode}: {out}")
+        raise RuntimeError(f'camera_probe exited with {proc.returncode}: {out}')
     return json.loads(out.strip().splitlines()[-1])
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     sys.exit(main())

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""What differs between the ROS 2 distributions this package runs on (Humble, Jazzy, Kilted).
+"""
+What differs between the ROS 2 distributions this package runs on (Humble, Jazzy, Kilted).
 
 Humble's rclpy has the QoS event classes in `rclpy.qos_event`; Iron and later moved them to
 `rclpy.event_handler` (Humble's module name survives there only as a deprecated alias).
@@ -22,4 +23,4 @@ try:
 except ImportError:                                     # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
-__all__ = ["SubscriptionEventCallbacks"]
+__all__ = ['SubscriptionEventCallbacks']

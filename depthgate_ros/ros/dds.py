@@ -12,8 +12,10 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""DDS settings for the ROS processes this package starts (demo, benchmark, tests) and the
-large-image profile it ships.
+"""
+DDS settings for the ROS processes this package starts, and its large-image profile.
+
+The processes are the demo, the benchmark and the tests.
 
 Every such process keeps DDS on this machine (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) and
 runs on a private ROS_DOMAIN_ID, so concurrent runs never see each other's topics.
@@ -21,46 +23,53 @@ runs on a private ROS_DOMAIN_ID, so concurrent runs never see each other's topic
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
+import sys
 
-PROFILE_FILE = "fastdds_large_images.xml"
-PROFILE_VARIABLE = "FASTDDS_DEFAULT_PROFILES_FILE"
+PROFILE_FILE = 'fastdds_large_images.xml'
+PROFILE_VARIABLE = 'FASTDDS_DEFAULT_PROFILES_FILE'
 
 
 def large_image_profile() -> Path:
-    """config/fastdds_large_images.xml: from the ament install space, a pip install's
-    share/, or the source tree, whichever holds it."""
+    """
+    Find config/fastdds_large_images.xml.
+
+    It is looked for in the ament install space, a pip install's share/, or the source tree,
+    whichever holds it.
+    """
     candidates = []
     try:
-        from ament_index_python.packages import (PackageNotFoundError,
-                                                 get_package_share_directory)
+        from ament_index_python.packages import get_package_share_directory, PackageNotFoundError
         try:
-            candidates.append(Path(get_package_share_directory("depthgate_ros")) / "config")
+            candidates.append(Path(get_package_share_directory('depthgate_ros')) / 'config')
         except (PackageNotFoundError, OSError):             # OSError: no ament prefix set
             pass
     except ImportError:
         pass
-    candidates += [Path(sys.prefix) / "share" / "depthgate_ros" / "config",
-                   Path(__file__).resolve().parents[2] / "config"]
+    candidates += [Path(sys.prefix) / 'share' / 'depthgate_ros' / 'config',
+                   Path(__file__).resolve().parents[2] / 'config']
     for folder in candidates:
         if (folder / PROFILE_FILE).is_file():
             return folder / PROFILE_FILE
-    raise FileNotFoundError(f"{PROFILE_FILE} not found in " + ", ".join(map(str, candidates)))
+    raise FileNotFoundError(f'{PROFILE_FILE} not found in ' + ', '.join(map(str, candidates)))
 
 
 def private_domain_id() -> str:
     """ROS_DOMAIN_ID as set by the caller, else one derived from this process (1..100)."""
-    return os.environ.get("ROS_DOMAIN_ID") or str(1 + os.getpid() % 100)
+    return os.environ.get('ROS_DOMAIN_ID') or str(1 + os.getpid() % 100)
 
 
 def ros_environment(profile: bool, domain_id: str | None = None,
                     base: dict | None = None) -> dict:
-    """Environment for a child process that starts rclpy: local discovery, the given (or
-    this process's) domain, and the large-image profile on or explicitly off."""
+    """
+    Environment for a child process that starts rclpy.
+
+    Local discovery, the given (or this process's) domain, and the large-image profile on or
+    explicitly off.
+    """
     env = dict(os.environ if base is None else base)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["ROS_DOMAIN_ID"] = domain_id or private_domain_id()
+    env['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    env['ROS_DOMAIN_ID'] = domain_id or private_domain_id()
     if profile:
         env[PROFILE_VARIABLE] = str(large_image_profile())
     else:
@@ -69,6 +78,6 @@ def ros_environment(profile: bool, domain_id: str | None = None,
 
 
 def use_locally(domain_id: str | None = None) -> None:
-    """The same settings for this process; call before rclpy.init."""
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ["ROS_DOMAIN_ID"] = domain_id or private_domain_id()
+    """Apply the same settings to this process; call before rclpy.init."""
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    os.environ['ROS_DOMAIN_ID'] = domain_id or private_domain_id()

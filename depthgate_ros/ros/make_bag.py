@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""depthgate-make-bag: a synthetic drive as a rosbag2 (sqlite3 or mcap).
+"""
+depthgate-make-bag: a synthetic drive as a rosbag2 (sqlite3 or mcap).
 
 Topics: /camera/image_raw (rgb8), /camera/depth/image_raw (32FC1 metres, or 16UC1 mm),
 /camera/disparity (stereo_msgs/DisparityImage), /camera/camera_info and /camera/labels
@@ -21,18 +22,18 @@ Topics: /camera/image_raw (rgb8), /camera/depth/image_raw (32FC1 metres, or 16UC
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import shutil
 import sys
-from pathlib import Path
 
 import numpy as np
 
+from .bags import BagError, BagWriter, CAMERA_INFO, DISPARITY, header, IMAGE, image_msg, TYPESTORE
 from ..data.synthetic import Camera, render_sequence
-from .bags import CAMERA_INFO, DISPARITY, IMAGE, TYPESTORE, BagError, BagWriter, header, image_msg
 
-TOPICS = {"image": "/camera/image_raw", "depth": "/camera/depth/image_raw",
-          "disparity": "/camera/disparity", "camera_info": "/camera/camera_info",
-          "labels": "/camera/labels"}
+TOPICS = {'image': '/camera/image_raw', 'depth': '/camera/depth/image_raw',
+          'disparity': '/camera/disparity', 'camera_info': '/camera/camera_info',
+          'labels': '/camera/labels'}
 START_NS = 1_700_000_000 * 1_000_000_000
 
 
@@ -40,52 +41,52 @@ def camera_info_msg(cam: Camera, hdr):
     T = TYPESTORE.types
     k = np.array(cam.k_matrix())
     return T[CAMERA_INFO](
-        header=hdr, height=cam.height, width=cam.width, distortion_model="plumb_bob",
+        header=hdr, height=cam.height, width=cam.width, distortion_model='plumb_bob',
         d=np.zeros(5), k=k, r=np.eye(3).ravel(),
         p=np.concatenate([k.reshape(3, 3), np.zeros((3, 1))], 1).ravel(),
         binning_x=0, binning_y=0,
-        roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
-                                                 do_rectify=False))
+        roi=T['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0, width=0,
+                                                  do_rectify=False))
 
 
 def make_bag(out: Path, frames: int = 20, seed: int = 7, size=(128, 256), fps: float = 10.0,
-             storage: str = "sqlite3", depth_encoding: str = "32FC1",
+             storage: str = 'sqlite3', depth_encoding: str = '32FC1',
              depth_frames: int | None = None) -> Path:
     """Write the bag; `depth_frames` limits depth and disparity to the first N frames."""
     out = Path(out)
     if out.exists():
-        raise BagError(f"{out} exists; rosbag2 writes a new directory")
+        raise BagError(f'{out} exists; rosbag2 writes a new directory')
     h, w = size
     f = 560.0 * w / 512
     cam = Camera(width=w, height=h, fx=f, fy=f)
     T = TYPESTORE.types
     try:
         with BagWriter(out, storage) as bag:
-            for key, msgtype in (("image", IMAGE), ("depth", IMAGE), ("disparity", DISPARITY),
-                                 ("camera_info", CAMERA_INFO), ("labels", IMAGE)):
+            for key, msgtype in (('image', IMAGE), ('depth', IMAGE), ('disparity', DISPARITY),
+                                 ('camera_info', CAMERA_INFO), ('labels', IMAGE)):
                 bag.add(TOPICS[key], msgtype)
             for fr in render_sequence(seed, frames, cam, fps=fps):
-                i = fr.meta["index"]
-                t = START_NS + round(fr.meta["stamp_s"] * 1e9)
-                hdr = header(t, "camera_optical")
-                bag.write(TOPICS["camera_info"], t, camera_info_msg(cam, hdr))
+                i = fr.meta['index']
+                t = START_NS + round(fr.meta['stamp_s'] * 1e9)
+                hdr = header(t, 'camera_optical')
+                bag.write(TOPICS['camera_info'], t, camera_info_msg(cam, hdr))
                 if depth_frames is None or i < depth_frames:
-                    if depth_encoding == "16UC1":
+                    if depth_encoding == '16UC1':
                         mm = np.where(np.isfinite(fr.depth), np.clip(np.round(fr.depth * 1000),
                                                                      1, 65535), 0)
-                        bag.write(TOPICS["depth"], t, image_msg(mm.astype(np.uint16),
-                                                                "16UC1", hdr))
+                        bag.write(TOPICS['depth'], t, image_msg(mm.astype(np.uint16),
+                                                                '16UC1', hdr))
                     else:
-                        bag.write(TOPICS["depth"], t, image_msg(fr.depth, "32FC1", hdr))
+                        bag.write(TOPICS['depth'], t, image_msg(fr.depth, '32FC1', hdr))
                     disp = np.nan_to_num(fr.disparity, nan=0.0).astype(np.float32)
-                    bag.write(TOPICS["disparity"], t, T[DISPARITY](
-                        header=hdr, image=image_msg(disp, "32FC1", hdr), f=cam.fx,
+                    bag.write(TOPICS['disparity'], t, T[DISPARITY](
+                        header=hdr, image=image_msg(disp, '32FC1', hdr), f=cam.fx,
                         t=cam.baseline_m,
-                        valid_window=T["sensor_msgs/msg/RegionOfInterest"](
+                        valid_window=T['sensor_msgs/msg/RegionOfInterest'](
                             x_offset=0, y_offset=0, height=h, width=w, do_rectify=False),
                         min_disparity=0.0, max_disparity=float(np.nanmax(disp)), delta_d=0.0))
-                bag.write(TOPICS["labels"], t, image_msg(fr.labels, "mono8", hdr))
-                bag.write(TOPICS["image"], t, image_msg(fr.rgb, "rgb8", hdr))
+                bag.write(TOPICS['labels'], t, image_msg(fr.labels, 'mono8', hdr))
+                bag.write(TOPICS['image'], t, image_msg(fr.rgb, 'rgb8', hdr))
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)   # nothing half-written is left behind
         raise
@@ -93,26 +94,27 @@ def make_bag(out: Path, frames: int = 20, seed: int = 7, size=(128, 256), fps: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="depthgate-make-bag", description=__doc__.splitlines()[0])
-    parser.add_argument("out", help="new bag directory")
-    parser.add_argument("--storage", default="sqlite3", choices=("sqlite3", "mcap"))
-    parser.add_argument("--frames", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--size", type=int, nargs=2, default=[128, 256], metavar=("H", "W"))
-    parser.add_argument("--fps", type=float, default=10.0)
-    parser.add_argument("--depth-encoding", default="32FC1", choices=("32FC1", "16UC1"))
-    parser.add_argument("--depth-frames", type=int, default=None,
-                        help="depth and disparity only for the first N frames")
+    parser = argparse.ArgumentParser(prog='depthgate-make-bag',
+                                     description=__doc__.strip().splitlines()[0])
+    parser.add_argument('out', help='new bag directory')
+    parser.add_argument('--storage', default='sqlite3', choices=('sqlite3', 'mcap'))
+    parser.add_argument('--frames', type=int, default=20)
+    parser.add_argument('--seed', type=int, default=7)
+    parser.add_argument('--size', type=int, nargs=2, default=[128, 256], metavar=('H', 'W'))
+    parser.add_argument('--fps', type=float, default=10.0)
+    parser.add_argument('--depth-encoding', default='32FC1', choices=('32FC1', '16UC1'))
+    parser.add_argument('--depth-frames', type=int, default=None,
+                        help='depth and disparity only for the first N frames')
     args = parser.parse_args(argv)
     try:
         path = make_bag(Path(args.out), args.frames, args.seed, tuple(args.size), args.fps,
                         args.storage, args.depth_encoding, args.depth_frames)
     except BagError as e:
-        print(f"depthgate-make-bag: {e}", file=sys.stderr)
+        print(f'depthgate-make-bag: {e}', file=sys.stderr)
         return 2
-    print(f"wrote {path} ({args.storage}, {args.frames} frames)")
+    print(f'wrote {path} ({args.storage}, {args.frames} frames)')
     return 0
 
 
-if __name__ == "__main__":
+if __name__ == '__main__':
     raise SystemExit(main())

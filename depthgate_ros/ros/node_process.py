@@ -12,41 +12,45 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""perception_node in its own process, as `ros2 run` starts it (demo, benchmark, tests).
+"""
+perception_node in its own process, as `ros2 run` starts it (demo, benchmark, tests).
 
 In-process publishers would share one GIL with inference, which no deployment does; and a
 DDS profile is read once per process, so comparing transports needs processes anyway.
 """
 from __future__ import annotations
 
+from pathlib import Path
 import signal
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 from .node import STATUS_NAME
 
 
 class NodeProcess:
-    """`with NodeProcess({"model_path": p}, env) as node: ...`; stops with SIGINT on exit.
-    `log` is what the node wrote to stdout and stderr."""
+    """
+    `with NodeProcess({"model_path": p}, env) as node: ...`; stops with SIGINT on exit.
 
-    def __init__(self, params: dict, env: dict, log_level: str = "info",
+    `log` is what the node wrote to stdout and stderr.
+    """
+
+    def __init__(self, params: dict, env: dict, log_level: str = 'info',
                  remap: dict | None = None):
-        args = [sys.executable, "-m", "depthgate_ros.ros.node", "--ros-args",
-                "--log-level", log_level]
+        args = [sys.executable, '-m', 'depthgate_ros.ros.node', '--ros-args',
+                '--log-level', log_level]
         for name, value in params.items():
-            args += ["-p", f"{name}:={_yaml(value)}"]
+            args += ['-p', f'{name}:={_yaml(value)}']
         for src, dst in (remap or {}).items():
-            args += ["-r", f"{src}:={dst}"]
+            args += ['-r', f'{src}:={dst}']
         self.args, self.env = args, env
-        self._out = tempfile.NamedTemporaryFile("w+", prefix="perception_node_", suffix=".log")
+        self._out = tempfile.NamedTemporaryFile('w+', prefix='perception_node_', suffix='.log')
         self.proc: subprocess.Popen | None = None
         self.returncode: int | None = None
         self._final_log: str | None = None
 
-    def start(self) -> "NodeProcess":
+    def start(self) -> 'NodeProcess':
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._out,
                                      stderr=subprocess.STDOUT, text=True)
         return self
@@ -71,7 +75,7 @@ class NodeProcess:
         return self._final_log if self._final_log is not None else \
             Path(self._out.name).read_text()
 
-    def __enter__(self) -> "NodeProcess":
+    def __enter__(self) -> 'NodeProcess':
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -89,9 +93,9 @@ def node_status(msg) -> dict[str, str] | None:
 
 
 def _yaml(value) -> str:
-    """A parameter value as --ros-args -p parses it (YAML)."""
+    """Write a parameter value as --ros-args -p parses it (YAML)."""
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return 'true' if value else 'false'
     if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_yaml(v) for v in value) + "]"
+        return '[' + ','.join(_yaml(v) for v in value) + ']'
     return str(value)

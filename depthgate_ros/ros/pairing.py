@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Pairing an image with an optional depth (or disparity) message by stamp.
+"""
+Pairing an image with an optional depth (or disparity) message by stamp.
 
 message_filters' ApproximateTimeSynchronizer cannot express "pair if a partner exists,
 otherwise go on without one after a timeout" (and is not installable here), so this is our
@@ -38,13 +39,15 @@ class Partner:
 
 
 class DepthPairing:
-    """Recent depth messages, and whether the depth stream is alive.
+    """
+    Recent depth messages, and whether the depth stream is alive.
 
     The node asks `match(image_stamp)`; when nothing matches yet but depth is flowing, it may
     `should_wait()` for the partner until `depth_timeout` after the image arrived, then goes
     monocular. If depth is silent for `depth_timeout`, images wait at most `slop` (only while a
     depth publisher is matched), so the image whose partner arrives first after a gap is
-    still paired."""
+    still paired.
+    """
 
     def __init__(self, slop_s: float = 0.05, timeout_s: float = 0.5, queue_size: int = 10):
         self.configure(slop_s, timeout_s)
@@ -53,7 +56,7 @@ class DepthPairing:
 
     def configure(self, slop_s: float, timeout_s: float) -> None:
         if slop_s < 0 or timeout_s < 0:
-            raise ValueError(f"slop and timeout must be >= 0, got {slop_s}, {timeout_s}")
+            raise ValueError(f'slop and timeout must be >= 0, got {slop_s}, {timeout_s}')
         self.slop_ns, self.timeout_ns = round(slop_s * NS), round(timeout_s * NS)
 
     def add(self, stamp_ns: int, item: Any, arrival_ns: int) -> None:
@@ -74,10 +77,14 @@ class DepthPairing:
             self.timeout_ns
 
     def should_wait(self, image_arrival_ns: int, now_ns: int, expected: bool = False) -> bool:
-        """No partner yet: worth waiting while depth flows and the image is younger than the
-        timeout (depth pipelines often lag the colour camera by a frame). While depth is
-        silent but `expected` (a depth publisher is matched), wait `slop` only: when depth
-        resumes, its first partner may land just after the image."""
+        """
+        Tell whether an image without a partner yet is worth waiting for.
+
+        Worth it while depth flows and the image is younger than the timeout (depth pipelines
+        often lag the colour camera by a frame). While depth is silent but `expected` (a depth
+        publisher is matched), wait `slop` only: when depth resumes, its first partner may land
+        just after the image.
+        """
         age = now_ns - image_arrival_ns
         if self.alive(now_ns):
             return age < self.timeout_ns

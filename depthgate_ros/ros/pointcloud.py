@@ -18,35 +18,39 @@ from __future__ import annotations
 import numpy as np
 from sensor_msgs.msg import CameraInfo, PointCloud2, PointField
 
-FIELDS = [PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
-          PointField(name="y", offset=4, datatype=PointField.FLOAT32, count=1),
-          PointField(name="z", offset=8, datatype=PointField.FLOAT32, count=1),
-          PointField(name="rgb", offset=12, datatype=PointField.FLOAT32, count=1),
-          PointField(name="label", offset=16, datatype=PointField.UINT32, count=1)]
-POINT_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("rgb", "<f4"),
-                        ("label", "<u4")])
+FIELDS = [PointField(name='x', offset=0, datatype=PointField.FLOAT32, count=1),
+          PointField(name='y', offset=4, datatype=PointField.FLOAT32, count=1),
+          PointField(name='z', offset=8, datatype=PointField.FLOAT32, count=1),
+          PointField(name='rgb', offset=12, datatype=PointField.FLOAT32, count=1),
+          PointField(name='label', offset=16, datatype=PointField.UINT32, count=1)]
+POINT_DTYPE = np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('rgb', '<f4'),
+                        ('label', '<u4')])
 
 
 def depth_to_cloud(depth: np.ndarray, rgb: np.ndarray, labels: np.ndarray,
                    info: CameraInfo, header) -> PointCloud2:
-    """Back-project valid depth pixels with the camera's K (optical frame: x right, y down,
-    z forward), scaled when CameraInfo describes another resolution than the image."""
+    """
+    Back-project valid depth pixels with the camera's K.
+
+    Optical frame: x right, y down, z forward. K is scaled when CameraInfo describes another
+    resolution than the image.
+    """
     h, w = depth.shape
     sx = w / info.width if info.width else 1.0
     sy = h / info.height if info.height else 1.0
     fx, fy, cx, cy = info.k[0] * sx, info.k[4] * sy, info.k[2] * sx, info.k[5] * sy
     if fx <= 0 or fy <= 0:
-        raise ValueError(f"camera_info has no usable intrinsics (fx={info.k[0]}, fy={info.k[4]})")
+        raise ValueError(f'camera_info has no usable intrinsics (fx={info.k[0]}, fy={info.k[4]})')
     v, u = np.nonzero(np.isfinite(depth) & (depth > 0))
     z = depth[v, u]
     pts = np.empty(len(z), POINT_DTYPE)
-    pts["x"] = (u - cx) / fx * z          # ROS/OpenCV: pixel centres at integers
-    pts["y"] = (v - cy) / fy * z
-    pts["z"] = z
+    pts['x'] = (u - cx) / fx * z          # ROS/OpenCV: pixel centres at integers
+    pts['y'] = (v - cy) / fy * z
+    pts['z'] = z
     c = rgb[v, u].astype(np.uint32)
     # PCL's packed float rgb: 0x00RRGGBB reinterpreted as float32.
-    pts["rgb"] = ((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).view(np.float32)
-    pts["label"] = labels[v, u]
+    pts['rgb'] = ((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).view(np.float32)
+    pts['label'] = labels[v, u]
     msg = PointCloud2()
     msg.header = header
     msg.height, msg.width = 1, len(pts)

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""When to log that a per-frame value (the gate source) changed.
+"""
+When to log that a per-frame value (the gate source) changed.
 
 Per frame the gate source is on ~/frame_info; the log should say only what an operator needs:
 that the source changed and stayed changed. A value must hold for `frames` consecutive frames

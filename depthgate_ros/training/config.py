@@ -12,9 +12,13 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Training-run configuration: one YAML file per run (see config/train_*.yaml), with
-command-line overrides `section.key=value`. Every key is documented here, where it is defined;
-an unknown key stops the run with a message naming it."""
+"""
+Training-run configuration.
+
+One YAML file per run (see config/train_*.yaml), with command-line overrides `section.key=value`.
+Every key is documented here, where it is defined; an unknown key stops the run with a message
+naming it.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -26,7 +30,7 @@ import yaml
 
 from ..model.config import ModelConfig
 
-DATASETS = ("synthetic", "cityscapes", "nyuv2", "sunrgbd", "stanford2d3d")
+DATASETS = ('synthetic', 'cityscapes', 'nyuv2', 'sunrgbd', 'stanford2d3d')
 
 
 class ConfigError(ValueError):
@@ -35,10 +39,10 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    dataset: str = "synthetic"          # one of DATASETS
+    dataset: str = 'synthetic'          # one of DATASETS
     root: str | None = None             # dataset root (unused by synthetic)
-    train_split: str = "train"
-    val_split: str = "val"
+    train_split: str = 'train'
+    val_split: str = 'val'
     synthetic_train_frames: int = 2000  # synthetic: seeds 0..N-1 train
     synthetic_val_frames: int = 50      # synthetic: seeds 1e6.. validation (never trained on)
     image_size: list[int] = field(default_factory=lambda: [128, 256])  # synthetic render (H, W)
@@ -58,26 +62,26 @@ class OptimConfig:
     weight_decay: float = 5e-4
     poly_power: float = 0.9
     batch_size: int = 1                 # per process; the paper trains with 1
-    amp: str = "none"                   # none | fp16 | bf16 (autocast, CUDA only)
-    freeze_bn: str = "backbone"         # backbone (paper) | all | none: BN layers kept in eval
+    amp: str = 'none'                   # none | fp16 | bf16 (autocast, CUDA only)
+    freeze_bn: str = 'backbone'         # backbone (paper) | all | none: BN layers kept in eval
     max_nonfinite: int = 20             # consecutive non-finite losses before the run stops
 
 
 @dataclass
 class StageConfig:
-    name: str = "stage"
+    name: str = 'stage'
     iterations: int = 1000
     # ModelConfig overrides for this stage (gate_source, recurrent, loops, tied, ...).
     model: dict = field(default_factory=dict)
     # Eq. 1 weights: scalars or per-loop lists counted from the last loop backwards.
-    loss: dict = field(default_factory=lambda: {"seg": 1.0, "depth_reg": 0.0,
-                                                "depth_cls": 0.0})
+    loss: dict = field(default_factory=lambda: {'seg': 1.0, 'depth_reg': 0.0,
+                                                'depth_cls': 0.0})
     lr: float | None = None             # overrides optim.lr for this stage
 
 
 @dataclass
 class TrainConfig:
-    output_dir: str = "runs/default"
+    output_dir: str = 'runs/default'
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: dict = field(default_factory=dict)   # ModelConfig keys; depth_edges null = quantiles
@@ -86,24 +90,24 @@ class TrainConfig:
     # How a gating module new in a stage starts: "scratch" (random, as the bundled model was
     # trained) or "context": every branch from the previous stage's plain 3x3 context conv
     # and its BN, the 1x1 fuse as identity, so gating starts where the baseline stopped.
-    gating_init: str = "scratch"
+    gating_init: str = 'scratch'
     optim: OptimConfig = field(default_factory=OptimConfig)
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
     checkpoint_every: int = 200
     val_every: int = 500
     log_every: int = 10
-    device: str = "auto"
+    device: str = 'auto'
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {"data": DataConfig, "optim": OptimConfig}
+_SECTIONS = {'data': DataConfig, 'optim': OptimConfig}
 
 
 def _build(cls, values: dict, where: str):
     if not isinstance(values, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(values).__name__}")
+        raise ConfigError(f'{where} must be a mapping, got {type(values).__name__}')
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -118,64 +122,67 @@ def from_dict(raw: dict) -> TrainConfig:
     for key, cls in _SECTIONS.items():
         if key in raw:
             kwargs[key] = _build(cls, raw.pop(key), key)
-    if "stages" in raw:
-        stages = raw.pop("stages")
+    if 'stages' in raw:
+        stages = raw.pop('stages')
         if not isinstance(stages, list) or not stages:
-            raise ConfigError("stages must be a non-empty list")
-        kwargs["stages"] = [_build(StageConfig, s, f"stages[{i}]") for i, s in enumerate(stages)]
-    cfg = _build(TrainConfig, {**raw, **kwargs}, "")
+            raise ConfigError('stages must be a non-empty list')
+        kwargs['stages'] = [_build(StageConfig, s, f'stages[{i}]') for i, s in enumerate(stages)]
+    cfg = _build(TrainConfig, {**raw, **kwargs}, '')
     validate(cfg)
     return cfg
 
 
 def validate(cfg: TrainConfig) -> None:
-    if cfg.gating_init not in ("scratch", "context"):
-        raise ConfigError(f"gating_init {cfg.gating_init!r} is not one of scratch, context")
+    if cfg.gating_init not in ('scratch', 'context'):
+        raise ConfigError(f'gating_init {cfg.gating_init!r} is not one of scratch, context')
     if cfg.data.dataset not in DATASETS:
-        raise ConfigError(f"data.dataset {cfg.data.dataset!r} is not one of {DATASETS}")
-    if cfg.data.dataset != "synthetic" and not cfg.data.root:
-        raise ConfigError(f"data.root is required for dataset {cfg.data.dataset!r}")
+        raise ConfigError(f'data.dataset {cfg.data.dataset!r} is not one of {DATASETS}')
+    if cfg.data.dataset != 'synthetic' and not cfg.data.root:
+        raise ConfigError(f'data.root is required for dataset {cfg.data.dataset!r}')
     if len(cfg.data.crop) != 2 or any(c <= 0 or c % 8 for c in cfg.data.crop):
-        raise ConfigError(f"data.crop must be two positive multiples of 8, got {cfg.data.crop}")
-    if cfg.optim.amp not in ("none", "fp16", "bf16"):
-        raise ConfigError(f"optim.amp {cfg.optim.amp!r} is not one of none, fp16, bf16")
-    if cfg.optim.freeze_bn not in ("backbone", "all", "none"):
-        raise ConfigError(f"optim.freeze_bn {cfg.optim.freeze_bn!r} is not one of backbone, "
-                          "all, none")
+        raise ConfigError(f'data.crop must be two positive multiples of 8, got {cfg.data.crop}')
+    if cfg.optim.amp not in ('none', 'fp16', 'bf16'):
+        raise ConfigError(f'optim.amp {cfg.optim.amp!r} is not one of none, fp16, bf16')
+    if cfg.optim.freeze_bn not in ('backbone', 'all', 'none'):
+        raise ConfigError(f'optim.freeze_bn {cfg.optim.freeze_bn!r} is not one of backbone, '
+                          'all, none')
     names = [s.name for s in cfg.stages]
     if len(set(names)) != len(names):
-        raise ConfigError(f"stage names must be unique, got {names}")
+        raise ConfigError(f'stage names must be unique, got {names}')
     model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
-    for where, overrides in [("model", cfg.model)] + [
-            (f"stages[{s.name}].model", s.model) for s in cfg.stages]:
+    for where, overrides in [('model', cfg.model)] + [
+            (f'stages[{s.name}].model', s.model) for s in cfg.stages]:
         bad = sorted(set(overrides) - model_keys)
         if bad:
-            raise ConfigError(f"unknown config key {where}.{bad[0]} (ModelConfig keys: "
+            raise ConfigError(f'unknown config key {where}.{bad[0]} (ModelConfig keys: '
                               f"{', '.join(sorted(model_keys))})")
     for s in cfg.stages:
-        bad = sorted(set(s.loss) - {"seg", "depth_reg", "depth_cls"})
+        bad = sorted(set(s.loss) - {'seg', 'depth_reg', 'depth_cls'})
         if bad:
-            raise ConfigError(f"unknown config key stages[{s.name}].loss.{bad[0]} "
-                              "(seg, depth_reg, depth_cls)")
+            raise ConfigError(f'unknown config key stages[{s.name}].loss.{bad[0]} '
+                              '(seg, depth_reg, depth_cls)')
         if s.iterations < 1:
-            raise ConfigError(f"stages[{s.name}].iterations must be >= 1")
+            raise ConfigError(f'stages[{s.name}].iterations must be >= 1')
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
-    """`a.b=value` (value parsed as YAML) into the raw config dict; stages by name:
-    `stages.baseline.iterations=100`."""
+    """
+    `a.b=value` (value parsed as YAML) into the raw config dict; stages by name.
+
+    `stages.baseline.iterations=100`.
+    """
     raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        key, value = item.split("=", 1)
-        parts = key.split(".")
+        if '=' not in item:
+            raise ConfigError(f'override {item!r} is not of the form key=value')
+        key, value = item.split('=', 1)
+        parts = key.split('.')
         node: Any = raw
         for i, part in enumerate(parts[:-1]):
             if isinstance(node, list):  # a stage, addressed by its name
-                match = [s for s in node if s.get("name") == part]
+                match = [s for s in node if s.get('name') == part]
                 if not match:
-                    raise ConfigError(f"override {key}: no stage named {part!r}")
+                    raise ConfigError(f'override {key}: no stage named {part!r}')
                 node = match[0]
             else:
                 node = node.setdefault(part, {})
@@ -186,9 +193,9 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f'config file not found: {path}')
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+        raise ConfigError(f'{path} is not valid YAML: {e}') from e
     return from_dict(apply_overrides(raw, list(overrides)))

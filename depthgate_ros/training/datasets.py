@@ -12,8 +12,10 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Datasets for training and validation, and the deterministic sampling that makes an
-interrupted run resume to the same weights.
+"""
+Datasets for training and validation, and deterministic sampling.
+
+The sampling makes an interrupted run resume to the same weights.
 
 Randomness of a training sample depends only on (run seed, epoch, sample index): the sampler
 draws each epoch's permutation from (seed, epoch), and each sample's augmentation runs under
@@ -28,14 +30,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from .config import DataConfig
 from ..data.cityscapes import CityscapesDataset
 from ..data.indoor import NYUv2Dataset, SUNRGBDDataset
-from ..data.labels import (CITYSCAPES_COLORS, CITYSCAPES_NAMES, NYU40_NAMES,
-                           STANFORD2D3D_NAMES, SUNRGBD37_NAMES, bit_palette)
+from ..data.labels import (bit_palette, CITYSCAPES_COLORS, CITYSCAPES_NAMES, NYU40_NAMES,
+                           STANFORD2D3D_NAMES, SUNRGBD37_NAMES)
 from ..data.stanford2d3d import Stanford2D3DDataset
 from ..data.synthetic import Camera, render_frame
 from ..data.transforms import PairedAugment
-from .config import DataConfig
 
 SYNTHETIC_VAL_FIRST_SEED = 1_000_000
 
@@ -58,32 +60,32 @@ class SyntheticStreetDataset:
         if not 0 <= i < self.length:
             raise IndexError(i)
         fr = render_frame(self.first_seed + i, self.camera)
-        return {"name": f"synthetic_{self.first_seed + i:07d}", "rgb": fr.rgb,
-                "labels": fr.labels, "depth": fr.depth, "instances": fr.instances}
+        return {'name': f'synthetic_{self.first_seed + i:07d}', 'rgb': fr.rgb,
+                'labels': fr.labels, 'depth': fr.depth, 'instances': fr.instances}
 
 
 def build_dataset(cfg: DataConfig, split: str):
-    """The raw dataset (numpy samples) for a split."""
-    if cfg.dataset == "synthetic":
+    """Return the raw dataset (numpy samples) for a split."""
+    if cfg.dataset == 'synthetic':
         if split == cfg.train_split:
             return SyntheticStreetDataset(cfg.synthetic_train_frames, 0, cfg.image_size)
         return SyntheticStreetDataset(cfg.synthetic_val_frames, SYNTHETIC_VAL_FIRST_SEED,
                                       cfg.image_size)
-    if cfg.dataset == "cityscapes":
+    if cfg.dataset == 'cityscapes':
         return CityscapesDataset(cfg.root, split)
-    if cfg.dataset == "nyuv2":
+    if cfg.dataset == 'nyuv2':
         return NYUv2Dataset(cfg.root, split)
-    if cfg.dataset == "sunrgbd":
+    if cfg.dataset == 'sunrgbd':
         return SUNRGBDDataset(cfg.root, split)
     return Stanford2D3DDataset(cfg.root, split)
 
 
 def class_table(dataset_name: str) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
     """Class names and display colours for a dataset."""
-    if dataset_name in ("synthetic", "cityscapes"):
+    if dataset_name in ('synthetic', 'cityscapes'):
         return CITYSCAPES_NAMES, CITYSCAPES_COLORS
-    names = {"nyuv2": NYU40_NAMES, "sunrgbd": SUNRGBD37_NAMES,
-             "stanford2d3d": STANFORD2D3D_NAMES}[dataset_name]
+    names = {'nyuv2': NYU40_NAMES, 'sunrgbd': SUNRGBD37_NAMES,
+             'stanford2d3d': STANFORD2D3D_NAMES}[dataset_name]
     return names, bit_palette(len(names))
 
 
@@ -106,18 +108,20 @@ class AugmentedDataset(Dataset):
         # process draws dropout masks from it when num_workers is 0).
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hash((self.seed, epoch, i)) & 0x7FFF_FFFF)
-            out = self.augment({k: sample.get(k) for k in ("rgb", "labels", "depth")})
-        if out.get("depth") is None:
-            out["depth"] = torch.full(out["labels"].shape, float("nan"))
-        return {"rgb": out["rgb"], "labels": out["labels"], "depth": out["depth"]}
+            out = self.augment({k: sample.get(k) for k in ('rgb', 'labels', 'depth')})
+        if out.get('depth') is None:
+            out['depth'] = torch.full(out['labels'].shape, float('nan'))
+        return {'rgb': out['rgb'], 'labels': out['labels'], 'depth': out['depth']}
 
 
 class IterationSampler(Sampler):
-    """Yields (epoch, index) keys for iterations [start, start + count) of this rank.
+    """
+    Yields (epoch, index) keys for iterations [start, start + count) of this rank.
 
     Global batch g of iteration it holds positions [it*B*W, (it+1)*B*W) of the endless
     sequence of per-epoch permutations; rank r takes its contiguous B of them. A single
-    process with batch B*W therefore sees exactly the union of what W ranks see."""
+    process with batch B*W therefore sees exactly the union of what W ranks see.
+    """
 
     def __init__(self, n: int, batch_size: int, seed: int, start: int, count: int,
                  rank: int = 0, world_size: int = 1):

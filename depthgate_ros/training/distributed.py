@@ -15,8 +15,8 @@
 """Process-group set-up for `torchrun` (DDP); a plain single process when not launched by it."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+import os
 
 import torch
 import torch.distributed as dist
@@ -28,7 +28,7 @@ from ..inference import resolve_device
 class DistContext:
     rank: int = 0
     world_size: int = 1
-    device: torch.device = torch.device("cpu")
+    device: torch.device = torch.device('cpu')
 
     @property
     def is_main(self) -> bool:
@@ -51,7 +51,7 @@ class DistContext:
         return float(t.item()) / self.world_size
 
     def all_true(self, flag: bool) -> bool:
-        """True only if `flag` holds on every rank (so all ranks take the same branch)."""
+        """Tell whether `flag` holds on every rank (so all ranks take the same branch)."""
         if not self.distributed:
             return flag
         t = torch.tensor([1 if flag else 0], device=self.device)
@@ -59,17 +59,17 @@ class DistContext:
         return bool(t.item())
 
 
-def init_distributed(device: str = "auto") -> DistContext:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+def init_distributed(device: str = 'auto') -> DistContext:
+    world = int(os.environ.get('WORLD_SIZE', '1'))
     if world <= 1:
         return DistContext(device=resolve_device(device))
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device != "cpu" and torch.cuda.is_available()
+    rank, local = int(os.environ['RANK']), int(os.environ.get('LOCAL_RANK', '0'))
+    use_cuda = device != 'cpu' and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(local)
-    dist.init_process_group("nccl" if use_cuda else "gloo")
-    return DistContext(rank, world, torch.device("cuda", local) if use_cuda else
-                       torch.device("cpu"))
+    dist.init_process_group('nccl' if use_cuda else 'gloo')
+    return DistContext(rank, world, torch.device('cuda', local) if use_cuda else
+                       torch.device('cpu'))
 
 
 def cleanup(ctx: DistContext) -> None:

@@ -12,7 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The stage-wise training procedure of paper section 5.
+"""
+The stage-wise training procedure of paper section 5.
 
 Stages run in order (e.g. baseline -> depth branch -> gating -> loop1 -> loop2 -> end-to-end
 with segmentation loss only); each starts from the previous stage's final weights, loading
@@ -29,25 +30,25 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from pathlib import Path
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from ..evaluation import evaluate_dataset
-from ..inference import Predictor, normalize_image
-from ..model import DepthGatedNet, ModelConfig, quantile_edges
-from ..model.checkpoint import ModelInfo, load_checkpoint, read_checkpoint, save_checkpoint
-from ..model.losses import LossWeights, multitask_loss
 from .config import StageConfig, TrainConfig
-from .datasets import AugmentedDataset, IterationSampler, build_dataset, class_table
+from .datasets import AugmentedDataset, build_dataset, class_table, IterationSampler
 from .distributed import DistContext
+from ..evaluation import evaluate_dataset
+from ..inference import normalize_image, Predictor
+from ..model import DepthGatedNet, ModelConfig, quantile_edges
+from ..model.checkpoint import load_checkpoint, ModelInfo, read_checkpoint, save_checkpoint
+from ..model.losses import LossWeights, multitask_loss
 
-log = logging.getLogger("depthgate_ros.train")
+log = logging.getLogger('depthgate_ros.train')
 
 
 class TrainingError(RuntimeError):
@@ -55,48 +56,55 @@ class TrainingError(RuntimeError):
 
 
 def depth_edges_for(cfg: TrainConfig, raw_train, num_bins: int, max_samples: int = 64):
-    """Equal-count bin edges from the training set's valid depths (as the authors chose
-    theirs), unless the config gives them."""
-    if cfg.model.get("depth_edges"):
-        return tuple(cfg.model["depth_edges"])
+    """
+    Equal-count bin edges from the training set's valid depths (as the authors chose theirs).
+
+    Unless the config gives them.
+    """
+    if cfg.model.get('depth_edges'):
+        return tuple(cfg.model['depth_edges'])
     step = max(1, len(raw_train) // max_samples)
-    depths = [raw_train[i]["depth"] for i in range(0, len(raw_train), step)[:max_samples]
-              if raw_train[i].get("depth") is not None]
+    depths = [raw_train[i]['depth'] for i in range(0, len(raw_train), step)[:max_samples]
+              if raw_train[i].get('depth') is not None]
     if not depths:
-        raise TrainingError("no depth in the training set to compute depth bins from; "
-                            "set model.depth_edges in the config")
+        raise TrainingError('no depth in the training set to compute depth bins from; '
+                            'set model.depth_edges in the config')
     return quantile_edges(np.concatenate([d.ravel() for d in depths]), num_bins)
 
 
 def run_training(cfg: TrainConfig, ctx: DistContext, resume: bool = False,
                  max_steps: int | None = None) -> Path | None:
-    """Run every stage not finished yet. `max_steps` stops (with a checkpoint) after that many
-    optimizer steps in this call, so a long run can be split across sessions with `resume`.
-    Returns the final model path once all stages are done, else None."""
+    """
+    Run every stage not finished yet.
+
+    `max_steps` stops (with a checkpoint) after that many optimizer steps in this call, so a long
+    run can be split across sessions with `resume`. Returns the final model path once all stages
+    are done, else None.
+    """
     out = Path(cfg.output_dir)
     if ctx.is_main:
-        existing = list(out.glob("*/last.pt")) + list(out.glob("*/final.pt"))
+        existing = list(out.glob('*/last.pt')) + list(out.glob('*/final.pt'))
         if existing and not resume:
-            raise TrainingError(f"{out} already holds checkpoints ({existing[0]}); pass "
-                                "--resume to continue, or choose another output_dir")
+            raise TrainingError(f'{out} already holds checkpoints ({existing[0]}); pass '
+                                '--resume to continue, or choose another output_dir')
         out.mkdir(parents=True, exist_ok=True)
     ctx.barrier()
     torch.manual_seed(cfg.seed)
     raw_train = build_dataset(cfg.data, cfg.data.train_split)
     raw_val = build_dataset(cfg.data, cfg.data.val_split)
     names, colors = class_table(cfg.data.dataset)
-    base = ModelConfig.from_dict({**{k: v for k, v in cfg.model.items() if k != "depth_edges"},
-                                  "num_classes": len(names)})
+    base = ModelConfig.from_dict({**{k: v for k, v in cfg.model.items() if k != 'depth_edges'},
+                                  'num_classes': len(names)})
     edges = depth_edges_for(cfg, raw_train, base.num_bins)
     base = base.replace(depth_edges=edges)
-    info = ModelInfo(names, colors, provenance={"dataset": cfg.data.dataset,
-                                                "config": cfg.to_dict()})
+    info = ModelInfo(names, colors, provenance={'dataset': cfg.data.dataset,
+                                                'config': cfg.to_dict()})
     previous: Path | None = Path(cfg.init_from) if cfg.init_from else None
     if previous is not None and not previous.is_file():
-        raise TrainingError(f"init_from checkpoint not found: {previous}")
+        raise TrainingError(f'init_from checkpoint not found: {previous}')
     steps_left = max_steps
     for index, stage in enumerate(cfg.stages):
-        final = out / stage.name / "final.pt"
+        final = out / stage.name / 'final.pt'
         if final.is_file():
             previous = final
             continue
@@ -110,36 +118,39 @@ def run_training(cfg: TrainConfig, ctx: DistContext, resume: bool = False,
             steps_left -= used
             if steps_left <= 0 and index + 1 < len(cfg.stages):
                 return None
-    model_path = out / "model.pt"
+    model_path = out / 'model.pt'
     if ctx.is_main and previous is not None:
         shutil.copyfile(previous, model_path)
-        log.info("all stages done: %s", model_path)
+        log.info('all stages done: %s', model_path)
     ctx.barrier()
     return model_path
 
 
 def gating_from_context(state: dict, own: dict) -> dict:
-    """Initial gating-module tensors from a plain head's context conv (conv, BN): each branch
-    gets the conv kernel and the BN, the 1x1 fuse is the identity with a neutral BN. With
-    dilation 1 and any gate that sums to 1 this reproduces the plain head (up to the fuse BN's
-    batch statistics in training)."""
+    """
+    Initialise gating-module tensors from a plain head's context conv (conv, BN).
+
+    Each branch gets the conv kernel and the BN, the 1x1 fuse is the identity with a neutral BN.
+    With dilation 1 and any gate that sums to 1 this reproduces the plain head (up to the fuse BN's
+    batch statistics in training).
+    """
     out = {}
-    for head in ("head", "refine"):
-        src, dst = f"{head}.context", f"{head}.gating"
-        if f"{src}.0.weight" not in state or f"{dst}.fuse.0.weight" not in own:
+    for head in ('head', 'refine'):
+        src, dst = f'{head}.context', f'{head}.gating'
+        if f'{src}.0.weight' not in state or f'{dst}.fuse.0.weight' not in own:
             continue
-        kernel = state[f"{src}.0.weight"]
+        kernel = state[f'{src}.0.weight']
         for key in own:
-            if key.startswith(f"{dst}.branches.weights."):
+            if key.startswith(f'{dst}.branches.weights.'):
                 out[key] = kernel.clone()
-            elif key.startswith(f"{dst}.branches.norms."):
+            elif key.startswith(f'{dst}.branches.norms.'):
                 out[key] = state[f"{src}.1.{key.rsplit('.', 1)[1]}"].clone()
         c = kernel.shape[0]
-        out[f"{dst}.fuse.0.weight"] = torch.eye(c, dtype=kernel.dtype).view(c, c, 1, 1)
-        bn = f"{dst}.fuse.1"
-        out.update({f"{bn}.weight": torch.ones(c), f"{bn}.bias": torch.zeros(c),
-                    f"{bn}.running_mean": torch.zeros(c), f"{bn}.running_var": torch.ones(c),
-                    f"{bn}.num_batches_tracked": torch.tensor(0)})
+        out[f'{dst}.fuse.0.weight'] = torch.eye(c, dtype=kernel.dtype).view(c, c, 1, 1)
+        bn = f'{dst}.fuse.1'
+        out.update({f'{bn}.weight': torch.ones(c), f'{bn}.bias': torch.zeros(c),
+                    f'{bn}.running_mean': torch.zeros(c), f'{bn}.running_var': torch.ones(c),
+                    f'{bn}.num_batches_tracked': torch.tensor(0)})
     return out
 
 
@@ -153,7 +164,7 @@ class StageRunner:
         self.seed = cfg.seed * 1000 + index
         self.raw_train, self.raw_val = raw_train, raw_val
         self.weights = LossWeights(**stage.loss)
-        self.needs_depth = model_cfg.gate_source == "sensor" or any(
+        self.needs_depth = model_cfg.gate_source == 'sensor' or any(
             (v if isinstance(v, (int, float)) else max(v)) != 0
             for v in (self.weights.depth_reg, self.weights.depth_cls))
         self.base_lr = stage.lr if stage.lr is not None else cfg.optim.lr
@@ -169,39 +180,39 @@ class StageRunner:
                               momentum=self.cfg.optim.momentum,
                               weight_decay=self.cfg.optim.weight_decay)
         start, best = 0, -math.inf
-        last = self.dir / "last.pt"
+        last = self.dir / 'last.pt'
         if resume and last.is_file():
             loaded, _, extra = load_checkpoint(last, map_location=self.ctx.device)
             model.load_state_dict(loaded.state_dict())
-            opt.load_state_dict(extra["optimizer"])
-            start, best = int(extra["iteration"]), float(extra.get("best_miou", -math.inf))
-            torch.set_rng_state(extra["rng"]["torch"].cpu())
-            if torch.cuda.is_available() and extra["rng"].get("cuda") is not None:
-                torch.cuda.set_rng_state_all([s.cpu() for s in extra["rng"]["cuda"]])
+            opt.load_state_dict(extra['optimizer'])
+            start, best = int(extra['iteration']), float(extra.get('best_miou', -math.inf))
+            torch.set_rng_state(extra['rng']['torch'].cpu())
+            if torch.cuda.is_available() and extra['rng'].get('cuda') is not None:
+                torch.cuda.set_rng_state_all([s.cpu() for s in extra['rng']['cuda']])
             if self.ctx.is_main:
-                log.info("stage %s: resumed at iteration %d from %s", self.stage.name, start,
+                log.info('stage %s: resumed at iteration %d from %s', self.stage.name, start,
                          last)
         elif previous is not None:
             self._init_from(model, previous)
         return model, opt, start, best
 
     def _init_from(self, model: DepthGatedNet, previous: Path) -> None:
-        state = read_checkpoint(previous, map_location=self.ctx.device)["state_dict"]
+        state = read_checkpoint(previous, map_location=self.ctx.device)['state_dict']
         own = model.state_dict()
         fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        if self.cfg.gating_init == "context":
+        if self.cfg.gating_init == 'context':
             fits.update(gating_from_context(state, own))
         model.load_state_dict(fits, strict=False)
-        fresh = sorted({k.rsplit(".", 2)[0] for k in own if k not in fits})
+        fresh = sorted({k.rsplit('.', 2)[0] for k in own if k not in fits})
         if self.ctx.is_main:
-            log.info("stage %s: %d tensors from %s; newly initialised: %s", self.stage.name,
-                     len(fits), previous, ", ".join(fresh) or "none")
+            log.info('stage %s: %d tensors from %s; newly initialised: %s', self.stage.name,
+                     len(fits), previous, ', '.join(fresh) or 'none')
 
     def _set_train_mode(self, model: DepthGatedNet) -> None:
         model.train()
         mode = self.cfg.optim.freeze_bn
-        frozen = model.modules() if mode == "all" else (
-            model.backbone.modules() if mode == "backbone" else ())
+        frozen = model.modules() if mode == 'all' else (
+            model.backbone.modules() if mode == 'backbone' else ())
         for m in frozen:
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.eval()
@@ -222,19 +233,19 @@ class StageRunner:
         # RNG, which a resumed run restores: the dropout stream must continue unshifted.
         loader = DataLoader(train_set, batch_size=cfg.optim.batch_size, sampler=sampler,
                             num_workers=cfg.data.num_workers,
-                            pin_memory=ctx.device.type == "cuda",
+                            pin_memory=ctx.device.type == 'cuda',
                             generator=torch.Generator().manual_seed(self.seed))
         net = model
         if ctx.distributed:
-            if ctx.device.type == "cuda":  # SyncBatchNorm needs CUDA; on CPU BN stays per rank
+            if ctx.device.type == 'cuda':  # SyncBatchNorm needs CUDA; on CPU BN stays per rank
                 net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             # Stages train only part of the heads (e.g. depth losses off): unused is normal.
             net = DistributedDataParallel(net, find_unused_parameters=True)
         mean = torch.tensor(self.info.mean, device=ctx.device)
         std = torch.tensor(self.info.std, device=ctx.device)
-        use_amp = ctx.device.type == "cuda" and cfg.optim.amp != "none"
-        amp_dtype = torch.float16 if cfg.optim.amp == "fp16" else torch.bfloat16
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and cfg.optim.amp == "fp16")
+        use_amp = ctx.device.type == 'cuda' and cfg.optim.amp != 'none'
+        amp_dtype = torch.float16 if cfg.optim.amp == 'fp16' else torch.bfloat16
+        scaler = torch.amp.GradScaler('cuda', enabled=use_amp and cfg.optim.amp == 'fp16')
         logger = _Logger(self.dir, ctx.is_main, resume and start > 0)
         bar = _progress_bar(ctx.is_main, total, start, stage.name)
         nonfinite_run, t_last = 0, time.perf_counter()
@@ -243,14 +254,14 @@ class StageRunner:
         for it, batch in zip(range(start, stop), loader):
             lr = self.base_lr * (1 - it / total) ** cfg.optim.poly_power
             for group in opt.param_groups:
-                group["lr"] = lr
-            image = normalize_image(batch["rgb"].to(ctx.device, non_blocking=True), mean, std)
-            labels = batch["labels"].to(ctx.device, non_blocking=True)
-            depth = batch["depth"].to(ctx.device, non_blocking=True) if self.needs_depth \
+                group['lr'] = lr
+            image = normalize_image(batch['rgb'].to(ctx.device, non_blocking=True), mean, std)
+            labels = batch['labels'].to(ctx.device, non_blocking=True)
+            depth = batch['depth'].to(ctx.device, non_blocking=True) if self.needs_depth \
                 else None
             with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=use_amp):
                 outs = net(image, depth.unsqueeze(1) if depth is not None and
-                           self.model_cfg.gate_source == "sensor" else None,
+                           self.model_cfg.gate_source == 'sensor' else None,
                            loops=self.model_cfg.loops)
             outs = [{k: v.float() if v is not None else None for k, v in o.items()}
                     for o in outs]
@@ -261,8 +272,8 @@ class StageRunner:
                 logger.nonfinite += 1
                 if nonfinite_run > cfg.optim.max_nonfinite:
                     raise TrainingError(
-                        f"stage {stage.name}: {nonfinite_run} consecutive non-finite losses "
-                        f"at iteration {it} (lr {lr:.2e}); lower optim.lr or check the data")
+                        f'stage {stage.name}: {nonfinite_run} consecutive non-finite losses '
+                        f'at iteration {it} (lr {lr:.2e}); lower optim.lr or check the data')
                 continue
             nonfinite_run = 0
             scaler.scale(loss).backward()
@@ -276,58 +287,61 @@ class StageRunner:
                 t_last = now
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.1e}", refresh=False)
+                bar.set_postfix(loss=f'{loss_value:.3f}', lr=f'{lr:.1e}', refresh=False)
             if cfg.val_every and step % cfg.val_every == 0 and step < total:
                 best = self._validate(model, step, best, logger)
                 self._set_train_mode(model)
             if step % cfg.checkpoint_every == 0 and step < total:
-                self._save(model, opt, step, best, "last.pt")
+                self._save(model, opt, step, best, 'last.pt')
         if bar is not None:
             bar.close()
         steps_done = (it + 1 - start) if stop > start else 0
         if stop < total:
             logger.close()
-            self._save(model, opt, stop, best, "last.pt")
+            self._save(model, opt, stop, best, 'last.pt')
             if ctx.is_main:
-                log.info("stage %s: paused at iteration %d of %d (resume to continue)",
+                log.info('stage %s: paused at iteration %d of %d (resume to continue)',
                          stage.name, stop, total)
             return False, steps_done
         best = self._validate(model, total, best, logger)
         logger.close()
-        self._save(model, None, total, best, "final.pt")
+        self._save(model, None, total, best, 'final.pt')
         if ctx.is_main:
-            (self.dir / "last.pt").unlink(missing_ok=True)
+            (self.dir / 'last.pt').unlink(missing_ok=True)
         return True, steps_done
 
     def _save(self, model, opt, iteration: int, best: float, name: str) -> None:
         if not self.ctx.is_main:
             return
-        extra = {"stage": self.stage.name, "iteration": iteration, "best_miou": best}
+        extra = {'stage': self.stage.name, 'iteration': iteration, 'best_miou': best}
         if opt is not None:
-            extra["optimizer"] = opt.state_dict()
-            extra["rng"] = {"torch": torch.get_rng_state(),
-                            "cuda": torch.cuda.get_rng_state_all()
+            extra['optimizer'] = opt.state_dict()
+            extra['rng'] = {'torch': torch.get_rng_state(),
+                            'cuda': torch.cuda.get_rng_state_all()
                             if torch.cuda.is_available() else None}
         save_checkpoint(self.dir / name, model, self.info, extra=extra)
 
     def _validate(self, model, step: int, best: float, logger) -> float:
-        """Validation on rank 0 (the others wait); copies the checkpoint to best.pt when mIoU
-        improves."""
+        """
+        Validate on rank 0 (the others wait).
+
+        Copies the checkpoint to best.pt when mIoU improves.
+        """
         if self.ctx.is_main:
             predictor = Predictor(model, self.info, device=str(self.ctx.device),
                                   loops=self.model_cfg.loops,
                                   gate=self.model_cfg.gate_source)
             r = evaluate_dataset(predictor, self.raw_val,
-                                 sensor_depth=self.model_cfg.gate_source == "sensor",
-                                 max_frames=self.cfg.data.val_frames)["final"]
-            logger.validation(step, r["miou"], r["depth"]["delta1"])
-            log.info("stage %s, iteration %d: val mIoU %.4f, depth delta1 %.4f",
-                     self.stage.name, step, r["miou"], r["depth"]["delta1"])
-            if r["miou"] > best:
-                best = r["miou"]
-                save_checkpoint(self.dir / "best.pt", model, self.info,
-                                extra={"stage": self.stage.name, "iteration": step,
-                                       "best_miou": best})
+                                 sensor_depth=self.model_cfg.gate_source == 'sensor',
+                                 max_frames=self.cfg.data.val_frames)['final']
+            logger.validation(step, r['miou'], r['depth']['delta1'])
+            log.info('stage %s, iteration %d: val mIoU %.4f, depth delta1 %.4f',
+                     self.stage.name, step, r['miou'], r['depth']['delta1'])
+            if r['miou'] > best:
+                best = r['miou']
+                save_checkpoint(self.dir / 'best.pt', model, self.info,
+                                extra={'stage': self.stage.name, 'iteration': step,
+                                       'best_miou': best})
         self.ctx.barrier()
         return best
 
@@ -335,42 +349,42 @@ class StageRunner:
 class _Logger:
     """CSV always; TensorBoard event files when tensorboard is installed."""
 
-    FIELDS = ["iteration", "loss", "seg_cls", "depth_reg", "depth_cls", "lr", "seconds",
-              "nonfinite_skipped", "val_miou", "val_delta1"]
+    FIELDS = ['iteration', 'loss', 'seg_cls', 'depth_reg', 'depth_cls', 'lr', 'seconds',
+              'nonfinite_skipped', 'val_miou', 'val_delta1']
 
     def __init__(self, directory: Path, active: bool, append: bool):
         self.active, self.nonfinite, self.tb = active, 0, None
         if not active:
             return
-        path = directory / "log.csv"
+        path = directory / 'log.csv'
         new = not (append and path.is_file())
-        self.file = open(path, "w" if new else "a", newline="")
+        self.file = open(path, 'w' if new else 'a', newline='')
         self.csv = csv.DictWriter(self.file, self.FIELDS)
         if new:
             self.csv.writeheader()
         try:
             from torch.utils.tensorboard import SummaryWriter
-            self.tb = SummaryWriter(str(directory / "tensorboard"))
+            self.tb = SummaryWriter(str(directory / 'tensorboard'))
         except ImportError:
             pass
 
     def row(self, step, loss, parts, lr, seconds) -> None:
-        sums = {k: sum(v for name, v in parts.items() if name.startswith(k + "/"))
-                for k in ("seg_cls", "depth_reg", "depth_cls")}
-        self.csv.writerow({"iteration": step, "loss": f"{loss:.5f}", "lr": f"{lr:.3e}",
-                           "seconds": f"{seconds:.2f}", "nonfinite_skipped": self.nonfinite,
-                           **{k: f"{v:.5f}" for k, v in sums.items()}})
+        sums = {k: sum(v for name, v in parts.items() if name.startswith(k + '/'))
+                for k in ('seg_cls', 'depth_reg', 'depth_cls')}
+        self.csv.writerow({'iteration': step, 'loss': f'{loss:.5f}', 'lr': f'{lr:.3e}',
+                           'seconds': f'{seconds:.2f}', 'nonfinite_skipped': self.nonfinite,
+                           **{k: f'{v:.5f}' for k, v in sums.items()}})
         self.file.flush()
         if self.tb:
-            self.tb.add_scalar("train/loss", loss, step)
-            self.tb.add_scalar("train/lr", lr, step)
+            self.tb.add_scalar('train/loss', loss, step)
+            self.tb.add_scalar('train/lr', lr, step)
 
     def validation(self, step, miou, delta1) -> None:
-        self.csv.writerow({"iteration": step, "val_miou": f"{miou:.5f}",
-                           "val_delta1": f"{delta1:.5f}"})
+        self.csv.writerow({'iteration': step, 'val_miou': f'{miou:.5f}',
+                           'val_delta1': f'{delta1:.5f}'})
         self.file.flush()
         if self.tb:
-            self.tb.add_scalar("val/miou", miou, step)
+            self.tb.add_scalar('val/miou', miou, step)
 
     def close(self) -> None:
         if self.active:
@@ -380,7 +394,7 @@ class _Logger:
 
 
 def _progress_bar(active: bool, total: int, start: int, name: str):
-    """tqdm with loss, lr and ETA, on rank 0 only."""
+    """Show a tqdm bar with loss, lr and ETA, on rank 0 only."""
     if not active:
         return None
     from tqdm import tqdm
