@@ -36,6 +36,7 @@ import yaml
 
 from .evaluation import evaluate_dataset
 from .inference import Predictor, resolve_device
+from .model.config import DEPTH_GATES
 from .training.config import ConfigError, load_config, StageConfig
 from .training.datasets import SYNTHETIC_VAL_FIRST_SEED, SyntheticStreetDataset
 from .training.distributed import DistContext
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         predictor = Predictor.from_checkpoint(path, device=str(ctx.device),
                                               gate=test_gate or 'auto')
         metrics = evaluate_dataset(predictor, val, gate=test_gate,
-                                   sensor_depth=test_gate == 'sensor')
+                                   sensor_depth='exact' if test_gate in DEPTH_GATES else None)
         rows.append({'name': v['name'], 'metrics': metrics, 'train_seconds': seconds,
                      'checkpoint': str(path)})
         log.info('%s: mIoU %.4f', v['name'], metrics['final']['miou'])

@@ -19,12 +19,15 @@ Starts `perception_node` in its own process (bundled model unless --checkpoint) 
 camera, publishes a synthetic drive at camera size (640x480) over real rclpy topics — RGB
 with depth for the first half, RGB only for the second, so the gate falls back from sensor
 depth to the network's own monocular depth — with the large-image DDS profile on both sides.
+The depth is what a sensor measures (`--sensor`, default the car stereo rig: noise, holes and
+a range limit), so the panels show where the hybrid gate takes the network's depth over.
 It collects what the node publishes and writes panels, an animated GIF and summary.json
 (including the node's own account of every image) to the output folder.
 """
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 import json
 import logging
 import os
@@ -37,6 +40,7 @@ import time
 import numpy as np
 
 from .data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
+from .data.sensors import CHOICES as SENSOR_CHOICES, measure, sensor_by_name
 from .data.synthetic import Camera, render_sequence
 from .model import DepthGatedNet, ModelConfig
 from .model.checkpoint import ModelInfo, save_checkpoint
@@ -88,7 +92,8 @@ def camera_info_for(cam: Camera, header):
 
 
 def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: float,
-             checkpoint: str | None, device: str, dds_profile: bool = True) -> dict:
+             checkpoint: str | None, device: str, dds_profile: bool = True,
+             sensor: str = 'stereo') -> dict:
     # The node in its own process, as `ros2 launch` starts it; this process is the camera.
     # The large-image DDS profile (both sides) carries camera-sized images in shared memory.
     # Fast DDS reads it when this process first uses DDS: call this from a fresh process.
@@ -114,6 +119,10 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
     f = 560.0 * w / 512
     cam = Camera(width=w, height=h, fx=f, fy=f)
     sequence = list(render_sequence(seed, frames, cam))
+    half = (frames + 1) // 2
+    device_model = sensor_by_name(sensor)
+    measured = [measure(device_model, fr.depth, cam.fx, np.random.default_rng((seed, i)),
+                        fr.rgb) for i, fr in enumerate(sequence[:half])]
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         model_path, model_name = _model_path(checkpoint, Path(scratch))
@@ -170,7 +179,6 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
                 time.sleep(0.05)
             time.sleep(1.0)                              # and the reverse discovery
             sent, stamps = {}, []
-            half = (frames + 1) // 2
             t_start = time.monotonic()
             for i, fr in enumerate(sequence):
                 header = Header(frame_id='camera_optical')
@@ -178,7 +186,7 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
                 header.stamp.sec, header.stamp.nanosec = divmod(key, 10 ** 9)
                 pub_info.publish(camera_info_for(cam, header))
                 if i < half:
-                    pub_depth.publish(array_to_msg(fr.depth, '32FC1', header))
+                    pub_depth.publish(array_to_msg(measured[i], '32FC1', header))
                     time.sleep(0.02)    # a depth camera's frame lands with or before RGB
                 sent[key] = time.monotonic()
                 pub_image.publish(array_to_msg(fr.rgb, 'rgb8', header))
@@ -215,6 +223,9 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
         images = [fr.rgb, colorize_labels(labels, lut, fr.rgb, 0.25),
                   colorize_depth(depth_from_msg(received['depth'][key]))]
         titles = ['image', 'labels', 'depth (network)']
+        if i < half:                    # what the gate was given; its holes are white
+            images.append(colorize_depth(measured[i]))
+            titles.append(f'sensor depth ({sensor})')
         if key in received['gate']:
             images.append(colorize_gate(image_to_array(received['gate'][key])))
             titles.append(f"gate ({values['gate_source']})")
@@ -249,8 +260,8 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
         'fps': len(processed) / (len(stamps) / rate_hz) if stamps else 0.0,
         'latency_ms': {'p50': float(np.nanpercentile(lat, 50)),
                        'p95': float(np.nanpercentile(lat, 95))},
-        'gate_sources': {s: sum(e.get('gate_source') == s for e in processed)
-                         for s in ('sensor', 'predicted')},
+        'sensor': sensor,
+        'gate_sources': dict(Counter(e['gate_source'] for e in processed)),
         'per_frame': per_frame,
     }
     tmp = out / 'summary.json.tmp'
@@ -271,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                         help='camera image size (default: %(default)s)')
     parser.add_argument('--rate', type=float, default=2.0, help='publish rate, Hz')
     parser.add_argument('--device', default='auto', help='auto | cpu | cuda[:N]')
+    parser.add_argument('--sensor', default='stereo', choices=SENSOR_CHOICES,
+                        help='the depth sensor the camera side simulates (exact: the render)')
     parser.add_argument('--no-dds-profile', action='store_true',
                         help='Fast DDS defaults instead of the large-image profile: shows how '
                         'camera-sized best-effort images are lost between processes')
@@ -279,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.frames < 2 or args.rate <= 0:
         parser.error('--frames must be >= 2 and --rate > 0')
     s = run_demo(Path(args.out), args.frames, args.seed, tuple(args.size), args.rate,
-                 args.checkpoint, args.device, dds_profile=not args.no_dds_profile)
+                 args.checkpoint, args.device, dds_profile=not args.no_dds_profile,
+                 sensor=args.sensor)
     acc = s['node_accounting']
     print(f"{s['frames_processed']}/{s['frames_sent']} frames processed (node: received "
           f"{acc.get('received')}, lost in transport {acc.get('lost_in_transport')}), gate "

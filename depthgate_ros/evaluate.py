@@ -34,10 +34,11 @@ import sys
 import numpy as np
 
 from .data.cityscapes import DatasetError
+from .data.sensors import CHOICES as SENSOR_CHOICES
 from .evaluation import evaluate_dataset
-from .inference import Predictor
+from .inference import GATES, Predictor
 from .model.checkpoint import CheckpointError
-from .training.config import DataConfig, DATASETS
+from .training.config import CAMERA_KEYS, DataConfig, DATASETS
 from .training.datasets import build_dataset
 from .visualize import colorize_depth, colorize_gate, colorize_labels, palette, panel, write_png
 
@@ -76,10 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--out', default='eval_output')
     parser.add_argument('--device', default='auto')
     parser.add_argument('--loops', type=int, default=None)
-    parser.add_argument('--gate', default=None,
-                        help="auto|average|sensor|predicted|attention (default: the model's)")
-    parser.add_argument('--sensor-depth', action='store_true',
-                        help="hand ground-truth depth to the gate (the paper's gt-depth rows)")
+    parser.add_argument('--gate', nargs='+', default=None, choices=GATES,
+                        help="the gate source (default: the model's); several: each on the "
+                             'same frames, compared in compare.md')
+    parser.add_argument('--synthetic-camera', nargs='+', default=[], metavar='KEY=VALUE',
+                        help='synthetic: another camera, e.g. fx_scale=0.6 or height_m=2.2 '
+                             'pitch_deg=8 (keys: ' + ', '.join(CAMERA_KEYS) + ')')
+    parser.add_argument('--sensor-depth', nargs='?', const='exact', default=None,
+                        choices=SENSOR_CHOICES,
+                        help="give the gate depth: exact ground truth (the paper's gt-depth "
+                             'rows; the default when the flag has no value), or what a sensor '
+                             'measures of it: rgbd, stereo or a preset (docs/sensors.md)')
     parser.add_argument('--hard-gate', action='store_true',
                         help='gate on the most likely depth bin (sparse gating)')
     parser.add_argument('--tta-flip', action='store_true')
@@ -95,11 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         predictor = Predictor.from_checkpoint(
             args.checkpoint, device=args.device, loops=args.loops,
-            gate=args.gate or 'auto', tta_scales=args.tta_scales, tta_flip=args.tta_flip,
+            gate='auto', tta_scales=args.tta_scales, tta_flip=args.tta_flip,
             depth_blur_sigma=args.depth_blur, hard_gate=args.hard_gate)
+        camera = _key_values(args.synthetic_camera, CAMERA_KEYS)
         data_cfg = DataConfig(dataset=args.dataset, root=args.root, val_split=args.split,
                               synthetic_val_frames=args.synthetic_frames,
-                              image_size=list(args.synthetic_size))
+                              image_size=list(args.synthetic_size), synthetic_camera=camera)
         dataset = build_dataset(data_cfg, args.split)
     except (CheckpointError, DatasetError, ValueError) as e:
         print(f'depthgate-eval: {e}', file=sys.stderr)
@@ -107,10 +116,17 @@ def main(argv: list[str] | None = None) -> int:
 
     lut = palette(predictor.info.colors)
     rows = []
+    gate_rows: dict[int, tuple[list, list]] = {}    # several gates: gates.png, frame by frame
 
     def picture(i, sample, preds):
         if i >= args.grid_frames:
             return
+        if 'sensor_depth' in sample:
+            row = gate_rows.setdefault(i, ([sample['rgb'], colorize_depth(
+                sample['sensor_depth'])], ['image', f'{args.sensor_depth} depth (white: none)']))
+            if preds[-1].gate is not None:
+                row[0].append(colorize_gate(preds[-1].gate))
+                row[1].append(f'{preds[-1].gate_source} gate')
         images = [sample['rgb'], colorize_labels(sample['labels'], lut)]
         titles = ['image', 'ground truth']
         for p in preds:
@@ -123,19 +139,63 @@ def main(argv: list[str] | None = None) -> int:
             titles.append(f'gate ({preds[-1].gate_source})')
         rows.append(panel(images, titles, width=256))
 
-    result = evaluate_dataset(predictor, dataset, gate=args.gate,
-                              sensor_depth=args.sensor_depth, max_frames=args.max_frames,
-                              max_depth=args.max_depth, on_frame=picture)
-    result['checkpoint'] = str(args.checkpoint)
-    result['settings'] = {k: v for k, v in vars(args).items() if k != 'checkpoint'}
+    gates = args.gate or [None]
+    if len(gates) > 1:          # every gate on the same frames: render them once
+        n = len(dataset) if args.max_frames is None else min(args.max_frames, len(dataset))
+        dataset = [dataset[i] for i in range(n)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / 'metrics.json').write_text(json.dumps(result, indent=2))
-    (out / 'metrics.md').write_text(markdown_table(result, f'{args.dataset} {args.split}'))
-    if rows:
-        write_png(out / 'grid.png', np.concatenate(rows, 0))
-    print(markdown_table(result, f'{args.dataset} {args.split}'))
+    title = f'{args.dataset} {args.split}'
+    results = {}
+    for gate in gates:
+        result = evaluate_dataset(predictor, dataset, gate=gate,
+                                  sensor_depth=args.sensor_depth, max_frames=args.max_frames,
+                                  max_depth=args.max_depth, on_frame=picture)
+        result['checkpoint'] = str(args.checkpoint)
+        result['settings'] = {k: v for k, v in vars(args).items() if k != 'checkpoint'}
+        results[gate or 'default'] = result
+        suffix = '' if len(gates) == 1 else f'_{gate}'
+        (out / f'metrics{suffix}.json').write_text(json.dumps(result, indent=2))
+        (out / f'metrics{suffix}.md').write_text(markdown_table(result, title))
+        if rows:
+            write_png(out / f'grid{suffix}.png', np.concatenate(rows, 0))
+            rows.clear()
+        print(markdown_table(result, f'{title}, gate {gate or "default"}'))
+    if len(gates) > 1:
+        (out / 'compare.md').write_text(compare_table(results, args))
+        print(compare_table(results, args))
+        if gate_rows:
+            write_png(out / 'gates.png', np.concatenate(
+                [panel(images, titles, width=256) for images, titles in gate_rows.values()], 0))
     return 0
+
+
+def compare_table(results: dict, args) -> str:
+    """One row per gate, final loop, on the same frames."""
+    first = next(iter(results.values()))
+    lines = ['| gate (used) | mIoU | pixel acc. | iIoU | depth delta1 |', '|---|---|---|---|---|']
+    for gate, r in results.items():
+        f = r['final']
+        lines.append(f"| {gate} ({r['gate_source']}) | {f['miou']:.3f} | "
+                     f"{f['pixel_accuracy']:.3f} | {f['miiou']:.3f} | "
+                     f"{f['depth']['delta1']:.3f} |")
+    camera = ' '.join(args.synthetic_camera) or 'training camera'
+    sensor = args.sensor_depth or 'none'
+    if first['sensor_valid_fraction'] is not None:
+        sensor += f", valid on {first['sensor_valid_fraction']:.1%} of the pixels"
+    lines += ['', f"{first['frames']} {args.dataset} {args.split} frames ({camera}), "
+              f'sensor depth: {sensor}']
+    return '\n'.join(lines) + '\n'
+
+
+def _key_values(items: list[str], known: tuple[str, ...]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition('=')
+        if not sep or key not in known:
+            raise ValueError(f"{item!r}: expected KEY=VALUE with KEY one of {', '.join(known)}")
+        out[key] = float(value)
+    return out
 
 
 if __name__ == '__main__':

@@ -24,43 +24,58 @@ import time
 
 import numpy as np
 
+from .data.sensors import measure, sample_focal, Sensor, sensor_from_config
 from .inference import Predictor
 from .metrics import cityscapes_avg_instance_size, DepthMetric, SegmentationMetric
 
 
 def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
-                     sensor_depth: bool = False, max_frames: int | None = None,
+                     sensor_depth: str | dict | None = None, max_frames: int | None = None,
                      max_depth: float | None = None, on_frame=None) -> dict:
     """
     Evaluate a Predictor on a dataset: segmentation and depth metrics.
 
-    `sensor_depth`: hand each sample's ground-truth depth to the Predictor (the paper's
-    "gt-depth" rows); the gate still sees all of it, `max_depth` only caps the depth metrics.
-    `on_frame(i, sample, predictions)` sees every frame (for pictures).
+    `sensor_depth`: None runs monocular; `exact` hands each sample's ground-truth depth to the
+    Predictor (the paper's "gt-depth" rows); a sensor (a name of data.sensors.CHOICES or a
+    config dict) hands it what that sensor would measure of the ground truth (seeded per frame,
+    so runs repeat). The depth
+    metrics always score against the ground truth, capped at `max_depth`.
+    `on_frame(i, sample, predictions)` sees every frame (for pictures), with the depth the gate
+    was given as sample['sensor_depth'].
     """
+    sensor: Sensor | None = sensor_from_config(sensor_depth) if sensor_depth else None
     names = predictor.info.class_names
     sizes = cityscapes_avg_instance_size(names) if len(names) == 19 else {}
     loops = predictor.loops
     seg = [SegmentationMetric(len(names), avg_instance_size=sizes) for _ in range(loops + 1)]
     depth = [DepthMetric(max_depth) for _ in range(loops + 1)]
-    latencies = []
+    latencies, valid_fraction = [], []
     n = len(dataset) if max_frames is None else min(max_frames, len(dataset))
     for i in range(n):
         sample = dataset[i]
         gt_depth = sample.get('depth')
+        given = None
+        if sensor_depth:
+            if gt_depth is None:
+                raise ValueError(f"sample {sample.get('name', i)} has no depth to measure")
+            given = gt_depth if sensor is None else measure(
+                sensor, gt_depth, sample_focal(sample), np.random.default_rng((17, i)),
+                sample['rgb'])
+            valid_fraction.append(float(np.mean(np.isfinite(given) & (given > 0))))
         t0 = time.perf_counter()
-        preds = predictor.predict_loops(sample['rgb'], gt_depth if sensor_depth else None,
-                                        gate=gate)
+        preds = predictor.predict_loops(sample['rgb'], given, gate=gate)
         latencies.append(time.perf_counter() - t0)
         for loop, p in enumerate(preds):
             seg[loop].update(p.labels, sample['labels'], sample.get('instances'))
             if gt_depth is not None:
                 depth[loop].update(p.depth, gt_depth)
         if on_frame is not None:
-            on_frame(i, sample, preds)
+            on_frame(i, sample if given is None else {**sample, 'sensor_depth': given}, preds)
     lat = np.array(latencies) * 1e3
     result = {'frames': n, 'gate_source': preds[-1].gate_source if n else None,
-              'depth_cap_m': max_depth,
+              'sensor_depth': sensor_depth, 'depth_cap_m': max_depth,
+              'sensor_valid_fraction': float(np.mean(valid_fraction)) if valid_fraction
+              else None,
               'latency_ms': {'p50': float(np.percentile(lat, 50)),
                              'p95': float(np.percentile(lat, 95))} if n else {}}
     for loop in range(loops + 1):

@@ -18,11 +18,12 @@ depthgate-export: a checkpoint as ONNX (for ONNX Runtime / TensorRT) and TorchSc
     depthgate-export model.pt --onnx model.onnx --torchscript model.ts --check
 
 The exported graph takes a normalised image (N, 3, H, W; any N, H, W divisible by 8 is
-best) and, for `--gate sensor`, sensor depth (N, 1, H, W, metres, NaN invalid). It returns
-every loop's class logits, log depth and gate (`seg_<l>`, `log_depth_<l>`, `gate_<l>`), so
-the anytime outputs stay available. The gate source, the loop count and `--hard-gate` are
-fixed at export. Model info and config travel in the file's metadata (ONNX metadata_props,
-TorchScript extra file `depthgate.json`), so `Predictor.from_checkpoint(model.onnx)` runs it.
+best) and, for the sensor and hybrid gates, sensor depth (N, 1, H, W, metres, NaN invalid).
+It returns every loop's class logits, log depth and gate (`seg_<l>`, `log_depth_<l>`,
+`gate_<l>`), so the anytime outputs stay available. The gate source, the loop count and
+`--hard-gate` are fixed at export. Model info and config travel in the file's metadata (ONNX
+metadata_props, TorchScript extra file `depthgate.json`), so
+`Predictor.from_checkpoint(model.onnx)` runs it.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ import torch
 from torch import nn
 
 from .model.checkpoint import CheckpointError, load_checkpoint, ModelInfo
+from .model.config import DEPTH_GATES, GATE_SOURCES
 from .model.network import DepthGatedNet
 from .onnx_backend import METADATA_KEY
 
@@ -83,7 +85,10 @@ def _prepare(model: DepthGatedNet, gate: str | None, loops: int | None, hard_gat
 def _example(size, gate: str):
     torch.manual_seed(0)
     image = torch.randn(1, 3, *size)
-    depth = torch.rand(1, 1, *size) * 40 + 1 if gate == 'sensor' else None
+    depth = None
+    if gate in DEPTH_GATES:
+        depth = torch.rand(1, 1, *size) * 40 + 1
+        depth[..., : size[1] // 3] = float('nan')     # a sensor's holes, for the hybrid gate
     return image, depth
 
 
@@ -161,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('checkpoint')
     parser.add_argument('--onnx', help='write an ONNX file here')
     parser.add_argument('--torchscript', help='write a TorchScript file here')
-    parser.add_argument('--gate', default=None,
-                        help="predicted | sensor | average | attention (default: the model's)")
+    parser.add_argument('--gate', default=None, choices=GATE_SOURCES[1:],
+                        help="the gate fixed in the graph (default: the model's)")
     parser.add_argument('--loops', type=int, default=None)
     parser.add_argument('--hard-gate', action='store_true',
                         help='argmax of predicted depth as the gate (dense in the graph)')

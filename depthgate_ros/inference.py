@@ -36,11 +36,13 @@ import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
 from .model.checkpoint import load_checkpoint, ModelInfo
+from .model.config import DEPTH_GATES, GATE_SOURCES
 from .model.network import DepthGatedNet
 
 log = logging.getLogger(__name__)
 
-GATES = ('auto', 'none', 'average', 'sensor', 'predicted', 'attention')
+# `auto`: the Predictor picks per frame (resolve_gate); the rest are the model's gate sources.
+GATES = ('auto',) + GATE_SOURCES
 
 
 def resolve_device(spec: str = 'auto') -> torch.device:
@@ -144,19 +146,21 @@ class Predictor:
         """
         Resolve the gate source for one frame.
 
-        `auto`: sensor depth when this frame has it and the model was trained with a
-        depth-driven gate, otherwise the model's own (monocular) gate.
+        `auto`: `hybrid` when this frame has depth and the model was trained with a
+        depth-driven gate, otherwise the model's own (monocular) gate. A gate that reads depth
+        (`sensor`, `hybrid`) falls back to `predicted` on a frame without depth.
         """
         gate = gate or self.gate
         trained = self.cfg.gate_source
         fixed = getattr(self.model, 'fixed_gate', None)       # an exported graph's gate
         if gate == 'auto' and fixed is not None:
             return fixed
-        if gate != 'auto':
-            return gate
-        if trained in ('sensor', 'predicted'):
-            return 'sensor' if have_depth else 'predicted'
-        return trained
+        depth_driven = trained in DEPTH_GATES + ('predicted',)
+        if gate == 'auto':
+            gate = 'hybrid' if depth_driven else trained
+        if gate in DEPTH_GATES and not have_depth and depth_driven:
+            return 'predicted'
+        return gate
 
     @property
     def hard_gate(self) -> bool:
@@ -208,7 +212,7 @@ class Predictor:
         image = torch.from_numpy(np.require(rgb, requirements=['C', 'W'])).to(self.device)
         image = normalize_image(image.permute(2, 0, 1).unsqueeze(0), self._mean, self._std)
         sensor = None
-        if depth is not None and g == 'sensor':
+        if depth is not None and g in DEPTH_GATES:
             sensor = _depth_tensor(depth).to(self.device)
         inf_size = self.size or (h, w)
         image = _resize(image, inf_size, 'bilinear')

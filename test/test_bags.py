@@ -18,6 +18,7 @@ import shutil
 import time
 
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
+from depthgate_ros.data.sensors import measure, sensor_by_name
 from depthgate_ros.data.synthetic import Camera, render_sequence
 from depthgate_ros.inference import Predictor
 from depthgate_ros.metrics import DepthMetric, SegmentationMetric
@@ -85,10 +86,12 @@ def test_bag_metrics_equal_direct_predictor_metrics(bags, model_path, tmp_path):
     predictor = Predictor.from_checkpoint(model_path, device='cpu')
     seg = [SegmentationMetric(19) for _ in range(2)]
     mono = DepthMetric()
-    for f in render_sequence(7, 5, cam):
-        for loop, p in enumerate(predictor.predict_loops(f.rgb, f.depth)):
+    stereo = sensor_by_name('stereo')           # what the bag records by default
+    for i, f in enumerate(render_sequence(7, 5, cam)):
+        depth = measure(stereo, f.depth, cam.fx, np.random.default_rng((7, i)), f.rgb)
+        for loop, p in enumerate(predictor.predict_loops(f.rgb, depth)):
             seg[loop].update(p.labels, f.labels)
-        mono.update(predictor.predict(f.rgb, gate='predicted').depth, f.depth)
+        mono.update(predictor.predict(f.rgb, gate='predicted').depth, depth)
     for loop in (0, 1):
         assert report[f'loop{loop}']['miou'] == pytest.approx(seg[loop].compute()['miou'],
                                                               abs=1e-12)

@@ -51,7 +51,7 @@ def test_demo_end_to_end(tmp_path):
     assert s['frames_processed'] + s['frames_dropped'] == 6
     # depth for the first half, RGB only after: both gate sources appear, in that order
     sources = [e['gate_source'] for e in s['per_frame'] if e['processed']]
-    assert 'sensor' in sources[:3] and sources[-1] == 'predicted'
+    assert 'hybrid' in sources[:3] and sources[-1] == 'predicted'
     assert s['latency_ms']['p50'] > 0 and s['fps'] > 0
     panels = sorted(out.glob('frame_*.png'))
     assert len(panels) == s['frames_processed']

@@ -13,8 +13,8 @@
 # limitations under the License.
 
 """Depth quantisation, sensor gates, quantile edges, disparity -> depth."""
-from depthgate_ros.model.depth_bins import (disparity_to_depth, quantile_edges, quantize_depth,
-                                            sensor_gate)
+from depthgate_ros.model.depth_bins import (disparity_to_depth, hybrid_gate, quantile_edges,
+                                            quantize_depth, sensor_evidence, sensor_gate)
 import numpy as np
 import pytest
 import torch
@@ -81,3 +81,26 @@ def test_disparity_to_depth_numpy_and_torch():
     np.testing.assert_allclose(t.numpy(), [expected], rtol=1e-6)
     with pytest.raises(ValueError, match='positive'):
         disparity_to_depth(disp, 0.0, 0.5)
+
+
+def test_hybrid_gate_blends_by_the_valid_fraction_of_each_cell():
+    # 4x4 pixels -> 2x2 cells: left cells fully valid (bin 4 top, bin 0 bottom), top-right
+    # cell 1 of 4 pixels valid (bin 2), bottom-right cell without depth
+    depth = torch.full((1, 4, 4), float('nan'))
+    depth[0, :2, :2] = 2.0
+    depth[0, 2:, :2] = 90.0
+    depth[0, 0, 2] = 15.0
+    predicted = torch.tensor([0.1, 0.2, 0.3, 0.2, 0.2]).view(1, 5, 1, 1).expand(1, 5, 2, 2)
+    votes, hole = sensor_evidence(depth, EDGES, (2, 2))
+    gate = hybrid_gate(votes, hole, predicted)
+    assert hole[0, 0].tolist() == [[0.0, 0.75], [0.0, 1.0]]
+    assert gate[0, :, 0, 0].tolist() == [0, 0, 0, 0, 1]
+    assert gate[0, :, 1, 0].tolist() == [1, 0, 0, 0, 0]
+    # a quarter from the sensor's bin 2, three quarters from the prediction
+    expected = 0.75 * torch.tensor([0.1, 0.2, 0.3, 0.2, 0.2]) + 0.25 * torch.eye(5)[2]
+    torch.testing.assert_close(gate[0, :, 0, 1], expected)
+    assert gate[0, :, 1, 1].tolist() == pytest.approx([0.1, 0.2, 0.3, 0.2, 0.2])
+    torch.testing.assert_close(gate.sum(1), torch.ones(1, 2, 2))
+    # the sensor gate fills the same holes with 1/K instead
+    torch.testing.assert_close(sensor_gate(depth, EDGES, (2, 2))[0, :, 0, 1],
+                               0.75 * torch.full((5,), 0.2) + 0.25 * torch.eye(5)[2])

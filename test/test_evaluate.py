@@ -17,6 +17,7 @@ import json
 
 import cv2
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
+from depthgate_ros.data.sensors import measure, sensor_by_name
 from depthgate_ros.evaluate import main as eval_main
 from depthgate_ros.inference import Predictor
 from depthgate_ros.metrics import DepthMetric, SegmentationMetric
@@ -62,3 +63,39 @@ def test_eval_reports_a_bad_checkpoint(tmp_path, capsys):
     assert eval_main(['--checkpoint', str(bad), '--out', str(tmp_path / 'o')]) == 2
     assert 'corrupt' in capsys.readouterr().err
     assert not (tmp_path / 'o').exists()
+
+
+def test_eval_compares_gates_on_measured_depth_from_another_camera(tmp_path, make_model):
+    model = make_model(seed=4, loops=1)
+    info = ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS)
+    ckpt = save_checkpoint(tmp_path / 'm.pt', model, info)
+    out = tmp_path / 'eval'
+    assert eval_main(['--checkpoint', str(ckpt), '--synthetic-frames', '2',
+                      '--synthetic-size', '64', '128', '--out', str(out), '--device', 'cpu',
+                      '--sensor-depth', 'rgbd', '--gate', 'predicted', 'sensor', 'hybrid',
+                      '--synthetic-camera', 'height_m=2.2', 'pitch_deg=8',
+                      '--grid-frames', '1']) == 0
+    runs = {g: json.loads((out / f'metrics_{g}.json').read_text())
+            for g in ('predicted', 'sensor', 'hybrid')}
+    assert {g: r['gate_source'] for g, r in runs.items()} == {
+        'predicted': 'predicted', 'sensor': 'sensor', 'hybrid': 'hybrid'}
+    # the same frames for every gate, from the tall camera, with what a D435 measures of them
+    data = SyntheticStreetDataset(2, SYNTHETIC_VAL_FIRST_SEED, (64, 128),
+                                  {'height_m': 2.2, 'pitch_deg': 8})
+    assert data.camera.height_m == 2.2 and data.camera.fx == 140.0
+    d435 = sensor_by_name('rgbd')
+    predictor = Predictor(model, info, device='cpu')
+    seg, valid = SegmentationMetric(19), []
+    for i, s in enumerate(data):
+        depth = measure(d435, s['depth'], 140.0, np.random.default_rng((17, i)), s['rgb'])
+        # the D435 stops at 10 m: a street frame has depth on part of the image only
+        assert np.isnan(depth[np.isfinite(s['depth']) & (s['depth'] > 10)]).all()
+        valid.append(np.isfinite(depth).mean())
+        seg.update(predictor.predict(s['rgb'], depth, gate='hybrid').labels, s['labels'])
+    assert runs['hybrid']['final']['miou'] == pytest.approx(seg.compute()['miou'], abs=1e-12)
+    assert runs['hybrid']['sensor_valid_fraction'] == pytest.approx(np.mean(valid))
+    assert 0 < np.mean(valid) < 0.9
+    table = (out / 'compare.md').read_text()
+    assert '| hybrid (hybrid) |' in table and 'height_m=2.2 pitch_deg=8' in table
+    gates = cv2.imread(str(out / 'gates.png'))
+    assert 5 * 256 <= gates.shape[1] < 6 * 256     # image, sensor depth, three gates

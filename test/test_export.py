@@ -120,5 +120,7 @@ def test_bad_inputs_stop_cleanly(model, tmp_path, capsys):
     assert export_main([str(ckpt), '--onnx', str(out)]) == 2
     assert 'depthgate-export' in capsys.readouterr().err and not out.exists()
     good = save_checkpoint(tmp_path / 'good.pt', model, INFO)
-    assert export_main([str(good), '--onnx', str(out), '--gate', 'stereo']) == 2
-    assert 'stereo' in capsys.readouterr().err and not out.exists()
+    with pytest.raises(SystemExit) as stop:                  # argparse: not a gate source
+        export_main([str(good), '--onnx', str(out), '--gate', 'stereo'])
+    assert stop.value.code == 2
+    assert "invalid choice: 'stereo'" in capsys.readouterr().err and not out.exists()

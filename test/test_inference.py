@@ -64,12 +64,12 @@ def test_matches_the_network_run_by_hand(predictor, make_model):
     np.testing.assert_allclose(out.depth, o['log_depth'][0, 0].exp().numpy(), rtol=1e-5)
 
 
-def test_auto_gate_uses_sensor_depth_when_given(predictor):
+def test_auto_gate_is_hybrid_with_sensor_depth_and_predicted_without(predictor):
     p = predictor()
     rgb = _rgb(48, 64)
     near = np.full((48, 64), 2.0, np.float32)       # every pixel in the nearest bin
     out = p.predict(rgb, near)
-    assert out.gate_source == 'sensor'
+    assert out.gate_source == 'hybrid'
     assert np.all(out.gate == 4)                    # nearest -> largest dilation (16)
     # depth at another resolution is resampled nearest-neighbour, invalid stays invalid
     half = np.full((24, 32), 100.0, np.float32)

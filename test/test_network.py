@@ -122,6 +122,33 @@ def test_sensor_gate_with_no_valid_depth_equals_average_gate(make_model):
         torch.testing.assert_close(oa['seg'], ob['seg'])
 
 
+def test_hybrid_gate_is_exactly_sensor_with_full_depth_and_predicted_with_none(make_model):
+    model = make_model().eval()
+    x = torch.randn(1, 3, 40, 56)
+    full = torch.rand(1, 1, 40, 56) * 60 + 1            # every pixel valid, all bins
+    none = torch.full((1, 1, 40, 56), float('nan'))
+    with torch.no_grad():
+        hybrid_full = model(x, full, loops=2, gate='hybrid')
+        sensor = model(x, full, loops=2, gate='sensor')
+        hybrid_none = model(x, none, loops=2, gate='hybrid')
+        predicted = model(x, loops=2, gate='predicted')
+    for loop in range(3):
+        assert torch.equal(hybrid_full[loop]['gate'], sensor[loop]['gate'])
+        assert torch.equal(hybrid_full[loop]['seg'], sensor[loop]['seg'])
+        assert torch.equal(hybrid_none[loop]['gate'], predicted[loop]['gate'])
+        assert torch.equal(hybrid_none[loop]['seg'], predicted[loop]['seg'])
+    # and in between it is neither: the holes take the loop's own prediction
+    half = full.clone()
+    half[..., :28] = float('nan')
+    with torch.no_grad():
+        mixed = model(x, half, loops=0, gate='hybrid')[0]['gate']
+        sensor_half = model(x, half, loops=0, gate='sensor')[0]['gate']
+    torch.testing.assert_close(mixed[..., 4:], sensor_half[..., 4:])    # valid cells agree
+    torch.testing.assert_close(mixed[..., :3], predicted[0]['gate'][..., :3])   # holes
+    with pytest.raises(ValueError, match="gate 'hybrid' needs a depth map"):
+        model(x, loops=0, gate='hybrid')
+
+
 def test_recurrent_input_prediction_variant(make_model):
     model = make_model(recurrent_input='prediction').eval()
     assert model.refine.block[0].in_channels == 32 + 19

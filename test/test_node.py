@@ -139,9 +139,9 @@ def test_fallback_to_monocular_and_back(ros, frames):
         time.sleep(0.1)
     # every frame gets the gate its pairing says, the first of each phase included (a
     # depth publisher is matched, so the node waits sync_slop for a partner)
-    assert [gates[i] for i in range(16)] == ['sensor'] * 4 + ['predicted'] * 6 + \
-        ['sensor'] * 6, gates
-    assert ros.node.last_gate_source == 'sensor'
+    assert [gates[i] for i in range(16)] == ['hybrid'] * 4 + ['predicted'] * 6 + \
+        ['hybrid'] * 6, gates
+    assert ros.node.last_gate_source == 'hybrid'
     # an image without depth waits for it at most depth_timeout (0.3 s), not forever
     info = _frame_info(ros, 100)
     waited = [float(info[100 + i]['latency_ms']) - float(info[100 + i]['model_ms'])
@@ -153,10 +153,10 @@ def test_depth_resuming_after_a_gap_pairs_the_first_image(ros, frames):
     # depth flows, then is silent for 1 s (depth_timeout 0.3 s); when it resumes, the
     # image comes first and its partner 5 ms later, as a lagging depth pipeline sends them
     for i in range(3):
-        assert _send_and_wait(ros, frames[i], 150 + i, True)['gate_source'] == 'sensor'
+        assert _send_and_wait(ros, frames[i], 150 + i, True)['gate_source'] == 'hybrid'
     time.sleep(1.0)
     resumed = _send_and_wait(ros, frames[3], 160, True, depth_first=False)
-    assert resumed['gate_source'] == 'sensor', resumed
+    assert resumed['gate_source'] == 'hybrid', resumed
     # and with nobody publishing depth, an image does not wait for it at all
     ros.test_node.destroy_publisher(ros.depth)
     assert ros.wait_for(lambda: not ros.node._depth_expected, timeout=10)
@@ -166,7 +166,7 @@ def test_depth_resuming_after_a_gap_pairs_the_first_image(ros, frames):
     assert float(alone['latency_ms']) - float(alone['model_ms']) < 45, alone
 
 
-def test_16uc1_and_disparity_give_sensor_gating(ros, frames):
+def test_16uc1_and_disparity_give_depth_gating(ros, frames):
     node = ros.node
     f = frames[1]
     mm = np.where(np.isnan(f.depth), 0, np.clip(f.depth * 1000, 0, 65535)).astype(np.uint16)
@@ -183,7 +183,7 @@ def test_16uc1_and_disparity_give_sensor_gating(ros, frames):
             disp_pub.publish(d)
         ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(sec)))
         assert ros.wait_for(lambda: sec in _frame_info(ros, sec)), sec
-        assert _frame_info(ros, sec)[sec]['gate_source'] == 'sensor', i
+        assert _frame_info(ros, sec)[sec]['gate_source'] == 'hybrid', i
     assert node.stats['depth_errors'] == 0
 
 
@@ -334,7 +334,7 @@ def test_points_need_camera_info_then_arrive(ros, frames):
         time.sleep(0.15)
     assert ros.wait_for(lambda: any(m.header.stamp.sec == 1102 for _, m in
                                     ros.messages(f'{NODE}/points')))
-    assert node.last_gate_source == 'sensor'
+    assert node.last_gate_source == 'hybrid'
     cloud = ros.messages(f'{NODE}/points')[-1][1]
     assert [x.name for x in cloud.fields] == ['x', 'y', 'z', 'rgb', 'label']
     pts = np.frombuffer(bytes(cloud.data), dtype=[('x', '<f4'), ('y', '<f4'), ('z', '<f4'),
@@ -396,7 +396,7 @@ def test_timeouts_follow_sim_time(checkpoint, frames):
             image.publish(array_to_msg(frames[0].rgb, 'rgb8', _header(1000, i * 10 ** 8)))
             time.sleep(0.15)
         assert h.wait_for(lambda: node.stats['processed'] >= 3)
-        assert node.last_gate_source == 'sensor'
+        assert node.last_gate_source == 'hybrid'
         # Depth stops, but simulated time stands still: depth is not yet "silent", so the
         # node keeps waiting for a partner although wall time passes the timeout.
         image.publish(array_to_msg(frames[1].rgb, 'rgb8', _header(1000, 300_000_000)))

@@ -231,3 +231,43 @@ def test_gating_init_from_context_starts_where_the_baseline_stopped():
 def test_gating_init_is_validated(tmp_path, capsys):
     assert train_main(['--config', str(_config(tmp_path, gating_init='copy'))]) == 2
     assert 'gating_init' in capsys.readouterr().err
+
+
+def test_gate_mix_draws_a_gate_per_batch_and_feeds_measured_depth(tmp_path, monkeypatch):
+    from depthgate_ros.model.network import DepthGatedNet
+    seen = []
+    forward = DepthGatedNet.forward
+
+    def spy(self, image, depth=None, loops=None, gate=None):
+        if self.training:
+            holes = None if depth is None else float(torch.isnan(depth).float().mean())
+            seen.append((gate, holes))
+        return forward(self, image, depth, loops, gate)
+
+    monkeypatch.setattr(DepthGatedNet, 'forward', spy)
+    stages = [{'name': 'mixed', 'iterations': 12,
+               'model': {'gate_source': 'predicted', 'recurrent': False, 'loops': 0},
+               'gate_mix': {'sensor': 0.4, 'hybrid': 0.3, 'predicted': 0.3}}]
+    cfg = _config(tmp_path, stages=stages, **{'data.sensors': ['realsense_d435']})
+    assert train_main(['--config', str(cfg)]) == 0
+    gates = [g for g, _ in seen]
+    assert len(gates) == 12 and set(gates) == {'sensor', 'hybrid', 'predicted'}
+    for gate, holes in seen:
+        if gate == 'predicted':
+            assert holes is None
+        else:   # the D435 sees ~10 m at most: a street frame is mostly holes, never none
+            assert 0.3 < holes < 1.0
+    # the draw depends on (seed, iteration) only: a second run draws the same gates
+    seen.clear()
+    assert train_main(['--config', str(_config(tmp_path, 'again', stages=stages,
+                                               **{'data.sensors': ['realsense_d435']}))]) == 0
+    assert [g for g, _ in seen] == gates
+
+
+def test_gate_mix_and_sensors_are_validated(tmp_path, capsys):
+    bad_mix = [{'name': 'x', 'iterations': 1, 'gate_mix': {'sensor': 1.0, 'lidar': 1.0}}]
+    assert train_main(['--config', str(_config(tmp_path, 'a', stages=bad_mix))]) == 2
+    assert 'gate_mix' in capsys.readouterr().err
+    cfg = _config(tmp_path, 'b', **{'data.sensors': ['tof_9000']})
+    assert train_main(['--config', str(cfg)]) == 2
+    assert "data.sensors: unknown depth sensor 'tof_9000'" in capsys.readouterr().err

@@ -43,6 +43,8 @@ class Disparity(tv_tensors.Mask):
     """Stereo disparity in pixels, resampled like a mask; 0 marks invalid."""
 
 
+# Sample keys resampled as depth or disparity: the ground truth and what a sensor measured.
+DEPTH_KINDS = {'depth': Depth, 'sensor_depth': Depth, 'disparity': Disparity}
 # The fill for uncovered areas, per kind of data (exact types: torchvision matches by type).
 FILL = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_ID, Depth: 0.0, Disparity: 0.0}
 
@@ -78,10 +80,10 @@ class PairedAugment:
     """
     Training augmentation on a sample dict.
 
-    The sample holds rgb (H, W, 3) uint8, labels (H, W), and any of depth, disparity (H, W)
-    float with NaN invalid. Returns tensors: rgb (3, h, w) uint8, labels (h, w) int64,
-    depth / disparity (h, w) float32 with NaN invalid, and the scale s. `crop` is
-    (height, width), both divisible by 8 (the network's output stride).
+    The sample holds rgb (H, W, 3) uint8, labels (H, W), and any of depth, sensor_depth,
+    disparity (H, W) float with NaN invalid. Returns tensors: rgb (3, h, w) uint8, labels (h, w)
+    int64, depth / sensor_depth / disparity (h, w) float32 with NaN invalid, and the scale s.
+    `crop` is (height, width), both divisible by 8 (the network's output stride).
     """
 
     def __init__(self, crop: Sequence[int] = (512, 512), scale_range=(0.5, 2.0),
@@ -106,7 +108,7 @@ class PairedAugment:
                       np.ascontiguousarray(sample['rgb'])).permute(2, 0, 1)),
                   'labels': tv_tensors.Mask(torch.from_numpy(
                       np.asarray(sample['labels']).astype(np.int64)))}
-        for key, kind in (('depth', Depth), ('disparity', Disparity)):
+        for key, kind in DEPTH_KINDS.items():
             if sample.get(key) is not None:
                 d = np.asarray(sample[key], np.float32)
                 valid = np.isfinite(d) & (d > 0)
@@ -119,7 +121,7 @@ class PairedAugment:
         out = {'rgb': inputs['rgb'].as_subclass(torch.Tensor),
                'labels': inputs['labels'].as_subclass(torch.Tensor),
                'scale': params['scale']}
-        for key in ('depth', 'disparity'):
+        for key in DEPTH_KINDS:
             if key in inputs:
                 d = inputs[key].as_subclass(torch.Tensor)[0]
                 out[key] = torch.where(d > 0, d, torch.full_like(d, float('nan')))

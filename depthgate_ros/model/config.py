@@ -24,7 +24,9 @@ import dataclasses
 from dataclasses import dataclass
 
 BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'resnet101')
-GATE_SOURCES = ('none', 'average', 'sensor', 'predicted', 'attention')
+GATE_SOURCES = ('none', 'average', 'sensor', 'hybrid', 'predicted', 'attention')
+# The gates that read sensor depth; without a depth map a frame falls back to `predicted`.
+DEPTH_GATES = ('sensor', 'hybrid')
 RECURRENT_INPUTS = ('features', 'prediction')
 
 
@@ -107,4 +109,4 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ['ModelConfig', 'BACKBONES', 'GATE_SOURCES', 'RECURRENT_INPUTS']
+__all__ = ['ModelConfig', 'BACKBONES', 'DEPTH_GATES', 'GATE_SOURCES', 'RECURRENT_INPUTS']

@@ -43,24 +43,47 @@ def quantize_depth(depth: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     return torch.where(valid_depth_mask(depth), bins, torch.full_like(bins, -1))
 
 
-def sensor_gate(depth: torch.Tensor, edges: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def sensor_evidence(depth: torch.Tensor, edges: torch.Tensor,
+                    size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """
-    Gate (N, K, h, w) from sensor depth (N, 1, H, W) or (N, H, W).
+    Summarise sensor depth (N, 1, H, W) or (N, H, W) per feature cell of `size`.
 
-    One-hot per valid pixel, uniform 1/K where depth is missing (paper section 6.3), then
-    area-averaged down to the feature resolution `size`. Averaging keeps every pixel's weights
-    summing to 1 and makes the gate soft at bin boundaries, as the authors' resized stacks are.
+    Returns (votes, hole): votes (N, K, h, w) is the fraction of the cell's pixels whose valid
+    depth falls in bin k, hole (N, 1, h, w) the fraction without valid depth, so
+    votes.sum(1) + hole = 1. Area averaging makes cells soft at bin boundaries, as the authors'
+    resized one-hot stacks are.
     """
     if depth.dim() == 3:
         depth = depth.unsqueeze(1)
     k = edges.numel() + 1
     bins = quantize_depth(depth[:, 0], edges)
-    onehot = F.one_hot(bins.clamp(min=0), k).permute(0, 3, 1, 2).to(torch.float32)
-    uniform = torch.full_like(onehot, 1.0 / k)
-    gate = torch.where((bins >= 0).unsqueeze(1), onehot, uniform)
-    if gate.shape[-2:] != tuple(size):
-        gate = F.adaptive_avg_pool2d(gate, size)
-    return gate
+    valid = (bins >= 0).unsqueeze(1)
+    votes = F.one_hot(bins.clamp(min=0), k).permute(0, 3, 1, 2).to(torch.float32) * valid
+    hole = (~valid).to(torch.float32)
+    if votes.shape[-2:] != tuple(size):
+        votes, hole = F.adaptive_avg_pool2d(votes, size), F.adaptive_avg_pool2d(hole, size)
+    return votes, hole
+
+
+def sensor_gate(depth: torch.Tensor, edges: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """
+    Gate (N, K, h, w) from sensor depth alone.
+
+    One-hot per valid pixel, uniform 1/K where depth is missing (paper section 6.3), averaged
+    over each feature cell.
+    """
+    votes, hole = sensor_evidence(depth, edges, size)
+    return votes + hole / votes.shape[1]
+
+
+def hybrid_gate(votes: torch.Tensor, hole: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+    """
+    Sensor bins where the sensor has depth, the network's predicted bins in its holes.
+
+    Per feature cell the two are blended by the valid fraction: a cell with every pixel
+    valid is exactly the sensor gate, a cell with none exactly `predicted` (N, K, h, w).
+    """
+    return votes + hole * predicted
 
 
 def harden_gate(gate: torch.Tensor) -> torch.Tensor:

@@ -32,8 +32,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from .backbone import Backbone
-from .config import ModelConfig
-from .depth_bins import harden_gate, sensor_gate
+from .config import DEPTH_GATES, ModelConfig
+from .depth_bins import harden_gate, hybrid_gate, sensor_evidence, sensor_gate
 from .gating import average_gate, conv_bn_relu, DepthGatingModule
 from .heads import DepthHead
 
@@ -59,7 +59,9 @@ class LoopHead(nn.Module):
                                         nn.Conv2d(c, cfg.num_classes, 1))
 
     def forward(self, x: torch.Tensor, gate_source: str, fixed_gate: torch.Tensor | None,
-                hard: bool = False) -> dict[str, torch.Tensor]:
+                hard: bool = False,
+                evidence: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> dict[str, torch.Tensor]:
         x = self.block(x)
         depth_logits, log_depth = self.depth(x)
         if gate_source == 'none':
@@ -72,6 +74,10 @@ class LoopHead(nn.Module):
                     0, 3, 1, 2).to(depth_logits.dtype)
             elif gate_source == 'predicted':
                 gate = depth_logits.softmax(1)
+            elif gate_source == 'hybrid':
+                gate = hybrid_gate(*evidence, depth_logits.softmax(1))
+                if hard:
+                    gate = harden_gate(gate)
             elif gate_source == 'attention':
                 gate = self.attention(x)[0].softmax(1)
             else:  # "sensor" and "average" do not depend on the loop's own prediction
@@ -107,12 +113,12 @@ class DepthGatedNet(nn.Module):
                 raise ValueError(f'gate {g!r} needs a gated model; this one is a baseline '
                                  '(gate_source: none)')
             return g
-        allowed = ('average', 'sensor', 'predicted') + (
+        allowed = ('average',) + DEPTH_GATES + ('predicted',) + (
             ('attention',) if self.cfg.gate_source == 'attention' else ())
         if g not in allowed:
             raise ValueError(f'gate {g!r} is not available for this model; choose from {allowed}')
-        if g == 'sensor' and not have_depth:
-            raise ValueError("gate 'sensor' needs a depth map")
+        if g in DEPTH_GATES and not have_depth:
+            raise ValueError(f'gate {g!r} needs a depth map')
         return g
 
     def forward(self, image: torch.Tensor, depth: torch.Tensor | None = None,
@@ -143,22 +149,25 @@ class DepthGatedNet(nn.Module):
         hard = self.hard_gate and not self.training
         size = image.shape[-2:]
         feat = self.stem(self.backbone(image))
-        fixed_gate = None
+        fixed_gate = evidence = None
         if g == 'sensor':
             fixed_gate = sensor_gate(depth, self.depth_edges, feat.shape[-2:]).to(feat.dtype)
             if hard:
                 fixed_gate = harden_gate(fixed_gate)
+        elif g == 'hybrid':
+            evidence = tuple(t.to(feat.dtype) for t in
+                             sensor_evidence(depth, self.depth_edges, feat.shape[-2:]))
         elif g == 'average':
             fixed_gate = average_gate(feat, self.cfg.num_bins)
 
         prev = None
         for loop in range(max_loops + 1):
             if prev is None:
-                out = self.head(feat, g, fixed_gate, hard)
+                out = self.head(feat, g, fixed_gate, hard, evidence)
             else:
                 prev_in = prev['features'] if self.cfg.recurrent_input == 'features' \
                     else prev['seg'].softmax(1)
-                out = self.refine(torch.cat([feat, prev_in], 1), g, fixed_gate, hard)
+                out = self.refine(torch.cat([feat, prev_in], 1), g, fixed_gate, hard, evidence)
             prev = out
             yield {**out, **{key: F.interpolate(out[key], size=size, mode='bilinear',
                                                 align_corners=False)

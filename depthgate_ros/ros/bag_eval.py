@@ -284,7 +284,7 @@ def write_markdown(report: dict, path: Path) -> None:
             d = report['monocular_depth']
             lines += [f"Monocular depth against the bag's sensor depth: delta1 "
                       f"{d['delta1']:.3f}, AbsRel {d['abs_rel']:.3f}, RMSE {d['rmse']:.2f} m.",
-                      f'Sensor-gated vs predicted-gated label agreement: '
+                      f'Labels with vs without sensor depth, agreement: '
                       f"{report['sensor_vs_predicted_gate_agreement']:.3f}.", '']
     else:
         lines += [f"Frames sent {report['frames_sent']}, received {report['frames_received']}, "

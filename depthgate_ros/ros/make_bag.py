@@ -18,6 +18,10 @@ depthgate-make-bag: a synthetic drive as a rosbag2 (sqlite3 or mcap).
 Topics: /camera/image_raw (rgb8), /camera/depth/image_raw (32FC1 metres, or 16UC1 mm),
 /camera/disparity (stereo_msgs/DisparityImage), /camera/camera_info and /camera/labels
 (mono8 Cityscapes train ids, 255 = ignore: ground truth for depthgate-bag-eval).
+
+Depth and disparity are what a sensor measures of the scene (`--sensor`, default the car
+stereo rig: noise, holes, limited range; docs/sensors.md), or the exact render with
+`--sensor exact`.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import sys
 import numpy as np
 
 from .bags import BagError, BagWriter, CAMERA_INFO, DISPARITY, header, IMAGE, image_msg, TYPESTORE
+from ..data.sensors import CHOICES as SENSOR_CHOICES, measure, sensor_by_name
 from ..data.synthetic import Camera, render_sequence
 
 TOPICS = {'image': '/camera/image_raw', 'depth': '/camera/depth/image_raw',
@@ -51,11 +56,15 @@ def camera_info_msg(cam: Camera, hdr):
 
 def make_bag(out: Path, frames: int = 20, seed: int = 7, size=(128, 256), fps: float = 10.0,
              storage: str = 'sqlite3', depth_encoding: str = '32FC1',
-             depth_frames: int | None = None) -> Path:
+             depth_frames: int | None = None, sensor: str = 'stereo') -> Path:
     """Write the bag; `depth_frames` limits depth and disparity to the first N frames."""
     out = Path(out)
     if out.exists():
         raise BagError(f'{out} exists; rosbag2 writes a new directory')
+    try:
+        device = sensor_by_name(sensor)
+    except ValueError as e:
+        raise BagError(str(e)) from e
     h, w = size
     f = 560.0 * w / 512
     cam = Camera(width=w, height=h, fx=f, fy=f)
@@ -71,14 +80,18 @@ def make_bag(out: Path, frames: int = 20, seed: int = 7, size=(128, 256), fps: f
                 hdr = header(t, 'camera_optical')
                 bag.write(TOPICS['camera_info'], t, camera_info_msg(cam, hdr))
                 if depth_frames is None or i < depth_frames:
+                    depth = measure(device, fr.depth, cam.fx, np.random.default_rng((seed, i)),
+                                    fr.rgb)
                     if depth_encoding == '16UC1':
-                        mm = np.where(np.isfinite(fr.depth), np.clip(np.round(fr.depth * 1000),
-                                                                     1, 65535), 0)
+                        mm = np.where(np.isfinite(depth), np.clip(np.round(depth * 1000),
+                                                                  1, 65535), 0)
                         bag.write(TOPICS['depth'], t, image_msg(mm.astype(np.uint16),
                                                                 '16UC1', hdr))
                     else:
-                        bag.write(TOPICS['depth'], t, image_msg(fr.depth, '32FC1', hdr))
-                    disp = np.nan_to_num(fr.disparity, nan=0.0).astype(np.float32)
+                        bag.write(TOPICS['depth'], t, image_msg(depth, '32FC1', hdr))
+                    with np.errstate(divide='ignore', invalid='ignore'):
+                        disp = np.nan_to_num(cam.fx * cam.baseline_m / depth,
+                                             nan=0.0).astype(np.float32)
                     bag.write(TOPICS['disparity'], t, T[DISPARITY](
                         header=hdr, image=image_msg(disp, '32FC1', hdr), f=cam.fx,
                         t=cam.baseline_m,
@@ -105,10 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--depth-encoding', default='32FC1', choices=('32FC1', '16UC1'))
     parser.add_argument('--depth-frames', type=int, default=None,
                         help='depth and disparity only for the first N frames')
+    parser.add_argument('--sensor', default='stereo', choices=SENSOR_CHOICES,
+                        help='the depth sensor the bag records (exact: the render itself)')
     args = parser.parse_args(argv)
     try:
         path = make_bag(Path(args.out), args.frames, args.seed, tuple(args.size), args.fps,
-                        args.storage, args.depth_encoding, args.depth_frames)
+                        args.storage, args.depth_encoding, args.depth_frames, args.sensor)
     except BagError as e:
         print(f'depthgate-make-bag: {e}', file=sys.stderr)
         return 2

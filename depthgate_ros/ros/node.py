@@ -54,6 +54,7 @@ from .pointcloud import depth_to_cloud
 from .switch_log import SwitchLog
 from ..inference import Predictor
 from ..model.checkpoint import CheckpointError
+from ..model.config import DEPTH_GATES
 from ..model.depth_bins import disparity_to_depth
 from ..visualize import colorize_labels, palette
 from ..weights import bundled_checkpoint
@@ -328,14 +329,14 @@ class PerceptionNode(Node):
             masks = {n: self.mask_pubs[n] for n in self.mask_classes if n in self.mask_pubs}
             info, unit = self.camera_info, self.depth_unit_scale
         depth = None
-        if gate_pref in ('auto', 'sensor'):
+        if gate_pref in ('auto',) + DEPTH_GATES:
             partner = self._partner(stamp, arrival_ns)
             if partner is not None:
                 t_depth = time.monotonic()
                 depth = self._decode_depth(partner, unit)
                 decode_s += time.monotonic() - t_depth
-        gate = 'sensor' if depth is not None else (
-            'predicted' if gate_pref in ('auto', 'sensor') else gate_pref)
+        # The Predictor resolves the gate per frame (auto: hybrid with depth, else predicted).
+        gate = gate_pref
         if self.predictor.cfg.gate_source in ('none', 'attention', 'average'):
             gate = None                       # the model's own gate; sensor depth unused
         t0 = time.monotonic()

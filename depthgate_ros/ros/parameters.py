@@ -28,7 +28,9 @@ import re
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-GATE_CHOICES = ('auto', 'sensor', 'predicted', 'average')
+from ..model.config import DEPTH_GATES
+
+GATE_CHOICES = ('auto',) + DEPTH_GATES + ('predicted', 'average')
 RELIABILITY_CHOICES = ('best_effort', 'reliable')
 
 
@@ -60,7 +62,8 @@ PARAMETERS = {
                                      '(dynamic; needs TTA off)', lo=0.0, hi=10000.0)),
     'hard_gate': (False, _desc('gate on the most likely depth bin only (predicted or sensor), '
                                'so the gating module runs sparse (dynamic)')),
-    'gate_source': ('auto', _desc('auto = sensor depth when paired, else predicted (dynamic)',
+    'gate_source': ('auto', _desc('auto = hybrid (sensor depth, predicted in its holes) when '
+                                  'depth is paired, else predicted (dynamic)',
                                   choices=GATE_CHOICES)),
     'sync_slop': (0.05, _desc('max stamp difference (s) for an image/depth pair (dynamic)',
                               lo=0.0, hi=1.0)),

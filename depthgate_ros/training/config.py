@@ -28,9 +28,11 @@ from typing import Any
 
 import yaml
 
-from ..model.config import ModelConfig
+from ..data.sensors import sensor_from_config
+from ..model.config import DEPTH_GATES, ModelConfig
 
 DATASETS = ('synthetic', 'cityscapes', 'nyuv2', 'sunrgbd', 'stanford2d3d')
+CAMERA_KEYS = ('fx_scale', 'height_m', 'pitch_deg')   # data.synthetic_camera
 
 
 class ConfigError(ValueError):
@@ -46,6 +48,9 @@ class DataConfig:
     synthetic_train_frames: int = 2000  # synthetic: seeds 0..N-1 train
     synthetic_val_frames: int = 50      # synthetic: seeds 1e6.. validation (never trained on)
     image_size: list[int] = field(default_factory=lambda: [128, 256])  # synthetic render (H, W)
+    # synthetic: another camera than the training one, e.g. {fx_scale: 0.6} (wider field of
+    # view), {height_m: 2.2, pitch_deg: 8} (tall mount) or {height_m: 0.5} (low robot)
+    synthetic_camera: dict = field(default_factory=dict)
     crop: list[int] = field(default_factory=lambda: [128, 256])  # training crop, multiples of 8
     scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
     max_rotation_deg: float = 10.0
@@ -53,6 +58,12 @@ class DataConfig:
     color_jitter: float = 0.3
     num_workers: int = 1
     val_frames: int | None = None       # cap on validation images (None = all)
+    # The depth sensors whose measurements the sensor and hybrid gates train on: names or
+    # dicts ({preset: car_stereo, disparity_noise_px: 0.5}) of data/sensors.py; each sample
+    # draws one, its noise and hole parameters scaled by a log-uniform factor within
+    # [1/sensor_jitter, sensor_jitter]. Empty: the dataset's own depth, as it is.
+    sensors: list = field(default_factory=list)
+    sensor_jitter: float = 2.0
 
 
 @dataclass
@@ -77,6 +88,10 @@ class StageConfig:
     loss: dict = field(default_factory=lambda: {'seg': 1.0, 'depth_reg': 0.0,
                                                 'depth_cls': 0.0})
     lr: float | None = None             # overrides optim.lr for this stage
+    # Gate source per batch, drawn with these probabilities (e.g. {sensor: 0.4, hybrid: 0.3,
+    # predicted: 0.3}) so one model serves frames with and without depth. None: the stage's
+    # model.gate_source on every batch.
+    gate_mix: dict | None = None
 
 
 @dataclass
@@ -137,6 +152,10 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f'gating_init {cfg.gating_init!r} is not one of scratch, context')
     if cfg.data.dataset not in DATASETS:
         raise ConfigError(f'data.dataset {cfg.data.dataset!r} is not one of {DATASETS}')
+    bad = sorted(set(cfg.data.synthetic_camera) - set(CAMERA_KEYS))
+    if bad:
+        raise ConfigError(f'unknown config key data.synthetic_camera.{bad[0]} '
+                          f"(known: {', '.join(CAMERA_KEYS)})")
     if cfg.data.dataset != 'synthetic' and not cfg.data.root:
         raise ConfigError(f'data.root is required for dataset {cfg.data.dataset!r}')
     if len(cfg.data.crop) != 2 or any(c <= 0 or c % 8 for c in cfg.data.crop):
@@ -163,6 +182,25 @@ def validate(cfg: TrainConfig) -> None:
                               '(seg, depth_reg, depth_cls)')
         if s.iterations < 1:
             raise ConfigError(f'stages[{s.name}].iterations must be >= 1')
+        if s.gate_mix is not None:
+            mixable = DEPTH_GATES + ('predicted', 'average')
+            bad = sorted(set(s.gate_mix) - set(mixable))
+            if bad or not s.gate_mix or any(p < 0 for p in s.gate_mix.values()) \
+                    or sum(s.gate_mix.values()) <= 0:
+                raise ConfigError(f'stages[{s.name}].gate_mix must map some of '
+                                  f"{', '.join(mixable)} to non-negative probabilities, "
+                                  f'got {s.gate_mix}')
+            if s.model.get('gate_source', cfg.model.get('gate_source', 'predicted')) in (
+                    'none', 'attention'):
+                raise ConfigError(f'stages[{s.name}].gate_mix needs a depth-gated model '
+                                  '(model.gate_source predicted, sensor or hybrid)')
+    if cfg.data.sensor_jitter < 1:
+        raise ConfigError(f'data.sensor_jitter must be >= 1, got {cfg.data.sensor_jitter}')
+    for spec in cfg.data.sensors:
+        try:
+            sensor_from_config(spec)
+        except ValueError as e:
+            raise ConfigError(f'data.sensors: {e}') from e
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:

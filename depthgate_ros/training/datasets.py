@@ -35,6 +35,7 @@ from ..data.cityscapes import CityscapesDataset
 from ..data.indoor import NYUv2Dataset, SUNRGBDDataset
 from ..data.labels import (bit_palette, CITYSCAPES_COLORS, CITYSCAPES_NAMES, NYU40_NAMES,
                            STANFORD2D3D_NAMES, SUNRGBD37_NAMES)
+from ..data.sensors import jittered, measure, sample_focal, sensor_from_config
 from ..data.stanford2d3d import Stanford2D3DDataset
 from ..data.synthetic import Camera, render_frame
 from ..data.transforms import PairedAugment
@@ -47,11 +48,13 @@ class SyntheticStreetDataset:
 
     class_names = CITYSCAPES_NAMES
 
-    def __init__(self, length: int, first_seed: int = 0, size=(256, 512)):
+    def __init__(self, length: int, first_seed: int = 0, size=(256, 512),
+                 camera: dict | None = None):
         h, w = size
-        f = 560.0 * w / 512
+        changes = dict(camera or {})
+        f = 560.0 * w / 512 * changes.pop('fx_scale', 1.0)
         self.length, self.first_seed = length, first_seed
-        self.camera = Camera(width=w, height=h, fx=f, fy=f)
+        self.camera = Camera(width=w, height=h, fx=f, fy=f, **changes)
 
     def __len__(self) -> int:
         return self.length
@@ -61,16 +64,18 @@ class SyntheticStreetDataset:
             raise IndexError(i)
         fr = render_frame(self.first_seed + i, self.camera)
         return {'name': f'synthetic_{self.first_seed + i:07d}', 'rgb': fr.rgb,
-                'labels': fr.labels, 'depth': fr.depth, 'instances': fr.instances}
+                'labels': fr.labels, 'depth': fr.depth, 'instances': fr.instances,
+                'focal_px': self.camera.fx}
 
 
 def build_dataset(cfg: DataConfig, split: str):
     """Return the raw dataset (numpy samples) for a split."""
     if cfg.dataset == 'synthetic':
         if split == cfg.train_split:
-            return SyntheticStreetDataset(cfg.synthetic_train_frames, 0, cfg.image_size)
+            return SyntheticStreetDataset(cfg.synthetic_train_frames, 0, cfg.image_size,
+                                          cfg.synthetic_camera)
         return SyntheticStreetDataset(cfg.synthetic_val_frames, SYNTHETIC_VAL_FIRST_SEED,
-                                      cfg.image_size)
+                                      cfg.image_size, cfg.synthetic_camera)
     if cfg.dataset == 'cityscapes':
         return CityscapesDataset(cfg.root, split)
     if cfg.dataset == 'nyuv2':
@@ -92,11 +97,15 @@ def class_table(dataset_name: str) -> tuple[tuple[str, ...], tuple[tuple[int, in
 class AugmentedDataset(Dataset):
     """Raw samples -> augmented tensors (rgb uint8, labels int64, depth float NaN-invalid)."""
 
-    def __init__(self, raw, cfg: DataConfig, seed: int):
+    def __init__(self, raw, cfg: DataConfig, seed: int, sensor_depth: bool = False):
         self.raw, self.seed = raw, seed
         self.augment = PairedAugment(cfg.crop, cfg.scale_range, cfg.max_rotation_deg,
                                      cfg.flip_p, cfg.color_jitter)
         self.epoch = 0
+        # `sensor_depth`: also return what a depth sensor measures of the scene, for the gate
+        self.sensor_depth = sensor_depth
+        self.sensors = [sensor_from_config(s) for s in cfg.sensors]
+        self.jitter = cfg.sensor_jitter
 
     def __len__(self) -> int:
         return len(self.raw)
@@ -108,10 +117,27 @@ class AugmentedDataset(Dataset):
         # process draws dropout masks from it when num_workers is 0).
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hash((self.seed, epoch, i)) & 0x7FFF_FFFF)
-            out = self.augment({k: sample.get(k) for k in ('rgb', 'labels', 'depth')})
-        if out.get('depth') is None:
-            out['depth'] = torch.full(out['labels'].shape, float('nan'))
-        return {'rgb': out['rgb'], 'labels': out['labels'], 'depth': out['depth']}
+            inputs = {k: sample.get(k) for k in ('rgb', 'labels', 'depth')}
+            if self.sensor_depth:
+                inputs['sensor_depth'] = self._measure(sample, epoch, i)
+            out = self.augment(inputs)
+        keys = ('depth', 'sensor_depth') if self.sensor_depth else ('depth',)
+        for key in keys:
+            if out.get(key) is None:
+                out[key] = torch.full(out['labels'].shape, float('nan'))
+        return {'rgb': out['rgb'], 'labels': out['labels'], **{k: out[k] for k in keys}}
+
+    def _measure(self, sample: dict, epoch: int, i: int):
+        """Measure the sample's exact depth with a random device of the configured sensors."""
+        depth = sample.get('depth')
+        if depth is None or not self.sensors:
+            return depth
+        rng = np.random.default_rng((self.seed, epoch, i, 7))
+        sensor = self.sensors[int(rng.integers(len(self.sensors)))]
+        if sensor is None:                                   # 'exact' among the sensors
+            return depth
+        return measure(jittered(sensor, rng, self.jitter), depth, sample_focal(sample), rng,
+                       sample['rgb'])
 
 
 class IterationSampler(Sampler):

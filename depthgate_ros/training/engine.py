@@ -46,6 +46,7 @@ from ..evaluation import evaluate_dataset
 from ..inference import normalize_image, Predictor
 from ..model import DepthGatedNet, ModelConfig, quantile_edges
 from ..model.checkpoint import load_checkpoint, ModelInfo, read_checkpoint, save_checkpoint
+from ..model.config import DEPTH_GATES
 from ..model.losses import LossWeights, multitask_loss
 
 log = logging.getLogger('depthgate_ros.train')
@@ -164,7 +165,12 @@ class StageRunner:
         self.seed = cfg.seed * 1000 + index
         self.raw_train, self.raw_val = raw_train, raw_val
         self.weights = LossWeights(**stage.loss)
-        self.needs_depth = model_cfg.gate_source == 'sensor' or any(
+        mix = stage.gate_mix or {model_cfg.gate_source: 1.0}
+        self.gates = sorted(g for g, p in mix.items() if p > 0)
+        self.gate_p = np.array([mix[g] for g in self.gates], np.float64)
+        self.gate_p /= self.gate_p.sum()
+        self.needs_sensor = any(g in DEPTH_GATES for g in self.gates)
+        self.needs_depth = any(
             (v if isinstance(v, (int, float)) else max(v)) != 0
             for v in (self.weights.depth_reg, self.weights.depth_cls))
         self.base_lr = stage.lr if stage.lr is not None else cfg.optim.lr
@@ -226,7 +232,8 @@ class StageRunner:
             self.dir.mkdir(parents=True, exist_ok=True)
         total = stage.iterations
         stop = total if max_steps is None else min(total, start + max_steps)
-        train_set = AugmentedDataset(self.raw_train, cfg.data, self.seed)
+        train_set = AugmentedDataset(self.raw_train, cfg.data, self.seed,
+                                     sensor_depth=self.needs_sensor)
         sampler = IterationSampler(len(train_set), cfg.optim.batch_size, self.seed, start,
                                    stop - start, ctx.rank, ctx.world_size)
         # An explicit generator keeps the loader from drawing its worker seed from the global
@@ -259,10 +266,11 @@ class StageRunner:
             labels = batch['labels'].to(ctx.device, non_blocking=True)
             depth = batch['depth'].to(ctx.device, non_blocking=True) if self.needs_depth \
                 else None
+            gate = self._gate(it)
+            sensor = batch['sensor_depth'].to(ctx.device, non_blocking=True).unsqueeze(1) \
+                if gate in DEPTH_GATES else None
             with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=use_amp):
-                outs = net(image, depth.unsqueeze(1) if depth is not None and
-                           self.model_cfg.gate_source == 'sensor' else None,
-                           loops=self.model_cfg.loops)
+                outs = net(image, sensor, loops=self.model_cfg.loops, gate=gate)
             outs = [{k: v.float() if v is not None else None for k, v in o.items()}
                     for o in outs]
             loss, parts = multitask_loss(outs, labels, depth, model.depth_edges, self.weights)
@@ -310,6 +318,16 @@ class StageRunner:
             (self.dir / 'last.pt').unlink(missing_ok=True)
         return True, steps_done
 
+    def _gate(self, iteration: int) -> str:
+        """Draw the batch's gate source from (seed, iteration): all ranks and resumes agree."""
+        if len(self.gates) == 1:
+            return self.gates[0]
+        rng = np.random.default_rng((self.seed, iteration, 3))
+        return self.gates[int(rng.choice(len(self.gates), p=self.gate_p))]
+
+    def _validation_sensor(self):
+        return self.cfg.data.sensors[0] if self.cfg.data.sensors else 'exact'
+
     def _save(self, model, opt, iteration: int, best: float, name: str) -> None:
         if not self.ctx.is_main:
             return
@@ -331,8 +349,11 @@ class StageRunner:
             predictor = Predictor(model, self.info, device=str(self.ctx.device),
                                   loops=self.model_cfg.loops,
                                   gate=self.model_cfg.gate_source)
-            r = evaluate_dataset(predictor, self.raw_val,
-                                 sensor_depth=self.model_cfg.gate_source == 'sensor',
+            # a sensor-gated stage validates on what its first configured sensor measures
+            sensor = None
+            if self.model_cfg.gate_source in DEPTH_GATES:
+                sensor = self._validation_sensor()
+            r = evaluate_dataset(predictor, self.raw_val, sensor_depth=sensor,
                                  max_frames=self.cfg.data.val_frames)['final']
             logger.validation(step, r['miou'], r['depth']['delta1'])
             log.info('stage %s, iteration %d: val mIoU %.4f, depth delta1 %.4f',
