@@ -63,7 +63,8 @@ def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
                 sample['rgb'])
             valid_fraction.append(float(np.mean(np.isfinite(given) & (given > 0))))
         t0 = time.perf_counter()
-        preds = predictor.predict_loops(sample['rgb'], given, gate=gate)
+        preds = predictor.predict_loops(sample['rgb'], given, gate=gate,
+                                        focal_px=_focal_or_none(sample))
         latencies.append(time.perf_counter() - t0)
         for loop, p in enumerate(preds):
             seg[loop].update(p.labels, sample['labels'], sample.get('instances'))
@@ -85,3 +86,10 @@ def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
                                  'depth': depth[loop].compute()}
     result['final'] = result[f'loop{loops}']
     return result
+
+
+def _focal_or_none(sample: dict) -> float | None:
+    try:
+        return sample_focal(sample)
+    except ValueError:
+        return None

@@ -170,20 +170,39 @@ class Predictor:
     def hard_gate(self, value: bool) -> None:
         self.model.hard_gate = bool(value)
 
+    def camera_scale(self, focal_px: float | None, width: int) -> float:
+        """
+        How much larger this camera shows things than the training camera did, at equal depth.
+
+        `focal_px` is the camera's focal length at the image's `width`. A camera with a longer
+        focal length (or a larger inference size) makes everything look closer, exactly as
+        scaling the image up does: sensor depth is divided by this factor before it is binned,
+        and predicted depth multiplied by it, so both stay metric. 1.0 when either focal
+        length is unknown.
+        """
+        trained = self.info.focal_px
+        if not focal_px or not trained:
+            return 1.0
+        inf_width = self.size[1] if self.size else width
+        return float(focal_px) * inf_width / width / trained
+
     def predict(self, rgb: np.ndarray, depth: np.ndarray | None = None, *,
                 loops: int | None = None, gate: str | None = None,
-                budget_ms: float | None = None) -> Prediction:
+                budget_ms: float | None = None, focal_px: float | None = None) -> Prediction:
         """
         Predict one frame: `rgb` (H, W, 3) uint8, optional sensor `depth`.
 
         `depth` (h, w) metres with NaN (or <= 0) invalid, resampled nearest-neighbour when its size
-        differs from the image's. Returns the last loop.
+        differs from the image's. `focal_px`: the camera's focal length at the image's size
+        (CameraInfo K[0]), for cameras unlike the training one (camera_scale). Returns the last
+        loop.
         """
-        return self._predict(rgb, depth, loops, gate, budget_ms, last_only=True)[-1]
+        return self._predict(rgb, depth, loops, gate, budget_ms, focal_px, last_only=True)[-1]
 
     def predict_loops(self, rgb: np.ndarray, depth: np.ndarray | None = None, *,
                       loops: int | None = None, gate: str | None = None,
-                      budget_ms: float | None = None) -> list[Prediction]:
+                      budget_ms: float | None = None,
+                      focal_px: float | None = None) -> list[Prediction]:
         """
         One Prediction per loop 0..L.
 
@@ -191,10 +210,11 @@ class Predictor:
         `budget_ms`: run further loops (up to `loops`) only while the next one is expected to
         finish within this many milliseconds of the call; loop 0 always runs.
         """
-        return self._predict(rgb, depth, loops, gate, budget_ms, last_only=False)
+        return self._predict(rgb, depth, loops, gate, budget_ms, focal_px, last_only=False)
 
     @torch.inference_mode()
-    def _predict(self, rgb, depth, loops, gate, budget_ms, last_only: bool) -> list[Prediction]:
+    def _predict(self, rgb, depth, loops, gate, budget_ms, focal_px,
+                 last_only: bool) -> list[Prediction]:
         """
         Predict one frame.
 
@@ -215,6 +235,7 @@ class Predictor:
         if depth is not None and g in DEPTH_GATES:
             sensor = _depth_tensor(depth).to(self.device)
         inf_size = self.size or (h, w)
+        camera = self.camera_scale(focal_px, w)
         image = _resize(image, inf_size, 'bilinear')
         if sensor is not None:
             sensor = _resize(sensor, inf_size, 'nearest')
@@ -226,7 +247,7 @@ class Predictor:
         deadline = None if budget_ms is None else t_start + budget_ms / 1e3
         for scale, flip in views:
             per_loop = self._run_view(image, sensor, scale, flip, loops, g, inf_size,
-                                      deadline, last_only)
+                                      deadline, last_only, camera)
             sums = per_loop if sums is None else [
                 (acc[0],) + tuple(a + b if a is not None else None for a, b in
                                   zip(acc[1:], new[1:]))
@@ -264,21 +285,24 @@ class Predictor:
             torch.cuda.synchronize(self.device)
 
     def _run_view(self, image, sensor, scale, flip, loops, gate, inf_size, deadline=None,
-                  last_only=False):
+                  last_only=False, camera=1.0):
         """
         Run one test-time view.
 
         Returns, per loop, probabilities, log depth and gate weights at the inference size.
         Scaling the image by s makes everything look s times closer, so sensor depth goes in
         divided by s and predicted depth comes out multiplied by s (the same rule as the
-        training augmentation, paper section 5).
+        training augmentation, paper section 5); `camera` (camera_scale) acts the same way.
         """
         size = inf_size
+        looks_closer = scale * camera
         if scale != 1.0:
             size = (max(8, round(inf_size[0] * scale)), max(8, round(inf_size[1] * scale)))
             image = _resize(image, size, 'bilinear')
             if sensor is not None:
-                sensor = _resize(sensor, size, 'nearest') / scale
+                sensor = _resize(sensor, size, 'nearest')
+        if sensor is not None and looks_closer != 1.0:
+            sensor = sensor / looks_closer
         if flip:
             image = image.flip(-1)
             sensor = sensor.flip(-1) if sensor is not None else None
@@ -305,7 +329,7 @@ class Predictor:
             if last_only and loop < len(outs) - 1:
                 continue
             probs = out['seg'].float().softmax(1)
-            log_depth = out['log_depth'].float() + math.log(scale)
+            log_depth = out['log_depth'].float() + math.log(looks_closer)
             gate_w = out['gate']
             if gate_w is not None:
                 gate_w = _resize(gate_w.float(), size, 'bilinear')

@@ -13,8 +13,11 @@
 # limitations under the License.
 
 """Depth quantisation, sensor gates, quantile edges, disparity -> depth."""
+import math
+
 from depthgate_ros.model.depth_bins import (disparity_to_depth, hybrid_gate, quantile_edges,
-                                            quantize_depth, sensor_evidence, sensor_gate)
+                                            quantize_depth, sensor_evidence, sensor_gate,
+                                            soft_bins)
 import numpy as np
 import pytest
 import torch
@@ -104,3 +107,23 @@ def test_hybrid_gate_blends_by_the_valid_fraction_of_each_cell():
     # the sensor gate fills the same holes with 1/K instead
     torch.testing.assert_close(sensor_gate(depth, EDGES, (2, 2))[0, :, 0, 1],
                                0.75 * torch.full((5,), 0.2) + 0.25 * torch.eye(5)[2])
+
+
+def test_soft_sensor_bins_are_the_measurement_probabilities():
+    def phi(x):
+        return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+    depth = torch.tensor([[[15.0, 4.0, float('nan')]]])
+    p = soft_bins(depth, EDGES, 0.2)[0, :, 0]
+    # 15 m measured with 0.2 log-std: bin 2 (10-20 m) holds P(10 <= d < 20)
+    z = [(math.log(e) - math.log(15.0)) / 0.2 for e in (5.0, 10.0, 20.0, 40.0)]
+    expected = [1 - phi(z[3]), phi(z[3]) - phi(z[2]), phi(z[2]) - phi(z[1]),
+                phi(z[1]) - phi(z[0]), phi(z[0])]          # far (bin 0) ... near (bin 4)
+    assert p[:, 0].tolist() == pytest.approx(expected, abs=1e-6)
+    assert p[:, 1].argmax() == 4 and p[:, 1].sum() == pytest.approx(1.0)
+    assert p[:, 2].tolist() == [0.0] * 5                    # invalid: no vote at all
+    # a tiny sigma is the one-hot of quantize_depth; the gate still sums to 1 with holes
+    sharp = soft_bins(depth, EDGES, 1e-6)[0, :, 0, :2]
+    assert sharp.argmax(0).tolist() == quantize_depth(depth, EDGES)[0, 0, :2].tolist()
+    gate = sensor_gate(depth, EDGES, (1, 3), sigma=0.3)
+    torch.testing.assert_close(gate.sum(1), torch.ones(1, 1, 3))
+    torch.testing.assert_close(gate[0, :, 0, 2], torch.full((5,), 0.2))

@@ -18,6 +18,7 @@ depthgate-export.
 ONNX and TorchScript files that compute what the PyTorch model does, and the Predictor running the
 ONNX file through ONNX Runtime.
 """
+import copy
 import math
 
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
@@ -77,15 +78,18 @@ def test_predictor_runs_the_onnx_file_like_the_model(model, onnx_file):
         exported.predict(rgb, loops=3)
 
 
-def test_sensor_gated_onnx_takes_depth_with_holes(model, tmp_path):
-    path = export_onnx(model, INFO, tmp_path / 's.onnx', gate='sensor', loops=1, size=(64, 96))
+@pytest.mark.parametrize('gate,sigma', [('sensor', 0.0), ('hybrid', 0.5)])
+def test_depth_gated_onnx_takes_depth_with_holes(model, tmp_path, gate, sigma):
+    model = copy.deepcopy(model)
+    model.cfg = model.cfg.replace(sensor_sigma=sigma)       # soft bins: erf in the graph
+    path = export_onnx(model, INFO, tmp_path / 's.onnx', gate=gate, loops=1, size=(64, 96))
     net = OnnxModel(path)
     assert net.inputs == ['image', 'depth']
     image = torch.randn(1, 3, 72, 120)
     depth = torch.rand(1, 1, 72, 120) * 50 + 1
     depth[..., :20, :] = math.nan                   # the sky: no sensor depth
     with torch.no_grad():
-        ref = model(image, depth, loops=1, gate='sensor')
+        ref = model(image, depth, loops=1, gate=gate)
     got = dict(zip(net.outputs, net.run_flat(image, depth)))
     for loop in range(2):
         np.testing.assert_allclose(got[f'seg_{loop}'], ref[loop]['seg'].numpy(), atol=TOL)

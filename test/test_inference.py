@@ -13,6 +13,7 @@
 # limitations under the License.
 
 """Predictor: numpy in/out at the input's size, gate choice, TTA and blur semantics."""
+import dataclasses
 import logging
 
 import cv2
@@ -209,3 +210,29 @@ def test_hard_gate_prediction_is_one_hot_driven(predictor):
     # with the soft gate switched to hard at run time, the two predictors agree exactly
     soft.hard_gate = True
     np.testing.assert_array_equal(soft.predict(rgb).labels, b.labels)
+
+
+def test_camera_focal_length_keeps_sensor_and_predicted_depth_metric(make_model, monkeypatch):
+    model = make_model(seed=7).eval()
+    # trained on images with a 100 px focal length; this camera has 60 px at 72 px width
+    p = Predictor(model, dataclasses.replace(INFO, focal_px=100.0), device='cpu')
+    rgb, depth = _rgb(40, 72), np.full((40, 72), 12.0, np.float32)
+    given = []
+    iter_loops = model.iter_loops
+
+    def spy(image, sensor, *args, **kwargs):
+        given.append(sensor)
+        return iter_loops(image, sensor, *args, **kwargs)
+    monkeypatch.setattr(model, 'iter_loops', spy)
+    p.predict(rgb, depth, gate='sensor')                       # focal unknown: as it is
+    p.predict(rgb, depth, gate='sensor', focal_px=60.0)
+    # things look 0.6 times as large: like 20 m away to a network that learned at 100 px
+    assert torch.all(given[0] == 12.0) and torch.allclose(given[1], torch.tensor(20.0))
+    same = p.predict(rgb, gate='predicted').depth
+    np.testing.assert_allclose(p.predict(rgb, gate='predicted', focal_px=60.0).depth,
+                               0.6 * same, rtol=1e-5)
+    # inference at twice the width doubles the focal length the network sees
+    big = Predictor(model, dataclasses.replace(INFO, focal_px=100.0), device='cpu',
+                    size=(80, 144))
+    assert big.camera_scale(60.0, 72) == pytest.approx(1.2)
+    assert big.camera_scale(None, 72) == 1.0 and p.camera_scale(60.0, 72) == 0.6

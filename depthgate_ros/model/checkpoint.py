@@ -78,6 +78,9 @@ class ModelInfo:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     provenance: dict = field(default_factory=dict)
+    # Focal length in pixels of the training images at the size trained on: the scale at which
+    # the network learned what near and far look like (None: unknown).
+    focal_px: float | None = None
 
     def __post_init__(self) -> None:
         self.class_names = tuple(self.class_names)

@@ -50,6 +50,9 @@ class ModelConfig:
     # Depth-bin edges in metres, ascending, K-1 values. Nearest bin -> largest dilation.
     # Training replaces these by equal-count quantiles of the training set's valid depths.
     depth_edges: tuple[float, ...] = (5.0, 10.0, 20.0, 40.0)
+    # Sensor depth bins as a distribution: the probability of each bin for a measurement with
+    # this standard deviation in log depth (0: one-hot per pixel, as the paper).
+    sensor_sigma: float = 0.0
     # Build the recurrent refinement module (weights shared by every loop >= 1).
     recurrent: bool = True
     # What the recurrent module concatenates to the stride-8 features: the previous loop's
@@ -86,6 +89,8 @@ class ModelConfig:
             raise ValueError(f'depth_edges must be positive and ascending, got {self.depth_edges}')
         if self.loops < 0 or (self.loops > 0 and not self.recurrent):
             raise ValueError(f'loops={self.loops} needs recurrent=True and loops >= 0')
+        if self.sensor_sigma < 0:
+            raise ValueError(f'sensor_sigma must be >= 0, got {self.sensor_sigma}')
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f'dropout must be in [0, 1), got {self.dropout}')
 

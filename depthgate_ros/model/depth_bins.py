@@ -23,6 +23,8 @@ is directly a gate over the branches.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,36 +45,58 @@ def quantize_depth(depth: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
     return torch.where(valid_depth_mask(depth), bins, torch.full_like(bins, -1))
 
 
-def sensor_evidence(depth: torch.Tensor, edges: torch.Tensor,
-                    size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def soft_bins(depth: torch.Tensor, edges: torch.Tensor, sigma: float) -> torch.Tensor:
+    """
+    Bin probabilities (N, K, H, W) of depth (N, H, W) measured with log-depth std `sigma`.
+
+    P(bin K-1) = P(d < e_0), ..., P(bin 0) = P(d >= e_{K-2}) under d ~ logN(log depth, sigma);
+    invalid pixels get zeros. sigma 0 is the one-hot of quantize_depth.
+    """
+    valid = valid_depth_mask(depth)
+    log_d = torch.where(valid, depth, torch.ones_like(depth)).log().unsqueeze(1)
+    z = (edges.to(depth.dtype).log().view(1, -1, 1, 1) - log_d) / sigma
+    below = 0.5 * (1 + torch.erf(z / math.sqrt(2.0)))          # P(d < e_j), ascending in j
+    zeros, ones = torch.zeros_like(log_d), torch.ones_like(log_d)
+    cdf = torch.cat([zeros, below, ones], 1)                   # P(d < e_j), j = -1 .. K-1
+    near_to_far = cdf[:, 1:] - cdf[:, :-1]                     # bin K-1 first
+    return near_to_far.flip(1) * valid.unsqueeze(1)
+
+
+def sensor_evidence(depth: torch.Tensor, edges: torch.Tensor, size: tuple[int, int],
+                    sigma: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Summarise sensor depth (N, 1, H, W) or (N, H, W) per feature cell of `size`.
 
     Returns (votes, hole): votes (N, K, h, w) is the fraction of the cell's pixels whose valid
     depth falls in bin k, hole (N, 1, h, w) the fraction without valid depth, so
     votes.sum(1) + hole = 1. Area averaging makes cells soft at bin boundaries, as the authors'
-    resized one-hot stacks are.
+    resized one-hot stacks are; `sigma` > 0 spreads each pixel's vote over neighbouring bins
+    (soft_bins).
     """
     if depth.dim() == 3:
         depth = depth.unsqueeze(1)
     k = edges.numel() + 1
     bins = quantize_depth(depth[:, 0], edges)
     valid = (bins >= 0).unsqueeze(1)
-    votes = F.one_hot(bins.clamp(min=0), k).permute(0, 3, 1, 2).to(torch.float32) * valid
+    if sigma > 0:
+        votes = soft_bins(depth[:, 0].float(), edges, sigma)
+    else:
+        votes = F.one_hot(bins.clamp(min=0), k).permute(0, 3, 1, 2).to(torch.float32) * valid
     hole = (~valid).to(torch.float32)
     if votes.shape[-2:] != tuple(size):
         votes, hole = F.adaptive_avg_pool2d(votes, size), F.adaptive_avg_pool2d(hole, size)
     return votes, hole
 
 
-def sensor_gate(depth: torch.Tensor, edges: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def sensor_gate(depth: torch.Tensor, edges: torch.Tensor, size: tuple[int, int],
+                sigma: float = 0.0) -> torch.Tensor:
     """
     Gate (N, K, h, w) from sensor depth alone.
 
     One-hot per valid pixel, uniform 1/K where depth is missing (paper section 6.3), averaged
     over each feature cell.
     """
-    votes, hole = sensor_evidence(depth, edges, size)
+    votes, hole = sensor_evidence(depth, edges, size, sigma)
     return votes + hole / votes.shape[1]
 
 

@@ -151,12 +151,13 @@ class DepthGatedNet(nn.Module):
         feat = self.stem(self.backbone(image))
         fixed_gate = evidence = None
         if g == 'sensor':
-            fixed_gate = sensor_gate(depth, self.depth_edges, feat.shape[-2:]).to(feat.dtype)
+            fixed_gate = sensor_gate(depth, self.depth_edges, feat.shape[-2:],
+                                     self.cfg.sensor_sigma).to(feat.dtype)
             if hard:
                 fixed_gate = harden_gate(fixed_gate)
         elif g == 'hybrid':
-            evidence = tuple(t.to(feat.dtype) for t in
-                             sensor_evidence(depth, self.depth_edges, feat.shape[-2:]))
+            evidence = tuple(t.to(feat.dtype) for t in sensor_evidence(
+                depth, self.depth_edges, feat.shape[-2:], self.cfg.sensor_sigma))
         elif g == 'average':
             fixed_gate = average_gate(feat, self.cfg.num_bins)
 

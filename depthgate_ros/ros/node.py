@@ -339,10 +339,14 @@ class PerceptionNode(Node):
         gate = gate_pref
         if self.predictor.cfg.gate_source in ('none', 'attention', 'average'):
             gate = None                       # the model's own gate; sensor depth unused
+        # the camera's focal length at this image's size: depth stays metric on a camera
+        # unlike the training one (Predictor.camera_scale)
+        focal = info.k[0] * rgb.shape[1] / info.width if info is not None and info.width \
+            and info.k[0] > 0 else None
         t0 = time.monotonic()
         try:
             pred = self.predictor.predict(rgb, depth, loops=loops, gate=gate,
-                                          budget_ms=budget)
+                                          budget_ms=budget, focal_px=focal)
         except torch.cuda.OutOfMemoryError:
             self._count('oom')
             torch.cuda.empty_cache()

@@ -60,7 +60,7 @@ PARAMETERS = {
     'latency_budget_ms': (0.0, _desc('anytime refinement: run only the recurrent loops that '
                                      'fit in this many ms per frame, 0 = always `loops` '
                                      '(dynamic; needs TTA off)', lo=0.0, hi=10000.0)),
-    'hard_gate': (False, _desc('gate on the most likely depth bin only (predicted or sensor), '
+    'hard_gate': (False, _desc('gate on the most likely depth bin only (any gate source), '
                                'so the gating module runs sparse (dynamic)')),
     'gate_source': ('auto', _desc('auto = hybrid (sensor depth, predicted in its holes) when '
                                   'depth is paired, else predicted (dynamic)',

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader
 from .config import StageConfig, TrainConfig
 from .datasets import AugmentedDataset, build_dataset, class_table, IterationSampler
 from .distributed import DistContext
+from ..data.sensors import sample_focal
 from ..evaluation import evaluate_dataset
 from ..inference import normalize_image, Predictor
 from ..model import DepthGatedNet, ModelConfig, quantile_edges
@@ -99,7 +100,8 @@ def run_training(cfg: TrainConfig, ctx: DistContext, resume: bool = False,
     edges = depth_edges_for(cfg, raw_train, base.num_bins)
     base = base.replace(depth_edges=edges)
     info = ModelInfo(names, colors, provenance={'dataset': cfg.data.dataset,
-                                                'config': cfg.to_dict()})
+                                                'config': cfg.to_dict()},
+                     focal_px=training_focal(raw_train))
     previous: Path | None = Path(cfg.init_from) if cfg.init_from else None
     if previous is not None and not previous.is_file():
         raise TrainingError(f'init_from checkpoint not found: {previous}')
@@ -153,6 +155,16 @@ def gating_from_context(state: dict, own: dict) -> dict:
                     f'{bn}.running_mean': torch.zeros(c), f'{bn}.running_var': torch.ones(c),
                     f'{bn}.num_batches_tracked': torch.tensor(0)})
     return out
+
+
+def training_focal(raw_train) -> float | None:
+    """Return the training images' focal length in pixels (median of a few), if they say."""
+    try:
+        step = max(1, len(raw_train) // 16)
+        return float(np.median([sample_focal(raw_train[i])
+                                for i in range(0, len(raw_train), step)[:16]]))
+    except ValueError:
+        return None
 
 
 class StageRunner:
