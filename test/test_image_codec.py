@@ -13,11 +13,11 @@
 # limitations under the License.
 
 """sensor_msgs/Image <-> numpy: encodings, step padding, byte order, REP 118 depth."""
-from depthgate_ros.ros.image_codec import (array_to_msg, depth_from_msg, image_to_array,
-                                           ImageDecodeError, rgb_from_msg)
+from depthgate_ros.ros.image_codec import (array_to_msg, camera_focal, depth_from_msg,
+                                           image_to_array, ImageDecodeError, rgb_from_msg)
 import numpy as np
 import pytest
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 
@@ -95,3 +95,12 @@ def test_round_trip_through_array_to_msg():
         m = array_to_msg(arr, enc, header)
         assert m.header.frame_id == 'cam' and m.header.stamp.nanosec == 345
         np.testing.assert_array_equal(image_to_array(m), arr)
+
+
+def test_camera_focal_at_the_image_width():
+    info = CameraInfo(width=640, height=480)
+    info.k = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
+    assert camera_focal(info, 640) == 500.0
+    assert camera_focal(info, 320) == 250.0          # a half-size image of the same camera
+    assert camera_focal(None, 640) is None
+    assert camera_focal(CameraInfo(), 640) is None    # uncalibrated: width 0, K zeros

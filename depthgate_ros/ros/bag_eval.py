@@ -45,7 +45,8 @@ import numpy as np
 
 from .bags import (BagError, BagWriter, choose_topics, describe, header, IMAGE, image_msg,
                    open_bag, read_topics, stamp_ns, Topics)
-from .image_codec import depth_from_msg, image_to_array, ImageDecodeError, rgb_from_msg
+from .image_codec import (camera_focal, depth_from_msg, image_to_array, ImageDecodeError,
+                          rgb_from_msg)
 from .pairing import DepthPairing, NS
 from ..inference import Predictor
 from ..metrics import DepthMetric, SegmentationMetric
@@ -87,6 +88,7 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
         for suffix in ('labels', 'labels_color', 'depth'):
             writer.add(f'/depthgate/{suffix}', IMAGE)
     written = {'panels': 0}
+    camera = {'info': None}             # the latest CameraInfo: the camera's focal length
 
     def skip(reason):
         skipped[reason] = skipped.get(reason, 0) + 1
@@ -113,8 +115,9 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
                 skip('no label message within the slop')
             else:
                 gt = image_to_array(lab.item)
+        focal = camera_focal(camera['info'], rgb.shape[1])
         t0 = time.perf_counter()
-        preds = predictor.predict_loops(rgb, depth)
+        preds = predictor.predict_loops(rgb, depth, focal_px=focal)
         latencies.append(time.perf_counter() - t0)
         evaluated += 1
         if gt is not None:
@@ -122,7 +125,7 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
                 seg[loop].update(p.labels, gt)
         if depth is not None:
             frames_with_depth += 1
-            mono = predictor.predict(rgb, None, gate='predicted')
+            mono = predictor.predict(rgb, None, gate='predicted', focal_px=focal)
             mono_depth.update(mono.depth, depth)
             agree_pixels += int((mono.labels == preds[-1].labels).sum())
             agree_total += mono.labels.size
@@ -149,7 +152,7 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
                          image_msg(colorize_labels(final.labels, lut), 'rgb8', hdr))
             writer.write('/depthgate/depth', log_ns, image_msg(final.depth, '32FC1', hdr))
 
-    wanted = [x for x in (topics.image, depth_topic, topics.labels) if x]
+    wanted = [x for x in (topics.image, depth_topic, topics.labels, topics.camera_info) if x]
     n_images = next(c.msgcount for c in reader.connections if c.topic == topics.image)
     try:
         for topic, log_ns, msg in read_topics(reader, wanted):
@@ -159,6 +162,8 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
                 pairing.add(stamp_ns(msg), msg, log_ns)
             elif topic == topics.labels:
                 label_pairing.add(stamp_ns(msg), msg, log_ns)
+            elif topic == topics.camera_info:
+                camera['info'] = msg
             # An image is complete once the recording has moved depth_timeout past it: a
             # partner recorded later than that would also reach the live node too late.
             while pending and log_ns - pending[0][0] > pairing.timeout_ns:

@@ -127,3 +127,10 @@ def array_to_msg(arr: np.ndarray, encoding: str, header) -> Image:
     msg.step = arr.shape[1] * channels * arr.dtype.itemsize
     msg.data = arr.tobytes()
     return msg
+
+
+def camera_focal(info, width: int) -> float | None:
+    """Return the horizontal focal length of CameraInfo `info` at an image `width` wide."""
+    if info is None or not info.width or info.k[0] <= 0:
+        return None
+    return float(info.k[0]) * width / info.width

@@ -47,7 +47,8 @@ import torch
 
 from .accounting import StreamAccounting
 from .compat import SubscriptionEventCallbacks
-from .image_codec import array_to_msg, depth_from_msg, ImageDecodeError, rgb_from_msg
+from .image_codec import (array_to_msg, camera_focal, depth_from_msg, ImageDecodeError,
+                          rgb_from_msg)
 from .pairing import DepthPairing, NS
 from .parameters import check, declare, ModelFacts, ParameterError, PARAMETERS, STATIC, topic_name
 from .pointcloud import depth_to_cloud
@@ -339,10 +340,8 @@ class PerceptionNode(Node):
         gate = gate_pref
         if self.predictor.cfg.gate_source in ('none', 'attention', 'average'):
             gate = None                       # the model's own gate; sensor depth unused
-        # the camera's focal length at this image's size: depth stays metric on a camera
-        # unlike the training one (Predictor.camera_scale)
-        focal = info.k[0] * rgb.shape[1] / info.width if info is not None and info.width \
-            and info.k[0] > 0 else None
+        # depth stays metric on a camera unlike the training one (Predictor.camera_scale)
+        focal = camera_focal(info, rgb.shape[1])
         t0 = time.monotonic()
         try:
             pred = self.predictor.predict(rgb, depth, loops=loops, gate=gate,
