@@ -72,6 +72,7 @@ def test_two_stage_run_end_to_end(tmp_path):
     assert model.cfg.gate_source == 'predicted' and model.cfg.loops == 1
     assert extra['stage'] == 'gating' and extra['iteration'] == 3
     assert info.provenance['dataset'] == 'synthetic'
+    assert info.focal_px == 560.0 * 128 / 512      # the renderer's camera at 128 px width
     # depth bins were computed from the training depths: equal-count quantiles, ascending
     edges = model.cfg.depth_edges
     assert len(edges) == 4 and all(a < b for a, b in zip(edges, edges[1:]))

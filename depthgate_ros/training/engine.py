@@ -159,6 +159,9 @@ def gating_from_context(state: dict, own: dict) -> dict:
 
 def training_focal(raw_train) -> float | None:
     """Return the training images' focal length in pixels (median of a few), if they say."""
+    camera = getattr(raw_train, 'camera', None)          # rendered: one camera for all
+    if camera is not None:
+        return float(camera.fx)
     try:
         step = max(1, len(raw_train) // 16)
         return float(np.median([sample_focal(raw_train[i])
