@@ -15,6 +15,7 @@
 """Predictor: numpy in/out at the input's size, gate choice, TTA and blur semantics."""
 import dataclasses
 import logging
+import math
 
 import cv2
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
@@ -90,15 +91,28 @@ def test_flip_tta_is_flip_equivariant(predictor):
     np.testing.assert_allclose(a.depth, b.depth[:, ::-1], rtol=1e-4)
 
 
-def test_scale_tta_keeps_metric_depth_and_sizes(predictor):
-    rgb = _rgb(48, 80)
-    single = predictor().predict(rgb)
-    multi = predictor(tta_scales=(0.5, 1.0, 1.5)).predict(rgb)
-    assert multi.labels.shape == (48, 80)
-    # Predicted depth is multiplied back by s: the multi-scale estimate stays within the range
-    # of what each scale alone gives, not s times off.
-    ratio = np.median(multi.depth / single.depth)
-    assert 0.5 < ratio < 2.0
+def test_scale_tta_keeps_metric_depth_and_sizes(predictor, make_model, monkeypatch):
+    # A stub network that sees every view's sensor depth and answers 10 m everywhere: in a view
+    # scaled by s things look s times closer, so its 10 m mean 10 s metres, and sensor depth
+    # must reach it divided by s.
+    model = make_model(seed=7).eval()
+    seen = {}
+
+    def stub(image, sensor, loops, gate):
+        h, w = image.shape[-2:]
+        seen[w] = sensor
+        for _ in range(loops + 1):
+            yield {'seg': torch.zeros(1, 19, h, w), 'gate': None,
+                   'log_depth': torch.full((1, 1, h, w), math.log(10.0))}
+    monkeypatch.setattr(model, 'iter_loops', stub)
+    p = predictor(model, tta_scales=(0.5, 1.0, 1.5))
+    out = p.predict(_rgb(48, 80), np.full((48, 80), 12.0, np.float32), gate='sensor')
+    assert out.labels.shape == out.depth.shape == (48, 80)
+    # log depth averaged over the views: 10 m x the geometric mean of the scales
+    np.testing.assert_allclose(out.depth, 10.0 * (0.5 * 1.0 * 1.5) ** (1 / 3), rtol=1e-5)
+    assert sorted(seen) == [40, 80, 120]
+    for w, s in ((40, 0.5), (80, 1.0), (120, 1.5)):
+        torch.testing.assert_close(seen[w], torch.full_like(seen[w], 12.0 / s))
 
 
 def test_depth_blur_is_a_gaussian_on_the_output_depth(predictor):

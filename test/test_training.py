@@ -85,14 +85,21 @@ def test_two_stage_run_end_to_end(tmp_path):
     assert not torch.equal(gating_first, torch.nn.init.zeros_(gating_first.clone()))
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, monkeypatch):
     assert train_main(['--config', str(_config(tmp_path, 'straight'))]) == 0
     cfg = str(_config(tmp_path, 'interrupted'))
     assert train_main(['--config', cfg, '--max-steps', '3']) == 0      # stops mid-stage
     assert (tmp_path / 'interrupted' / 'baseline' / 'last.pt').is_file()
     assert not (tmp_path / 'interrupted' / 'model.pt').exists()
     assert train_main(['--config', cfg, '--resume', '--max-steps', '2']) == 0  # across stages
+    # the last resume runs only the 2 gating steps left of 4 + 3: a run that silently started
+    # over would end with the same weights (it is deterministic) but take 7 steps
+    steps = []
+    step = torch.optim.SGD.step
+    monkeypatch.setattr(torch.optim.SGD, 'step',
+                        lambda self, *a, **k: steps.append(1) or step(self, *a, **k))
     assert train_main(['--config', cfg, '--resume']) == 0
+    assert len(steps) == 2
     a, _, _ = load_checkpoint(tmp_path / 'straight' / 'model.pt')
     b, _, _ = load_checkpoint(tmp_path / 'interrupted' / 'model.pt')
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
