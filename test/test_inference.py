@@ -224,6 +224,12 @@ def test_hard_gate_prediction_is_one_hot_driven(predictor):
     # with the soft gate switched to hard at run time, the two predictors agree exactly
     soft.hard_gate = True
     np.testing.assert_array_equal(soft.predict(rgb).labels, b.labels)
+    # and the gate the branches get is one-hot: one branch per pixel, every loop
+    with torch.inference_mode():          # as the Predictor runs it
+        outs = hard.model(torch.randn(1, 3, 48, 64), loops=1, gate='predicted')
+    for out in outs:
+        assert set(out['gate'].unique().tolist()) == {0.0, 1.0}
+        assert torch.equal(out['gate'].sum(1), torch.ones_like(out['gate'][:, 0]))
 
 
 def test_camera_focal_length_keeps_sensor_and_predicted_depth_metric(make_model, monkeypatch):

@@ -20,7 +20,8 @@ The trees hold synthetic frames, so the values read back are known exactly.
 import json
 
 import cv2
-from depthgate_ros.data.cityscapes import DatasetError
+from depthgate_ros.data.cityscapes import (DatasetError, disparity_png_to_disparity,
+                                          disparity_to_png)
 from depthgate_ros.data.indoor import (decode_depth_png, encode_depth_png, NYUv2Dataset,
                                        SUNRGBDDataset)
 from depthgate_ros.data.stanford2d3d import Stanford2D3DDataset
@@ -144,3 +145,12 @@ def test_stanford_errors(tmp_path):
     next((tmp_path / 'area_3/pano/depth').glob('*.png')).unlink()
     with pytest.raises(DatasetError, match='_depth.png is missing'):
         Stanford2D3DDataset(tmp_path, 'val')
+
+
+def test_cityscapes_disparity_png_values_by_hand():
+    # the Cityscapes encoding: p = 0 invalid, else d = (p - 1) / 256 pixels
+    p = np.array([[0, 1, 257, 513, 65535]], np.uint16)
+    d = disparity_png_to_disparity(p)
+    assert np.isnan(d[0, 0])
+    assert d[0, 1:].tolist() == [0.0, 1.0, 2.0, 65534 / 256]
+    assert disparity_to_png(np.array([[np.nan, 1.0, 2.0]], np.float32)).tolist() == [[0, 257, 513]]

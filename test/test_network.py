@@ -81,7 +81,10 @@ def test_parameter_count_does_not_depend_on_loops(make_model):
         out = model(x, loops=loops)
         out[-1]['seg'].sum().backward()
         used.append({n for n, p in model.named_parameters() if p.grad is not None})
-        assert sum(p.numel() for p in model.parameters()) == n_params
+    # a model configured for 0 or 5 default loops has exactly the same parameters
+    for default_loops in (0, 5):
+        other = make_model(loops=default_loops)
+        assert sum(p.numel() for p in other.parameters()) == n_params
     # loops 1 and 2 run exactly the same weights: the recurrent module is shared.
     assert used[1] == used[2]
     assert any(n.startswith('refine.') for n in used[1])

@@ -61,8 +61,11 @@ def ros(checkpoint):
     h.depth = h.publisher(Image, 'depth')
     h.wait_for_subscribers(h.image)
     h.wait_for_subscribers(h.depth)
-    assert h.wait_for(lambda: h.test_node.count_subscribers(f'{NODE}/labels') >= 0)
-    time.sleep(0.3)      # let the reliable output connections settle
+    # every output the tests read is matched to its collector before the first frame
+    outputs = [h.node.pubs[n] for n in ('labels', 'labels_color', 'depth', 'confidence', 'gate')]
+    outputs += [h.node.mask_pubs['road'], h.node.mask_pubs['car'], h.node.frame_info_pub,
+                h.node.diag_pub]
+    assert h.wait_for(lambda: all(p.get_subscription_count() >= 1 for p in outputs))
     yield h
     h.close()
 
