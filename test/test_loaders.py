@@ -21,7 +21,7 @@ import json
 
 import cv2
 from depthgate_ros.data.cityscapes import (DatasetError, disparity_png_to_disparity,
-                                          disparity_to_png)
+                                           disparity_to_png)
 from depthgate_ros.data.indoor import (decode_depth_png, encode_depth_png, NYUv2Dataset,
                                        SUNRGBDDataset)
 from depthgate_ros.data.stanford2d3d import Stanford2D3DDataset
