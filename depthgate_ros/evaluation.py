@@ -38,8 +38,8 @@ def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
     `sensor_depth`: None runs monocular; `exact` hands each sample's ground-truth depth to the
     Predictor (the paper's "gt-depth" rows); a sensor (a name of data.sensors.CHOICES or a
     config dict) hands it what that sensor would measure of the ground truth (seeded per frame,
-    so runs repeat). The depth
-    metrics always score against the ground truth, capped at `max_depth`.
+    so runs repeat). The depth metrics always score against the ground truth, capped at
+    `max_depth`.
     `on_frame(i, sample, predictions)` sees every frame (for pictures), with the depth the gate
     was given as sample['sensor_depth'].
     """
