@@ -185,3 +185,32 @@ def test_realtime_against_the_node(model_path, tmp_path):
     assert 2 <= r['frames_received'] < 10
     assert len(r['latencies_ms']) == r['frames_received']
     assert all(0 < x < 2000 for x in r['latencies_ms'])
+
+
+def test_pairing_follows_sync_slop_and_depth_timeout(model_path, tmp_path):
+    # Images every 200 ms; depth stamped and recorded so that each frame's pairing is known:
+    # 0: +20 ms, 1: -30 ms (paired); 2: +70 ms (only with a 0.1 s slop); 3: none;
+    # 4: on time but recorded 0.8 s late (only with a 1 s depth timeout); 5-7: on time.
+    bag = tmp_path / 'offsets'
+    rng = np.random.default_rng(0)
+    depth = {0: (20, 0), 1: (-30, 0), 2: (70, 0), 4: (0, 800), 5: (0, 0), 6: (0, 0), 7: (0, 0)}
+    with BagWriter(bag) as w:
+        w.add('/cam/image', IMAGE)
+        w.add('/cam/depth', IMAGE)
+        for i in range(8):
+            t = START_NS + i * 200_000_000
+            rgb = rng.integers(0, 255, (32, 64, 3), dtype=np.uint8)
+            w.write('/cam/image', t, image_msg(rgb, 'rgb8', header(t, 'cam')))
+            if i in depth:
+                offset_ms, late_ms = depth[i]
+                stamp = t + offset_ms * 1_000_000
+                w.write('/cam/depth', t + late_ms * 1_000_000, image_msg(
+                    np.full((32, 64), 8.0, np.float32), '32FC1', header(stamp, 'cam')))
+    cases = (((), 5), (('--sync-slop', '0.1'), 6), (('--depth-timeout', '1.0'), 6),
+             (('--sync-slop', '0.1', '--depth-timeout', '1.0'), 7))
+    for k, (extra, paired) in enumerate(cases):
+        out = tmp_path / f'report{k}'
+        assert _eval(bag, out, model_path, *extra) == 0
+        report = json.loads((out / 'report.json').read_text())
+        assert report['frames_evaluated'] == 8
+        assert report['frames_with_sensor_depth'] == paired, extra
