@@ -55,9 +55,22 @@ def test_round_trip_gives_identical_outputs(saved):
                 assert torch.equal(oa['log_depth'], ob['log_depth'])
 
 
-def test_save_is_atomic_and_leaves_no_temp_files(saved):
-    path, _ = saved
+def test_save_is_atomic_and_leaves_no_temp_files(saved, monkeypatch):
+    path, model = saved
     assert sorted(os.listdir(path.parent)) == ['model.pt']
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def interrupted(obj, f, *args, **kwargs):      # half the bytes written, then the crash
+        real_save(obj, f, *args, **kwargs)
+        f.truncate(f.tell() // 2)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(torch, 'save', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, model, INFO, extra={'iteration': 13})
+    # the old checkpoint is intact and still loads; no temp file is left beside it
+    assert path.read_bytes() == before and sorted(os.listdir(path.parent)) == ['model.pt']
+    assert load_checkpoint(path)[2] == {'iteration': 12}
 
 
 def test_missing_file(tmp_path):
