@@ -169,9 +169,16 @@ def test_depth_resuming_after_a_gap_pairs_the_first_image(ros, frames):
     assert float(alone['latency_ms']) - float(alone['model_ms']) < 45, alone
 
 
-def test_16uc1_and_disparity_give_depth_gating(ros, frames):
+def test_16uc1_and_disparity_give_depth_gating(ros, frames, monkeypatch):
     node = ros.node
     f = frames[1]
+    given = {}                                   # what reaches the Predictor, per stamp
+    predict = node.predictor.predict
+
+    def spy(rgb, depth=None, **kwargs):
+        given[len(given)] = depth
+        return predict(rgb, depth, **kwargs)
+    monkeypatch.setattr(node.predictor, 'predict', spy)
     mm = np.where(np.isnan(f.depth), 0, np.clip(f.depth * 1000, 0, 65535)).astype(np.uint16)
     disp_pub = ros.publisher(DisparityImage, 'disparity')
     ros.wait_for_subscribers(disp_pub)
@@ -188,6 +195,17 @@ def test_16uc1_and_disparity_give_depth_gating(ros, frames):
         assert ros.wait_for(lambda: sec in _frame_info(ros, sec)), sec
         assert _frame_info(ros, sec)[sec]['gate_source'] == 'hybrid', i
     assert node.stats['depth_errors'] == 0
+    # in metres: millimetres / 1000 (0 = none), and f T / d for disparity (0 = none)
+    assert len(given) == 6
+    valid = np.isfinite(f.depth)
+    for k in range(6):
+        assert np.array_equal(np.isfinite(given[k]), valid), k
+        if k < 3:     # whole millimetres, up to 16 bits' 65.535 m
+            expected, tolerance = np.minimum(f.depth[valid], 65.535), 0.001
+        else:
+            expected, tolerance = f.depth[valid], 1e-4 * f.depth[valid]
+        assert np.all(np.abs(given[k][valid] - expected) <= tolerance), k
+    np.testing.assert_allclose(given[0][valid], mm[valid] / 1000.0, rtol=1e-6)
 
 
 def test_flood_keeps_latency_bounded_and_counts_drops(ros, frames):
