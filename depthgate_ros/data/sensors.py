@@ -140,7 +140,8 @@ def jittered(sensor: Sensor, rng: np.random.Generator, spread: float = 2.0) -> S
     """
     Draw a device of the same kind: each noise and hole parameter times a log-uniform factor.
 
-    The factor lies in [1/spread, spread]; geometry (baseline, focal length, range) is kept.
+    The factor lies in [1/spread, spread]. Baseline, focal length and an RGB-D camera's range
+    are kept; a stereo rig's range follows its drawn minimum disparity.
     """
     names = ('noise_floor_m', 'noise_per_m2', 'edge_jump', 'dropout_fraction',
              'disparity_noise_px', 'texture_threshold', 'min_disparity_px', 'outlier_fraction')

@@ -27,6 +27,8 @@ BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'resnet101')
 GATE_SOURCES = ('none', 'average', 'sensor', 'hybrid', 'predicted', 'attention')
 # The gates that read sensor depth; without a depth map a frame falls back to `predicted`.
 DEPTH_GATES = ('sensor', 'hybrid')
+# The gates any depth-gated model can be run (or trained, per batch) with.
+CALL_GATES = DEPTH_GATES + ('predicted', 'average')
 RECURRENT_INPUTS = ('features', 'prediction')
 
 
@@ -114,4 +116,5 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
-__all__ = ['ModelConfig', 'BACKBONES', 'DEPTH_GATES', 'GATE_SOURCES', 'RECURRENT_INPUTS']
+__all__ = ['ModelConfig', 'BACKBONES', 'CALL_GATES', 'DEPTH_GATES', 'GATE_SOURCES',
+           'RECURRENT_INPUTS']

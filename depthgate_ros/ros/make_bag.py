@@ -35,6 +35,7 @@ import numpy as np
 from .bags import BagError, BagWriter, CAMERA_INFO, DISPARITY, header, IMAGE, image_msg, TYPESTORE
 from ..data.sensors import CHOICES as SENSOR_CHOICES, measure, sensor_by_name
 from ..data.synthetic import Camera, render_sequence
+from ..model.depth_bins import disparity_to_depth
 
 TOPICS = {'image': '/camera/image_raw', 'depth': '/camera/depth/image_raw',
           'disparity': '/camera/disparity', 'camera_info': '/camera/camera_info',
@@ -89,9 +90,9 @@ def make_bag(out: Path, frames: int = 20, seed: int = 7, size=(128, 256), fps: f
                                                                 '16UC1', hdr))
                     else:
                         bag.write(TOPICS['depth'], t, image_msg(depth, '32FC1', hdr))
-                    with np.errstate(divide='ignore', invalid='ignore'):
-                        disp = np.nan_to_num(cam.fx * cam.baseline_m / depth,
-                                             nan=0.0).astype(np.float32)
+                    # f B / x maps depth to disparity as it maps disparity to depth
+                    disp = np.nan_to_num(disparity_to_depth(depth, cam.fx, cam.baseline_m),
+                                         nan=0.0)
                     bag.write(TOPICS['disparity'], t, T[DISPARITY](
                         header=hdr, image=image_msg(disp, '32FC1', hdr), f=cam.fx,
                         t=cam.baseline_m,

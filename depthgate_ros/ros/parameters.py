@@ -28,9 +28,9 @@ import re
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from ..model.config import DEPTH_GATES
+from ..model.config import CALL_GATES
 
-GATE_CHOICES = ('auto',) + DEPTH_GATES + ('predicted', 'average')
+GATE_CHOICES = ('auto',) + CALL_GATES
 RELIABILITY_CHOICES = ('best_effort', 'reliable')
 
 

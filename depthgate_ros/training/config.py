@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from ..data.sensors import sensor_from_config
-from ..model.config import DEPTH_GATES, ModelConfig
+from ..model.config import CALL_GATES, ModelConfig
 
 DATASETS = ('synthetic', 'cityscapes', 'nyuv2', 'sunrgbd', 'stanford2d3d')
 CAMERA_KEYS = ('fx_scale', 'height_m', 'pitch_deg')   # data.synthetic_camera
@@ -183,15 +183,15 @@ def validate(cfg: TrainConfig) -> None:
         if s.iterations < 1:
             raise ConfigError(f'stages[{s.name}].iterations must be >= 1')
         if s.gate_mix is not None:
-            mixable = DEPTH_GATES + ('predicted', 'average')
-            bad = sorted(set(s.gate_mix) - set(mixable))
+            bad = sorted(set(s.gate_mix) - set(CALL_GATES))
             if bad or not s.gate_mix or any(p < 0 for p in s.gate_mix.values()) \
                     or sum(s.gate_mix.values()) <= 0:
                 raise ConfigError(f'stages[{s.name}].gate_mix must map some of '
-                                  f"{', '.join(mixable)} to non-negative probabilities, "
+                                  f"{', '.join(CALL_GATES)} to non-negative probabilities, "
                                   f'got {s.gate_mix}')
-            if s.model.get('gate_source', cfg.model.get('gate_source', 'predicted')) in (
-                    'none', 'attention'):
+            gate_source = s.model.get('gate_source',
+                                      cfg.model.get('gate_source', ModelConfig.gate_source))
+            if gate_source in ('none', 'attention'):
                 raise ConfigError(f'stages[{s.name}].gate_mix needs a depth-gated model '
                                   '(model.gate_source predicted, sensor or hybrid)')
     if cfg.data.sensor_jitter < 1:

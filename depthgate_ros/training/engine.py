@@ -340,9 +340,6 @@ class StageRunner:
         rng = np.random.default_rng((self.seed, iteration, 3))
         return self.gates[int(rng.choice(len(self.gates), p=self.gate_p))]
 
-    def _validation_sensor(self):
-        return self.cfg.data.sensors[0] if self.cfg.data.sensors else 'exact'
-
     def _save(self, model, opt, iteration: int, best: float, name: str) -> None:
         if not self.ctx.is_main:
             return
@@ -367,7 +364,7 @@ class StageRunner:
             # a sensor-gated stage validates on what its first configured sensor measures
             sensor = None
             if self.model_cfg.gate_source in DEPTH_GATES:
-                sensor = self._validation_sensor()
+                sensor = self.cfg.data.sensors[0] if self.cfg.data.sensors else 'exact'
             r = evaluate_dataset(predictor, self.raw_val, sensor_depth=sensor,
                                  max_frames=self.cfg.data.val_frames)['final']
             logger.validation(step, r['miou'], r['depth']['delta1'])
