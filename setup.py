@@ -44,6 +44,7 @@ setup(
             'depthgate-eval = depthgate_ros.evaluate:main',
             'depthgate-ablation = depthgate_ros.ablation:main',
             'perception_node = depthgate_ros.ros.node:main',
+            'perception_lifecycle_node = depthgate_ros.ros.lifecycle_node:main',
             'depthgate-bag-eval = depthgate_ros.ros.bag_eval:main',
             'depthgate-make-bag = depthgate_ros.ros.make_bag:main',
             'depthgate-pack-model = depthgate_ros.pack_model:main',

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from dataclasses import asdict
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ from .data.sensors import CHOICES as SENSOR_CHOICES, measure, sensor_by_name
 from .data.synthetic import Camera, render_sequence
 from .model import DepthGatedNet, ModelConfig
 from .model.checkpoint import ModelInfo, save_checkpoint
+from .options import add_arguments, check_args, from_args, PredictorOptions
 from .visualize import colorize_depth, colorize_gate, colorize_labels, palette, panel, write_png
 from .weights import bundled_checkpoint
 
@@ -92,8 +94,8 @@ def camera_info_for(cam: Camera, header):
 
 
 def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: float,
-             checkpoint: str | None, device: str, dds_profile: bool = True,
-             sensor: str = 'stereo') -> dict:
+             checkpoint: str | None, options: PredictorOptions = PredictorOptions(),
+             dds_profile: bool = True, sensor: str = 'stereo') -> dict:
     # The node in its own process, as `ros2 launch` starts it; this process is the camera.
     # The large-image DDS profile (both sides) carries camera-sized images in shared memory.
     # Fast DDS reads it when this process first uses DDS: call this from a fresh process.
@@ -126,9 +128,11 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         model_path, model_name = _model_path(checkpoint, Path(scratch))
-        params = {'model_path': model_path, 'device': device, 'mask_classes': list(MASKS),
+        # the Predictor options are the node's parameters of the same names
+        params = {**asdict(options), 'model_path': model_path, 'mask_classes': list(MASKS),
                   'depth_timeout': max(0.3, 1.5 / rate_hz), 'diagnostics_period': 0.5}
-        inference_size = trained_size(model_path)
+        inference_size = (options.inference_height, options.inference_width) if \
+            options.inference_height else trained_size(model_path)
         if inference_size:
             params.update(inference_height=inference_size[0],
                           inference_width=inference_size[1])
@@ -281,18 +285,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--size', type=int, nargs=2, default=[480, 640], metavar=('H', 'W'),
                         help='camera image size (default: %(default)s)')
     parser.add_argument('--rate', type=float, default=2.0, help='publish rate, Hz')
-    parser.add_argument('--device', default='auto', help='auto | cpu | cuda[:N]')
     parser.add_argument('--sensor', default='stereo', choices=SENSOR_CHOICES,
                         help='the depth sensor the camera side simulates (exact: the render)')
     parser.add_argument('--no-dds-profile', action='store_true',
                         help='Fast DDS defaults instead of the large-image profile: shows how '
                         'camera-sized best-effort images are lost between processes')
+    add_arguments(parser, PredictorOptions)
     args = parser.parse_args(argv)
+    check_args(parser, args, PredictorOptions)
     logging.basicConfig(level=logging.INFO, format='[%(levelname)s] %(name)s: %(message)s')
     if args.frames < 2 or args.rate <= 0:
         parser.error('--frames must be >= 2 and --rate > 0')
+    options = from_args(PredictorOptions, args)
     s = run_demo(Path(args.out), args.frames, args.seed, tuple(args.size), args.rate,
-                 args.checkpoint, args.device, dds_profile=not args.no_dds_profile,
+                 args.checkpoint, options, dds_profile=not args.no_dds_profile,
                  sensor=args.sensor)
     acc = s['node_accounting']
     print(f"{s['frames_processed']}/{s['frames_sent']} frames processed (node: received "

@@ -17,7 +17,7 @@ depthgate-eval: a checkpoint on a dataset split; metrics per loop, depth metrics
 
     depthgate-eval --checkpoint model.pt --dataset synthetic --split val --out eval_out
     depthgate-eval --checkpoint model.pt --dataset cityscapes --root /data/cityscapes \
-        --split val --tta-flip --tta-scales 0.75 1 1.25 --depth-blur 2
+        --split val --tta-flip --tta-scales 0.75 1 1.25 --depth-blur-sigma 2
 
 Writes metrics.json, metrics.md (a table per loop) and grid.png (image, ground truth, the
 prediction of every loop, predicted depth, gate map: the layout of the paper's Figures 5/7).
@@ -36,8 +36,8 @@ import numpy as np
 from .data.cityscapes import DatasetError
 from .data.sensors import CHOICES as SENSOR_CHOICES
 from .evaluation import evaluate_dataset
-from .inference import GATES, Predictor
 from .model.checkpoint import CheckpointError
+from .options import add_arguments, check_args, from_args, PredictorOptions
 from .training.config import CAMERA_KEYS, DataConfig, DATASETS
 from .training.datasets import build_dataset
 from .visualize import colorize_depth, colorize_gate, colorize_labels, palette, panel, write_png
@@ -75,11 +75,6 @@ def main(argv: list[str] | None = None) -> int:
                         metavar=('H', 'W'))
     parser.add_argument('--max-frames', type=int, default=None)
     parser.add_argument('--out', default='eval_output')
-    parser.add_argument('--device', default='auto')
-    parser.add_argument('--loops', type=int, default=None)
-    parser.add_argument('--gate', nargs='+', default=None, choices=GATES,
-                        help="the gate source (default: the model's); several: each on the "
-                             'same frames, compared in compare.md')
     parser.add_argument('--synthetic-camera', nargs='+', default=[], metavar='KEY=VALUE',
                         help='synthetic: another camera, e.g. fx_scale=0.6 or height_m=2.2 '
                              'pitch_deg=8 (keys: ' + ', '.join(CAMERA_KEYS) + ')')
@@ -88,23 +83,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="give the gate depth: exact ground truth (the paper's gt-depth "
                              'rows; the default when the flag has no value), or what a sensor '
                              'measures of it: rgbd, stereo or a preset (docs/sensors.md)')
-    parser.add_argument('--hard-gate', action='store_true',
-                        help='gate on the most likely depth bin (sparse gating)')
-    parser.add_argument('--tta-flip', action='store_true')
-    parser.add_argument('--tta-scales', type=float, nargs='+', default=[1.0])
-    parser.add_argument('--depth-blur', type=float, default=0.0, help='sigma in pixels')
     parser.add_argument('--max-depth', type=float, default=None,
                         help='leave ground truth beyond this many metres out of the depth '
                              'metrics (80 is the usual cap on driving data)')
     parser.add_argument('--grid-frames', type=int, default=4, help='rows in grid.png')
+    # several gate sources: each on the same frames, compared in compare.md
+    add_arguments(parser, PredictorOptions, several=('gate_source',))
     args = parser.parse_args(argv)
+    check_args(parser, args, PredictorOptions)
     logging.basicConfig(level=logging.WARNING, format='[%(levelname)s] %(name)s: %(message)s')
 
     try:
-        predictor = Predictor.from_checkpoint(
-            args.checkpoint, device=args.device, loops=args.loops,
-            gate='auto', tta_scales=args.tta_scales, tta_flip=args.tta_flip,
-            depth_blur_sigma=args.depth_blur, hard_gate=args.hard_gate)
+        predictor = from_args(PredictorOptions, args, gate_source='auto').load(args.checkpoint)
         camera = _key_values(args.synthetic_camera, CAMERA_KEYS)
         data_cfg = DataConfig(dataset=args.dataset, root=args.root, val_split=args.split,
                               synthetic_val_frames=args.synthetic_frames,
@@ -139,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             titles.append(f'gate ({preds[-1].gate_source})')
         rows.append(panel(images, titles, width=256))
 
-    gates = args.gate or [None]
+    gates = [None if g == 'auto' else g for g in args.gate_source]
     if len(gates) > 1:          # every gate on the same frames: render them once
         n = len(dataset) if args.max_frames is None else min(args.max_frames, len(dataset))
         dataset = [dataset[i] for i in range(n)]

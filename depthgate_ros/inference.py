@@ -163,6 +163,12 @@ class Predictor:
         return gate
 
     @property
+    def gates(self) -> tuple[str, ...]:
+        """Return the gate sources this model runs with, `auto` first (an export has one)."""
+        fixed = getattr(self.model, 'fixed_gate', None)
+        return ('auto',) + ((fixed,) if fixed is not None else self.model.available_gates())
+
+    @property
     def hard_gate(self) -> bool:
         return self.model.hard_gate
 

@@ -29,14 +29,20 @@ Arguments (defaults in brackets):
   log_level     [info]                                debug, info, warn, error or fatal
   dds_profile   ['' = environment unchanged]          Fast DDS profile for the node:
                 'large_images' = the shipped config/fastdds_large_images.xml, or a path
+  managed       [false]                               true: perception_lifecycle_node,
+                driven through configure and activate by this launch
 """
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 
 PACKAGE = 'depthgate_ros'
 REMAPS = {
@@ -62,14 +68,26 @@ def _node(context):
         env['FASTDDS_DEFAULT_PROFILES_FILE'] = os.path.join(
             share, 'config', 'fastdds_large_images.xml') \
             if value['dds_profile'] == 'large_images' else value['dds_profile']
-    return [Node(
-        package=PACKAGE, executable='perception_node', name='perception_node',
-        namespace=LaunchConfiguration('namespace'),
+    common = {
+        'package': PACKAGE, 'name': 'perception_node',
+        'namespace': LaunchConfiguration('namespace'),
         # later entries win: the file first, then only the overrides the user gave
-        parameters=[value['params_file']] + ([overrides] if overrides else []),
-        remappings=[(topic, LaunchConfiguration(topic)) for topic in REMAPS],
-        ros_arguments=['--log-level', value['log_level']],
-        additional_env=env, output='screen')]
+        'parameters': [value['params_file']] + ([overrides] if overrides else []),
+        'remappings': [(topic, LaunchConfiguration(topic)) for topic in REMAPS],
+        'ros_arguments': ['--log-level', value['log_level']],
+        'additional_env': env, 'output': 'screen'}
+    if LaunchConfiguration('managed').perform(context).lower() not in ('true', '1'):
+        return [Node(executable='perception_node', **common)]
+    node = LifecycleNode(executable='perception_lifecycle_node', **common)
+
+    def transition(transition_id):
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                           transition_id=transition_id))
+    # configure now, activate once it reached inactive (a failed configure stays there)
+    activate = RegisterEventHandler(OnStateTransition(
+        target_lifecycle_node=node, goal_state='inactive',
+        entities=[transition(Transition.TRANSITION_ACTIVATE)]))
+    return [activate, node, transition(Transition.TRANSITION_CONFIGURE)]
 
 
 def generate_launch_description():
@@ -84,6 +102,9 @@ def generate_launch_description():
           for topic, (default, text) in REMAPS.items()],
         *[DeclareLaunchArgument(name, default_value='', description=text)
           for name, text in OVERRIDES.items()],
+        DeclareLaunchArgument('managed', default_value='false',
+                              description='true: start perception_lifecycle_node and drive it '
+                                          'to active (configure, then activate)'),
         DeclareLaunchArgument('log_level', default_value='info',
                               description='debug, info, warn, error or fatal'),
         DeclareLaunchArgument(

@@ -169,12 +169,12 @@ def test_realtime_against_the_node(model_path, tmp_path):
                   'depth:=/camera/depth/image_raw', '-r', 'camera_info:=/camera/camera_info']
         node = h.add(PerceptionNode(context=h.context, cli_args=remaps, parameter_overrides=[
             Parameter('model_path', value=str(model_path)), Parameter('device', value='cpu')]))
-        original = node.predictor.predict
+        original = node.perception.predictor.predict
 
         def slow(*a, **k):                      # slower than the 10 Hz input: drops happen
             time.sleep(0.15)
             return original(*a, **k)
-        node.predictor.predict = slow
+        node.perception.predictor.predict = slow
         assert bag_eval([str(bag), '--out', str(tmp_path / 'rt'), '--realtime', '--wait',
                          '3']) == 0
     finally:

@@ -22,10 +22,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_model_yaml_lists_every_key_with_the_dataclass_defaults():
-    data = yaml.safe_load((ROOT / 'config' / 'model.yaml').read_text())
-    assert ModelConfig.from_dict(data) == ModelConfig()
-    assert set(data) == set(ModelConfig().to_dict())
+def test_training_configs_name_only_model_keys():
+    # ModelConfig is the one description of the architecture; no YAML mirrors its defaults
+    for path in sorted((ROOT / 'config').glob('*.yaml')):
+        model = (yaml.safe_load(path.read_text()) or {}).get('model')
+        if isinstance(model, dict):
+            assert set(model) <= set(ModelConfig().to_dict()), path.name
 
 
 def test_cityscapes_table_matches_cityscapesscripts():

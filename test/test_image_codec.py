@@ -12,13 +12,20 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""sensor_msgs/Image <-> numpy: encodings, step padding, byte order, REP 118 depth."""
-from depthgate_ros.ros.image_codec import (array_to_msg, camera_focal, depth_from_msg,
-                                           image_to_array, ImageDecodeError, rgb_from_msg)
+"""
+Image messages <-> numpy: encodings, step padding, byte order, REP 118 depth.
+
+And image_transport's compressed and compressedDepth formats, as its plugins encode them.
+"""
+import cv2
+from depthgate_ros.ros.image_codec import (array_to_msg, camera_focal, decode_depth,
+                                           decode_rgb, depth_from_msg, image_to_array,
+                                           ImageDecodeError, rgb_from_msg)
 import numpy as np
 import pytest
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
+from transport_peer import compressed, compressed_depth
 
 
 def _msg(arr, encoding, pad=0, bigendian=False):
@@ -104,3 +111,88 @@ def test_camera_focal_at_the_image_width():
     assert camera_focal(info, 320) == 250.0          # a half-size image of the same camera
     assert camera_focal(None, 640) is None
     assert camera_focal(CameraInfo(), 640) is None    # uncalibrated: width 0, K zeros
+
+
+# -- compressed transports, encoded by the image_transport-like peer -----------------------
+
+def _scene(h=48, w=64, seed=3):
+    rng = np.random.default_rng(seed)
+    rgb = cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (5, 5), 2)
+    return rgb
+
+
+def test_compressed_png_is_lossless_and_jpeg_close():
+    rgb = _scene()
+    np.testing.assert_array_equal(decode_rgb(compressed(rgb, Header(), 'png')), rgb)
+    jpeg = decode_rgb(compressed(rgb, Header(), 'jpeg'))
+    assert jpeg.shape == rgb.shape and jpeg.dtype == np.uint8
+    assert np.abs(jpeg.astype(int) - rgb).mean() < 4          # RGB order kept, not BGR
+    # older publishers write the bare codec name; a grey PNG becomes three equal channels
+    assert decode_rgb(compressed(rgb, Header(), 'jpeg', fmt='jpeg')).shape == rgb.shape
+    ok, grey = cv2.imencode('.png', rgb[..., 0].copy())
+    mono = decode_rgb(CompressedImage(format='mono8; png compressed mono8', data=grey.tobytes()))
+    np.testing.assert_array_equal(mono, np.repeat(rgb[..., :1], 3, axis=2))
+
+
+def test_compressed_depth_round_trips_to_a_millimetre():
+    rng = np.random.default_rng(0)
+    mm = rng.integers(300, 12000, (48, 64)).astype(np.uint16)
+    mm[:5] = 0                                                  # 0 = invalid
+    got = decode_depth('compressedDepth', compressed_depth(mm, '16UC1', Header()))
+    np.testing.assert_array_equal(np.isnan(got), mm == 0)
+    np.testing.assert_allclose(got[mm > 0], mm[mm > 0] / 1000.0, atol=1e-6)
+    # 32FC1 travels as quantised inverse depth: within 1 mm up to 3 m (q = 100) ...
+    near = rng.uniform(0.3, 3.0, (48, 64)).astype(np.float32)
+    near[0, :4] = [np.nan, 0.0, -1.0, np.inf]
+    got = decode_depth('compressedDepth', compressed_depth(near, '32FC1', Header()))
+    assert np.isnan(got[0, :4]).all()
+    assert np.abs(got[1:] - near[1:]).max() <= 1e-3
+    # ... and within the quantisation step d^2 / (A - d) beyond; past depth_max invalid
+    far = rng.uniform(3.0, 9.9, (48, 64)).astype(np.float32)
+    far[0, 0] = 10.5
+    got = decode_depth('compressedDepth', compressed_depth(far, '32FC1', Header()))
+    a = 100.0 * 101.0
+    err = np.abs(got - far)[1:]
+    assert np.all(err <= far[1:] ** 2 / (a - far[1:]) + 1e-4) and err.max() > 1e-3
+    assert np.isnan(got[0, 0])
+
+
+@pytest.mark.parametrize('msg, words', [
+    (CompressedImage(format='16UC1; compressedDepth rvl', data=b'\0' * 40), "codec 'rvl'"),
+    (CompressedImage(format='16UC1; png compressed mono16', data=b'\0' * 40),
+     'not compressedDepth'),
+    (CompressedImage(format='16UC1; compressedDepth png', data=b'\0' * 12), 'no image after'),
+    (CompressedImage(format='16UC1; compressedDepth png', data=b'\0' * 12 + b'garbage'),
+     'not a readable JPEG or PNG'),
+    (CompressedImage(format='8UC1; compressedDepth png', data=b'\0' * 40),
+     'only 16UC1 and 32FC1'),
+])
+def test_bad_compressed_depth_is_refused_by_name(msg, words):
+    with pytest.raises(ImageDecodeError, match=words.replace('(', r'\(')):
+        decode_depth('compressedDepth', msg)
+
+
+def test_an_8_bit_png_is_not_compressed_depth():
+    ok, png = cv2.imencode('.png', np.ones((4, 4), np.uint8))
+    msg = CompressedImage(format='16UC1; compressedDepth png', data=b'\0' * 12 + png.tobytes())
+    with pytest.raises(ImageDecodeError, match='16-bit single-channel'):
+        decode_depth('compressedDepth', msg)
+
+
+@pytest.mark.parametrize('data, fmt, words', [
+    (b'', 'jpeg', 'not a readable'),
+    (b'\xff\xd8\xff truncated', 'rgb8; jpeg compressed bgr8', 'not a readable'),
+    (None, '16UC1; compressedDepth png', 'not colour'),
+])
+def test_bad_compressed_image_is_refused(data, fmt, words):
+    if data is None:
+        ok, png = cv2.imencode('.png', np.ones((4, 4), np.uint16))
+        data = png.tobytes()
+    with pytest.raises(ImageDecodeError, match=words):
+        decode_rgb(CompressedImage(format=fmt, data=data))
+
+
+def test_a_16_bit_png_is_not_a_colour_image():
+    ok, png = cv2.imencode('.png', np.ones((4, 4), np.uint16))
+    with pytest.raises(ImageDecodeError, match='needs 8 bits'):
+        decode_rgb(CompressedImage(format='mono16; png compressed mono16', data=png.tobytes()))

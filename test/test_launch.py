@@ -29,6 +29,7 @@ import time
 
 from depthgate_ros.ros.dds import ros_environment
 from depthgate_ros.ros.parameters import PARAMETERS
+from lifecycle_msgs.srv import GetState
 import pytest
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters
@@ -97,10 +98,12 @@ def prefix(tmp_path_factory):
     shutil.copy(ROOT / 'package.xml', share)
     lib = root / 'lib' / 'depthgate_ros'
     lib.mkdir(parents=True)
-    exe = lib / 'perception_node'
-    exe.write_text(f'#!{sys.executable}\nimport sys\nfrom depthgate_ros.ros.node import main\n'
-                   'sys.exit(main())\n')
-    exe.chmod(0o755)
+    executables = {'perception_node': 'node', 'perception_lifecycle_node': 'lifecycle_node'}
+    for name, module in executables.items():
+        exe = lib / name
+        exe.write_text(f'#!{sys.executable}\nimport sys\n'
+                       f'from depthgate_ros.ros.{module} import main\nsys.exit(main())\n')
+        exe.chmod(0o755)
     return root
 
 
@@ -174,3 +177,25 @@ def test_a_user_params_file_sets_model_path_and_arguments_override_only_when_giv
     out = run_launch(prefix, [f'params_file:={user}', 'device:=auto', 'log_level:=debug',
                               'dds_profile:=large_images'], overridden)
     assert '[DEBUG]' in out                                # log_level reached the node
+
+
+@needs_launch
+def test_managed_starts_the_lifecycle_node_and_drives_it_to_active(prefix, tiny_checkpoint,
+                                                                   tmp_path):
+    user = tmp_path / 'mine.yaml'
+    user.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
+        'model_path': str(tiny_checkpoint), 'device': 'cpu'}}}))
+
+    def active(h):
+        client = h.test_node.create_client(GetState, f'{NODE}/get_state')
+        assert client.wait_for_service(timeout_sec=60), 'no lifecycle services: not managed'
+
+        def state():
+            future = client.call_async(GetState.Request())
+            assert h.wait_for(future.done, timeout=20)
+            return future.result().current_state.label
+        assert h.wait_for(lambda: state() == 'active', timeout=60, period=0.5), state()
+        # active means subscribed, under the launch file's remapping
+        assert h.wait_for(lambda: h.test_node.count_subscribers('/camera/image_raw') == 1)
+    out = run_launch(prefix, [f'params_file:={user}', 'managed:=true'], active)
+    assert 'perception_lifecycle_node' in out

@@ -62,9 +62,10 @@ def ros(checkpoint):
     h.wait_for_subscribers(h.image)
     h.wait_for_subscribers(h.depth)
     # every output the tests read is matched to its collector before the first frame
-    outputs = [h.node.pubs[n] for n in ('labels', 'labels_color', 'depth', 'confidence', 'gate')]
-    outputs += [h.node.mask_pubs['road'], h.node.mask_pubs['car'], h.node.frame_info_pub,
-                h.node.diag_pub]
+    pubs = h.node.perception.pubs
+    outputs = [pubs[n] for n in ('labels', 'labels_color', 'depth', 'confidence', 'gate',
+                                 'frame_info', 'diagnostics')]
+    outputs += [h.node.perception.mask_pubs['road'], h.node.perception.mask_pubs['car']]
     assert h.wait_for(lambda: all(p.get_subscription_count() >= 1 for p in outputs))
     yield h
     h.close()
@@ -144,7 +145,7 @@ def test_fallback_to_monocular_and_back(ros, frames):
     # depth publisher is matched, so the node waits sync_slop for a partner)
     assert [gates[i] for i in range(16)] == ['hybrid'] * 4 + ['predicted'] * 6 + \
         ['hybrid'] * 6, gates
-    assert ros.node.last_gate_source == 'hybrid'
+    assert ros.node.perception.last_gate_source == 'hybrid'
     # an image without depth waits for it at most depth_timeout (0.3 s), not forever
     info = _frame_info(ros, 100)
     waited = [float(info[100 + i]['latency_ms']) - float(info[100 + i]['model_ms'])
@@ -162,7 +163,7 @@ def test_depth_resuming_after_a_gap_pairs_the_first_image(ros, frames):
     assert resumed['gate_source'] == 'hybrid', resumed
     # and with nobody publishing depth, an image does not wait for it at all
     ros.test_node.destroy_publisher(ros.depth)
-    assert ros.wait_for(lambda: not ros.node._depth_expected, timeout=10)
+    assert ros.wait_for(lambda: not ros.node.perception._depth_expected, timeout=10)
     time.sleep(0.5)                                       # and depth_timeout has passed
     alone = _send_and_wait(ros, frames[4], 170, False)
     assert alone['gate_source'] == 'predicted'
@@ -173,12 +174,12 @@ def test_16uc1_and_disparity_give_depth_gating(ros, frames, monkeypatch):
     node = ros.node
     f = frames[1]
     given = {}                                   # what reaches the Predictor, per stamp
-    predict = node.predictor.predict
+    predict = node.perception.predictor.predict
 
     def spy(rgb, depth=None, **kwargs):
         given[len(given)] = depth
         return predict(rgb, depth, **kwargs)
-    monkeypatch.setattr(node.predictor, 'predict', spy)
+    monkeypatch.setattr(node.perception.predictor, 'predict', spy)
     mm = np.where(np.isnan(f.depth), 0, np.clip(f.depth * 1000, 0, 65535)).astype(np.uint16)
     disp_pub = ros.publisher(DisparityImage, 'disparity')
     ros.wait_for_subscribers(disp_pub)
@@ -194,7 +195,7 @@ def test_16uc1_and_disparity_give_depth_gating(ros, frames, monkeypatch):
         ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(sec)))
         assert ros.wait_for(lambda: sec in _frame_info(ros, sec)), sec
         assert _frame_info(ros, sec)[sec]['gate_source'] == 'hybrid', i
-    assert node.stats['depth_errors'] == 0
+    assert node.perception.stats['depth_errors'] == 0
     # in metres: millimetres / 1000 (0 = none), and f T / d for disparity (0 = none)
     assert len(given) == 6
     valid = np.isfinite(f.depth)
@@ -210,15 +211,15 @@ def test_16uc1_and_disparity_give_depth_gating(ros, frames, monkeypatch):
 
 def test_flood_keeps_latency_bounded_and_counts_drops(ros, frames):
     node = ros.node
-    original = node.predictor.predict
+    original = node.perception.predictor.predict
     model_s = 0.2
     burst = 45
 
     def slow(*args, **kwargs):
         time.sleep(model_s)
         return original(*args, **kwargs)
-    node.predictor.predict = slow
-    before = dict(node.stats)
+    node.perception.predictor.predict = slow
+    before = dict(node.perception.stats)
     sent = {}
     for i in range(burst):                                  # 1.5 s at 30 Hz
         hdr = _header(500 + i)
@@ -233,7 +234,7 @@ def test_flood_keeps_latency_bounded_and_counts_drops(ros, frames):
     assert 3 <= len(out) < burst
     # every image sent is processed or counted as dropped: replaced in the node's slot, or
     # superseded in the reader queue (the stamps skip it); one may still be in flight
-    after = node.stats
+    after = node.perception.stats
     processed = after['processed'] - before['processed']
     dropped = after['dropped'] - before['dropped']
     assert abs(burst - (processed + dropped)) <= 1, (before, after)
@@ -249,7 +250,7 @@ def test_flood_keeps_latency_bounded_and_counts_drops(ros, frames):
 def test_bad_inputs_are_survived_logged_and_counted(ros, frames):
     node = ros.node
     f = frames[2]
-    before = dict(node.stats)
+    before = dict(node.perception.stats)
     bad = Image(height=4, width=4, encoding='yuv422', step=8, data=bytes(32))
     bad.header = _header(700)
     short = array_to_msg(f.rgb, 'rgb8', _header(701))
@@ -259,18 +260,18 @@ def test_bad_inputs_are_survived_logged_and_counted(ros, frames):
     # newer image would replace an unprocessed one (latest-frame-only)
     for k, msg in enumerate((bad, short, empty)):
         ros.image.publish(msg)
-        assert ros.wait_for(lambda: node.stats['errors'] >= before['errors'] + k + 1)
+        assert ros.wait_for(lambda: node.perception.stats['errors'] >= before['errors'] + k + 1)
     # depth of another size (resampled), NaN/Inf/negative values, zero and backwards stamps
     d = np.full((24, 48), np.nan, np.float32)
     d[:, :10], d[:, 10:20], d[:, 20:30] = np.inf, -3.0, 15.0
     ros.depth.publish(array_to_msg(d, '32FC1', _header(702)))
     ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(702)))
-    assert ros.wait_for(lambda: node.stats['processed'] >= before['processed'] + 1)
+    assert ros.wait_for(lambda: node.perception.stats['processed'] >= before['processed'] + 1)
     ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(0)))         # zero stamp
-    assert ros.wait_for(lambda: node.stats['processed'] >= before['processed'] + 2)
+    assert ros.wait_for(lambda: node.perception.stats['processed'] >= before['processed'] + 2)
     ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(650)))       # backwards
-    assert ros.wait_for(lambda: node.stats['processed'] >= before['processed'] + 3)
-    assert node.stats['stamp_warnings'] >= before['stamp_warnings'] + 2
+    assert ros.wait_for(lambda: node.perception.stats['processed'] >= before['processed'] + 3)
+    assert node.perception.stats['stamp_warnings'] >= before['stamp_warnings'] + 2
     # zero disparity everywhere: invalid depth, still processed
     disp_pub = ros.publisher(DisparityImage, 'disparity')
     ros.wait_for_subscribers(disp_pub)
@@ -279,16 +280,17 @@ def test_bad_inputs_are_survived_logged_and_counted(ros, frames):
     zero.image = array_to_msg(np.zeros((48, 96), np.float32), '32FC1', _header(800))
     disp_pub.publish(zero)
     ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(800)))
-    assert ros.wait_for(lambda: node.stats['processed'] >= before['processed'] + 4)
+    assert ros.wait_for(lambda: node.perception.stats['processed'] >= before['processed'] + 4)
     bad_depth = array_to_msg(f.rgb, 'rgb8', _header(801))  # depth topic with a colour image
     ros.depth.publish(bad_depth)
     ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(801)))
-    assert ros.wait_for(lambda: node.stats['depth_errors'] >= before['depth_errors'] + 1)
+    assert ros.wait_for(
+        lambda: node.perception.stats['depth_errors'] >= before['depth_errors'] + 1)
     # and the node still works
     n = _count(ros, 'labels')
     ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(900)))
     assert ros.wait_for(lambda: _count(ros, 'labels') > n)
-    diag = ros.node.diagnostics()
+    diag = ros.node.perception.diagnostics()
     assert diag['errors'] >= before['errors'] + 3 and diag['depth_errors'] >= 1
 
 
@@ -304,7 +306,7 @@ def test_disabled_outputs_are_not_published_and_loops_change_live(ros, frames):
     assert ros.wait_for(lambda: _count(ros, 'labels') >= n_labels + 3)
     time.sleep(0.3)
     assert _count(ros, 'depth') == n_depth
-    assert node.loops == 0
+    assert node.perception.loops == 0
     rejected = node.set_parameters([Parameter('device', value='cuda')])[0]
     assert not rejected.successful and 'restart' in rejected.reason
     rejected = node.set_parameters([Parameter('gate_source', value='stereo')])[0]
@@ -315,12 +317,12 @@ def test_disabled_outputs_are_not_published_and_loops_change_live(ros, frames):
 
 def test_latency_budget_and_hard_gate_apply_live_and_show_per_frame(ros, frames):
     node = ros.node
-    refine = node.predictor.model.refine.forward
+    refine = node.perception.predictor.model.refine.forward
 
     def slow_refine(*args, **kwargs):                 # each recurrent loop costs 150 ms
         time.sleep(0.15)
         return refine(*args, **kwargs)
-    node.predictor.model.refine.forward = slow_refine
+    node.perception.predictor.model.refine.forward = slow_refine
 
     def loops_of(first, budget_ms, hard):
         assert all(r.successful for r in node.set_parameters([
@@ -333,9 +335,9 @@ def test_latency_budget_and_hard_gate_apply_live_and_show_per_frame(ros, frames)
     assert loops_of(1100, 0.0, False) == [2, 2, 2]            # no budget: the model's loops
     # 100 ms cannot hold a 150 ms loop: once a loop has been timed, frames stop at loop 0
     assert loops_of(1200, 100.0, True)[1:] == [0, 0]
-    assert node.predictor.hard_gate
+    assert node.perception.predictor.hard_gate
     assert loops_of(1300, 5000.0, False) == [2, 2, 2]
-    assert not node.predictor.hard_gate
+    assert not node.perception.predictor.hard_gate
 
 
 def test_points_need_camera_info_then_arrive(ros, frames):
@@ -355,7 +357,7 @@ def test_points_need_camera_info_then_arrive(ros, frames):
         time.sleep(0.15)
     assert ros.wait_for(lambda: any(m.header.stamp.sec == 1102 for _, m in
                                     ros.messages(f'{NODE}/points')))
-    assert node.last_gate_source == 'hybrid'
+    assert node.perception.last_gate_source == 'hybrid'
     cloud = ros.messages(f'{NODE}/points')[-1][1]
     assert [x.name for x in cloud.fields] == ['x', 'y', 'z', 'rgb', 'label']
     pts = np.frombuffer(bytes(cloud.data), dtype=[('x', '<f4'), ('y', '<f4'), ('z', '<f4'),
@@ -416,15 +418,15 @@ def test_timeouts_follow_sim_time(checkpoint, frames):
             depth.publish(array_to_msg(frames[0].depth, '32FC1', _header(1000, i * 10 ** 8)))
             image.publish(array_to_msg(frames[0].rgb, 'rgb8', _header(1000, i * 10 ** 8)))
             time.sleep(0.15)
-        assert h.wait_for(lambda: node.stats['processed'] >= 3)
-        assert node.last_gate_source == 'hybrid'
+        assert h.wait_for(lambda: node.perception.stats['processed'] >= 3)
+        assert node.perception.last_gate_source == 'hybrid'
         # Depth stops, but simulated time stands still: depth is not yet "silent", so the
         # node keeps waiting for a partner although wall time passes the timeout.
         image.publish(array_to_msg(frames[1].rgb, 'rgb8', _header(1000, 300_000_000)))
         time.sleep(0.8)
-        assert node.stats['processed'] == 3
+        assert node.perception.stats['processed'] == 3
         tick(1001)                              # simulated time moves past depth_timeout
-        assert h.wait_for(lambda: node.stats['processed'] == 4, timeout=5)
-        assert node.last_gate_source == 'predicted'
+        assert h.wait_for(lambda: node.perception.stats['processed'] == 4, timeout=5)
+        assert node.perception.last_gate_source == 'predicted'
     finally:
         h.close()

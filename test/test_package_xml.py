@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN = {
     'rclpy': 'rclpy', 'rcl_interfaces': 'rcl_interfaces', 'sensor_msgs': 'sensor_msgs',
     'stereo_msgs': 'stereo_msgs', 'std_msgs': 'std_msgs', 'diagnostic_msgs': 'diagnostic_msgs',
+    'lifecycle_msgs': 'lifecycle_msgs',
     'launch': 'launch', 'launch_ros': 'launch_ros', 'ament_index_python': 'ament_index_python',
     'numpy': 'python3-numpy', 'cv2': 'python3-opencv', 'yaml': 'python3-yaml',
     'torch': 'python3-torch', 'torchvision': 'python3-torchvision', 'PIL': 'python3-pil',
@@ -40,7 +41,8 @@ TEST = {
     'pytest': 'python3-pytest', 'rosgraph_msgs': 'rosgraph_msgs',
     'ament_flake8': 'ament_flake8', 'ament_pep257': 'ament_pep257',
     'cityscapesscripts': None,   # the metrics' reference implementation: requirements-dev.txt
-    'conftest': None, 'ros_harness': None, 'test_flake8': None,   # the suite's own modules
+    'conftest': None, 'ros_harness': None, 'transport_peer': None,
+    'test_flake8': None,   # the suite's own modules
 }
 
 

@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """Stamp pairing of images with optional depth, independent of rclpy."""
-from depthgate_ros.ros.pairing import DepthPairing, NS
+from depthgate_ros.pairing import DepthPairing, NS
 import pytest
 
 MS = NS // 1000

@@ -18,7 +18,9 @@ import pytest
 import torch
 
 DEFAULTS = {name: default for name, (default, _) in PARAMETERS.items()}
-MODEL = ModelFacts(frozenset({'road', 'car', 'traffic_light'}), recurrent=False)
+MODEL = ModelFacts(frozenset({'road', 'car', 'traffic_light'}), recurrent=False,
+                   gates=('auto', 'average', 'sensor', 'hybrid', 'predicted'))
+BASELINE = ModelFacts(MODEL.classes, recurrent=False, gates=('auto', 'none'))
 
 
 @pytest.mark.parametrize('changes, name, words', [
@@ -35,6 +37,8 @@ MODEL = ModelFacts(frozenset({'road', 'car', 'traffic_light'}), recurrent=False)
      'augmentation'),
     ({'mask_classes': ['car', 'unicorn']}, 'mask_classes', "['unicorn']"),
     ({'loops': 2}, 'loops', 'no recurrent module'),
+    ({'image_transport': 'theora'}, 'image_transport', "'theora' is not one of raw, compressed"),
+    ({'depth_transport': 'compressed'}, 'depth_transport', 'not one of raw, compressedDepth'),
 ])
 def test_each_rule_names_its_parameter(changes, name, words):
     problem = check({**DEFAULTS, **changes}, MODEL)
@@ -48,6 +52,13 @@ def test_valid_values_pass():
     assert check({**DEFAULTS, 'mask_classes': ['road', 'traffic light', ''],
                   'latency_budget_ms': 80.0, 'loops': 0, 'device': 'cpu',
                   'inference_height': 128, 'inference_width': 256}, MODEL) is None
+
+
+def test_a_baseline_model_has_no_gate_to_choose():
+    # the gate vocabulary is the model's own (Predictor.gates), not a list kept here
+    assert check({**DEFAULTS, 'gate_source': 'auto'}, BASELINE) is None
+    problem = check({**DEFAULTS, 'gate_source': 'sensor'}, BASELINE)
+    assert problem.name == 'gate_source' and 'runs with auto, none' in problem.reason
 
 
 def test_model_rules_wait_for_the_model():

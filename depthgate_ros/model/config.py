@@ -16,7 +16,7 @@
 Architecture configuration: everything needed to rebuild the network.
 
 The config travels inside every checkpoint (as a plain dict), so it holds only primitives.
-Every key is documented here, where it is defined; `config/model.yaml` mirrors the defaults.
+Every key is documented here, where it is defined (training configs override them under `model:`).
 """
 from __future__ import annotations
 

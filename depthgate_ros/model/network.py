@@ -106,16 +106,20 @@ class DepthGatedNet(nn.Module):
         # distribution, so the gating module can run sparse.
         self.hard_gate = False
 
+    def available_gates(self) -> tuple[str, ...]:
+        """Return the gate sources this model can run with (a baseline has no gate to choose)."""
+        if self.cfg.gate_source == 'none':
+            return ('none',)
+        return ('average',) + DEPTH_GATES + ('predicted',) + (
+            ('attention',) if self.cfg.gate_source == 'attention' else ())
+
     def resolve_gate(self, gate: str | None, have_depth: bool) -> str:
         g = gate or self.cfg.gate_source
-        if self.cfg.gate_source == 'none':
-            if g != 'none':
+        allowed = self.available_gates()
+        if g not in allowed:
+            if allowed == ('none',):
                 raise ValueError(f'gate {g!r} needs a gated model; this one is a baseline '
                                  '(gate_source: none)')
-            return g
-        allowed = ('average',) + DEPTH_GATES + ('predicted',) + (
-            ('attention',) if self.cfg.gate_source == 'attention' else ())
-        if g not in allowed:
             raise ValueError(f'gate {g!r} is not available for this model; choose from {allowed}')
         if g in DEPTH_GATES and not have_depth:
             raise ValueError(f'gate {g!r} needs a depth map')

@@ -45,28 +45,25 @@ import numpy as np
 
 from .bags import (BagError, BagWriter, choose_topics, describe, header, IMAGE, image_msg,
                    open_bag, read_topics, stamp_ns, Topics)
-from .image_codec import (camera_focal, depth_from_msg, image_to_array, ImageDecodeError,
-                          rgb_from_msg)
-from .pairing import DepthPairing, NS
+from .image_codec import (camera_focal, decode_partner, decode_rgb, image_to_array,
+                          ImageDecodeError)
+from ..frames import FramePipeline, FrameSettings
 from ..inference import Predictor
 from ..metrics import DepthMetric, SegmentationMetric
 from ..model.checkpoint import CheckpointError
-from ..model.depth_bins import disparity_to_depth
-from ..visualize import colorize_depth, colorize_gate, colorize_labels, palette, panel, write_png
+from ..options import (add_arguments, check_args, from_args, PairingOptions,
+                       PredictorOptions)
+from ..pairing import DepthPairing, NS
+from ..visualize import colorize_depth, colorize_gate, colorize_labels, panel, write_png
 from ..weights import bundled_checkpoint
 
-
-def _decode_depth(kind: str, msg, unit: float):
-    if kind == 'disparity':
-        if msg.f <= 0 or msg.t <= 0:
-            raise ImageDecodeError(f'disparity with f={msg.f}, T={msg.t} cannot give depth')
-        return disparity_to_depth(depth_from_msg(msg.image), msg.f, msg.t)
-    return depth_from_msg(msg, unit)
+# What --write-bag records, under /depthgate/<name>.
+BAG_OUTPUTS = ('labels', 'labels_color', 'depth')
 
 
-def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: float,
-            timeout: float, unit: float, panels: int, out_bag: Path | None,
-            storage: str, max_depth: float | None = None) -> dict:
+def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
+            pairing: PairingOptions, panels: int, out_bag: Path | None, storage: str,
+            max_depth: float | None = None) -> dict:
     names = predictor.info.class_names
     loops = predictor.loops
     seg = [SegmentationMetric(len(names)) for _ in range(loops + 1)]
@@ -77,16 +74,21 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
     frames_with_depth = evaluated = 0
     depth_topic = topics.depth or topics.disparity
     depth_kind = 'depth' if topics.depth else 'disparity'
-    pairing = DepthPairing(slop, timeout, queue_size=64)
+    slop, timeout = pairing.sync_slop, pairing.depth_timeout
+    pipeline = FramePipeline(predictor, decode_partner, sync_slop=slop, depth_timeout=timeout,
+                             queue_size=64)
+    settings = FrameSettings(gate=predictor.gate, depth_unit_scale=pairing.depth_unit_scale,
+                             outputs=frozenset(BAG_OUTPUTS))
+    monocular = FrameSettings(gate='predicted', outputs=frozenset())
     label_pairing = DepthPairing(slop, timeout, queue_size=64)
     pending: deque = deque()
-    lut = palette(predictor.info.colors)
+    lut = pipeline.lut
     (work / 'panels').mkdir(parents=True)
     writer = None
     if out_bag is not None:
         writer = BagWriter(out_bag, storage)
-        for suffix in ('labels', 'labels_color', 'depth'):
-            writer.add(f'/depthgate/{suffix}', IMAGE)
+        for name in BAG_OUTPUTS:
+            writer.add(f'/depthgate/{name}', IMAGE)
     written = {'panels': 0}
     camera = {'info': None}             # the latest CameraInfo: the camera's focal length
 
@@ -96,18 +98,12 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
     def process(log_ns, msg, total_images):
         nonlocal frames_with_depth, evaluated, agree_pixels, agree_total
         try:
-            rgb = np.ascontiguousarray(rgb_from_msg(msg))
+            rgb = np.ascontiguousarray(decode_rgb(msg))
         except ImageDecodeError as e:
             skip(f'image: {e}')
             return
         t = stamp_ns(msg)
-        depth = None
-        partner = pairing.match(t) if depth_topic else None
-        if partner is not None:
-            try:
-                depth = _decode_depth(depth_kind, partner.item, unit)
-            except ImageDecodeError as e:
-                skip(f'depth: {e}')
+        partner = pipeline.partner(t)
         gt = None
         if topics.labels:
             lab = label_pairing.match(t)
@@ -116,16 +112,19 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
             else:
                 gt = image_to_array(lab.item)
         focal = camera_focal(camera['info'], rgb.shape[1])
-        t0 = time.perf_counter()
-        preds = predictor.predict_loops(rgb, depth, focal_px=focal)
-        latencies.append(time.perf_counter() - t0)
+        frame = pipeline.run(rgb, settings, partner=partner and partner.item, focal_px=focal,
+                             every_loop=True)
+        if frame.depth_error:
+            skip(f'depth: {frame.depth_error}')
+        latencies.append(frame.seconds['model_s'])
+        preds, depth = frame.predictions, frame.sensor_depth
         evaluated += 1
         if gt is not None:
             for loop, p in enumerate(preds):
                 seg[loop].update(p.labels, gt)
         if depth is not None:
             frames_with_depth += 1
-            mono = predictor.predict(rgb, None, gate='predicted', focal_px=focal)
+            mono = pipeline.run(rgb, monocular, focal_px=focal).prediction
             mono_depth.update(mono.depth, depth)
             agree_pixels += int((mono.labels == preds[-1].labels).sum())
             agree_total += mono.labels.size
@@ -146,11 +145,8 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
                       panel(pics, titles, width=256))
         if writer is not None:
             hdr = header(t, msg.header.frame_id)
-            enc = 'mono8' if final.labels.dtype == np.uint8 else 'mono16'
-            writer.write('/depthgate/labels', log_ns, image_msg(final.labels, enc, hdr))
-            writer.write('/depthgate/labels_color', log_ns,
-                         image_msg(colorize_labels(final.labels, lut), 'rgb8', hdr))
-            writer.write('/depthgate/depth', log_ns, image_msg(final.depth, '32FC1', hdr))
+            for name, (array, encoding) in pipeline.images(frame, settings).items():
+                writer.write(f'/depthgate/{name}', log_ns, image_msg(array, encoding, hdr))
 
     wanted = [x for x in (topics.image, depth_topic, topics.labels, topics.camera_info) if x]
     n_images = next(c.msgcount for c in reader.connections if c.topic == topics.image)
@@ -159,14 +155,14 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *, slop: f
             if topic == topics.image:
                 pending.append((log_ns, msg))
             elif topic == depth_topic:
-                pairing.add(stamp_ns(msg), msg, log_ns)
+                pipeline.add_depth(stamp_ns(msg), (depth_kind, msg), log_ns)
             elif topic == topics.labels:
                 label_pairing.add(stamp_ns(msg), msg, log_ns)
             elif topic == topics.camera_info:
                 camera['info'] = msg
             # An image is complete once the recording has moved depth_timeout past it: a
             # partner recorded later than that would also reach the live node too late.
-            while pending and log_ns - pending[0][0] > pairing.timeout_ns:
+            while pending and log_ns - pending[0][0] > pipeline.pairing.timeout_ns:
                 process(*pending.popleft(), n_images)
         while pending:
             process(*pending.popleft(), n_images)
@@ -323,13 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--list', action='store_true', help='list topics and exit')
     parser.add_argument('--out', default='bag_report')
     parser.add_argument('--checkpoint', help='model (default: the bundled model)')
-    parser.add_argument('--device', default='auto')
     for role in ('image', 'depth', 'disparity', 'camera_info', 'labels'):
         parser.add_argument(f"--{role.replace('_', '-')}", dest=role, default=None,
                             help=f'{role} topic (default: found by type)')
-    parser.add_argument('--sync-slop', type=float, default=0.05)
-    parser.add_argument('--depth-timeout', type=float, default=0.5)
-    parser.add_argument('--depth-unit-scale', type=float, default=0.001)
     parser.add_argument('--max-depth', type=float, default=None,
                         help='leave sensor depth beyond this many metres out of the depth '
                              'metrics')
@@ -342,7 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--node', default='/perception_node', help='realtime: node name')
     parser.add_argument('--wait', type=float, default=5.0,
                         help='realtime: seconds to wait for outputs after the last message')
+    add_arguments(parser, PredictorOptions)
+    add_arguments(parser, PairingOptions)
     args = parser.parse_args(argv)
+    check_args(parser, args, PredictorOptions, PairingOptions)
 
     out = Path(args.out)
     work = None
@@ -364,9 +359,9 @@ def main(argv: list[str] | None = None) -> int:
             model = args.checkpoint or bundled_checkpoint()
             if model is None:
                 raise CheckpointError('no model: pass --checkpoint (no bundled model)')
-            predictor = Predictor.from_checkpoint(model, device=args.device)
-            report = offline(reader, topics, predictor, work, slop=args.sync_slop,
-                             timeout=args.depth_timeout, unit=args.depth_unit_scale,
+            predictor = from_args(PredictorOptions, args).load(model)
+            report = offline(reader, topics, predictor, work,
+                             pairing=from_args(PairingOptions, args),
                              panels=args.panels,
                              out_bag=work / 'outputs' if args.write_bag else None,
                              storage=args.storage, max_depth=args.max_depth)

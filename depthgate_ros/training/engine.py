@@ -49,6 +49,7 @@ from ..model import DepthGatedNet, ModelConfig, quantile_edges
 from ..model.checkpoint import load_checkpoint, ModelInfo, read_checkpoint, save_checkpoint
 from ..model.config import DEPTH_GATES
 from ..model.losses import LossWeights, multitask_loss
+from ..options import PredictorOptions
 
 log = logging.getLogger('depthgate_ros.train')
 
@@ -358,9 +359,10 @@ class StageRunner:
         Copies the checkpoint to best.pt when mIoU improves.
         """
         if self.ctx.is_main:
-            predictor = Predictor(model, self.info, device=str(self.ctx.device),
-                                  loops=self.model_cfg.loops,
-                                  gate=self.model_cfg.gate_source)
+            # the tools' options (options.py), at the stage's own gate and loops
+            options = PredictorOptions(device=str(self.ctx.device), loops=self.model_cfg.loops)
+            predictor = Predictor(model, self.info, **{**options.predictor_kwargs(),
+                                                       'gate': self.model_cfg.gate_source})
             # a sensor-gated stage validates on what its first configured sensor measures
             sensor = None
             if self.model_cfg.gate_source in DEPTH_GATES:

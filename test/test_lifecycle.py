@@ -1,0 +1,153 @@
+# Copyright 2026 depthgate_ros maintainers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""perception_lifecycle_node driven through its real ~/change_state and ~/get_state services."""
+import time
+import weakref
+
+from depthgate_ros.data.synthetic import Camera, render_sequence
+from depthgate_ros.ros.image_codec import array_to_msg
+from depthgate_ros.ros.lifecycle_node import PerceptionLifecycleNode
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+import pytest
+from rclpy.parameter import Parameter
+from ros_harness import Harness
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+NODE = '/perception_node'
+
+
+class Lifecycle:
+    """A client of the node's lifecycle services, as `ros2 lifecycle` is."""
+
+    def __init__(self, h: Harness):
+        self.h = h
+        self.change = h.test_node.create_client(ChangeState, f'{NODE}/change_state')
+        self.get = h.test_node.create_client(GetState, f'{NODE}/get_state')
+        for client in (self.change, self.get):
+            assert client.wait_for_service(timeout_sec=20)
+
+    def _call(self, client, request):
+        future = client.call_async(request)
+        assert self.h.wait_for(future.done, timeout=60)
+        return future.result()
+
+    def state(self) -> str:
+        return self._call(self.get, GetState.Request()).current_state.label
+
+    def transition(self, transition_id: int) -> bool:
+        return self._call(self.change, ChangeState.Request(
+            transition=Transition(id=transition_id))).success
+
+
+@pytest.fixture(scope='module')
+def frames():
+    return list(render_sequence(0, 3, Camera(width=96, height=48, fx=105.0, fy=105.0)))
+
+
+def _labels_while_sending(h, image, frames, seconds=1.0) -> int:
+    """Publish frames for `seconds`; return how many labels came out meanwhile (and after)."""
+    before = len(h.messages(f'{NODE}/labels'))
+    end, k = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        header = Header(frame_id='cam')
+        header.stamp.sec = 100 + k
+        image.publish(array_to_msg(frames[k % len(frames)].rgb, 'rgb8', header))
+        k += 1
+        time.sleep(0.1)
+    time.sleep(0.5)
+    return len(h.messages(f'{NODE}/labels')) - before
+
+
+def test_the_full_cycle_over_the_lifecycle_services(tiny_checkpoint, tmp_path, frames, capfd):
+    bad = tmp_path / 'broken.pt'
+    bad.write_bytes(b'not a checkpoint')
+    h = Harness()
+    try:
+        node = h.add(PerceptionLifecycleNode(context=h.context, parameter_overrides=[
+            Parameter('model_path', value=str(bad)), Parameter('device', value='cpu')]))
+        h.collect(Image, f'{NODE}/labels')
+        image = h.publisher(Image, 'image')
+        life = Lifecycle(h)
+        assert life.state() == 'unconfigured'
+
+        # configure refuses a broken checkpoint with the reason, and stays unconfigured
+        assert not life.transition(Transition.TRANSITION_CONFIGURE)
+        assert life.state() == 'unconfigured' and node.perception.predictor is None
+        assert 'cannot configure: parameter model_path' in capfd.readouterr().err
+        # unconfigured, the parameters read at configure may change
+        assert node.set_parameters([Parameter('model_path', value=str(tiny_checkpoint))])[
+            0].successful
+
+        assert life.transition(Transition.TRANSITION_CONFIGURE)
+        assert life.state() == 'inactive'
+        refused = node.set_parameters([Parameter('device', value='auto')])[0]
+        assert not refused.successful and 'restart' in refused.reason
+        assert image.get_subscription_count() == 0      # nothing subscribed before activate
+        assert _labels_while_sending(h, image, frames) == 0
+
+        assert life.transition(Transition.TRANSITION_ACTIVATE)
+        assert life.state() == 'active'
+        h.wait_for_subscribers(image)
+        assert _labels_while_sending(h, image, frames) >= 3
+
+        assert life.transition(Transition.TRANSITION_DEACTIVATE)
+        assert life.state() == 'inactive' and node.perception.predictor is not None
+        assert _labels_while_sending(h, image, frames) == 0
+
+        model = weakref.ref(node.perception.predictor.model)
+        assert life.transition(Transition.TRANSITION_CLEANUP)
+        assert life.state() == 'unconfigured'
+        assert model() is None                              # the network was freed
+        assert node.perception.pubs == {}
+
+        # and it comes back, then shuts down from active
+        assert life.transition(Transition.TRANSITION_CONFIGURE)
+        assert life.transition(Transition.TRANSITION_ACTIVATE)
+        h.wait_for_subscribers(image)
+        assert _labels_while_sending(h, image, frames) >= 3
+        assert life.transition(Transition.TRANSITION_ACTIVE_SHUTDOWN)
+        assert life.state() == 'finalized' and node.perception.predictor is None
+        assert image.get_subscription_count() == 0
+    finally:
+        h.close()
+
+
+def test_shutdown_from_unconfigured(tiny_checkpoint):
+    h = Harness()
+    try:
+        h.add(PerceptionLifecycleNode(context=h.context, parameter_overrides=[
+            Parameter('model_path', value=str(tiny_checkpoint)),
+            Parameter('device', value='cpu')]))
+        life = Lifecycle(h)
+        assert life.transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
+        assert life.state() == 'finalized'
+    finally:
+        h.close()
+
+
+def test_a_destroyed_lifecycle_node_leaves_the_graph(tiny_checkpoint):
+    h = Harness()
+    h.add(PerceptionLifecycleNode(context=h.context))
+    assert h.wait_for(lambda: ('perception_node', '/') in
+                      h.test_node.get_node_names_and_namespaces())
+    h.close()
+    after = Harness()
+    try:
+        time.sleep(2.0)                 # discovery: a leftover would be announced by now
+        assert ('perception_node', '/') not in after.test_node.get_node_names_and_namespaces()
+    finally:
+        after.close()
