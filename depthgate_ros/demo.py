@@ -35,8 +35,6 @@ import os
 from pathlib import Path
 import sys
 import tempfile
-import threading
-import time
 
 import numpy as np
 
@@ -81,18 +79,6 @@ def trained_size(model_path: str) -> tuple[int, int] | None:
         return None
 
 
-def camera_info_for(cam: Camera, header):
-    from sensor_msgs.msg import CameraInfo
-    info = CameraInfo(width=cam.width, height=cam.height, distortion_model='plumb_bob')
-    info.header = header
-    k = cam.k_matrix()
-    info.k = k
-    info.p = k[:3] + [0.0] + k[3:6] + [0.0] + k[6:] + [0.0]
-    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.d = [0.0] * 5
-    return info
-
-
 def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: float,
              checkpoint: str | None, options: PredictorOptions = PredictorOptions(),
              dds_profile: bool = True, sensor: str = 'stereo') -> dict:
@@ -101,21 +87,12 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
     # Fast DDS reads it when this process first uses DDS: call this from a fresh process.
     from .ros import dds
     env = dds.ros_environment(profile=dds_profile)
-    os.environ.update({k: env[k] for k in ('ROS_AUTOMATIC_DISCOVERY_RANGE', 'ROS_DOMAIN_ID')})
     if dds_profile:
         os.environ[dds.PROFILE_VARIABLE] = env[dds.PROFILE_VARIABLE]
     else:
         os.environ.pop(dds.PROFILE_VARIABLE, None)
-    from diagnostic_msgs.msg import DiagnosticArray
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image
-    from std_msgs.msg import Header
-
-    from .ros.image_codec import array_to_msg, depth_from_msg, image_to_array
-    from .ros.node_process import node_status as status_of
     from .ros.node_process import NodeProcess
+    from .ros.player import CameraFrame, play_camera
 
     h, w = size
     f = 560.0 * w / 512
@@ -125,7 +102,12 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
     device_model = sensor_by_name(sensor)
     measured = [measure(device_model, fr.depth, cam.fx, np.random.default_rng((seed, i)),
                         fr.rgb) for i, fr in enumerate(sequence[:half])]
+    # sensor depth for the first half of the drive only: the gate source must switch
+    camera = [CameraFrame(1_700_000_000 * 10 ** 9 + int(fr.meta['stamp_s'] * 1e9), fr.rgb,
+                          measured[i] if i < half else None, cam.k_matrix())
+              for i, fr in enumerate(sequence)]
     out.mkdir(parents=True, exist_ok=True)
+    outputs = ('labels', 'depth', 'gate') + tuple(f'masks/{m}' for m in MASKS)
     with tempfile.TemporaryDirectory() as scratch:
         model_path, model_name = _model_path(checkpoint, Path(scratch))
         # the Predictor options are the node's parameters of the same names
@@ -137,105 +119,41 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
             params.update(inference_height=inference_size[0],
                           inference_width=inference_size[1])
         node = NodeProcess(params, env, log_level='warn').start()
-        context = rclpy.Context()
-        rclpy.init(context=context)
-        executor = SingleThreadedExecutor(context=context)
-        client = rclpy.create_node('depthgate_demo_camera', context=context)
-        executor.add_node(client)
-        received: dict[str, dict[int, object]] = {}
-        arrival: dict[int, float] = {}
-        lock = threading.Lock()
-
-        def collector(topic):
-            received[topic] = {}
-
-            def cb(msg):
-                key = msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec
-                with lock:
-                    received[topic][key] = msg
-                    if topic == 'labels':
-                        arrival[key] = time.monotonic()
-            return cb
-        qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
-        for topic in ('labels', 'depth', 'gate') + tuple(f'masks/{m}' for m in MASKS):
-            client.create_subscription(Image, f'/perception_node/{topic}', collector(topic),
-                                       qos)
-        client.create_subscription(DiagnosticArray, '/perception_node/frame_info',
-                                   collector('frame_info'), qos)
-        node_status: dict[str, str] = {}
-
-        def on_diagnostics(msg):
-            node_status.update(status_of(msg) or {})
-        client.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 10)
-        sensor_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
-        pub_image = client.create_publisher(Image, 'image', sensor_qos)
-        pub_depth = client.create_publisher(Image, 'depth', sensor_qos)
-        pub_info = client.create_publisher(CameraInfo, 'camera_info', sensor_qos)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
         try:
-            deadline = time.monotonic() + 120            # the node loads its model first
-            while time.monotonic() < deadline and not (
-                    pub_image.get_subscription_count() and pub_depth.get_subscription_count()
-                    and client.count_publishers('/perception_node/labels')):
-                if not node.running():
-                    raise RuntimeError('perception_node stopped:\n' + node.log)
-                time.sleep(0.05)
-            time.sleep(1.0)                              # and the reverse discovery
-            sent, stamps = {}, []
-            t_start = time.monotonic()
-            for i, fr in enumerate(sequence):
-                header = Header(frame_id='camera_optical')
-                key = 1_700_000_000 * 10 ** 9 + int(fr.meta['stamp_s'] * 1e9)
-                header.stamp.sec, header.stamp.nanosec = divmod(key, 10 ** 9)
-                pub_info.publish(camera_info_for(cam, header))
-                if i < half:
-                    pub_depth.publish(array_to_msg(measured[i], '32FC1', header))
-                    time.sleep(0.02)    # a depth camera's frame lands with or before RGB
-                sent[key] = time.monotonic()
-                pub_image.publish(array_to_msg(fr.rgb, 'rgb8', header))
-                stamps.append(key)
-                time.sleep(max(0.0, t_start + (i + 1) / rate_hz - time.monotonic()))
-            deadline = time.monotonic() + 10 + 2 / rate_hz
-            while time.monotonic() < deadline and len(received['frame_info']) < len(stamps):
-                time.sleep(0.05)
-            time.sleep(1.2)                              # one more /diagnostics
-            status = dict(node_status)
+            session = play_camera(camera, rate_hz, node, outputs)
         finally:
             node.stop()
-            executor.shutdown()
-            client.destroy_node()
-            rclpy.try_shutdown(context=context)
         if node.returncode != 0:
             log.warning('perception_node exited with %s:\n%s', node.returncode, node.log)
+    received, status = session.outputs, session.status
+    stamps = [c.stamp_ns for c in camera]
 
     lut = palette(CITYSCAPES_COLORS)
     per_frame, pictures, latencies = [], [], []
     for i, (key, fr) in enumerate(zip(stamps, sequence)):
-        info = received['frame_info'].get(key)
+        values = session.frame_info.get(key)
         entry = {'index': i, 'stamp_ns': key, 'sensor_depth_sent': i < half,
-                 'processed': info is not None}
-        if info is None or key not in received['labels']:
+                 'processed': values is not None}
+        if values is None or key not in received['labels']:
             per_frame.append(entry)
             continue
-        values = {kv.key: kv.value for kv in info.status[0].values}
-        latency = (arrival[key] - sent[key]) * 1e3
+        latency = (received['labels'][key][0] - session.sent[key]) * 1e3
         latencies.append(latency)
         entry.update(gate_source=values['gate_source'], loops=int(values['loops']),
                      model_ms=float(values['model_ms']), latency_ms=round(latency, 2))
-        labels = image_to_array(received['labels'][key])
+        labels = received['labels'][key][1]
         images = [fr.rgb, colorize_labels(labels, lut, fr.rgb, 0.25),
-                  colorize_depth(depth_from_msg(received['depth'][key]))]
+                  colorize_depth(received['depth'][key][1])]
         titles = ['image', 'labels', 'depth (network)']
         if i < half:                    # what the gate was given; its holes are white
             images.append(colorize_depth(measured[i]))
             titles.append(f'sensor depth ({sensor})')
         if key in received['gate']:
-            images.append(colorize_gate(image_to_array(received['gate'][key])))
+            images.append(colorize_gate(received['gate'][key][1]))
             titles.append(f"gate ({values['gate_source']})")
         for m in MASKS:
             if key in received[f'masks/{m}']:
-                images.append(image_to_array(received[f'masks/{m}'][key]))
+                images.append(received[f'masks/{m}'][key][1])
                 titles.append(f'mask: {m}')
         pictures.append(panel(images, titles, width=min(w, 320)))
         name = f'frame_{i:04d}.png'

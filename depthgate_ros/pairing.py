@@ -31,6 +31,11 @@ from typing import Any
 NS = 1_000_000_000
 
 
+def stamp_ns(msg) -> int:
+    """Return the header stamp of a stamped message in nanoseconds."""
+    return msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+
+
 @dataclass
 class Partner:
     stamp_ns: int

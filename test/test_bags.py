@@ -28,10 +28,10 @@ from depthgate_ros.ros.bag_eval import main as bag_eval
 from depthgate_ros.ros.bags import BagWriter, header, IMAGE, image_msg, open_bag
 from depthgate_ros.ros.make_bag import main as make_bag_main
 from depthgate_ros.ros.make_bag import make_bag, START_NS
+from depthgate_ros.ros.player import Player
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
-from ros_harness import Harness
 import torch
 
 SIZE = (48, 96)
@@ -162,7 +162,7 @@ def test_make_bag_cli_and_listing(tmp_path, capsys):
 
 def test_realtime_against_the_node(model_path, tmp_path):
     bag = make_bag(tmp_path / 'b', frames=10, size=SIZE, fps=10.0)
-    h = Harness()
+    h = Player()
     try:
         from depthgate_ros.ros.node import PerceptionNode
         remaps = ['--ros-args', '-r', 'image:=/camera/image_raw', '-r',

@@ -22,7 +22,6 @@ from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
 from depthgate_ros.model import DepthGatedNet, ModelConfig
 from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
 from PIL import Image as PILImage
-import ros_harness  # noqa: F401  (LOCALHOST discovery, private domain id)
 import torch
 
 

@@ -29,11 +29,11 @@ import time
 
 from depthgate_ros.ros.dds import ros_environment
 from depthgate_ros.ros.parameters import PARAMETERS
+from depthgate_ros.ros.player import Player
 from lifecycle_msgs.srv import GetState
 import pytest
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters
-from ros_harness import Harness
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,8 +107,8 @@ def prefix(tmp_path_factory):
     return root
 
 
-def get_parameters(h: Harness, names: list[str]) -> dict:
-    client = h.test_node.create_client(GetParameters, f'{NODE}/get_parameters')
+def get_parameters(h: Player, names: list[str]) -> dict:
+    client = h.peer.create_client(GetParameters, f'{NODE}/get_parameters')
     assert client.wait_for_service(timeout_sec=60), "the node's parameter service never came"
     future = client.call_async(GetParameters.Request(names=names))
     assert h.wait_for(future.done, timeout=20)
@@ -130,7 +130,7 @@ def run_launch(prefix: Path, args: list[str], check) -> str:
     proc = subprocess.Popen([sys.executable, '-c', RUNNER, *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
-    h = Harness()
+    h = Player()
     try:
         check(h)
     finally:
@@ -151,7 +151,7 @@ def test_launch_applies_the_shipped_parameters_file(prefix):
         assert got['num_threads'] == 2 and got['mask_classes'] == ['road', 'person', 'car']
         assert got['model_path'] == ''                    # the bundled model
         assert h.wait_for(lambda: f'{NODE}/masks/road' in dict(
-            h.test_node.get_topic_names_and_types()), timeout=20)
+            h.peer.get_topic_names_and_types()), timeout=20)
     run_launch(prefix, [], check)
 
 
@@ -187,7 +187,7 @@ def test_managed_starts_the_lifecycle_node_and_drives_it_to_active(prefix, tiny_
         'model_path': str(tiny_checkpoint), 'device': 'cpu'}}}))
 
     def active(h):
-        client = h.test_node.create_client(GetState, f'{NODE}/get_state')
+        client = h.peer.create_client(GetState, f'{NODE}/get_state')
         assert client.wait_for_service(timeout_sec=60), 'no lifecycle services: not managed'
 
         def state():
@@ -196,6 +196,6 @@ def test_managed_starts_the_lifecycle_node_and_drives_it_to_active(prefix, tiny_
             return future.result().current_state.label
         assert h.wait_for(lambda: state() == 'active', timeout=60, period=0.5), state()
         # active means subscribed, under the launch file's remapping
-        assert h.wait_for(lambda: h.test_node.count_subscribers('/camera/image_raw') == 1)
+        assert h.wait_for(lambda: h.peer.count_subscribers('/camera/image_raw') == 1)
     out = run_launch(prefix, [f'params_file:={user}', 'managed:=true'], active)
     assert 'perception_lifecycle_node' in out

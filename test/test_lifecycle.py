@@ -19,11 +19,11 @@ import weakref
 from depthgate_ros.data.synthetic import Camera, render_sequence
 from depthgate_ros.ros.image_codec import array_to_msg
 from depthgate_ros.ros.lifecycle_node import PerceptionLifecycleNode
+from depthgate_ros.ros.player import Player
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 import pytest
 from rclpy.parameter import Parameter
-from ros_harness import Harness
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -33,10 +33,10 @@ NODE = '/perception_node'
 class Lifecycle:
     """A client of the node's lifecycle services, as `ros2 lifecycle` is."""
 
-    def __init__(self, h: Harness):
+    def __init__(self, h: Player):
         self.h = h
-        self.change = h.test_node.create_client(ChangeState, f'{NODE}/change_state')
-        self.get = h.test_node.create_client(GetState, f'{NODE}/get_state')
+        self.change = h.peer.create_client(ChangeState, f'{NODE}/change_state')
+        self.get = h.peer.create_client(GetState, f'{NODE}/get_state')
         for client in (self.change, self.get):
             assert client.wait_for_service(timeout_sec=20)
 
@@ -75,7 +75,7 @@ def _labels_while_sending(h, image, frames, seconds=1.0) -> int:
 def test_the_full_cycle_over_the_lifecycle_services(tiny_checkpoint, tmp_path, frames, capfd):
     bad = tmp_path / 'broken.pt'
     bad.write_bytes(b'not a checkpoint')
-    h = Harness()
+    h = Player()
     try:
         node = h.add(PerceptionLifecycleNode(context=h.context, parameter_overrides=[
             Parameter('model_path', value=str(bad)), Parameter('device', value='cpu')]))
@@ -127,7 +127,7 @@ def test_the_full_cycle_over_the_lifecycle_services(tiny_checkpoint, tmp_path, f
 
 
 def test_shutdown_from_unconfigured(tiny_checkpoint):
-    h = Harness()
+    h = Player()
     try:
         h.add(PerceptionLifecycleNode(context=h.context, parameter_overrides=[
             Parameter('model_path', value=str(tiny_checkpoint)),
@@ -140,14 +140,14 @@ def test_shutdown_from_unconfigured(tiny_checkpoint):
 
 
 def test_a_destroyed_lifecycle_node_leaves_the_graph(tiny_checkpoint):
-    h = Harness()
+    h = Player()
     h.add(PerceptionLifecycleNode(context=h.context))
     assert h.wait_for(lambda: ('perception_node', '/') in
-                      h.test_node.get_node_names_and_namespaces())
+                      h.peer.get_node_names_and_namespaces())
     h.close()
-    after = Harness()
+    after = Player()
     try:
         time.sleep(2.0)                 # discovery: a leftover would be announced by now
-        assert ('perception_node', '/') not in after.test_node.get_node_names_and_namespaces()
+        assert ('perception_node', '/') not in after.peer.get_node_names_and_namespaces()
     finally:
         after.close()

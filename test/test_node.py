@@ -21,11 +21,11 @@ from depthgate_ros.data.labels import CITYSCAPES_COLORS
 from depthgate_ros.data.synthetic import Camera, render_sequence
 from depthgate_ros.ros.image_codec import array_to_msg, depth_from_msg, image_to_array
 from depthgate_ros.ros.node import PerceptionNode
+from depthgate_ros.ros.player import Player
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
-from ros_harness import Harness
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
@@ -46,7 +46,7 @@ def checkpoint(tiny_checkpoint):
 
 @pytest.fixture
 def ros(checkpoint):
-    h = Harness()
+    h = Player()
     overrides = [Parameter('model_path', value=str(checkpoint)),
                  Parameter('device', value='cpu'), Parameter('depth_timeout', value=0.3),
                  Parameter('mask_classes', value=['road', 'car']),
@@ -162,7 +162,7 @@ def test_depth_resuming_after_a_gap_pairs_the_first_image(ros, frames):
     resumed = _send_and_wait(ros, frames[3], 160, True, depth_first=False)
     assert resumed['gate_source'] == 'hybrid', resumed
     # and with nobody publishing depth, an image does not wait for it at all
-    ros.test_node.destroy_publisher(ros.depth)
+    ros.peer.destroy_publisher(ros.depth)
     assert ros.wait_for(lambda: not ros.node.perception._depth_expected, timeout=10)
     time.sleep(0.5)                                       # and depth_timeout has passed
     alone = _send_and_wait(ros, frames[4], 170, False)
@@ -397,7 +397,7 @@ def test_unloadable_model_is_a_clear_fatal_error(tmp_path):
 
 def test_timeouts_follow_sim_time(checkpoint, frames):
     from rosgraph_msgs.msg import Clock
-    h = Harness()
+    h = Player()
     try:
         node = h.add(PerceptionNode(context=h.context, parameter_overrides=[
             Parameter('model_path', value=str(checkpoint)), Parameter('device', value='cpu'),

@@ -26,15 +26,15 @@ import time
 from depthgate_ros.ros import camera_probe
 from depthgate_ros.ros.dds import ros_environment
 from depthgate_ros.ros.node_process import node_status, NodeProcess
+from depthgate_ros.ros.player import Player
 from diagnostic_msgs.msg import DiagnosticArray
 import pytest
-from ros_harness import Harness
 import torch
 
 NODE = '/perception_node'
 
 
-def last_diagnostics(h: Harness) -> dict:
+def last_diagnostics(h: Player) -> dict:
     for _, msg in reversed(h.messages('/diagnostics')):
         if (status := node_status(msg)) is not None:
             return status
@@ -95,7 +95,7 @@ def test_bad_start_is_one_fatal_line(case, startup_runs):
 
 @pytest.fixture
 def listener():
-    h = Harness()
+    h = Player()
     h.collect(DiagnosticArray, '/diagnostics')
     yield h
     h.close()

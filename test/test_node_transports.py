@@ -21,11 +21,11 @@ topics sees the same frames, so the two can be compared label for label.
 from depthgate_ros.data.synthetic import Camera, render_sequence
 from depthgate_ros.ros.image_codec import array_to_msg, image_to_array
 from depthgate_ros.ros.node import PerceptionNode
+from depthgate_ros.ros.player import Player
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
-from ros_harness import Harness
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from transport_peer import compressed, compressed_depth
@@ -40,7 +40,7 @@ def frames():
 
 @pytest.fixture
 def ros(tiny_checkpoint):
-    h = Harness()
+    h = Player()
     common = [Parameter('model_path', value=str(tiny_checkpoint)),
               Parameter('device', value='cpu'), Parameter('depth_timeout', value=2.0)]
     h.raw = h.add(PerceptionNode(context=h.context, namespace='raw',

@@ -41,7 +41,7 @@ TEST = {
     'pytest': 'python3-pytest', 'rosgraph_msgs': 'rosgraph_msgs',
     'ament_flake8': 'ament_flake8', 'ament_pep257': 'ament_pep257',
     'cityscapesscripts': None,   # the metrics' reference implementation: requirements-dev.txt
-    'conftest': None, 'ros_harness': None, 'transport_peer': None,
+    'conftest': None, 'transport_peer': None,
     'test_flake8': None,   # the suite's own modules
 }
 

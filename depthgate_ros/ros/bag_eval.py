@@ -44,7 +44,7 @@ import time
 import numpy as np
 
 from .bags import (BagError, BagWriter, choose_topics, describe, header, IMAGE, image_msg,
-                   open_bag, read_topics, stamp_ns, Topics)
+                   open_bag, read_topics, Topics)
 from .image_codec import (camera_focal, decode_partner, decode_rgb, image_to_array,
                           ImageDecodeError)
 from ..frames import FramePipeline, FrameSettings
@@ -53,7 +53,7 @@ from ..metrics import DepthMetric, SegmentationMetric
 from ..model.checkpoint import CheckpointError
 from ..options import (add_arguments, check_args, from_args, PairingOptions,
                        PredictorOptions)
-from ..pairing import DepthPairing, NS
+from ..pairing import DepthPairing, NS, stamp_ns
 from ..visualize import colorize_depth, colorize_gate, colorize_labels, panel, write_png
 from ..weights import bundled_checkpoint
 
@@ -197,46 +197,26 @@ def _percentiles(lat_ms: np.ndarray) -> dict:
 def realtime(reader, topics: Topics, *, rate: float, node_name: str,
              wait_s: float) -> dict:
     """Publish the bag over rclpy at the recorded rate (x `rate`) into a running node."""
-    import threading
-
     from diagnostic_msgs.msg import DiagnosticArray
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import CameraInfo, Image
     from stereo_msgs.msg import DisparityImage
 
+    from .player import Player
     types = {'sensor_msgs/msg/Image': Image, 'sensor_msgs/msg/CameraInfo': CameraInfo,
              'stereo_msgs/msg/DisparityImage': DisparityImage}
     play = [t for t in (topics.image, topics.depth, topics.disparity, topics.camera_info) if t]
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('depthgate_bag_player', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    received: dict[int, float] = {}
-    lock = threading.Lock()
-
-    def on_info(msg):
-        with lock:
-            received.setdefault(msg.header.stamp.sec * NS + msg.header.stamp.nanosec,
-                                time.monotonic())
-    node.create_subscription(DiagnosticArray, f'{node_name}/frame_info', on_info,
-                             QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
-    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
     msgtypes = {c.topic: c.msgtype for c in reader.connections}
-    pubs = {t: node.create_publisher(types[msgtypes[t]], t, qos) for t in play}
-    spin = threading.Thread(target=executor.spin, daemon=True)
-    spin.start()
+    outputs = f'{node_name}/frame_info'
     sent: dict[int, float] = {}
-    try:
-        deadline = time.monotonic() + 10
-        while pubs[topics.image].get_subscription_count() == 0:
-            if time.monotonic() > deadline:
-                raise BagError(f'no subscriber on {topics.image}: is the perception node '
-                               f'running and remapped to it (node {node_name})?')
-            time.sleep(0.05)
+    with Player('depthgate_bag_player') as player:
+        player.collect(DiagnosticArray, outputs, depth=100)
+        pubs = {t: player.publisher(types[msgtypes[t]], t, depth=5) for t in play}
+        try:
+            player.wait_for_subscribers(pubs[topics.image])
+        except TimeoutError:
+            raise BagError(f'no subscriber on {topics.image}: is the perception node '
+                           f'running and remapped to it (node {node_name})?') from None
         time.sleep(0.3)
         conns = [c for c in reader.connections if c.topic in play]
         t_bag0 = t_wall0 = None
@@ -248,17 +228,12 @@ def realtime(reader, topics: Topics, *, rate: float, node_name: str,
             if delay > 0:
                 time.sleep(delay)
             if conn.topic == topics.image:
-                sent[msg.header.stamp.sec * NS + msg.header.stamp.nanosec] = time.monotonic()
+                sent[stamp_ns(msg)] = time.monotonic()
             pubs[conn.topic].publish(msg)
-        end = time.monotonic() + wait_s
-        while time.monotonic() < end and len(received) < len(sent):
-            time.sleep(0.05)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
-    with lock:
-        got = {k: v for k, v in received.items() if k in sent}
+        player.wait_for(lambda: len(player.by_stamp(outputs)) >= len(sent), timeout=wait_s,
+                        period=0.05)
+        received = player.by_stamp(outputs)
+    got = {k: received[k][0] for k in sent if k in received}
     lat = np.array([(got[k] - sent[k]) * 1e3 for k in sorted(got)])
     duration = (max(sent.values()) - min(sent.values())) if len(sent) > 1 else 0.0
     return {'mode': 'realtime', 'rate': rate, 'frames_sent': len(sent),

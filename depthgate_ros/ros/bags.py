@@ -148,10 +148,6 @@ def read_topics(reader: Reader, topics: list[str]):
         raise BagError(f'the bag is damaged or truncated: {type(e).__name__}: {e}') from e
 
 
-def stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-
 # -- writing ---------------------------------------------------------------------------------
 
 def header(stamp: int, frame_id: str):

@@ -35,8 +35,10 @@ import time
 import numpy as np
 
 from . import camera_probe
-from .dds import ros_environment, use_locally
+from .dds import ros_environment
 from .node_process import node_status, NodeProcess
+from .player import Player
+from ..pairing import stamp_ns
 
 COUNTS = ('received', 'processed', 'replaced', 'failed', 'lost_in_transport',
           'missed_by_stamps', 'dropped', 'errors')
@@ -59,31 +61,21 @@ def bench_transport(sizes, reliabilities, profiles, count: int, rate: float) -> 
 
 
 class _Listener:
-    """A node in this process that records ~/frame_info and /diagnostics of perception_node."""
+    """Records ~/frame_info and /diagnostics of perception_node (a Player in this process)."""
 
     def __init__(self):
-        import rclpy
-        use_locally()                                # the domain ros_environment() gives
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node('depthgate_bench_listener', context=self.context)
+        self.player = Player('depthgate_bench_listener')   # the domain ros_environment gives
         self.frames: dict[int, tuple[int, dict]] = {}          # stamp ns -> (arrival, info)
         self.status: dict[str, str] = {}
         self._lock = threading.Lock()
-        self.node.create_subscription(DiagnosticArray, '/perception_node/frame_info',
-                                      self._on_frame, QoSProfile(
-                                          depth=100, reliability=ReliabilityPolicy.RELIABLE))
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
-        self._spin.start()
+        self.player.collect(DiagnosticArray, '/perception_node/frame_info', depth=100,
+                            on_message=self._on_frame, keep=False)
+        self.player.collect(DiagnosticArray, '/diagnostics', depth=10,
+                            on_message=self._on_diag, keep=False)
 
     def _on_frame(self, msg):
-        stamp = msg.header.stamp.sec * 10 ** 9 + msg.header.stamp.nanosec
+        stamp = stamp_ns(msg)
         with self._lock:
             self.frames[stamp] = (time.time_ns(), {kv.key: kv.value
                                                    for kv in msg.status[0].values})
@@ -98,11 +90,7 @@ class _Listener:
             return {k: int(self.status[k]) for k in COUNTS if k in self.status}
 
     def close(self):
-        import rclpy
-        self.executor.shutdown()
-        self._spin.join(timeout=5)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+        self.player.close()
 
 
 def _wait_for_node(listener: _Listener, node: NodeProcess, timeout: float = 120.0) -> None:

@@ -37,14 +37,7 @@ import numpy as np
 NS = 1_000_000_000
 
 
-def _qos(reliability: str, depth: int):
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST,
-                      reliability=ReliabilityPolicy.RELIABLE if reliability == 'reliable'
-                      else ReliabilityPolicy.BEST_EFFORT)
-
-
-def camera(args, node) -> dict:
+def camera(args, player) -> dict:
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
@@ -55,9 +48,10 @@ def camera(args, node) -> dict:
     # full frame size
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(3)]
     depth = np.linspace(2.0, 40.0, h, dtype=np.float32)[:, None].repeat(w, 1)
-    pub = node.create_publisher(Image, 'image', _qos(args.reliability, 5))
-    depth_pub = node.create_publisher(Image, 'depth', _qos(args.reliability, 5)) \
-        if args.depth_every else None
+    reliable = args.reliability == 'reliable'
+    pub = player.publisher(Image, 'image', reliable, depth=5)
+    depth_pub = player.publisher(Image, 'depth', reliable, depth=5) if args.depth_every \
+        else None
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline and pub.get_subscription_count() < args.subscribers:
         time.sleep(0.05)
@@ -85,8 +79,8 @@ def camera(args, node) -> dict:
             'matched': pub.get_subscription_count(), 'seconds': time.monotonic() - t0}
 
 
-def listen(args, node) -> dict:
-    from rclpy.executors import SingleThreadedExecutor
+def listen(args, player) -> dict:
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
     from .compat import SubscriptionEventCallbacks
@@ -94,14 +88,12 @@ def listen(args, node) -> dict:
 
     def on_lost(event):
         lost[0] = max(lost[0], event.total_count)
-    node.create_subscription(Image, 'image', lambda m: got.append(m.header.stamp.sec),
-                             _qos(args.reliability, 5),
-                             event_callbacks=SubscriptionEventCallbacks(message_lost=on_lost))
-    executor = SingleThreadedExecutor(context=node.context)
-    executor.add_node(node)
-    end = time.monotonic() + args.seconds
-    while time.monotonic() < end:
-        executor.spin_once(timeout_sec=0.1)
+    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE if
+                     args.reliability == 'reliable' else ReliabilityPolicy.BEST_EFFORT)
+    player.peer.create_subscription(
+        Image, 'image', lambda m: got.append(m.header.stamp.sec), qos,
+        event_callbacks=SubscriptionEventCallbacks(message_lost=on_lost))
+    time.sleep(args.seconds)
     return {'received': len(got), 'lost': lost[0]}
 
 
@@ -127,14 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--linger', type=float, default=1.0, help='wait after the last, s')
     parser.add_argument('--seconds', type=float, default=15.0, help='listen: how long')
     args = parser.parse_args(argv)
-    import rclpy
-    rclpy.init()
-    node = rclpy.create_node(f'camera_probe_{args.role}')
-    try:
-        result = (camera if args.role == 'camera' else listen)(args, node)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    from .player import Player
+    with Player(f'camera_probe_{args.role}') as player:
+        result = (camera if args.role == 'camera' else listen)(args, player)
     print(json.dumps(result), flush=True)
     return 0
 

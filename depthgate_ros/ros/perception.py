@@ -55,7 +55,7 @@ from ..frames import FramePipeline, FrameSettings, IMAGE_OUTPUTS, topic_name
 from ..inference import Predictor
 from ..model.checkpoint import CheckpointError
 from ..options import PredictorOptions
-from ..pairing import NS
+from ..pairing import stamp_ns
 from ..weights import bundled_checkpoint
 
 OUTPUTS = IMAGE_OUTPUTS + ('points',)
@@ -63,10 +63,6 @@ OUTPUTS = IMAGE_OUTPUTS + ('points',)
 SILENCE_WARN_S = 3.0
 README_DDS = "README section 'Camera-sized images over DDS'"
 STATUS_NAME = 'depthgate_ros: perception_node'      # its entry in /diagnostics
-
-
-def stamp_ns(header) -> int:
-    return header.stamp.sec * NS + header.stamp.nanosec
 
 
 class Perception:
@@ -306,15 +302,14 @@ class Perception:
             self._slot = (msg, self._now_ns(), now)
             self._wake.notify()
         with self._lock:
-            self.accounting.on_received(stamp_ns(msg.header))
+            self.accounting.on_received(stamp_ns(msg))
             self.accounting.replaced += replaced
             self._received_times.append(now)
 
     def _on_depth(self, kind: str):
         def store(msg) -> None:
-            header = msg.header
             with self._lock:
-                self.pipeline.add_depth(stamp_ns(header), (kind, msg), self._now_ns())
+                self.pipeline.add_depth(stamp_ns(msg), (kind, msg), self._now_ns())
             with self._wake:
                 self._wake.notify()
         return store
@@ -378,7 +373,7 @@ class Perception:
             self._warn('decode', f'image dropped: {e}')
             return False
         decode_s = time.monotonic() - t_decode
-        stamp = stamp_ns(msg.header)
+        stamp = stamp_ns(msg)
         with self._lock:
             if warning := self.pipeline.check_stamp(stamp):
                 self._errors['stamp_warnings'] += 1

@@ -1,0 +1,53 @@
+# Copyright 2026 depthgate_ros maintainers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The layering docs/architecture.md claims, checked on the source."""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / 'depthgate_ros'
+ROS_ROOTS = {'rclpy', 'rosbags', 'launch', 'launch_ros', 'rcl_interfaces', 'builtin_interfaces',
+             'lifecycle_msgs'}
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split('.')[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split('.')[0])
+    return names
+
+
+def _is_ros(name: str) -> bool:
+    return name in ROS_ROOTS or name.endswith('_msgs')
+
+
+def test_only_ros_imports_ros():
+    outside = [p for p in PACKAGE.rglob('*.py') if 'ros' not in p.relative_to(PACKAGE).parts]
+    assert outside, 'no modules found'
+    offenders = {str(p.relative_to(PACKAGE)): sorted(filter(_is_ros, _imports(p)))
+                 for p in outside}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_one_rclpy_participant_besides_the_node():
+    # rclpy contexts are made in two places: the node's own main and the player
+    makers = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob('*.py')
+                    if 'rclpy.init(' in p.read_text() or 'rclpy.Context(' in p.read_text())
+    assert makers == ['ros/node.py', 'ros/player.py']
+    tests = Path(__file__).parent
+    assert not [p.name for p in tests.glob('*.py')
+                if p.name != 'test_layout.py' and 'rclpy.init(' in p.read_text()]
