@@ -13,9 +13,7 @@
 # limitations under the License.
 
 """
-depthgate-export: a checkpoint as ONNX (for ONNX Runtime / TensorRT) and TorchScript.
-
-    depthgate-export model.pt --onnx model.onnx --torchscript model.ts --check
+A checkpoint as ONNX (for ONNX Runtime / TensorRT) and TorchScript (cli/export.py runs it).
 
 The exported graph takes a normalised image (N, 3, H, W; any N, H, W divisible by 8 is
 best) and, for the sensor and hybrid gates, sensor depth (N, 1, H, W, metres, NaN invalid).
@@ -27,20 +25,18 @@ metadata_props, TorchScript extra file `depthgate.json`), so
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict
 import json
 import logging
 from pathlib import Path
-import sys
 import warnings
 
 import numpy as np
 import torch
 from torch import nn
 
-from .model.checkpoint import CheckpointError, load_checkpoint, ModelInfo
-from .model.config import DEPTH_GATES, GATE_SOURCES
+from .model.checkpoint import ModelInfo
+from .model.config import DEPTH_GATES
 from .model.network import DepthGatedNet
 from .onnx_backend import METADATA_KEY
 
@@ -158,59 +154,3 @@ def parity(model: DepthGatedNet, run_exported, *, gate: str, loops: int, size) -
     names = output_names(model, loops)
     return {n: float(np.abs(np.asarray(g) - r.numpy()).max())
             for n, g, r in zip(names, got, ref) if not n.startswith('gate')}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='depthgate-export',
-                                     description=__doc__.strip().splitlines()[0])
-    parser.add_argument('checkpoint')
-    parser.add_argument('--onnx', help='write an ONNX file here')
-    parser.add_argument('--torchscript', help='write a TorchScript file here')
-    parser.add_argument('--gate', default=None, choices=GATE_SOURCES[1:],
-                        help="the gate fixed in the graph (default: the model's)")
-    parser.add_argument('--loops', type=int, default=None)
-    parser.add_argument('--hard-gate', action='store_true',
-                        help='argmax of predicted depth as the gate (dense in the graph)')
-    parser.add_argument('--size', type=int, nargs=2, default=[256, 512], metavar=('H', 'W'),
-                        help='example input size (the graph accepts others)')
-    parser.add_argument('--opset', type=int, default=18)
-    parser.add_argument('--check', action='store_true',
-                        help='compare the exported outputs with PyTorch eager')
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] %(name)s: %(message)s')
-    if not (args.onnx or args.torchscript):
-        parser.error('nothing to do: give --onnx and/or --torchscript')
-    try:
-        model, info, _ = load_checkpoint(args.checkpoint)
-        gate = model.resolve_gate(args.gate, have_depth=True)
-        loops = model.cfg.loops if args.loops is None else args.loops
-        opts = {'gate': gate, 'loops': loops, 'hard_gate': args.hard_gate,
-                'size': tuple(args.size)}
-        if args.onnx:
-            path = export_onnx(model, info, args.onnx, opset=args.opset, **opts)
-            print(f'{path}: {path.stat().st_size / 2**20:.1f} MiB (ONNX opset {args.opset})')
-            if args.check:
-                from .onnx_backend import OnnxModel
-                net = OnnxModel(path)
-                print('ONNX Runtime parity (max abs diff):',
-                      parity(model, net.run_flat, gate=gate, loops=loops, size=args.size))
-        if args.torchscript:
-            path = export_torchscript(model, info, args.torchscript, **opts)
-            print(f'{path}: {path.stat().st_size / 2**20:.1f} MiB (TorchScript)')
-            if args.check:
-                ts = torch.jit.load(str(path))
-
-                def run(image, depth):
-                    with torch.no_grad():
-                        return [t.numpy() for t in (ts(image) if depth is None
-                                                    else ts(image, depth))]
-                print('TorchScript parity (max abs diff):',
-                      parity(model, run, gate=gate, loops=loops, size=args.size))
-    except (CheckpointError, ValueError, OSError) as e:
-        print(f'depthgate-export: {e}', file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())

@@ -17,6 +17,8 @@ import json
 import shutil
 import time
 
+from depthgate_ros.cli.bag_eval import main as bag_eval
+from depthgate_ros.cli.make_bag import main as make_bag_main
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
 from depthgate_ros.data.sensors import measure, sensor_by_name
 from depthgate_ros.data.synthetic import Camera, render_sequence
@@ -24,9 +26,7 @@ from depthgate_ros.inference import Predictor
 from depthgate_ros.metrics import DepthMetric, SegmentationMetric
 from depthgate_ros.model import DepthGatedNet, ModelConfig
 from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
-from depthgate_ros.ros.bag_eval import main as bag_eval
 from depthgate_ros.ros.bags import BagWriter, header, IMAGE, image_msg, open_bag
-from depthgate_ros.ros.make_bag import main as make_bag_main
 from depthgate_ros.ros.make_bag import make_bag, START_NS
 from depthgate_ros.ros.player import Player
 import numpy as np

@@ -20,7 +20,7 @@ Timings themselves are never asserted (machines are noisy); structure and equali
 import json
 import math
 
-from depthgate_ros.bench import main as bench_main
+from depthgate_ros.cli.bench import main as bench_main
 
 
 def test_quick_bench_writes_valid_json_and_markdown(tmp_path):

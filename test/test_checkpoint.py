@@ -163,7 +163,7 @@ def test_saving_with_wrong_class_names_is_refused(make_model, tmp_path):
 
 
 def test_packed_half_precision_checkpoint(saved, tmp_path):
-    from depthgate_ros.pack_model import main as pack
+    from depthgate_ros.cli.pack_model import main as pack
     path, model = saved
     dst = tmp_path / 'packed.pt'
     assert pack([str(path), str(dst), '--note', 'test']) == 0

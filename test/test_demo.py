@@ -33,7 +33,7 @@ def test_demo_end_to_end(tmp_path):
     out = tmp_path / 'demo'
     # its own process, as the README runs it: Fast DDS reads its profile once per process,
     # and this one has used rclpy with default settings in earlier tests
-    run = subprocess.run([sys.executable, '-m', 'depthgate_ros.demo', '--out', str(out),
+    run = subprocess.run([sys.executable, '-m', 'depthgate_ros.cli.demo', '--out', str(out),
                           '--checkpoint', str(ckpt), '--frames', '6', '--rate', '2',
                           '--device', 'cpu'], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr

@@ -16,9 +16,9 @@
 import json
 
 import cv2
+from depthgate_ros.cli.evaluate import main as eval_main
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
 from depthgate_ros.data.sensors import measure, sensor_by_name
-from depthgate_ros.evaluate import main as eval_main
 from depthgate_ros.inference import Predictor
 from depthgate_ros.metrics import DepthMetric, SegmentationMetric
 from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint

@@ -21,10 +21,9 @@ ONNX file through ONNX Runtime.
 import copy
 import math
 
+from depthgate_ros.cli.export import main as export_main
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
-from depthgate_ros.export import export_onnx, export_torchscript
-from depthgate_ros.export import main as export_main
-from depthgate_ros.export import parity
+from depthgate_ros.export import export_onnx, export_torchscript, parity
 from depthgate_ros.inference import Predictor
 from depthgate_ros.model.checkpoint import CheckpointError, ModelInfo, save_checkpoint
 from depthgate_ros.onnx_backend import OnnxModel

@@ -15,6 +15,7 @@
 """The layering docs/architecture.md claims, checked on the source."""
 import ast
 from pathlib import Path
+import re
 
 PACKAGE = Path(__file__).resolve().parents[1] / 'depthgate_ros'
 ROS_ROOTS = {'rclpy', 'rosbags', 'launch', 'launch_ros', 'rcl_interfaces', 'builtin_interfaces',
@@ -51,3 +52,17 @@ def test_one_rclpy_participant_besides_the_node():
     tests = Path(__file__).parent
     assert not [p.name for p in tests.glob('*.py')
                 if p.name != 'test_layout.py' and 'rclpy.init(' in p.read_text()]
+
+
+def test_console_scripts_live_in_cli_except_the_nodes():
+    setup = (PACKAGE.parent / 'setup.py').read_text()
+    scripts = dict(re.findall(r"'([\w-]+) = (depthgate_ros[\w.]+):main'", setup))
+    assert len(scripts) >= 12
+    nodes = {'perception_node', 'perception_lifecycle_node'}
+    assert {s for s, m in scripts.items() if not m.startswith('depthgate_ros.cli.')} == nodes
+    for script, module in scripts.items():
+        assert (PACKAGE.parent / (module.replace('.', '/') + '.py')).is_file(), script
+    # and no library module reaches up into the command line
+    library = [p for p in PACKAGE.rglob('*.py') if 'cli' not in p.relative_to(PACKAGE).parts]
+    assert not [str(p.relative_to(PACKAGE)) for p in library
+                if re.search(r'from \.+cli\b|depthgate_ros\.cli\b', p.read_text())]

@@ -17,9 +17,8 @@ from contextlib import redirect_stdout
 from dataclasses import fields
 import io
 
-from depthgate_ros import demo, evaluate
+from depthgate_ros.cli import bag_eval, demo, evaluate
 from depthgate_ros.options import PairingOptions, PredictorOptions
-from depthgate_ros.ros import bag_eval
 from depthgate_ros.ros.parameters import check, PARAMETERS, STATIC
 import pytest
 import torch

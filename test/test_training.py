@@ -20,8 +20,8 @@ import socket
 import subprocess
 import sys
 
+from depthgate_ros.cli.train import main as train_main
 from depthgate_ros.model.checkpoint import load_checkpoint
-from depthgate_ros.train import main as train_main
 from depthgate_ros.training.config import ConfigError, load_config
 import pytest
 import torch
@@ -133,7 +133,7 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path):
         port = str(s.getsockname()[1])
     proc = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-         '--master_addr', '127.0.0.1', '--master_port', port, '-m', 'depthgate_ros.train',
+         '--master_addr', '127.0.0.1', '--master_port', port, '-m', 'depthgate_ros.cli.train',
          '--config', str(ddp)],
         env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -176,7 +176,7 @@ def test_shipped_training_configs_load():
 
 
 def test_ablation_runs_variants_from_one_baseline_and_tabulates(tmp_path):
-    from depthgate_ros.ablation import main as ablation_main
+    from depthgate_ros.cli.ablation import main as ablation_main
     base = _config(tmp_path, 'base', stages=[{'name': 'baseline', 'iterations': 2, 'model': {
         'gate_source': 'none', 'recurrent': False, 'loops': 0}}])
     assert train_main(['--config', str(base)]) == 0

@@ -13,11 +13,7 @@
 # limitations under the License.
 
 """
-depthgate-bag-eval: numbers and pictures from a rosbag2 recording.
-
-    depthgate-bag-eval BAG --list                                  # topics and types
-    depthgate-bag-eval BAG --out report_dir [--checkpoint m.pt] [--labels /camera/labels]
-    depthgate-bag-eval BAG --out report_dir --realtime [--rate 1.0] [--node /perception_node]
+Numbers and pictures from a rosbag2 recording (the work of depthgate-bag-eval, cli/bag_eval.py).
 
 Offline (default): the node's Predictor on every image, depth paired as the node pairs it
 (same module, same slop and timeout): segmentation metrics per loop against a label topic,
@@ -25,37 +21,25 @@ monocular depth metrics against the bag's own sensor depth, agreement between se
 predicted-gated labels, latency. Realtime: the bag's messages are published over rclpy at the
 recorded rate into a running perception node, and end-to-end latency, output rate and drops
 are measured as a ROS user would with `ros2 bag play`.
-
-The report folder is written to a temporary name and renamed at the end: a failed run leaves
-nothing half-written.
 """
 from __future__ import annotations
 
-import argparse
 from collections import deque
-import json
 import math
 from pathlib import Path
-import shutil
-import sys
-import tempfile
 import time
 
 import numpy as np
 
-from .bags import (BagError, BagWriter, choose_topics, describe, header, IMAGE, image_msg,
-                   open_bag, read_topics, Topics)
+from .bags import BagError, BagWriter, header, IMAGE, image_msg, read_topics, Topics
 from .image_codec import (camera_focal, decode_partner, decode_rgb, image_to_array,
                           ImageDecodeError)
 from ..frames import FramePipeline, FrameSettings
 from ..inference import Predictor
 from ..metrics import DepthMetric, SegmentationMetric
-from ..model.checkpoint import CheckpointError
-from ..options import (add_arguments, check_args, from_args, PairingOptions,
-                       PredictorOptions)
+from ..options import PairingOptions
 from ..pairing import DepthPairing, NS, stamp_ns
 from ..visualize import colorize_depth, colorize_gate, colorize_labels, panel, write_png
-from ..weights import bundled_checkpoint
 
 # What --write-bag records, under /depthgate/<name>.
 BAG_OUTPUTS = ('labels', 'labels_color', 'depth')
@@ -285,81 +269,3 @@ def latency_histogram(lat_ms: list[float], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='depthgate-bag-eval',
-                                     description=__doc__.strip().splitlines()[0])
-    parser.add_argument('bag', help='rosbag2 directory (or a .db3 / .mcap file in it)')
-    parser.add_argument('--list', action='store_true', help='list topics and exit')
-    parser.add_argument('--out', default='bag_report')
-    parser.add_argument('--checkpoint', help='model (default: the bundled model)')
-    for role in ('image', 'depth', 'disparity', 'camera_info', 'labels'):
-        parser.add_argument(f"--{role.replace('_', '-')}", dest=role, default=None,
-                            help=f'{role} topic (default: found by type)')
-    parser.add_argument('--max-depth', type=float, default=None,
-                        help='leave sensor depth beyond this many metres out of the depth '
-                             'metrics')
-    parser.add_argument('--panels', type=int, default=6, help='PNG panels to write')
-    parser.add_argument('--write-bag', action='store_true',
-                        help='also write the outputs as a rosbag2 in the report folder')
-    parser.add_argument('--storage', default='sqlite3', choices=('sqlite3', 'mcap'))
-    parser.add_argument('--realtime', action='store_true')
-    parser.add_argument('--rate', type=float, default=1.0, help='realtime playback rate')
-    parser.add_argument('--node', default='/perception_node', help='realtime: node name')
-    parser.add_argument('--wait', type=float, default=5.0,
-                        help='realtime: seconds to wait for outputs after the last message')
-    add_arguments(parser, PredictorOptions)
-    add_arguments(parser, PairingOptions)
-    args = parser.parse_args(argv)
-    check_args(parser, args, PredictorOptions, PairingOptions)
-
-    out = Path(args.out)
-    work = None
-    try:
-        reader = open_bag(args.bag)
-        if args.list:
-            print(describe(reader))
-            return 0
-        topics = choose_topics(reader, args.image, args.depth, args.disparity,
-                               args.camera_info, args.labels)
-        if out.exists():
-            raise BagError(f'{out} exists; choose a new --out folder')
-        work = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent if
-                                     out.parent.exists() else None))
-        if args.realtime:
-            report = realtime(reader, topics, rate=args.rate, node_name=args.node,
-                              wait_s=args.wait)
-        else:
-            model = args.checkpoint or bundled_checkpoint()
-            if model is None:
-                raise CheckpointError('no model: pass --checkpoint (no bundled model)')
-            predictor = from_args(PredictorOptions, args).load(model)
-            report = offline(reader, topics, predictor, work,
-                             pairing=from_args(PairingOptions, args),
-                             panels=args.panels,
-                             out_bag=work / 'outputs' if args.write_bag else None,
-                             storage=args.storage, max_depth=args.max_depth)
-            report['checkpoint'] = str(model)
-            report['depth_cap_m'] = args.max_depth
-        report['bag'] = str(args.bag)
-        (work / 'report.json').write_text(json.dumps(report, indent=2))
-        write_markdown(report, work / 'report.md')
-        latency_histogram(report['latencies_ms'], work / 'latency_histogram.png',
-                          f"{report['mode']} latency")
-        work.rename(out)
-        work = None
-    except (BagError, CheckpointError, ImageDecodeError, ValueError) as e:
-        print(f'depthgate-bag-eval: {e}', file=sys.stderr)
-        return 2
-    finally:
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
-        if 'reader' in locals():
-            reader.close()
-    print(f'report written to {out}/')
-    return 0
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())

@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-depthgate-make-bag: a synthetic drive as a rosbag2 (sqlite3 or mcap).
+A synthetic drive as a rosbag2 (sqlite3 or mcap); cli/make_bag.py is its command.
 
 Topics: /camera/image_raw (rgb8), /camera/depth/image_raw (32FC1 metres, or 16UC1 mm),
 /camera/disparity (stereo_msgs/DisparityImage), /camera/camera_info and /camera/labels
@@ -25,15 +25,13 @@ stereo rig: noise, holes, limited range; docs/sensors.md), or the exact render w
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 import shutil
-import sys
 
 import numpy as np
 
 from .bags import BagError, BagWriter, CAMERA_INFO, DISPARITY, header, IMAGE, image_msg, TYPESTORE
-from ..data.sensors import CHOICES as SENSOR_CHOICES, measure, sensor_by_name
+from ..data.sensors import measure, sensor_by_name
 from ..data.synthetic import Camera, render_sequence
 from ..model.depth_bins import disparity_to_depth
 
@@ -105,32 +103,3 @@ def make_bag(out: Path, frames: int = 20, seed: int = 7, size=(128, 256), fps: f
         shutil.rmtree(out, ignore_errors=True)   # nothing half-written is left behind
         raise
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog='depthgate-make-bag',
-                                     description=__doc__.strip().splitlines()[0])
-    parser.add_argument('out', help='new bag directory')
-    parser.add_argument('--storage', default='sqlite3', choices=('sqlite3', 'mcap'))
-    parser.add_argument('--frames', type=int, default=20)
-    parser.add_argument('--seed', type=int, default=7)
-    parser.add_argument('--size', type=int, nargs=2, default=[128, 256], metavar=('H', 'W'))
-    parser.add_argument('--fps', type=float, default=10.0)
-    parser.add_argument('--depth-encoding', default='32FC1', choices=('32FC1', '16UC1'))
-    parser.add_argument('--depth-frames', type=int, default=None,
-                        help='depth and disparity only for the first N frames')
-    parser.add_argument('--sensor', default='stereo', choices=SENSOR_CHOICES,
-                        help='the depth sensor the bag records (exact: the render itself)')
-    args = parser.parse_args(argv)
-    try:
-        path = make_bag(Path(args.out), args.frames, args.seed, tuple(args.size), args.fps,
-                        args.storage, args.depth_encoding, args.depth_frames, args.sensor)
-    except BagError as e:
-        print(f'depthgate-make-bag: {e}', file=sys.stderr)
-        return 2
-    print(f'wrote {path} ({args.storage}, {args.frames} frames)')
-    return 0
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())

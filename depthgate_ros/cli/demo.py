@@ -38,14 +38,14 @@ import tempfile
 
 import numpy as np
 
-from .data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
-from .data.sensors import CHOICES as SENSOR_CHOICES, measure, sensor_by_name
-from .data.synthetic import Camera, render_sequence
-from .model import DepthGatedNet, ModelConfig
-from .model.checkpoint import ModelInfo, save_checkpoint
-from .options import add_arguments, check_args, from_args, PredictorOptions
-from .visualize import colorize_depth, colorize_gate, colorize_labels, palette, panel, write_png
-from .weights import bundled_checkpoint
+from ..data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
+from ..data.sensors import CHOICES as SENSOR_CHOICES, measure, sensor_by_name
+from ..data.synthetic import Camera, render_sequence
+from ..model import DepthGatedNet, ModelConfig
+from ..model.checkpoint import ModelInfo, save_checkpoint
+from ..options import add_arguments, check_args, from_args, PredictorOptions
+from ..visualize import colorize_depth, colorize_gate, colorize_labels, palette, panel, write_png
+from ..weights import bundled_checkpoint
 
 log = logging.getLogger('depthgate_ros.demo')
 MASKS = ('car', 'person')
@@ -71,7 +71,7 @@ def trained_size(model_path: str) -> tuple[int, int] | None:
 
     A CNN's notion of near and far is in pixels, so the demo runs the node at that size.
     """
-    from .model.checkpoint import read_checkpoint
+    from ..model.checkpoint import read_checkpoint
     try:
         size = read_checkpoint(model_path)['info']['provenance']['config']['data']['image_size']
         return int(size[0]), int(size[1])
@@ -85,14 +85,14 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
     # The node in its own process, as `ros2 launch` starts it; this process is the camera.
     # The large-image DDS profile (both sides) carries camera-sized images in shared memory.
     # Fast DDS reads it when this process first uses DDS: call this from a fresh process.
-    from .ros import dds
+    from ..ros import dds
     env = dds.ros_environment(profile=dds_profile)
     if dds_profile:
         os.environ[dds.PROFILE_VARIABLE] = env[dds.PROFILE_VARIABLE]
     else:
         os.environ.pop(dds.PROFILE_VARIABLE, None)
-    from .ros.node_process import NodeProcess
-    from .ros.player import CameraFrame, play_camera
+    from ..ros.node_process import NodeProcess
+    from ..ros.player import CameraFrame, play_camera
 
     h, w = size
     f = 560.0 * w / 512

@@ -33,14 +33,14 @@ import sys
 
 import numpy as np
 
-from .data.cityscapes import DatasetError
-from .data.sensors import CHOICES as SENSOR_CHOICES
-from .evaluation import evaluate_dataset
-from .model.checkpoint import CheckpointError
-from .options import add_arguments, check_args, from_args, PredictorOptions
-from .training.config import CAMERA_KEYS, DataConfig, DATASETS
-from .training.datasets import build_dataset
-from .visualize import colorize_depth, colorize_gate, colorize_labels, palette, panel, write_png
+from ..data.cityscapes import DatasetError
+from ..data.sensors import CHOICES as SENSOR_CHOICES
+from ..evaluation import evaluate_dataset
+from ..model.checkpoint import CheckpointError
+from ..options import add_arguments, check_args, from_args, PredictorOptions
+from ..training.config import CAMERA_KEYS, DataConfig, DATASETS
+from ..training.datasets import build_dataset
+from ..visualize import colorize_depth, colorize_gate, colorize_labels, palette, panel, write_png
 
 
 def markdown_table(result: dict, title: str) -> str:

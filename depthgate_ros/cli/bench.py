@@ -39,15 +39,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from .data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
-from .data.synthetic import Camera, render_frame
-from .inference import normalize_image
-from .model import DepthGatedNet, ModelConfig
-from .model.checkpoint import load_checkpoint, ModelInfo, save_checkpoint
-from .model.depth_bins import harden_gate, quantile_edges, sensor_gate
-from .model.gating import DepthGatingModule
-from .model.sparse_gating import gate_density
-from .weights import bundled_checkpoint
+from ..data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
+from ..data.synthetic import Camera, render_frame
+from ..inference import normalize_image
+from ..model import DepthGatedNet, ModelConfig
+from ..model.checkpoint import load_checkpoint, ModelInfo, save_checkpoint
+from ..model.depth_bins import harden_gate, quantile_edges, sensor_gate
+from ..model.gating import DepthGatingModule
+from ..model.sparse_gating import gate_density
+from ..weights import bundled_checkpoint
 
 
 @dataclass
@@ -217,8 +217,8 @@ def bench_model(model, s: Settings, peak: float, name: str = 'bundled',
 
 
 def bench_onnx(model, info, s: Settings, eager_ms: float) -> dict:
-    from .export import export_onnx
-    from .onnx_backend import OnnxModel
+    from ..export import export_onnx
+    from ..onnx_backend import OnnxModel
     h, w = s.size
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -413,7 +413,7 @@ def markdown(r: dict) -> str:
 
 
 def _bench_nodes(path: str, s: Settings) -> list[dict]:
-    from .ros.bench_node import bench_node
+    from ..ros.bench_node import bench_node
     cores = os.cpu_count() or 1
     runs = [(size, profile, cores) for size in s.camera_sizes for profile in (True, False)]
     runs.insert(1, (s.camera_sizes[0], True, max(1, cores - 1)))   # a core left to ROS
@@ -422,7 +422,7 @@ def _bench_nodes(path: str, s: Settings) -> list[dict]:
 
 
 def _ros_only(args, s: Settings) -> int:
-    from .ros.bench_node import bench_transport, soak
+    from ..ros.bench_node import bench_transport, soak
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.soak:
@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         print('peers ...', flush=True)
         result['peers'] = bench_peers(s)
     if not args.no_node:
-        from .ros.bench_node import bench_transport
+        from ..ros.bench_node import bench_transport
         print('transport ...', flush=True)
         result['transport'] = bench_transport(
             s.camera_sizes, ('best_effort',) if args.quick else ('best_effort', 'reliable'),

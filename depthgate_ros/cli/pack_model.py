@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ..model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,9 +26,9 @@ import time
 
 import numpy as np
 
-from .data.labels import CITYSCAPES_COLORS
-from .data.synthetic import Camera, export_cityscapes, render_frame
-from .visualize import colorize_depth, colorize_labels, palette, panel, write_png
+from ..data.labels import CITYSCAPES_COLORS
+from ..data.synthetic import Camera, export_cityscapes, render_frame
+from ..visualize import colorize_depth, colorize_labels, palette, panel, write_png
 
 
 def _camera(args) -> Camera:

@@ -34,13 +34,13 @@ import time
 
 import yaml
 
-from .evaluation import evaluate_dataset
-from .inference import Predictor, resolve_device
-from .model.config import DEPTH_GATES
-from .training.config import ConfigError, load_config, StageConfig
-from .training.datasets import SYNTHETIC_VAL_FIRST_SEED, SyntheticStreetDataset
-from .training.distributed import DistContext
-from .training.engine import run_training
+from ..evaluation import evaluate_dataset
+from ..inference import Predictor, resolve_device
+from ..model.config import DEPTH_GATES
+from ..training.config import ConfigError, load_config, StageConfig
+from ..training.datasets import SYNTHETIC_VAL_FIRST_SEED, SyntheticStreetDataset
+from ..training.distributed import DistContext
+from ..training.engine import run_training
 
 log = logging.getLogger('depthgate_ros.ablation')
 

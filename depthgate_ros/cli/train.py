@@ -17,7 +17,7 @@ depthgate-train: the paper's stage-wise training (section 5) from one YAML confi
 
 depthgate-train --config config/train_synthetic.yaml [key=value ...]
 depthgate-train --config ... --resume                 # continue an interrupted run
-torchrun --nproc_per_node 2 -m depthgate_ros.train --config ...   # DDP, one GPU each
+torchrun --nproc_per_node 2 -m depthgate_ros.cli.train --config ...   # DDP, one GPU each
 """
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ import sys
 
 import torch
 
-from .data.cityscapes import DatasetError
-from .training.config import ConfigError, load_config
-from .training.distributed import cleanup, init_distributed
-from .training.engine import run_training, TrainingError
+from ..data.cityscapes import DatasetError
+from ..training.config import ConfigError, load_config
+from ..training.distributed import cleanup, init_distributed
+from ..training.engine import run_training, TrainingError
 
 
 def main(argv: list[str] | None = None) -> int:
