@@ -26,7 +26,7 @@ import numpy as np
 
 from .data.sensors import measure, sample_focal, Sensor, sensor_from_config
 from .inference import Predictor
-from .metrics import cityscapes_avg_instance_size, DepthMetric, SegmentationMetric
+from .metrics import cityscapes_avg_instance_size, DepthMetric, percentiles, SegmentationMetric
 
 
 def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
@@ -77,8 +77,7 @@ def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
               'sensor_depth': sensor_depth, 'depth_cap_m': max_depth,
               'sensor_valid_fraction': float(np.mean(valid_fraction)) if valid_fraction
               else None,
-              'latency_ms': {'p50': float(np.percentile(lat, 50)),
-                             'p95': float(np.percentile(lat, 95))} if n else {}}
+              'latency_ms': percentiles(lat) if n else {}}
     for loop in range(loops + 1):
         s = seg[loop].compute()
         result[f'loop{loop}'] = {'miou': s['miou'], 'pixel_accuracy': s['pixel_accuracy'],

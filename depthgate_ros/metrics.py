@@ -185,6 +185,17 @@ class DepthMetric:
                 'log10': log10, 'pixels': int(n)}
 
 
+def percentiles(values, qs: Sequence[int] = (50, 95)) -> dict[str, float]:
+    """
+    Return {'p50': ..., 'p95': ...} of the finite values (latencies, say); NaN when there are none.
+
+    The one place the package's latency summaries are computed.
+    """
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v)]
+    return {f'p{q}': float(np.percentile(v, q)) if v.size else math.nan for q in qs}
+
+
 def cityscapes_avg_instance_size(class_names: Sequence[str]) -> dict[int, float]:
     """Cityscapes' published average instance sizes, keyed by this model's class ids."""
     from .data.labels import CITYSCAPES_AVG_INSTANCE_SIZE

@@ -186,3 +186,12 @@ def test_all_reduce_across_two_processes(pairs):
         single_depth.update(np.full(gt.shape, 5.0), np.where(gt == 0, 4.0, np.nan))
     assert np.array_equal(confusion, single.confusion)
     assert depth == pytest.approx(single_depth.compute())
+
+
+def test_latency_percentiles_by_hand():
+    from depthgate_ros.metrics import percentiles
+    # linear interpolation between order statistics; NaN (a frame never answered) left out
+    got = percentiles([40.0, 10.0, float('nan'), 30.0, 20.0])
+    assert got == {'p50': 25.0, 'p95': pytest.approx(38.5)}
+    assert all(v != v for v in percentiles([]).values())             # NaN, not an error
+    assert percentiles([7.0], (50,)) == {'p50': 7.0}

@@ -19,15 +19,9 @@ depthgate-bag-eval: numbers and pictures from a rosbag2 recording.
     depthgate-bag-eval BAG --out report_dir [--checkpoint m.pt] [--labels /camera/labels]
     depthgate-bag-eval BAG --out report_dir --realtime [--rate 1.0] [--node /perception_node]
 
-Offline (default): the node's Predictor on every image, depth paired as the node pairs it
-(same module, same slop and timeout): segmentation metrics per loop against a label topic,
-monocular depth metrics against the bag's own sensor depth, agreement between sensor-gated and
-predicted-gated labels, latency. Realtime: the bag's messages are published over rclpy at the
-recorded rate into a running perception node, and end-to-end latency, output rate and drops
-are measured as a ROS user would with `ros2 bag play`.
-
-The report folder is written to a temporary name and renamed at the end: a failed run leaves
-nothing half-written.
+What offline and realtime mode measure: depthgate_ros/ros/bag_eval.py. The report folder
+is written to a temporary name and renamed at the end: a failed run leaves nothing
+half-written.
 """
 from __future__ import annotations
 

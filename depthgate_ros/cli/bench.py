@@ -42,6 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
 from ..data.synthetic import Camera, render_frame
 from ..inference import normalize_image
+from ..metrics import percentiles
 from ..model import DepthGatedNet, ModelConfig
 from ..model.checkpoint import load_checkpoint, ModelInfo, save_checkpoint
 from ..model.depth_bins import harden_gate, quantile_edges, sensor_gate
@@ -81,7 +82,8 @@ def timed(fn, repeats: int, warmup: int) -> dict:
         fn()
         times.append(time.perf_counter() - t0)
     ms = np.array(times) * 1e3
-    return {'median_ms': float(np.median(ms)), 'p95_ms': float(np.percentile(ms, 95)),
+    q = percentiles(ms)
+    return {'median_ms': q['p50'], 'p95_ms': q['p95'],
             'best_ms': float(ms.min()), 'runs': repeats}
 
 

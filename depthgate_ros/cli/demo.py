@@ -41,6 +41,7 @@ import numpy as np
 from ..data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
 from ..data.sensors import CHOICES as SENSOR_CHOICES, measure, sensor_by_name
 from ..data.synthetic import Camera, render_sequence
+from ..metrics import percentiles
 from ..model import DepthGatedNet, ModelConfig
 from ..model.checkpoint import ModelInfo, save_checkpoint
 from ..options import add_arguments, check_args, from_args, PredictorOptions
@@ -180,8 +181,7 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
         'image_size': [h, w],
         'inference_size': list(inference_size) if inference_size else [h, w],
         'fps': len(processed) / (len(stamps) / rate_hz) if stamps else 0.0,
-        'latency_ms': {'p50': float(np.nanpercentile(lat, 50)),
-                       'p95': float(np.nanpercentile(lat, 95))},
+        'latency_ms': percentiles(lat),
         'sensor': sensor,
         'gate_sources': dict(Counter(e['gate_source'] for e in processed)),
         'per_frame': per_frame,

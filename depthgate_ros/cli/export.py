@@ -17,13 +17,8 @@ depthgate-export: a checkpoint as ONNX (for ONNX Runtime / TensorRT) and TorchSc
 
     depthgate-export model.pt --onnx model.onnx --torchscript model.ts --check
 
-The exported graph takes a normalised image (N, 3, H, W; any N, H, W divisible by 8 is
-best) and, for the sensor and hybrid gates, sensor depth (N, 1, H, W, metres, NaN invalid).
-It returns every loop's class logits, log depth and gate (`seg_<l>`, `log_depth_<l>`,
-`gate_<l>`), so the anytime outputs stay available. The gate source, the loop count and
-`--hard-gate` are fixed at export. Model info and config travel in the file's metadata (ONNX
-metadata_props, TorchScript extra file `depthgate.json`), so
-`Predictor.from_checkpoint(model.onnx)` runs it.
+What the exported graph takes and returns: depthgate_ros/export.py. `--check` compares its
+outputs with PyTorch eager on a random input.
 """
 from __future__ import annotations
 

@@ -15,13 +15,9 @@
 """
 depthgate-make-bag: a synthetic drive as a rosbag2 (sqlite3 or mcap).
 
-Topics: /camera/image_raw (rgb8), /camera/depth/image_raw (32FC1 metres, or 16UC1 mm),
-/camera/disparity (stereo_msgs/DisparityImage), /camera/camera_info and /camera/labels
-(mono8 Cityscapes train ids, 255 = ignore: ground truth for depthgate-bag-eval).
+    depthgate-make-bag drive_bag --storage mcap --frames 40 --sensor realsense_d435
 
-Depth and disparity are what a sensor measures of the scene (`--sensor`, default the car
-stereo rig: noise, holes, limited range; docs/sensors.md), or the exact render with
-`--sensor exact`.
+Its topics and what the depth on them is: depthgate_ros/ros/make_bag.py.
 """
 from __future__ import annotations
 

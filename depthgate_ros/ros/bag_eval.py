@@ -36,7 +36,7 @@ from .image_codec import (camera_focal, decode_partner, decode_rgb, image_to_arr
                           ImageDecodeError)
 from ..frames import FramePipeline, FrameSettings
 from ..inference import Predictor
-from ..metrics import DepthMetric, SegmentationMetric
+from ..metrics import DepthMetric, percentiles, SegmentationMetric
 from ..options import PairingOptions
 from ..pairing import DepthPairing, NS, stamp_ns
 from ..visualize import colorize_depth, colorize_gate, colorize_labels, panel, write_png
@@ -160,7 +160,7 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
     report = {'mode': 'offline', 'frames_in_bag': n_images, 'frames_evaluated': evaluated,
               'frames_with_sensor_depth': frames_with_depth, 'skipped': skipped,
               'topics': vars(topics), 'sync_slop_s': slop, 'depth_timeout_s': timeout,
-              'latency_ms': _percentiles(lat), 'latencies_ms': lat.tolist()}
+              'latency_ms': percentiles(lat), 'latencies_ms': lat.tolist()}
     if topics.labels:
         for loop in range(loops + 1):
             s = seg[loop].compute()
@@ -170,12 +170,6 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
         report['monocular_depth'] = mono_depth.compute()
         report['sensor_vs_predicted_gate_agreement'] = agree_pixels / agree_total
     return report
-
-
-def _percentiles(lat_ms: np.ndarray) -> dict:
-    if lat_ms.size == 0:
-        return {'p50': math.nan, 'p95': math.nan}
-    return {'p50': float(np.percentile(lat_ms, 50)), 'p95': float(np.percentile(lat_ms, 95))}
 
 
 def realtime(reader, topics: Topics, *, rate: float, node_name: str,
@@ -224,7 +218,7 @@ def realtime(reader, topics: Topics, *, rate: float, node_name: str,
             'frames_received': len(got), 'frames_dropped': len(sent) - len(got),
             'output_rate_hz': len(got) / duration if duration else math.nan,
             'input_rate_hz': (len(sent) - 1) / duration if duration else math.nan,
-            'latency_ms': _percentiles(lat), 'latencies_ms': lat.tolist(),
+            'latency_ms': percentiles(lat), 'latencies_ms': lat.tolist(),
             'topics': vars(topics)}
 
 

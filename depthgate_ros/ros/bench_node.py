@@ -38,6 +38,7 @@ from . import camera_probe
 from .dds import ros_environment
 from .node_process import node_status, NodeProcess
 from .player import Player
+from ..metrics import percentiles
 from ..pairing import stamp_ns
 
 COUNTS = ('received', 'processed', 'replaced', 'failed', 'lost_in_transport',
@@ -160,14 +161,13 @@ def bench_node(model_path: str, inference_size, image_size, profile: bool, threa
         flood = _delta(_settled(listener), before)
         with listener._lock:
             got = dict(listener.frames)
-        lat = [float(info['latency_ms']) for _, info in got.values()]
+        lat = percentiles([float(info['latency_ms']) for _, info in got.values()])
         model_ms = [float(info['model_ms']) for _, info in got.values()]
         row['overload'] = {
             'rate_hz': rate, 'sent': count, **flood,
             'accounted': flood.get('processed', 0) + flood.get('dropped', 0),
-            'latency_p50_ms': float(np.percentile(lat, 50)) if lat else float('nan'),
-            'latency_p95_ms': float(np.percentile(lat, 95)) if lat else float('nan'),
-            'model_median_ms': float(np.median(model_ms)) if model_ms else float('nan')}
+            'latency_p50_ms': lat['p50'], 'latency_p95_ms': lat['p95'],
+            'model_median_ms': percentiles(model_ms, (50,))['p50']}
         return row
     finally:
         node.stop()

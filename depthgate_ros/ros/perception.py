@@ -53,6 +53,7 @@ from .pointcloud import depth_to_cloud
 from .switch_log import SwitchLog
 from ..frames import FramePipeline, FrameSettings, IMAGE_OUTPUTS, topic_name
 from ..inference import Predictor
+from ..metrics import percentiles
 from ..model.checkpoint import CheckpointError
 from ..options import PredictorOptions
 from ..pairing import stamp_ns
@@ -461,14 +462,12 @@ class Perception:
             window = [w for w in self._window if now - w[0] <= span]
             received = [t for t in self._received_times if now - t <= span]
         stats = self.stats
-        lat = np.array([w[1] for w in window]) * 1e3
-        model = np.array([w[2] for w in window]) * 1e3
+        lat = percentiles([w[1] * 1e3 for w in window])
         return {
             'camera_rate_hz': stats.pop('camera_rate_hz'),
             'input_rate_hz': len(received) / span, 'processed_rate_hz': len(window) / span,
-            'latency_p50_ms': float(np.percentile(lat, 50)) if len(lat) else float('nan'),
-            'latency_p95_ms': float(np.percentile(lat, 95)) if len(lat) else float('nan'),
-            'model_p50_ms': float(np.percentile(model, 50)) if len(model) else float('nan'),
+            'latency_p50_ms': lat['p50'], 'latency_p95_ms': lat['p95'],
+            'model_p50_ms': percentiles([w[2] * 1e3 for w in window], (50,))['p50'],
             'gate_source': self.last_gate_source or 'none yet',
             'device': str(self.predictor.device), 'loops': self.loops, **stats}
 
