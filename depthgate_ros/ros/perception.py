@@ -30,7 +30,6 @@ never builds a backlog of stale frames. The per-frame work is frames.FramePipeli
 """
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import replace
 import gc
 import threading
@@ -44,8 +43,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from stereo_msgs.msg import DisparityImage
 import torch
 
-from .accounting import StreamAccounting
 from .compat import SubscriptionEventCallbacks
+from .health import Health, SILENCE_WARN_S
 from .image_codec import (array_to_msg, camera_focal, decode_partner, decode_rgb,
                           ImageDecodeError)
 from .parameters import check, declare, ModelFacts, ParameterError, PARAMETERS, STATIC
@@ -53,15 +52,12 @@ from .pointcloud import depth_to_cloud
 from .switch_log import SwitchLog
 from ..frames import FramePipeline, FrameSettings, IMAGE_OUTPUTS, topic_name
 from ..inference import Predictor
-from ..metrics import percentiles
 from ..model.checkpoint import CheckpointError
 from ..options import PredictorOptions
 from ..pairing import stamp_ns
 from ..weights import bundled_checkpoint
 
 OUTPUTS = IMAGE_OUTPUTS + ('points',)
-# A matched image publisher that delivers (almost) nothing for this long earns a warning.
-SILENCE_WARN_S = 3.0
 README_DDS = "README section 'Camera-sized images over DDS'"
 STATUS_NAME = 'depthgate_ros: perception_node'      # its entry in /diagnostics
 
@@ -80,7 +76,7 @@ class Perception:
         self._create_publisher, self._destroy_publisher = create_publisher, destroy_publisher
         self._wake = threading.Condition()
         self._publishing = threading.Lock()
-        self._lock = threading.Lock()       # guards settings, pairing, camera info, stats
+        self._lock = threading.Lock()       # guards settings, pairing, camera info
         self._stop = True
         self._worker: threading.Thread | None = None
         self.predictor: Predictor | None = None
@@ -178,7 +174,6 @@ class Perception:
         self._name_checks = 0
         self._name_check = self.node.create_timer(2.0, self._check_duplicate_name)
         self._timers.append(self._name_check)
-        self._transport_check = (time.monotonic(), 0, 0)
         self._stop = False
         self._worker = threading.Thread(target=self._run, name='depthgate-inference',
                                         daemon=True)
@@ -210,16 +205,10 @@ class Perception:
 
     def _reset_health(self) -> None:
         self._slot: tuple[Image, int, float] | None = None
-        self.accounting = StreamAccounting()
-        self._errors = {'errors': 0, 'depth_errors': 0, 'oom': 0, 'stamp_warnings': 0}
-        self._window: deque = deque(maxlen=200)     # (finish time, latency s, model s)
-        self._received_times: deque = deque(maxlen=400)
+        self.health = Health()
         self.gate_log = SwitchLog()
         self.last_gate_source: str | None = None
         self._throttle: dict[str, float] = {}
-        # (time, received, lost) at the last transport check, and whether it warned
-        self._transport_check = (time.monotonic(), 0, 0)
-        self._transport_warned = False
 
     # -- parameters ---------------------------------------------------------------------
 
@@ -272,8 +261,7 @@ class Perception:
                 'input_reliability to match it.')
 
         def lost(event):                    # samples DDS knows it missed, e.g. a lost fragment
-            with self._lock:
-                self.accounting.on_lost(event.total_count)
+            self.health.lost(event.total_count)
         return SubscriptionEventCallbacks(incompatible_qos=incompatible,
                                           message_lost=lost if role == 'image' else None)
 
@@ -297,15 +285,11 @@ class Perception:
         return self.node.get_clock().now().nanoseconds
 
     def _on_image(self, msg) -> None:
-        now = time.monotonic()
         with self._wake:
             replaced = self._slot is not None
-            self._slot = (msg, self._now_ns(), now)
+            self._slot = (msg, self._now_ns(), time.monotonic())
             self._wake.notify()
-        with self._lock:
-            self.accounting.on_received(stamp_ns(msg))
-            self.accounting.replaced += replaced
-            self._received_times.append(now)
+        self.health.received(stamp_ns(msg), replaced)
 
     def _on_depth(self, kind: str):
         def store(msg) -> None:
@@ -334,11 +318,10 @@ class Perception:
                 done = self._process(msg, arrival_ns, arrival_mono)
             except Exception as e:  # never let one frame kill the node
                 done = False
-                self._count('errors')
+                self.health.count('errors')
                 self._warn('frame', f'frame skipped: {type(e).__name__}: {e}')
             if not done:
-                with self._lock:
-                    self.accounting.failed += 1
+                self.health.failed()
 
     def _partner(self, stamp: int, arrival_ns: int):
         """
@@ -370,17 +353,17 @@ class Perception:
         try:
             rgb = decode_rgb(msg)
         except ImageDecodeError as e:
-            self._count('errors')
+            self.health.count('errors')
             self._warn('decode', f'image dropped: {e}')
             return False
         decode_s = time.monotonic() - t_decode
         stamp = stamp_ns(msg)
         with self._lock:
-            if warning := self.pipeline.check_stamp(stamp):
-                self._errors['stamp_warnings'] += 1
+            warning = self.pipeline.check_stamp(stamp)
             settings, masks = self.settings, dict(self.mask_pubs)
             info, points = self.camera_info, self.publish_points
         if warning:
+            self.health.count('stamp_warnings')
             self._warn('stamp', warning)
         partner = self._partner(stamp, arrival_ns) if \
             self.pipeline.wants_depth(settings.gate) else None
@@ -389,12 +372,12 @@ class Perception:
         try:
             frame = self.pipeline.run(rgb, settings, partner=partner, focal_px=focal)
         except torch.cuda.OutOfMemoryError:
-            self._count('oom')
+            self.health.count('oom')
             torch.cuda.empty_cache()
             self._warn('oom', 'CUDA out of memory: frame skipped, cache freed')
             return False
         if frame.depth_error:
-            self._count('depth_errors')
+            self.health.count('depth_errors')
             self._warn('depth', f'{partner[0]} ignored, running monocular: {frame.depth_error}')
         model_s = frame.seconds['model_s']
         t_out = time.monotonic()
@@ -421,9 +404,7 @@ class Perception:
             self._publish_frame_info(header, frame.prediction, {
                 'model_ms': model_s, 'decode_ms': decode_s + frame.seconds['depth_decode_s'],
                 'publish_ms': done - t_out, 'latency_ms': done - arrival_mono})
-        with self._lock:
-            self.accounting.processed += 1
-            self._window.append((done, done - arrival_mono, model_s))
+        self.health.processed(done, done - arrival_mono, model_s)
         gate = frame.prediction.gate_source
         self.last_gate_source = gate
         if switch := self.gate_log.update(gate, done):
@@ -446,59 +427,24 @@ class Perception:
 
     # -- health -----------------------------------------------------------------------------
 
-    def _count(self, key: str) -> None:
-        with self._lock:
-            self._errors[key] += 1
-
     @property
     def stats(self) -> dict:
-        """Counters since configure: the image accounting and the error counts."""
-        with self._lock:
-            return {**self.accounting.snapshot(), **self._errors}
+        return self.health.stats
 
     def diagnostics(self) -> dict:
-        now, span = time.monotonic(), 10.0
-        with self._lock:
-            window = [w for w in self._window if now - w[0] <= span]
-            received = [t for t in self._received_times if now - t <= span]
-        stats = self.stats
-        lat = percentiles([w[1] * 1e3 for w in window])
-        return {
-            'camera_rate_hz': stats.pop('camera_rate_hz'),
-            'input_rate_hz': len(received) / span, 'processed_rate_hz': len(window) / span,
-            'latency_p50_ms': lat['p50'], 'latency_p95_ms': lat['p95'],
-            'model_p50_ms': percentiles([w[2] * 1e3 for w in window], (50,))['p50'],
-            'gate_source': self.last_gate_source or 'none yet',
-            'device': str(self.predictor.device), 'loops': self.loops, **stats}
+        return {**self.health.diagnostics(), 'gate_source': self.last_gate_source or 'none yet',
+                'device': str(self.predictor.device), 'loops': self.loops}
 
     def _check_transport(self) -> None:
-        """
-        Warn about images that do not arrive; runs every few seconds.
-
-        A matched image publisher whose images do not arrive (none at all, or more lost in
-        transport than received) gets one warning until it recovers.
-        """
-        now, stats = time.monotonic(), self.stats
-        if self.subs['image'].get_publisher_count() == 0:     # the window starts at a match
-            self._transport_check = (now, stats['received'], stats['lost_in_transport'])
-            self._transport_warned = False
+        image = self.subs['image']
+        if (problem := self.health.transport_problem(image.get_publisher_count())) is None:
             return
-        if now - self._transport_check[0] < SILENCE_WARN_S:
-            return
-        _, received, lost = self._transport_check
-        self._transport_check = (now, stats['received'], stats['lost_in_transport'])
-        got, lost = stats['received'] - received, stats['lost_in_transport'] - lost
-        if got and lost <= got:
-            self._transport_warned = False
-            return
-        if not self._transport_warned:
-            self._transport_warned = True
-            self.log.warning(
-                f"images on '{self.subs['image'].topic_name}' are not arriving: {got} received "
-                f'and {lost} reported lost in transport in the last {SILENCE_WARN_S:.0f} s '
-                'although a publisher is matched. Likely cause: images larger than the DDS '
-                f'shared-memory segment, sent best effort over fragmented UDP; see the '
-                f'{README_DDS}.')
+        got, lost = problem
+        self.log.warning(
+            f"images on '{image.topic_name}' are not arriving: {got} received and {lost} "
+            f'reported lost in transport in the last {SILENCE_WARN_S:.0f} s although a '
+            'publisher is matched. Likely cause: images larger than the DDS shared-memory '
+            f'segment, sent best effort over fragmented UDP; see the {README_DDS}.')
 
     def _publish_diagnostics(self) -> None:
         self._check_transport()
