@@ -424,7 +424,7 @@ def _bench_nodes(path: str, s: Settings) -> list[dict]:
 
 
 def _ros_only(args, s: Settings) -> int:
-    from ..ros.bench_node import bench_transport, soak
+    from ..ros.bench_node import bench_transport, lifecycle_memory, soak
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.soak:
@@ -445,6 +445,15 @@ def _ros_only(args, s: Settings) -> int:
                  f"errors {r['errors']}; log: {r['log_lines']} lines, {r['log_warnings']} "
                  f"warnings or errors; exit code {r['exit_code']}", '']
         (out / 'soak.json').write_text(json.dumps(r, indent=2))
+    elif args.only == 'lifecycle':
+        r = lifecycle_memory(str(bundled_checkpoint()))
+        lines = ['# perception_lifecycle_node: RSS through configure / cleanup (bundled model, '
+                 'CPU, 480x640)', '', '| step | RSS (MiB) |', '|---|---|']
+        lines += [f"| {row['step']} | {row['rss_mib']:.0f} |" for row in r['steps']]
+        lines += ['', 'returned by each cleanup: ' + ', '.join(
+            f'{v:.0f}' for v in r['returned_by_cleanup_mib']) + ' MiB; after the last '
+            f"cleanup vs the first: {r['growth_over_cycles_mib']:+.0f} MiB", '']
+        (out / 'lifecycle.json').write_text(json.dumps(r, indent=2))
     elif args.only == 'transport':
         rows = bench_transport(s.camera_sizes, ('best_effort', 'reliable'), (False, True),
                                s.transport_frames, rate=5.0)
@@ -467,8 +476,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
     parser.add_argument('--no-node', action='store_true', help='skip the rclpy pipeline')
     parser.add_argument('--no-onnx', action='store_true')
-    parser.add_argument('--only', choices=('transport', 'node'),
-                        help='only the images-across-processes table, or only the node rows')
+    parser.add_argument('--only', choices=('transport', 'node', 'lifecycle'),
+                        help='only the images-across-processes table, only the node rows, or '
+                             'only the lifecycle node memory through configure / cleanup')
     parser.add_argument('--soak', type=float, metavar='SECONDS',
                         help='only a soak of the node (bundled model, 640x480 at 5 Hz with '
                         'depth, the large-image profile) for this long')

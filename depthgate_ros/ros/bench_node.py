@@ -27,6 +27,7 @@ and the node, as on a robot.
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
 import re
 import threading
@@ -230,3 +231,39 @@ def rss_growth(samples: list[tuple[float, float]], warmup_s: float) -> dict:
     return {'rss_first_half_mib': first, 'rss_second_half_mib': second,
             'rss_growth_halves': second / first - 1, 'rss_slope_mib_per_min': float(60 * slope),
             'rss_growth_fit': float(fit_growth), 'rss_max_mib': float(rss.max())}
+
+
+def lifecycle_memory(model_path: str, cycles: int = 3, size=(480, 640)) -> dict:
+    """
+    RSS of this process through configure, one frame, cleanup of perception_lifecycle_node.
+
+    In-process, driven through the node's transitions: what a lifecycle manager that unloads
+    the model (cleanup) gets back, and whether repeated cycles grow.
+    """
+    import gc
+
+    from rclpy.parameter import Parameter
+
+    from .lifecycle_node import PerceptionLifecycleNode
+    pid = os.getpid()
+    rows = []
+    with Player('depthgate_bench_lifecycle') as player:
+        node = player.add(PerceptionLifecycleNode(context=player.context, parameter_overrides=[
+            Parameter('model_path', value=model_path), Parameter('device', value='cpu'),
+            Parameter('inference_height', value=size[0]),
+            Parameter('inference_width', value=size[1])]))
+        gc.collect()
+        rows.append({'step': 'unconfigured', 'rss_mib': _rss_mib(pid)})
+        for cycle in range(cycles):
+            node.trigger_configure()
+            rows.append({'step': f'configured ({cycle + 1})', 'rss_mib': _rss_mib(pid)})
+            node.perception.predictor.predict(np.zeros((*size, 3), np.uint8))
+            rows.append({'step': f'after one {size[0]}x{size[1]} frame', 'rss_mib':
+                         _rss_mib(pid)})
+            node.trigger_cleanup()
+            rows.append({'step': f'cleaned up ({cycle + 1})', 'rss_mib': _rss_mib(pid)})
+    cleaned = [r['rss_mib'] for r in rows if r['step'].startswith('cleaned')]
+    return {'model_path': model_path, 'cycles': cycles, 'steps': rows,
+            'returned_by_cleanup_mib': [b['rss_mib'] - a['rss_mib'] for b, a in
+                                        zip(rows[2::3], rows[3::3])],
+            'growth_over_cycles_mib': cleaned[-1] - cleaned[0]}

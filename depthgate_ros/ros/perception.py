@@ -30,6 +30,7 @@ never builds a backlog of stale frames. The per-frame work is frames.FramePipeli
 """
 from __future__ import annotations
 
+import ctypes
 from dataclasses import replace
 import gc
 import threading
@@ -60,6 +61,14 @@ from ..weights import bundled_checkpoint
 OUTPUTS = IMAGE_OUTPUTS + ('points',)
 README_DDS = "README section 'Camera-sized images over DDS'"
 STATUS_NAME = 'depthgate_ros: perception_node'      # its entry in /diagnostics
+
+
+def _return_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them otherwise; elsewhere a no-op)."""
+    try:
+        ctypes.CDLL('libc.so.6').malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class Perception:
@@ -202,6 +211,7 @@ class Perception:
         gc.collect()
         if cuda:
             torch.cuda.empty_cache()
+        _return_freed_memory()
 
     def _reset_health(self) -> None:
         self._slot: tuple[Image, int, float] | None = None
