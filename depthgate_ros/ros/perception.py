@@ -239,7 +239,8 @@ class Perception:
         static = [name for name in changes if name in STATIC]
         if static and configured:
             return SetParametersResult(successful=False,
-                                       reason=f'{static[0]} is read at start; restart the node')
+                                       reason=f'{static[0]} is read at configure: restart '
+                                       'the node (managed: cleanup, set it, configure)')
         current = {name: self.node.get_parameter(name).value for name in PARAMETERS}
         current.update(changes)
         if problem := check(current, self.model_facts):
