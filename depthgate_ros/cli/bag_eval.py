@@ -36,7 +36,7 @@ from ..model.checkpoint import CheckpointError
 from ..options import (add_arguments, check_args, from_args, PairingOptions,
                        PredictorOptions)
 from ..ros.bag_eval import latency_histogram, offline, realtime, write_markdown
-from ..ros.bags import BagError, choose_topics, describe, open_bag
+from ..ros.bags import ACCEPTED, BagError, choose_topics, describe, open_bag
 from ..ros.image_codec import ImageDecodeError
 from ..weights import bundled_checkpoint
 
@@ -44,7 +44,7 @@ from ..weights import bundled_checkpoint
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='depthgate-bag-eval',
                                      description=__doc__.strip().splitlines()[0])
-    parser.add_argument('bag', help='rosbag2 directory (or a .db3 / .mcap file in it)')
+    parser.add_argument('bag', nargs='+', help=f'the recording: {ACCEPTED}')
     parser.add_argument('--list', action='store_true', help='list topics and exit')
     parser.add_argument('--out', default='bag_report')
     parser.add_argument('--checkpoint', help='model (default: the bundled model)')
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     work = None
     try:
-        reader = open_bag(args.bag)
+        reader = open_bag(*args.bag)
         if args.list:
             print(describe(reader))
             return 0
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                              storage=args.storage, max_depth=args.max_depth)
             report['checkpoint'] = str(model)
             report['depth_cap_m'] = args.max_depth
-        report['bag'] = str(args.bag)
+        report['bag'] = [str(p) for p in args.bag]
         (work / 'report.json').write_text(json.dumps(report, indent=2))
         write_markdown(report, work / 'report.md')
         latency_histogram(report['latencies_ms'], work / 'latency_histogram.png',

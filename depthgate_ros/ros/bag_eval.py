@@ -31,7 +31,8 @@ import time
 
 import numpy as np
 
-from .bags import BagError, BagWriter, header, IMAGE, image_msg, read_topics, Topics
+from .bags import (BagError, BagWriter, depth_kind, header, IMAGE, image_msg, read_topics,
+                   Topics)
 from .image_codec import (camera_focal, decode_partner, decode_rgb, image_to_array,
                           ImageDecodeError)
 from ..frames import FramePipeline, FrameSettings
@@ -57,7 +58,7 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
     skipped: dict[str, int] = {}
     frames_with_depth = evaluated = 0
     depth_topic = topics.depth or topics.disparity
-    depth_kind = 'depth' if topics.depth else 'disparity'
+    kind = depth_kind(reader, topics)
     slop, timeout = pairing.sync_slop, pairing.depth_timeout
     pipeline = FramePipeline(predictor, decode_partner, sync_slop=slop, depth_timeout=timeout,
                              queue_size=64)
@@ -139,7 +140,7 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
             if topic == topics.image:
                 pending.append((log_ns, msg))
             elif topic == depth_topic:
-                pipeline.add_depth(stamp_ns(msg), (depth_kind, msg), log_ns)
+                pipeline.add_depth(stamp_ns(msg), (kind, msg), log_ns)
             elif topic == topics.labels:
                 label_pairing.add(stamp_ns(msg), msg, log_ns)
             elif topic == topics.camera_info:
@@ -175,13 +176,17 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
 def realtime(reader, topics: Topics, *, rate: float, node_name: str,
              wait_s: float) -> dict:
     """Publish the bag over rclpy at the recorded rate (x `rate`) into a running node."""
+    if not reader.is2:
+        raise BagError('--realtime plays rosbag2 recordings (CDR messages); a ROS 1 .bag is '
+                       'evaluated offline, or converted first (rosbags-convert)')
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from stereo_msgs.msg import DisparityImage
 
     from .player import Player
     types = {'sensor_msgs/msg/Image': Image, 'sensor_msgs/msg/CameraInfo': CameraInfo,
+             'sensor_msgs/msg/CompressedImage': CompressedImage,
              'stereo_msgs/msg/DisparityImage': DisparityImage}
     play = [t for t in (topics.image, topics.depth, topics.disparity, topics.camera_info) if t]
     msgtypes = {c.topic: c.msgtype for c in reader.connections}

@@ -13,12 +13,15 @@
 # limitations under the License.
 
 """
-rosbag2 files (sqlite3 .db3 and .mcap) read and written with the pure-Python `rosbags` library.
+Recordings read and written with the pure-Python `rosbags` library: no ROS installation needed.
 
-No ROS installation is needed to evaluate a recording.
+Read: a rosbag2 folder (sqlite3 or mcap, split into several files or not), a bare .mcap file
+(no metadata.yaml, e.g. from another MCAP writer), or one or several ROS 1 .bag files read
+together in time order (rosbags' AnyReader). Written: rosbag2 (sqlite3 or mcap).
 
 Messages are deserialised into rosbags' own message classes, whose fields have the ROS names,
-so the node's image codec reads them unchanged.
+so the node's image codec reads them unchanged (ROS 1's CameraInfo spells K in capitals;
+image_codec.camera_focal reads either).
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 
 from .image_codec import COLOR_ENCODINGS, DEPTH_ENCODINGS
@@ -34,6 +38,8 @@ from .image_codec import COLOR_ENCODINGS, DEPTH_ENCODINGS
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 IMAGE, DISPARITY, CAMERA_INFO = ('sensor_msgs/msg/Image', 'stereo_msgs/msg/DisparityImage',
                                  'sensor_msgs/msg/CameraInfo')
+COMPRESSED = 'sensor_msgs/msg/CompressedImage'     # image_transport's compressed and
+#                                                    compressedDepth topics
 STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
 
 
@@ -41,38 +47,66 @@ class BagError(Exception):
     """The bag cannot be read as asked; the message says what is wrong."""
 
 
-def bag_dir(path: str | Path) -> Path:
-    """Find the bag directory (holding metadata.yaml) from the directory or one of its files."""
-    path = Path(path)
+ACCEPTED = ('a rosbag2 folder (or a file in it), a bare .mcap file, or one or several ROS 1 '
+            '.bag files')
+
+
+def recording(paths: list[str | Path]) -> list[Path]:
+    """
+    Resolve what the user named to what AnyReader opens.
+
+    A file of a rosbag2 folder means the folder (all its split files); a .mcap without
+    metadata.yaml is read on its own; .bag files go together, in time order.
+    """
+    paths = [Path(p) for p in paths]
+    if missing := [str(p) for p in paths if not p.exists()]:
+        raise BagError(f'no such file or folder: {", ".join(missing)}')
+    ros1 = [p for p in paths if p.suffix == '.bag']
+    if ros1:
+        if len(ros1) != len(paths):
+            raise BagError(f'ROS 1 .bag files and rosbag2 recordings cannot be mixed; give '
+                           f'{ACCEPTED}')
+        return paths
+    if len(paths) > 1:
+        raise BagError(f'several rosbag2 recordings given; give {ACCEPTED} (a split rosbag2 '
+                       'is one folder)')
+    path = paths[0]
     if path.is_file() and (path.parent / 'metadata.yaml').is_file():
-        return path.parent
+        return [path.parent]
     if path.is_dir() and (path / 'metadata.yaml').is_file():
-        return path
-    raise BagError(f'{path} is not a rosbag2 bag (no metadata.yaml beside it)')
+        return [path]
+    if path.is_file() and path.suffix == '.mcap':
+        return [path]
+    raise BagError(f'{path} is not a recording this tool reads (no metadata.yaml beside it); '
+                   f'give {ACCEPTED}')
 
 
-def open_bag(path: str | Path) -> Reader:
-    reader = Reader(bag_dir(path))
+def open_bag(*paths: str | Path) -> AnyReader:
+    """Open a recording (see `recording`); BagError with the reason when it cannot be read."""
+    reader = AnyReader(recording(list(paths)), default_typestore=TYPESTORE)
     try:
         reader.open()
-    except (ReaderError, OSError, ValueError, KeyError) as e:
-        raise BagError(f'cannot open bag {path}: {e}') from e
+    except (AnyReaderError, OSError, ValueError, KeyError) as e:
+        raise BagError(f"cannot open {', '.join(map(str, paths))}: {e}") from e
+    except Exception as e:  # rosbags raises many kinds on damaged storage
+        raise BagError(f"cannot open {', '.join(map(str, paths))}: the recording is damaged "
+                       f'or truncated ({type(e).__name__}: {e})') from e
     return reader
 
 
-def topic_table(reader: Reader) -> dict[str, str]:
+def topic_table(reader: AnyReader) -> dict[str, str]:
     return {c.topic: c.msgtype for c in reader.connections}
 
 
-def describe(reader: Reader) -> str:
+def describe(reader: AnyReader) -> str:
     return '\n'.join(f'  {topic}  [{t}]  {n} msgs' for topic, t, n in sorted(
         (c.topic, c.msgtype, c.msgcount) for c in reader.connections))
 
 
-def first_message(reader: Reader, topic: str):
+def first_message(reader: AnyReader, topic: str):
     conns = [c for c in reader.connections if c.topic == topic]
     for conn, _, raw in reader.messages(connections=conns):
-        return TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+        return reader.deserialize(raw, conn.msgtype)
     return None
 
 
@@ -85,7 +119,7 @@ class Topics:
     labels: str | None = None
 
 
-def choose_topics(reader: Reader, image=None, depth=None, disparity=None, camera_info=None,
+def choose_topics(reader: AnyReader, image=None, depth=None, disparity=None, camera_info=None,
                   labels=None) -> Topics:
     """
     Topics from the arguments.
@@ -109,9 +143,13 @@ def choose_topics(reader: Reader, image=None, depth=None, disparity=None, camera
     kinds: dict[str, list[str]] = {'image': [], 'depth': [], 'labels': []}
     if image is None or (depth is None and disparity is None) or labels is None:
         for topic, mt in table.items():
-            if mt != IMAGE or topic in (image, depth, labels):
+            if mt not in (IMAGE, COMPRESSED) or topic in (image, depth, labels):
                 continue
             msg = first_message(reader, topic)
+            if mt == COMPRESSED:            # the format says colour or compressedDepth
+                fmt = msg.format if msg is not None else ''
+                kinds['depth' if 'compressedDepth' in fmt else 'image'].append(topic)
+                continue
             enc = msg.encoding if msg is not None else ''
             if enc in DEPTH_ENCODINGS:
                 kinds['depth'].append(topic)
@@ -136,12 +174,19 @@ def choose_topics(reader: Reader, image=None, depth=None, disparity=None, camera
                   labels=pick(labels, 'labels'))
 
 
-def read_topics(reader: Reader, topics: list[str]):
+def depth_kind(reader: AnyReader, topics: Topics) -> str | None:
+    """How the bag's depth topic decodes (image_codec.decode_depth's kind), None without one."""
+    if topics.depth:
+        return 'compressedDepth' if topic_table(reader)[topics.depth] == COMPRESSED else 'depth'
+    return 'disparity' if topics.disparity else None
+
+
+def read_topics(reader: AnyReader, topics: list[str]):
     """(topic, log time ns, deserialised message) in bag order."""
     conns = [c for c in reader.connections if c.topic in topics]
     try:
         for conn, timestamp, raw in reader.messages(connections=conns):
-            yield conn.topic, timestamp, TYPESTORE.deserialize_cdr(raw, conn.msgtype)
+            yield conn.topic, timestamp, reader.deserialize(raw, conn.msgtype)
     except Exception as e:  # rosbags raises many kinds on damaged storage
         if isinstance(e, BagError):
             raise

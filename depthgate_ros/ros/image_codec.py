@@ -117,8 +117,12 @@ def depth_from_msg(msg: Image, unit_scale_16u: float = 0.001) -> np.ndarray:
 
 
 def decode_rgb(msg: Image | CompressedImage) -> np.ndarray:
-    """Decode a raw or compressed (jpeg/png) colour image to (H, W, 3) uint8 RGB."""
-    if not isinstance(msg, CompressedImage):
+    """
+    Decode a raw or compressed (jpeg/png) colour image to (H, W, 3) uint8 RGB.
+
+    By field, not by class: rosbags' message classes (bag evaluation) decode the same way.
+    """
+    if hasattr(msg, 'encoding'):
         return rgb_from_msg(msg)
     fmt = msg.format.lower()
     if 'compresseddepth' in fmt.replace(' ', ''):
@@ -228,7 +232,12 @@ def array_to_msg(arr: np.ndarray, encoding: str, header) -> Image:
 
 
 def camera_focal(info, width: int) -> float | None:
-    """Return the horizontal focal length of CameraInfo `info` at an image `width` wide."""
-    if info is None or not info.width or info.k[0] <= 0:
+    """
+    Return the horizontal focal length of CameraInfo `info` at an image `width` wide.
+
+    ROS 2 names the matrix `k`, ROS 1 (a .bag's CameraInfo) `K`.
+    """
+    k = None if info is None else (info.k if hasattr(info, 'k') else info.K)
+    if k is None or not info.width or k[0] <= 0:
         return None
-    return float(info.k[0]) * width / info.width
+    return float(k[0]) * width / info.width

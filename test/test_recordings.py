@@ -1,0 +1,183 @@
+# Copyright 2026 depthgate_ros maintainers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+depthgate-bag-eval on recordings as robots and other tools make them.
+
+A bare .mcap written by mcap-ros2-support (not rosbags, not us), ROS 1 .bag files written by
+rosbags' ROS 1 writer (one, and two read together), and recordings it must refuse. Each
+readable one gives the labels of the same frames read from our own rosbag2.
+"""
+import dataclasses
+import json
+from pathlib import Path
+
+from depthgate_ros.cli.bag_eval import main as bag_eval
+from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
+from depthgate_ros.model import DepthGatedNet, ModelConfig
+from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
+from depthgate_ros.ros.bags import open_bag, read_topics
+from depthgate_ros.ros.image_codec import image_to_array
+from depthgate_ros.ros.make_bag import make_bag
+import numpy as np
+import pytest
+from rosbags.typesys import get_typestore, Stores
+import torch
+
+SIZE = (48, 96)
+ROS1 = get_typestore(Stores.ROS1_NOETIC)
+# ROS 2 message definitions as MCAP's ros2msg schema encoding carries them
+HEADER_DEF = ('=' * 80 + '\nMSG: std_msgs/Header\nbuiltin_interfaces/Time stamp\nstring frame_id\n'
+              + '=' * 80 + '\nMSG: builtin_interfaces/Time\nint32 sec\nuint32 nanosec\n')
+IMAGE_DEF = ('std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\n'
+             'uint8 is_bigendian\nuint32 step\nuint8[] data\n' + HEADER_DEF)
+
+
+@pytest.fixture(scope='module')
+def model(tmp_path_factory):
+    torch.manual_seed(2)
+    m = DepthGatedNet(ModelConfig(channels=16, depth_channels=(8, 8), loops=1))
+    return save_checkpoint(tmp_path_factory.mktemp('m') / 'tiny.pt', m,
+                           ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
+
+
+@pytest.fixture(scope='module')
+def raw(tmp_path_factory):
+    """Our own rosbag2 of 4 frames: image, 16UC1 depth, labels (and disparity, camera info)."""
+    return make_bag(tmp_path_factory.mktemp('raw') / 'bag', frames=4, size=SIZE,
+                    depth_encoding='16UC1')
+
+
+def _messages(bag: Path) -> list:
+    reader = open_bag(bag)
+    try:
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        return [(t, topics[t], ns, m) for t, ns, m in read_topics(reader, list(topics))]
+    finally:
+        reader.close()
+
+
+def _evaluate(paths: list, out: Path, model: Path) -> tuple[dict, list]:
+    code = bag_eval([*map(str, paths), '--out', str(out), '--checkpoint', str(model),
+                     '--device', 'cpu', '--write-bag'])
+    assert code == 0
+    report = json.loads((out / 'report.json').read_text())
+    labels = [image_to_array(m) for t, _, _, m in _messages(out / 'outputs')
+              if t == '/depthgate/labels']
+    return report, labels
+
+
+def _same_labels(got, want):
+    assert len(got) == len(want) == 4
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_bare_mcap_from_another_writer(raw, model, tmp_path):
+    from mcap_ros2.writer import Writer
+    path = tmp_path / 'drive.mcap'                   # no metadata.yaml anywhere near it
+    with open(path, 'wb') as f:
+        writer = Writer(f)
+        schema = writer.register_msgdef('sensor_msgs/msg/Image', IMAGE_DEF)
+        for topic, msgtype, ns, m in _messages(raw):
+            if msgtype != 'sensor_msgs/msg/Image':
+                continue
+            writer.write_message(topic, schema, {
+                'header': {'stamp': {'sec': m.header.stamp.sec,
+                                     'nanosec': m.header.stamp.nanosec},
+                           'frame_id': m.header.frame_id},
+                'height': m.height, 'width': m.width, 'encoding': m.encoding,
+                'is_bigendian': m.is_bigendian, 'step': m.step, 'data': bytes(m.data)},
+                log_time=ns, publish_time=ns)
+        writer.finish()
+    want_report, want = _evaluate([raw], tmp_path / 'want', model)
+    report, got = _evaluate([path], tmp_path / 'got', model)
+    _same_labels(got, want)
+    assert report['loop1']['miou'] == want_report['loop1']['miou']
+    assert report['frames_with_sensor_depth'] == 4       # the 16UC1 depth topic was found
+
+
+def _to_ros1(msg, msgtype):
+    """Rebuild the message as a ROS 1 recorder writes it (header.seq, CameraInfo's capitals)."""
+    cls = ROS1.types[msgtype]
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name == 'seq':
+            values[f.name] = 0
+        elif f.name == 'header':
+            values[f.name] = _to_ros1(msg.header, 'std_msgs/msg/Header')
+        elif f.name in ('roi',):
+            values[f.name] = _to_ros1(getattr(msg, f.name), 'sensor_msgs/msg/RegionOfInterest')
+        elif f.name == 'image':
+            values[f.name] = _to_ros1(msg.image, 'sensor_msgs/msg/Image')
+        else:
+            values[f.name] = getattr(msg, f.name if hasattr(msg, f.name) else f.name.lower())
+    return cls(**values)
+
+
+def _write_ros1(path: Path, messages) -> Path:
+    from rosbags.rosbag1 import Writer
+    with Writer(path) as writer:
+        conns = {}
+        for topic, msgtype, ns, m in messages:
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, msgtype, typestore=ROS1)
+            writer.write(conns[topic], ns, ROS1.serialize_ros1(_to_ros1(m, msgtype), msgtype))
+    return path
+
+
+def test_ros1_bags_one_and_two_read_together(raw, model, tmp_path):
+    messages = _messages(raw)
+    _, want = _evaluate([raw], tmp_path / 'want', model)
+    one = _write_ros1(tmp_path / 'drive.bag', messages)
+    report, got = _evaluate([one], tmp_path / 'one', model)
+    _same_labels(got, want)
+    assert report['frames_with_sensor_depth'] == 4
+    # split by time into two files, given in the wrong order: read together in time order
+    times = sorted({ns for _, _, ns, _ in messages})
+    cut = times[len(times) // 2]
+    first = _write_ros1(tmp_path / 'a.bag', [m for m in messages if m[2] < cut])
+    second = _write_ros1(tmp_path / 'b.bag', [m for m in messages if m[2] >= cut])
+    _, got = _evaluate([second, first], tmp_path / 'two', model)
+    _same_labels(got, want)
+
+
+@pytest.mark.parametrize('make, words', [
+    (lambda tmp, raw: [tmp / 'missing.mcap'], 'no such file'),
+    (lambda tmp, raw: [raw, _touch(tmp / 'x.bag')], 'cannot be mixed'),
+    (lambda tmp, raw: [raw, raw], 'several rosbag2 recordings'),
+    (lambda tmp, raw: [_truncated_mcap(raw, tmp)], 'cannot open'),
+    (lambda tmp, raw: [_touch(tmp / 'notes.txt')], 'not a recording this tool reads'),
+])
+def test_bad_recordings_stop_cleanly(make, words, raw, model, tmp_path, capsys):
+    # one line naming the reason, exit 2, no report folder (and no half-written temp one)
+    paths = make(tmp_path, raw)
+    out = tmp_path / 'report'
+    assert bag_eval([*map(str, paths), '--out', str(out), '--checkpoint', str(model)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1, err
+    assert not out.exists() and not list(tmp_path.glob('.report.*'))
+
+
+def _touch(path: Path) -> Path:
+    path.write_bytes(b'')
+    return path
+
+
+def _truncated_mcap(raw: Path, tmp: Path) -> Path:
+    src = make_bag(tmp / 'm', frames=2, size=SIZE, storage='mcap')
+    data = next(src.glob('*.mcap')).read_bytes()
+    path = tmp / 'cut.mcap'
+    path.write_bytes(data[: len(data) // 2])
+    return path
