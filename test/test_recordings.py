@@ -181,3 +181,27 @@ def _truncated_mcap(raw: Path, tmp: Path) -> Path:
     path = tmp / 'cut.mcap'
     path.write_bytes(data[: len(data) // 2])
     return path
+
+
+def test_a_time_window_and_every_nth_image(model, tmp_path):
+    bag = make_bag(tmp_path / 'long', frames=10, size=SIZE, fps=10.0)
+    messages = _messages(bag)
+    t0 = min(ns for _, _, ns, _ in messages)
+    images = [(ns, m.header.stamp.sec * 10**9 + m.header.stamp.nanosec)
+              for t, _, ns, m in messages if t == '/camera/image_raw']
+    start, duration = 0.25, 0.5
+    window = [stamp for ns, stamp in images
+              if t0 + start * 1e9 <= ns < t0 + (start + duration) * 1e9]
+    assert len(window) == 5                     # 0.1 s apart: a real window, not everything
+    for every, want in ((1, window), (2, window[::2])):
+        out = tmp_path / f'every{every}'
+        assert bag_eval([str(bag), '--out', str(out), '--checkpoint', str(model), '--device',
+                         'cpu', '--write-bag', '--start', str(start), '--duration',
+                         str(duration), '--every', str(every)]) == 0
+        report = json.loads((out / 'report.json').read_text())
+        got = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+               for t, _, _, m in _messages(out / 'outputs') if t == '/depthgate/labels']
+        assert got == want and report['frames_evaluated'] == len(want)
+        assert report['frames_in_window'] == 5 and report['frames_in_bag'] == 10
+        # every evaluated frame found its depth partner
+        assert report['frames_with_sensor_depth'] == len(want)

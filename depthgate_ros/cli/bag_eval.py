@@ -35,7 +35,7 @@ import tempfile
 from ..model.checkpoint import CheckpointError
 from ..options import (add_arguments, check_args, from_args, PairingOptions,
                        PredictorOptions)
-from ..ros.bag_eval import latency_histogram, offline, realtime, write_markdown
+from ..ros.bag_eval import latency_histogram, offline, realtime, Window, write_markdown
 from ..ros.bags import ACCEPTED, BagError, choose_topics, describe, open_bag
 from ..ros.image_codec import ImageDecodeError
 from ..weights import bundled_checkpoint
@@ -55,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
                         help='leave sensor depth beyond this many metres out of the depth '
                              'metrics')
     parser.add_argument('--panels', type=int, default=6, help='PNG panels to write')
+    parser.add_argument('--start', type=float, default=0.0,
+                        help='offline: evaluate from this many seconds after the recording starts')
+    parser.add_argument('--duration', type=float, default=None,
+                        help='offline: evaluate this many seconds (default: to the end)')
+    parser.add_argument('--every', type=int, default=1,
+                        help='offline: every Nth image of the window (long drives)')
     parser.add_argument('--write-bag', action='store_true',
                         help='also write the outputs as a rosbag2 in the report folder')
     parser.add_argument('--storage', default='sqlite3', choices=('sqlite3', 'mcap'))
@@ -67,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser, PairingOptions)
     args = parser.parse_args(argv)
     check_args(parser, args, PredictorOptions, PairingOptions)
+    if args.start < 0 or (args.duration is not None and args.duration <= 0) or args.every < 1:
+        parser.error('--start must be >= 0, --duration > 0 and --every >= 1')
 
     out = Path(args.out)
     work = None
@@ -93,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                              pairing=from_args(PairingOptions, args),
                              panels=args.panels,
                              out_bag=work / 'outputs' if args.write_bag else None,
-                             storage=args.storage, max_depth=args.max_depth)
+                             storage=args.storage, max_depth=args.max_depth,
+                             window=Window(args.start, args.duration, args.every))
             report['checkpoint'] = str(model)
             report['depth_cap_m'] = args.max_depth
         report['bag'] = [str(p) for p in args.bag]

@@ -25,6 +25,7 @@ are measured as a ROS user would with `ros2 bag play`.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 import math
 from pathlib import Path
 import time
@@ -46,9 +47,22 @@ from ..visualize import colorize_depth, colorize_gate, colorize_labels, panel, w
 BAG_OUTPUTS = ('labels', 'labels_color', 'depth')
 
 
+@dataclass(frozen=True)
+class Window:
+    """Which images to evaluate: seconds from the recording's start, and every Nth of them."""
+
+    start_s: float = 0.0
+    duration_s: float | None = None
+    every: int = 1
+
+    def bounds(self, bag_start_ns: int) -> tuple[int, int | None]:
+        start = bag_start_ns + round(self.start_s * NS)
+        return start, None if self.duration_s is None else start + round(self.duration_s * NS)
+
+
 def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
             pairing: PairingOptions, panels: int, out_bag: Path | None, storage: str,
-            max_depth: float | None = None) -> dict:
+            max_depth: float | None = None, window: Window = Window()) -> dict:
     names = predictor.info.class_names
     loops = predictor.loops
     seg = [SegmentationMetric(len(names)) for _ in range(loops + 1)]
@@ -135,10 +149,19 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
 
     wanted = [x for x in (topics.image, depth_topic, topics.labels, topics.camera_info) if x]
     n_images = next(c.msgcount for c in reader.connections if c.topic == topics.image)
+    first, last = window.bounds(reader.start_time)
+    # read from a depth timeout before the window (partners recorded just ahead of its first
+    # image) to one after it; the rest of the recording is never read
+    margin = pipeline.pairing.timeout_ns + pipeline.pairing.slop_ns
+    in_window = 0
     try:
-        for topic, log_ns, msg in read_topics(reader, wanted):
+        for topic, log_ns, msg in read_topics(reader, wanted, start=first - margin,
+                                              stop=None if last is None else last + margin):
             if topic == topics.image:
-                pending.append((log_ns, msg))
+                if first <= log_ns and (last is None or log_ns < last):
+                    if in_window % window.every == 0:
+                        pending.append((log_ns, msg))
+                    in_window += 1
             elif topic == depth_topic:
                 pipeline.add_depth(stamp_ns(msg), (kind, msg), log_ns)
             elif topic == topics.labels:
@@ -158,7 +181,8 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
     if evaluated == 0:
         raise BagError(f'no frame of {topics.image} could be evaluated: {skipped}')
     lat = np.array(latencies) * 1e3
-    report = {'mode': 'offline', 'frames_in_bag': n_images, 'frames_evaluated': evaluated,
+    report = {'mode': 'offline', 'frames_in_bag': n_images, 'frames_in_window': in_window,
+              'window': vars(window), 'frames_evaluated': evaluated,
               'frames_with_sensor_depth': frames_with_depth, 'skipped': skipped,
               'topics': vars(topics), 'sync_slop_s': slop, 'depth_timeout_s': timeout,
               'latency_ms': percentiles(lat), 'latencies_ms': lat.tolist()}

@@ -181,11 +181,12 @@ def depth_kind(reader: AnyReader, topics: Topics) -> str | None:
     return 'disparity' if topics.disparity else None
 
 
-def read_topics(reader: AnyReader, topics: list[str]):
-    """(topic, log time ns, deserialised message) in bag order."""
+def read_topics(reader: AnyReader, topics: list[str], start: int | None = None,
+                stop: int | None = None):
+    """(topic, log time ns, deserialised message) in time order, optionally from start to stop."""
     conns = [c for c in reader.connections if c.topic in topics]
     try:
-        for conn, timestamp, raw in reader.messages(connections=conns):
+        for conn, timestamp, raw in reader.messages(connections=conns, start=start, stop=stop):
             yield conn.topic, timestamp, reader.deserialize(raw, conn.msgtype)
     except Exception as e:  # rosbags raises many kinds on damaged storage
         if isinstance(e, BagError):
