@@ -22,18 +22,20 @@ readable one gives the labels of the same frames read from our own rosbag2.
 import dataclasses
 import json
 from pathlib import Path
+import sys
 
 from depthgate_ros.cli.bag_eval import main as bag_eval
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
 from depthgate_ros.model import DepthGatedNet, ModelConfig
 from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
-from depthgate_ros.ros.bags import open_bag, read_topics
+from depthgate_ros.ros.bags import BagWriter, open_bag, read_topics
 from depthgate_ros.ros.image_codec import image_to_array
 from depthgate_ros.ros.make_bag import make_bag
 import numpy as np
 import pytest
 from rosbags.typesys import get_typestore, Stores
 import torch
+import yaml
 
 SIZE = (48, 96)
 ROS1 = get_typestore(Stores.ROS1_NOETIC)
@@ -205,3 +207,75 @@ def test_a_time_window_and_every_nth_image(model, tmp_path):
         assert report['frames_in_window'] == 5 and report['frames_in_bag'] == 10
         # every evaluated frame found its depth partner
         assert report['frames_with_sensor_depth'] == len(want)
+
+
+def _split(raw: Path, out: Path) -> Path:
+    """Lay the recording out as `ros2 bag record --max-bag-duration` does: 2 files, 1 folder."""
+    messages = _messages(raw)
+    times = sorted({ns for _, _, ns, _ in messages})
+    cut = times[len(times) // 2]
+    halves = [[m for m in messages if m[2] < cut], [m for m in messages if m[2] >= cut]]
+    parts = []
+    for k, half in enumerate(halves):
+        with BagWriter(out.parent / f'part{k}', 'mcap') as writer:
+            for topic, msgtype in dict.fromkeys((t, mt) for t, mt, _, _ in messages):
+                writer.add(topic, msgtype)
+            for topic, _, ns, m in half:
+                writer.write(topic, ns, m)
+        parts.append(yaml.safe_load((out.parent / f'part{k}' / 'metadata.yaml').read_text())[
+            'rosbag2_bagfile_information'])
+    out.mkdir()
+    files = [p['files'][0] for p in parts]
+    info = parts[0]
+    info['relative_file_paths'], info['files'] = [], []
+    for k, file in enumerate(files):
+        name = f'{out.name}_{k}.mcap'
+        (out.parent / f'part{k}' / f'part{k}.mcap').rename(out / name)
+        info['relative_file_paths'].append(name)
+        info['files'].append({**file, 'path': name})
+    info['message_count'] = sum(p['message_count'] for p in parts)
+    end = parts[1]['starting_time']['nanoseconds_since_epoch'] + \
+        parts[1]['duration']['nanoseconds']
+    info['duration'] = {'nanoseconds': end - info['starting_time']['nanoseconds_since_epoch']}
+    for entry, other in zip(info['topics_with_message_count'],
+                            parts[1]['topics_with_message_count']):
+        entry['message_count'] += other['message_count']
+    (out / 'metadata.yaml').write_text(yaml.safe_dump({'rosbag2_bagfile_information': info}))
+    return out
+
+
+def test_a_split_rosbag2(raw, model, tmp_path):
+    split = _split(raw, tmp_path / 'split')
+    assert len(list(split.glob('*.mcap'))) == 2
+    _, want = _evaluate([raw], tmp_path / 'want', model)
+    for given in (split, next(split.glob('*_1.mcap'))):    # the folder, or any file in it
+        report, got = _evaluate([given], tmp_path / f'got_{given.name}', model)
+        _same_labels(got, want)
+        assert report['frames_in_bag'] == 4 and report['frames_with_sensor_depth'] == 4
+
+
+def test_the_output_bag_is_an_mcap_other_tools_read(raw, model, tmp_path):
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+    _, ours = _evaluate([raw], tmp_path / 'rep', model)
+    outputs = tmp_path / 'rep' / 'outputs'
+    [file] = list(outputs.glob('*.mcap'))
+    with open(file, 'rb') as f:                      # the mcap library, not rosbags
+        decoded = [m for _, _, _, m in make_reader(f, decoder_factories=[DecoderFactory()])
+                   .iter_decoded_messages(topics=['/depthgate/labels'])]
+    theirs = [np.frombuffer(m.data, np.uint8).reshape(m.height, m.width) for m in decoded]
+    _same_labels(theirs, ours)
+    assert {m.encoding for m in decoded} == {'mono8'}
+    info = yaml.safe_load((outputs / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+    assert info['storage_identifier'] == 'mcap' and info['relative_file_paths'] == [file.name]
+    for entry in info['topics_with_message_count']:
+        meta = entry['topic_metadata']
+        [qos] = meta['offered_qos_profiles']           # as perception_node's publishers offer
+        assert (qos['reliability'], qos['history'], qos['depth'], qos['durability']) == (
+            'reliable', 'keep_last', 5, 'volatile')
+        assert meta['type'] == 'sensor_msgs/msg/Image' and entry['message_count'] == 4
+        # the type hash the ROS package itself generated (sensor_msgs' Image.json)
+        generated = Path(sys.prefix) / 'share' / 'sensor_msgs' / 'msg' / 'Image.json'
+        if generated.is_file():
+            want = json.loads(generated.read_text())['type_hashes'][0]['hash_string']
+            assert meta['type_description_hash'] == want

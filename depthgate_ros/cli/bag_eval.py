@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                         help='offline: every Nth image of the window (long drives)')
     parser.add_argument('--write-bag', action='store_true',
                         help='also write the outputs as a rosbag2 in the report folder')
-    parser.add_argument('--storage', default='sqlite3', choices=('sqlite3', 'mcap'))
+    parser.add_argument('--storage', default='mcap', choices=('mcap', 'sqlite3'),
+                        help='storage of the --write-bag outputs (default: %(default)s)')
     parser.add_argument('--realtime', action='store_true')
     parser.add_argument('--rate', type=float, default=1.0, help='realtime playback rate')
     parser.add_argument('--node', default='/perception_node', help='realtime: node name')

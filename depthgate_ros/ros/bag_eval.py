@@ -32,8 +32,8 @@ import time
 
 import numpy as np
 
-from .bags import (BagError, BagWriter, depth_kind, header, IMAGE, image_msg, read_topics,
-                   Topics)
+from .bags import (BagError, BagWriter, depth_kind, header, IMAGE, image_msg, OUTPUT_QOS,
+                   read_topics, Topics)
 from .image_codec import (camera_focal, decode_partner, decode_rgb, image_to_array,
                           ImageDecodeError)
 from ..frames import FramePipeline, FrameSettings
@@ -87,7 +87,7 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
     if out_bag is not None:
         writer = BagWriter(out_bag, storage)
         for name in BAG_OUTPUTS:
-            writer.add(f'/depthgate/{name}', IMAGE)
+            writer.add(f'/depthgate/{name}', IMAGE, OUTPUT_QOS)
     written = {'panels': 0}
     camera = {'info': None}             # the latest CameraInfo: the camera's focal length
 

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, QosReliability,
+                                QosTime)
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 
@@ -41,6 +43,14 @@ IMAGE, DISPARITY, CAMERA_INFO = ('sensor_msgs/msg/Image', 'stereo_msgs/msg/Dispa
 COMPRESSED = 'sensor_msgs/msg/CompressedImage'     # image_transport's compressed and
 #                                                    compressedDepth topics
 STORAGES = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
+# What perception_node's output publishers offer (reliable, keep last 5, volatile), recorded
+# with each output topic so that `ros2 bag play` republishes them alike. rclcpp writes an
+# unset duration as the largest time.
+_UNSET = QosTime(sec=2147483647, nsec=4294967295)
+OUTPUT_QOS = Qos(history=QosHistory.KEEP_LAST, depth=5, reliability=QosReliability.RELIABLE,
+                 durability=QosDurability.VOLATILE, deadline=_UNSET, lifespan=_UNSET,
+                 liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=_UNSET,
+                 avoid_ros_namespace_conventions=False)
 
 
 class BagError(Exception):
@@ -222,9 +232,10 @@ class BagWriter:
         self.writer.open()
         self.connections: dict[str, object] = {}
 
-    def add(self, topic: str, msgtype: str) -> None:
-        self.connections[topic] = self.writer.add_connection(topic, msgtype,
-                                                             typestore=TYPESTORE)
+    def add(self, topic: str, msgtype: str, qos: Qos | None = None) -> None:
+        """Add a topic; its type description (hash and definition) comes from the typestore."""
+        self.connections[topic] = self.writer.add_connection(
+            topic, msgtype, typestore=TYPESTORE, offered_qos_profiles=[qos] if qos else ())
 
     def write(self, topic: str, stamp: int, msg) -> None:
         conn = self.connections[topic]
