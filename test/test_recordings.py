@@ -279,3 +279,13 @@ def test_the_output_bag_is_an_mcap_other_tools_read(raw, model, tmp_path):
         if generated.is_file():
             want = json.loads(generated.read_text())['type_hashes'][0]['hash_string']
             assert meta['type_description_hash'] == want
+
+
+def test_a_topic_of_the_wrong_type_is_refused_by_name(raw, model, tmp_path, capsys):
+    bag = _write_ros1(tmp_path / 'drive.bag', _messages(raw))
+    out = tmp_path / 'rep'
+    assert bag_eval([str(bag), '--out', str(out), '--checkpoint', str(model),
+                     '--image', '/camera/camera_info']) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--image topic '/camera/camera_info' is sensor_msgs/msg/CameraInfo" in err
+    assert len(err.splitlines()) == 1 and not out.exists()

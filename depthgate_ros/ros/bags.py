@@ -139,10 +139,15 @@ def choose_topics(reader: AnyReader, image=None, depth=None, disparity=None, cam
     """
     table = topic_table(reader)
     listing = describe(reader)
+    readable = {'image': (IMAGE, COMPRESSED), 'depth': (IMAGE, COMPRESSED),
+                'disparity': (DISPARITY,), 'camera_info': (CAMERA_INFO,), 'labels': (IMAGE,)}
     for name, topic in (('image', image), ('depth', depth), ('disparity', disparity),
                         ('camera_info', camera_info), ('labels', labels)):
         if topic is not None and topic not in table:
             raise BagError(f'--{name} topic {topic!r} is not in the bag; its topics:\n{listing}')
+        if topic is not None and table[topic] not in readable[name]:
+            raise BagError(f'--{name} topic {topic!r} is {table[topic]}; it must be '
+                           + ' or '.join(readable[name]))
 
     def by_type(msgtype, role):
         found = [t for t, mt in table.items() if mt == msgtype]
