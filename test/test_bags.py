@@ -163,6 +163,10 @@ def test_make_bag_cli_and_listing(tmp_path, capsys):
     assert '/camera/image_raw  [sensor_msgs/msg/Image]  2 msgs' in out
     assert '/camera/depth/image_raw  [sensor_msgs/msg/Image]  1 msgs' in out
     assert make_bag_main([str(tmp_path / 'b')]) == 2            # never overwrites
+    capsys.readouterr()
+    # a drive longer than the street: one line, no traceback, nothing written
+    assert make_bag_main([str(tmp_path / 'c'), '--frames', '300', '--fps', '10']) == 2
+    assert 'lengthen the street' in capsys.readouterr().err and not (tmp_path / 'c').exists()
 
 
 def test_realtime_against_the_node(model_path, tmp_path):
@@ -275,3 +279,27 @@ def test_compressed_topics_give_the_raw_labels(model_path, tmp_path):
     agree = np.mean([np.mean(a == b) for a, b in zip(jpeg_labels, raw_labels)])
     print(f'jpeg vs raw label agreement {agree:.4f}')
     assert agree >= 0.9 and jpeg_report['frames_with_sensor_depth'] == 4
+
+
+def test_realtime_plays_compressed_topics_into_a_compressed_node(model_path, tmp_path):
+    raw = make_bag(tmp_path / 'raw', frames=4, size=SIZE, fps=5.0, depth_encoding='16UC1')
+    bag = _compressed_copy(raw, tmp_path / 'png', 'png')
+    h = Player()
+    try:
+        from depthgate_ros.ros.node import PerceptionNode
+        # the node's base topics; image_transport's suffixes are its own business
+        remaps = ['--ros-args', '-r', 'image:=/camera/image_raw', '-r',
+                  'depth:=/camera/depth/image_raw', '-r', 'camera_info:=/camera/camera_info']
+        node = h.add(PerceptionNode(context=h.context, cli_args=remaps, parameter_overrides=[
+            Parameter('model_path', value=str(model_path)), Parameter('device', value='cpu'),
+            Parameter('image_transport', value='compressed'),
+            Parameter('depth_transport', value='compressedDepth')]))
+        assert bag_eval([str(bag), '--out', str(tmp_path / 'rt'), '--realtime', '--wait',
+                         '5']) == 0
+        stats = node.perception.stats
+    finally:
+        h.close()
+    r = json.loads((tmp_path / 'rt' / 'report.json').read_text())
+    assert r['topics']['image'] == '/camera/image_raw/compressed'
+    assert r['frames_sent'] == 4 and r['frames_received'] == 4      # 5 Hz: time for each
+    assert stats['errors'] == 0 and stats['depth_errors'] == 0

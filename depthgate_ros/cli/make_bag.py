@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = make_bag(Path(args.out), args.frames, args.seed, tuple(args.size), args.fps,
                         args.storage, args.depth_encoding, args.depth_frames, args.sensor)
-    except BagError as e:
+    except (BagError, ValueError) as e:      # ValueError: a drive the street cannot hold
         print(f'depthgate-make-bag: {e}', file=sys.stderr)
         return 2
     print(f'wrote {path} ({args.storage}, {args.frames} frames)')
