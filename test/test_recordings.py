@@ -161,6 +161,7 @@ def test_ros1_bags_one_and_two_read_together(raw, model, tmp_path):
     (lambda tmp, raw: [raw, raw], 'several rosbag2 recordings'),
     (lambda tmp, raw: [_truncated_mcap(raw, tmp)], 'cannot open'),
     (lambda tmp, raw: [_touch(tmp / 'notes.txt')], 'not a recording this tool reads'),
+    (lambda tmp, raw: [_unknown_type_bag(tmp)], 'cannot open'),
 ])
 def test_bad_recordings_stop_cleanly(make, words, raw, model, tmp_path, capsys):
     # one line naming the reason, exit 2, no report folder (and no half-written temp one)
@@ -170,6 +171,17 @@ def test_bad_recordings_stop_cleanly(make, words, raw, model, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1, err
     assert not out.exists() and not list(tmp_path.glob('.report.*'))
+
+
+def _unknown_type_bag(tmp: Path) -> Path:
+    """Return a ROS 1 bag whose message type's definition names a type nobody knows."""
+    from rosbags.rosbag1 import Writer
+    path = tmp / 'custom.bag'
+    with Writer(path) as writer:
+        conn = writer.add_connection('/blob', 'my_msgs/msg/Blob', md5sum='0' * 32,
+                                     msgdef='my_msgs/Unknown payload')
+        writer.write(conn, 1_700_000_000_000_000_000, b'\x00')
+    return path
 
 
 def _touch(path: Path) -> Path:
