@@ -25,16 +25,12 @@ from pathlib import Path
 import sys
 
 from depthgate_ros.cli.bag_eval import main as bag_eval
-from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
-from depthgate_ros.model import DepthGatedNet, ModelConfig
-from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
 from depthgate_ros.ros.bags import BagWriter, open_bag, read_topics
 from depthgate_ros.ros.image_codec import image_to_array
 from depthgate_ros.ros.make_bag import make_bag
 import numpy as np
 import pytest
 from rosbags.typesys import get_typestore, Stores
-import torch
 import yaml
 
 SIZE = (48, 96)
@@ -47,11 +43,8 @@ IMAGE_DEF = ('std_msgs/Header header\nuint32 height\nuint32 width\nstring encodi
 
 
 @pytest.fixture(scope='module')
-def model(tmp_path_factory):
-    torch.manual_seed(2)
-    m = DepthGatedNet(ModelConfig(channels=16, depth_channels=(8, 8), loops=1))
-    return save_checkpoint(tmp_path_factory.mktemp('m') / 'tiny.pt', m,
-                           ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
+def model(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope='module')
