@@ -141,3 +141,18 @@ def test_the_pipeline_imports_nothing_from_ros():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == '[]'
+
+
+def test_a_disabled_output_is_not_computed(predictor, monkeypatch):
+    import depthgate_ros.frames as frames_module
+    calls = []
+    real = frames_module.colorize_labels
+    monkeypatch.setattr(frames_module, 'colorize_labels',
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    pipe = FramePipeline(predictor, Decoder())
+    frame = pipe.run(_rgb(), FrameSettings())
+    pipe.images(frame, FrameSettings(outputs=frozenset({'labels', 'depth'}),
+                                     mask_classes=()))
+    assert calls == []                            # labels_color off: never colourised
+    pipe.images(frame, FrameSettings())
+    assert calls == [1]
