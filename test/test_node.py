@@ -247,7 +247,7 @@ def test_flood_keeps_latency_bounded_and_counts_drops(ros, frames):
     assert np.median(in_node) <= 2 * (model_s + 0.1)
 
 
-def test_bad_inputs_are_survived_logged_and_counted(ros, frames):
+def test_bad_inputs_are_survived_logged_and_counted(ros, frames, capfd):
     node = ros.node
     f = frames[2]
     before = dict(node.perception.stats)
@@ -292,6 +292,26 @@ def test_bad_inputs_are_survived_logged_and_counted(ros, frames):
     assert ros.wait_for(lambda: _count(ros, 'labels') > n)
     diag = ros.node.perception.diagnostics()
     assert diag['errors'] >= before['errors'] + 3 and diag['depth_errors'] >= 1
+    # three undecodable images within a second: all counted, one warning (throttled, 5 s)
+    log = capfd.readouterr().err
+    assert log.count('image dropped:') == 1, log
+    assert "image encoding 'yuv422' is not a colour encoding" in log
+
+
+def test_incompatible_qos_is_a_warning_not_silence(checkpoint, frames, capfd):
+    h = Player()
+    try:
+        node = h.add(PerceptionNode(context=h.context, parameter_overrides=[
+            Parameter('model_path', value=str(checkpoint)), Parameter('device', value='cpu'),
+            Parameter('input_reliability', value='reliable')]))
+        image = h.publisher(Image, 'image')             # best effort, as camera drivers do
+        assert h.wait_for(lambda: "a publisher on 'image' has incompatible QoS" in
+                          capfd.readouterr().err, timeout=10)
+        image.publish(array_to_msg(frames[0].rgb, 'rgb8', _header(1)))
+        time.sleep(0.5)
+        assert node.perception.stats['received'] == 0   # and indeed nothing arrives
+    finally:
+        h.close()
 
 
 def test_disabled_outputs_are_not_published_and_loops_change_live(ros, frames):
