@@ -156,3 +156,27 @@ def test_a_disabled_output_is_not_computed(predictor, monkeypatch):
     assert calls == []                            # labels_color off: never colourised
     pipe.images(frame, FrameSettings())
     assert calls == [1]
+
+
+def test_past_255_classes_labels_are_mono16(tmp_path):
+    from depthgate_ros.model import DepthGatedNet, ModelConfig
+    from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
+    import torch
+    torch.manual_seed(0)
+    n = 300
+    model = DepthGatedNet(ModelConfig(channels=16, depth_channels=(8, 8), num_classes=n))
+    # the classifier's bias alone decides: class 299 everywhere, a value mono8 cannot hold
+    for head in (model.head, model.refine):
+        classifier = head.classifier[-1]
+        torch.nn.init.zeros_(classifier.weight)
+        torch.nn.init.constant_(classifier.bias, -10.0)
+        classifier.bias.data[n - 1] = 10.0
+    path = save_checkpoint(tmp_path / 'wide.pt', model, ModelInfo(
+        [f'class {k}' for k in range(n)], [(k % 256, 0, 0) for k in range(n)]))
+    pipe = FramePipeline(Predictor.from_checkpoint(path, device='cpu'), Decoder())
+    frame = pipe.run(_rgb(), FrameSettings(mask_classes=('class_299',)))
+    out = pipe.images(frame, FrameSettings(mask_classes=('class_299',)))
+    labels, encoding = out['labels']
+    assert encoding == 'mono16' and labels.dtype == np.uint16
+    assert set(np.unique(labels)) == {299}
+    assert set(np.unique(out['masks/class_299'][0])) == {255}    # a class name with a space
