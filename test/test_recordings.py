@@ -25,7 +25,7 @@ from pathlib import Path
 import sys
 
 from depthgate_ros.cli.bag_eval import main as bag_eval
-from depthgate_ros.ros.bags import BagWriter, open_bag, read_topics
+from depthgate_ros.ros.bags import BagWriter, header, image_msg, open_bag, read_topics
 from depthgate_ros.ros.image_codec import image_to_array
 from depthgate_ros.ros.make_bag import make_bag
 import numpy as np
@@ -294,3 +294,38 @@ def test_a_topic_of_the_wrong_type_is_refused_by_name(raw, model, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert "--image topic '/camera/camera_info' is sensor_msgs/msg/CameraInfo" in err
     assert len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_max_depth_and_an_explicit_labels_topic(raw, model, tmp_path):
+    # the sensor depth of the recording, counted by hand: pixels with valid depth up to 10 m
+    depth = [image_to_array(m) for t, _, _, m in _messages(raw)
+             if t == '/camera/depth/image_raw']
+    mm = np.stack(depth)
+    near = int(((mm > 0) & (mm <= 10_000)).sum())
+    valid = int((mm > 0).sum())
+    assert 0 < near < valid                        # the cap really leaves pixels out
+    reports = {}
+    for name, extra in (('all', []), ('capped', ['--max-depth', '10'])):
+        out = tmp_path / name
+        assert bag_eval([str(raw), '--out', str(out), '--checkpoint', str(model), '--device',
+                         'cpu', '--labels', '/camera/labels', *extra]) == 0
+        reports[name] = json.loads((out / 'report.json').read_text())
+    assert reports['all']['monocular_depth']['pixels'] == valid
+    assert reports['capped']['monocular_depth']['pixels'] == near
+    assert reports['capped']['topics']['labels'] == '/camera/labels' and \
+        'loop1' in reports['capped']
+
+
+def test_an_ambiguous_choice_lists_the_topics(model, tmp_path, capsys):
+    writer_path = tmp_path / 'two_cameras'
+    with BagWriter(writer_path, 'mcap') as writer:
+        for topic in ('/left/image_raw', '/right/image_raw'):
+            writer.add(topic, 'sensor_msgs/msg/Image')
+            writer.write(topic, 10**18, image_msg(np.zeros((8, 8, 3), np.uint8), 'rgb8',
+                                                  header(10**18, 'cam')))
+    out = tmp_path / 'rep'
+    assert bag_eval([str(writer_path), '--out', str(out), '--checkpoint', str(model)]) == 2
+    err = capsys.readouterr().err
+    assert 'ambiguous image topic' in err and 'pass --image' in err
+    assert '/left/image_raw  [sensor_msgs/msg/Image]  1 msgs' in err
+    assert '/right/image_raw  [sensor_msgs/msg/Image]  1 msgs' in err and not out.exists()
