@@ -329,3 +329,23 @@ def test_an_ambiguous_choice_lists_the_topics(model, tmp_path, capsys):
     assert 'ambiguous image topic' in err and 'pass --image' in err
     assert '/left/image_raw  [sensor_msgs/msg/Image]  1 msgs' in err
     assert '/right/image_raw  [sensor_msgs/msg/Image]  1 msgs' in err and not out.exists()
+
+
+def test_disparity_alone_gives_the_gate_its_depth(raw, model, tmp_path):
+    # the recording without its depth topic: stereo disparity only, named explicitly
+    bag = tmp_path / 'stereo'
+    kept = [m for m in _messages(raw) if m[0] != '/camera/depth/image_raw']
+    with BagWriter(bag, 'mcap') as writer:
+        for topic, msgtype in dict.fromkeys((t, mt) for t, mt, _, _ in kept):
+            writer.add(topic, msgtype)
+        for topic, _, ns, m in kept:
+            writer.write(topic, ns, m)
+    disparity = np.stack([image_to_array(m.image) for t, _, _, m in kept
+                          if t == '/camera/disparity'])
+    out = tmp_path / 'rep'
+    assert bag_eval([str(bag), '--out', str(out), '--checkpoint', str(model), '--device',
+                     'cpu', '--disparity', '/camera/disparity']) == 0
+    report = json.loads((out / 'report.json').read_text())
+    assert report['topics']['depth'] is None and report['frames_with_sensor_depth'] == 4
+    # depth = f T / d exists exactly where the disparity is positive
+    assert report['monocular_depth']['pixels'] == int((disparity > 0).sum())
