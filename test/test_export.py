@@ -20,6 +20,7 @@ ONNX file through ONNX Runtime.
 """
 import copy
 import math
+import re
 
 from depthgate_ros.cli.export import main as export_main
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
@@ -127,3 +128,31 @@ def test_bad_inputs_stop_cleanly(model, tmp_path, capsys):
         export_main([str(good), '--onnx', str(out), '--gate', 'stereo'])
     assert stop.value.code == 2
     assert "invalid choice: 'stereo'" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_batch_of_two_matches_eager_image_by_image(model, onnx_file):
+    from depthgate_ros.export import ExportWrapper, output_names
+    net = OnnxModel(onnx_file)
+    torch.manual_seed(5)
+    batch = torch.randn(2, 3, 72, 104)                  # two different images, one call
+    got = net.run_flat(batch, None)
+    wrapper = ExportWrapper(model.eval(), 'predicted', 2).eval()
+    for i in range(2):
+        with torch.no_grad():
+            ref = wrapper(batch[i:i + 1], None)        # each image alone, eager
+        for name, g, r in zip(output_names(model, 2), got, ref):
+            if not name.startswith('gate'):
+                assert np.abs(np.asarray(g)[i:i + 1] - r.numpy()).max() < TOL, (name, i)
+
+
+def test_the_cli_exports_a_hard_gate_and_checks_parity(model, tmp_path, capsys):
+    good = save_checkpoint(tmp_path / 'good.pt', model, INFO)
+    out = tmp_path / 'hard.onnx'
+    assert export_main([str(good), '--onnx', str(out), '--hard-gate', '--loops', '1',
+                        '--size', '64', '96', '--check']) == 0
+    printed = capsys.readouterr().out
+    line = next(x for x in printed.splitlines() if x.startswith('ONNX Runtime parity'))
+    diffs = [float(v) for v in re.findall(r"': ([0-9.e+-]+)", line)]
+    assert len(diffs) == 4 and max(diffs) < TOL, line      # seg and log depth, loops 0-1
+    net = OnnxModel(out)
+    assert (net.hard_gate, net.loops, net.fixed_gate) == (True, 1, 'predicted')
