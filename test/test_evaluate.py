@@ -99,3 +99,27 @@ def test_eval_compares_gates_on_measured_depth_from_another_camera(tmp_path, mak
     assert '| hybrid (hybrid) |' in table and 'height_m=2.2 pitch_deg=8' in table
     gates = cv2.imread(str(out / 'gates.png'))
     assert 5 * 256 <= gates.shape[1] < 6 * 256     # image, sensor depth, three gates
+
+
+def test_eval_applies_tta_and_reports_pixel_accuracy_by_hand(tmp_path, make_model):
+    model = make_model(seed=6, loops=1)
+    info = ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS)
+    ckpt = save_checkpoint(tmp_path / 'm.pt', model, info)
+    results = {}
+    for name, extra in (('plain', []), ('tta', ['--tta-flip', '--tta-scales', '0.75', '1'])):
+        out = tmp_path / name
+        assert eval_main(['--checkpoint', str(ckpt), '--synthetic-frames', '2',
+                          '--synthetic-size', '64', '128', '--out', str(out), '--device',
+                          'cpu', '--grid-frames', '0', *extra]) == 0
+        results[name] = json.loads((out / 'metrics.json').read_text())['final']
+    data = SyntheticStreetDataset(2, SYNTHETIC_VAL_FIRST_SEED, (64, 128))
+    tta = Predictor(model, info, device='cpu', tta_flip=True, tta_scales=(0.75, 1.0))
+    hits = total = 0
+    for s in data:                          # pixel accuracy by hand: 255 is ignored
+        pred, gt = tta.predict(s['rgb']).labels, s['labels']
+        keep = gt != 255
+        hits += int((pred[keep] == gt[keep]).sum())
+        total += int(keep.sum())
+    assert results['tta']['pixel_accuracy'] == pytest.approx(hits / total, abs=1e-12)
+    # and TTA was applied: the averaged depth differs from the single view's
+    assert results['tta']['depth']['abs_rel'] != results['plain']['depth']['abs_rel']
