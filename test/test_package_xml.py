@@ -41,7 +41,7 @@ TEST = {
     'pytest': 'python3-pytest', 'rosgraph_msgs': 'rosgraph_msgs',
     'ament_flake8': 'ament_flake8', 'ament_pep257': 'ament_pep257',
     'cityscapesscripts': None,   # the metrics' reference implementation: requirements-dev.txt
-    'mcap_ros2': None,   # an MCAP writer that is not ours: requirements-dev.txt
+    'mcap': None, 'mcap_ros2': None,   # an MCAP writer and reader not ours: requirements-dev
     'conftest': None, 'transport_peer': None,
     'test_flake8': None,   # the suite's own modules
 }

@@ -349,3 +349,37 @@ def test_disparity_alone_gives_the_gate_its_depth(raw, model, tmp_path):
     assert report['topics']['depth'] is None and report['frames_with_sensor_depth'] == 4
     # depth = f T / d exists exactly where the disparity is positive
     assert report['monocular_depth']['pixels'] == int((disparity > 0).sum())
+
+
+def test_ros1_messages_become_the_ros2_types(raw, tmp_path):
+    bag = _write_ros1(tmp_path / 'drive.bag', _messages(raw))
+    theirs = {t: m for t, _, _, m in _messages(bag)}
+    ours = {t: m for t, _, _, m in _messages(raw)}
+    info = theirs['/camera/camera_info']
+    # the ROS 2 field names and layout: k (not K), no header.seq
+    assert info.__msgtype__ == 'sensor_msgs/msg/CameraInfo' and not hasattr(info, 'K')
+    assert list(info.k) == list(ours['/camera/camera_info'].k) and info.k[0] > 0
+    assert not hasattr(info.header, 'seq')
+    assert {f.name for f in dataclasses.fields(info)} == {
+        f.name for f in dataclasses.fields(ours['/camera/camera_info'])}
+
+
+def test_realtime_plays_a_ros1_bag_into_the_node(raw, model, tmp_path):
+    from depthgate_ros.ros.node import PerceptionNode
+    from depthgate_ros.ros.player import Player
+    from rclpy.parameter import Parameter
+    bag = _write_ros1(tmp_path / 'drive.bag', _messages(raw))
+    h = Player()
+    try:
+        remaps = ['--ros-args', '-r', 'image:=/camera/image_raw', '-r',
+                  'depth:=/camera/depth/image_raw', '-r', 'camera_info:=/camera/camera_info']
+        node = h.add(PerceptionNode(context=h.context, cli_args=remaps, parameter_overrides=[
+            Parameter('model_path', value=str(model)), Parameter('device', value='cpu')]))
+        assert bag_eval([str(bag), '--out', str(tmp_path / 'rt'), '--realtime', '--rate',
+                         '0.5', '--wait', '5']) == 0
+        stats = node.perception.stats
+    finally:
+        h.close()
+    r = json.loads((tmp_path / 'rt' / 'report.json').read_text())
+    assert r['frames_sent'] == 4 and r['frames_received'] == 4
+    assert stats['errors'] == 0 and stats['depth_errors'] == 0

@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 from .bags import (BagError, BagWriter, depth_kind, header, IMAGE, image_msg, OUTPUT_QOS,
-                   read_topics, Topics)
+                   read_topics, Topics, TYPESTORE)
 from .image_codec import (camera_focal, decode_partner, decode_rgb, image_to_array,
                           ImageDecodeError)
 from ..frames import FramePipeline, FrameSettings
@@ -199,12 +199,12 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
 
 def realtime(reader, topics: Topics, *, rate: float, node_name: str,
              wait_s: float) -> dict:
-    """Publish the bag over rclpy at the recorded rate (x `rate`) into a running node."""
-    if not reader.is2:
-        raise BagError('--realtime plays rosbag2 recordings (CDR messages); a ROS 1 .bag is '
-                       'evaluated offline, or converted first (rosbags-convert)')
+    """
+    Publish the bag over rclpy at the recorded rate (x `rate`) into a running node.
+
+    Messages go out as ROS 2 CDR: a ROS 1 recording's are converted (bags.to_ros2) first.
+    """
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from stereo_msgs.msg import DisparityImage
 
@@ -225,18 +225,17 @@ def realtime(reader, topics: Topics, *, rate: float, node_name: str,
             raise BagError(f'no subscriber on {topics.image}: is the perception node '
                            f'running and remapped to it (node {node_name})?') from None
         time.sleep(0.3)
-        conns = [c for c in reader.connections if c.topic in play]
         t_bag0 = t_wall0 = None
-        for conn, log_ns, raw in reader.messages(connections=conns):
-            msg = deserialize_message(bytes(raw), types[conn.msgtype])
+        for topic, log_ns, msg in read_topics(reader, play):
+            cdr = bytes(TYPESTORE.serialize_cdr(msg, msgtypes[topic]))
             if t_bag0 is None:
                 t_bag0, t_wall0 = log_ns, time.monotonic()
             delay = t_wall0 + (log_ns - t_bag0) / NS / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            if conn.topic == topics.image:
+            if topic == topics.image:
                 sent[stamp_ns(msg)] = time.monotonic()
-            pubs[conn.topic].publish(msg)
+            pubs[topic].publish(cdr)                # serialized: rclpy sends it as it is
         player.wait_for(lambda: len(player.by_stamp(outputs)) >= len(sent), timeout=wait_s,
                         period=0.05)
         received = player.by_stamp(outputs)

@@ -20,11 +20,13 @@ Read: a rosbag2 folder (sqlite3 or mcap, split into several files or not), a bar
 together in time order (rosbags' AnyReader). Written: rosbag2 (sqlite3 or mcap).
 
 Messages are deserialised into rosbags' own message classes, whose fields have the ROS names,
-so the node's image codec reads them unchanged (ROS 1's CameraInfo spells K in capitals;
-image_codec.camera_focal reads either).
+so the node's image codec reads them unchanged. ROS 1 messages are converted to the ROS 2
+(Kilted) classes first (`to_ros2`: no header.seq, CameraInfo's `K` becomes `k`), so every
+consumer sees one set of types.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +106,24 @@ def open_bag(*paths: str | Path) -> AnyReader:
     return reader
 
 
+def to_ros2(msg):
+    """Return a ROS 1 message (rosbags class) as the ROS 2 message of the same type."""
+    cls = TYPESTORE.types[msg.__msgtype__]
+    values = {}
+    for field in dataclasses.fields(cls):
+        # ROS 1 capitalises a few names (CameraInfo's D, K, R, P); ROS 2 drops header.seq
+        value = getattr(msg, field.name) if hasattr(msg, field.name) else \
+            getattr(msg, field.name.upper())
+        values[field.name] = to_ros2(value) if hasattr(value, '__msgtype__') else value
+    return cls(**values)
+
+
+def deserialize(reader: AnyReader, raw: bytes, msgtype: str):
+    """Deserialise one message into the ROS 2 class of its type, whichever ROS recorded it."""
+    msg = reader.deserialize(raw, msgtype)
+    return msg if reader.is2 else to_ros2(msg)
+
+
 def topic_table(reader: AnyReader) -> dict[str, str]:
     return {c.topic: c.msgtype for c in reader.connections}
 
@@ -116,7 +136,7 @@ def describe(reader: AnyReader) -> str:
 def first_message(reader: AnyReader, topic: str):
     conns = [c for c in reader.connections if c.topic == topic]
     for conn, _, raw in reader.messages(connections=conns):
-        return reader.deserialize(raw, conn.msgtype)
+        return deserialize(reader, raw, conn.msgtype)
     return None
 
 
@@ -202,7 +222,7 @@ def read_topics(reader: AnyReader, topics: list[str], start: int | None = None,
     conns = [c for c in reader.connections if c.topic in topics]
     try:
         for conn, timestamp, raw in reader.messages(connections=conns, start=start, stop=stop):
-            yield conn.topic, timestamp, reader.deserialize(raw, conn.msgtype)
+            yield conn.topic, timestamp, deserialize(reader, raw, conn.msgtype)
     except Exception as e:  # rosbags raises many kinds on damaged storage
         if isinstance(e, BagError):
             raise

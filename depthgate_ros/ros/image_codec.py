@@ -232,12 +232,7 @@ def array_to_msg(arr: np.ndarray, encoding: str, header) -> Image:
 
 
 def camera_focal(info, width: int) -> float | None:
-    """
-    Return the horizontal focal length of CameraInfo `info` at an image `width` wide.
-
-    ROS 2 names the matrix `k`, ROS 1 (a .bag's CameraInfo) `K`.
-    """
-    k = None if info is None else (info.k if hasattr(info, 'k') else info.K)
-    if k is None or not info.width or k[0] <= 0:
+    """Return the horizontal focal length of CameraInfo `info` at an image `width` wide."""
+    if info is None or not info.width or info.k[0] <= 0:
         return None
-    return float(k[0]) * width / info.width
+    return float(info.k[0]) * width / info.width
