@@ -51,3 +51,15 @@ def tiny_checkpoint(tmp_path_factory):
                                       depth_edges=(6.0, 12.0, 24.0, 48.0)))
     return save_checkpoint(tmp_path_factory.mktemp('model') / 'tiny.pt', model,
                            ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
+
+
+def node_on_bag_topics(player, model_path, **params):
+    """Start a perception node in `player`, remapped to the topics depthgate-make-bag records."""
+    from depthgate_ros.ros.node import PerceptionNode
+    from rclpy.parameter import Parameter
+    remaps = ['--ros-args', '-r', 'image:=/camera/image_raw', '-r',
+              'depth:=/camera/depth/image_raw', '-r', 'camera_info:=/camera/camera_info']
+    overrides = [Parameter(k, value=v) for k, v in
+                 {'model_path': str(model_path), 'device': 'cpu', **params}.items()]
+    return player.add(PerceptionNode(context=player.context, cli_args=remaps,
+                                     parameter_overrides=overrides))

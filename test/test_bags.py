@@ -18,6 +18,7 @@ from pathlib import Path
 import shutil
 import time
 
+from conftest import node_on_bag_topics
 from depthgate_ros.cli.bag_eval import main as bag_eval
 from depthgate_ros.cli.make_bag import main as make_bag_main
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
@@ -34,7 +35,6 @@ from depthgate_ros.ros.make_bag import make_bag, START_NS
 from depthgate_ros.ros.player import Player
 import numpy as np
 import pytest
-from rclpy.parameter import Parameter
 from std_msgs.msg import Header
 import torch
 from transport_peer import compressed, compressed_depth
@@ -173,11 +173,7 @@ def test_realtime_against_the_node(model_path, tmp_path):
     bag = make_bag(tmp_path / 'b', frames=10, size=SIZE, fps=10.0)
     h = Player()
     try:
-        from depthgate_ros.ros.node import PerceptionNode
-        remaps = ['--ros-args', '-r', 'image:=/camera/image_raw', '-r',
-                  'depth:=/camera/depth/image_raw', '-r', 'camera_info:=/camera/camera_info']
-        node = h.add(PerceptionNode(context=h.context, cli_args=remaps, parameter_overrides=[
-            Parameter('model_path', value=str(model_path)), Parameter('device', value='cpu')]))
+        node = node_on_bag_topics(h, model_path)
         original = node.perception.predictor.predict
 
         def slow(*a, **k):                      # slower than the 10 Hz input: drops happen
@@ -286,14 +282,9 @@ def test_realtime_plays_compressed_topics_into_a_compressed_node(model_path, tmp
     bag = _compressed_copy(raw, tmp_path / 'png', 'png')
     h = Player()
     try:
-        from depthgate_ros.ros.node import PerceptionNode
         # the node's base topics; image_transport's suffixes are its own business
-        remaps = ['--ros-args', '-r', 'image:=/camera/image_raw', '-r',
-                  'depth:=/camera/depth/image_raw', '-r', 'camera_info:=/camera/camera_info']
-        node = h.add(PerceptionNode(context=h.context, cli_args=remaps, parameter_overrides=[
-            Parameter('model_path', value=str(model_path)), Parameter('device', value='cpu'),
-            Parameter('image_transport', value='compressed'),
-            Parameter('depth_transport', value='compressedDepth')]))
+        node = node_on_bag_topics(h, model_path, image_transport='compressed',
+                                  depth_transport='compressedDepth')
         assert bag_eval([str(bag), '--out', str(tmp_path / 'rt'), '--realtime', '--wait',
                          '5']) == 0
         stats = node.perception.stats

@@ -365,16 +365,12 @@ def test_ros1_messages_become_the_ros2_types(raw, tmp_path):
 
 
 def test_realtime_plays_a_ros1_bag_into_the_node(raw, model, tmp_path):
-    from depthgate_ros.ros.node import PerceptionNode
+    from conftest import node_on_bag_topics
     from depthgate_ros.ros.player import Player
-    from rclpy.parameter import Parameter
     bag = _write_ros1(tmp_path / 'drive.bag', _messages(raw))
     h = Player()
     try:
-        remaps = ['--ros-args', '-r', 'image:=/camera/image_raw', '-r',
-                  'depth:=/camera/depth/image_raw', '-r', 'camera_info:=/camera/camera_info']
-        node = h.add(PerceptionNode(context=h.context, cli_args=remaps, parameter_overrides=[
-            Parameter('model_path', value=str(model)), Parameter('device', value='cpu')]))
+        node = node_on_bag_topics(h, model)
         assert bag_eval([str(bag), '--out', str(tmp_path / 'rt'), '--realtime', '--rate',
                          '0.5', '--wait', '5']) == 0
         stats = node.perception.stats
