@@ -189,7 +189,9 @@ def test_realtime_against_the_node(model_path, tmp_path):
     assert r['frames_received'] + r['frames_dropped'] == 10
     assert 2 <= r['frames_received'] < 10
     assert len(r['latencies_ms']) == r['frames_received']
-    assert all(0 < x < 2000 for x in r['latencies_ms'])
+    # each measured from its own publish to its own ~/frame_info: never below the model's
+    # stubbed 150 ms (a lower bound from the stub, not a speed limit)
+    assert all(x >= 150 for x in r['latencies_ms'])
 
 
 def test_pairing_follows_sync_slop_and_depth_timeout(model_path, tmp_path):

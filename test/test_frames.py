@@ -180,3 +180,29 @@ def test_past_255_classes_labels_are_mono16(tmp_path):
     assert encoding == 'mono16' and labels.dtype == np.uint16
     assert set(np.unique(labels)) == {299}
     assert set(np.unique(out['masks/class_299'][0])) == {255}    # a class name with a space
+
+
+def test_labels_color_alpha_blends_the_image_in(predictor):
+    pipe = FramePipeline(predictor, Decoder())
+    rgb = _rgb(3)
+    frame = pipe.run(rgb, FrameSettings())
+    colour = np.array(CITYSCAPES_COLORS, np.uint8)[frame.prediction.labels]
+    for alpha in (0.0, 0.25, 1.0):
+        got = pipe.images(frame, FrameSettings(labels_color_alpha=alpha))['labels_color'][0]
+        want = alpha * rgb.astype(float) + (1 - alpha) * colour      # by hand, per pixel
+        assert np.abs(got.astype(float) - want).max() <= 0.5 + 1e-9, alpha
+
+
+def test_the_inference_size_is_the_one_the_network_sees(tiny_checkpoint):
+    from depthgate_ros.options import PredictorOptions
+    p = PredictorOptions(device='cpu', inference_height=32, inference_width=48).load(
+        tiny_checkpoint)
+    seen = []
+    real = p.model.iter_loops
+
+    def spy(image, *args, **kwargs):
+        seen.append(tuple(image.shape[-2:]))
+        return real(image, *args, **kwargs)
+    p.model.iter_loops = spy
+    out = FramePipeline(p, Decoder()).run(_rgb(), FrameSettings()).prediction
+    assert seen == [(32, 48)] and out.labels.shape == (48, 64)   # outputs at the input's size
