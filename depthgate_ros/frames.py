@@ -47,6 +47,11 @@ def topic_name(class_name: str) -> str:
     return ''.join(c if c.isalnum() else '_' for c in class_name.strip())
 
 
+def mask_names(classes) -> tuple[str, ...]:
+    """Return the mask_classes parameter as topic names, blank entries dropped."""
+    return tuple(topic_name(c) for c in classes if c.strip())
+
+
 @dataclass(frozen=True)
 class FrameSettings:
     """What may change from one frame to the next (the node's dynamic parameters)."""

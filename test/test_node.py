@@ -65,7 +65,7 @@ def ros(checkpoint):
     pubs = h.node.perception.pubs
     outputs = [pubs[n] for n in ('labels', 'labels_color', 'depth', 'confidence', 'gate',
                                  'frame_info', 'diagnostics')]
-    outputs += [h.node.perception.mask_pubs['road'], h.node.perception.mask_pubs['car']]
+    outputs += [pubs['masks/road'], pubs['masks/car']]
     assert h.wait_for(lambda: all(p.get_subscription_count() >= 1 for p in outputs))
     yield h
     h.close()

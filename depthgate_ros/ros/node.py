@@ -28,10 +28,10 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from .parameters import ParameterError, PARAMETERS
-from .perception import Perception, STATUS_NAME
+from .parameters import ParameterError
+from .perception import Perception
 
-__all__ = ['PARAMETERS', 'PerceptionNode', 'STATUS_NAME', 'main', 'spin']
+__all__ = ['PerceptionNode', 'main', 'spin']
 
 
 class PerceptionNode(Node):

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 
-from .node import STATUS_NAME
+from .perception import STATUS_NAME
 
 
 class NodeProcess:

@@ -50,55 +50,52 @@ def _desc(text: str, *, lo=None, hi=None, choices=None, dynamic=False) -> Parame
     return d
 
 
+def _param(default, text: str, *, lo=None, hi=None, choices=None, dynamic=False) -> tuple:
+    """One parameter: (default, descriptor, dynamic, choices)."""
+    return default, _desc(text, lo=lo, hi=hi, choices=choices, dynamic=dynamic), dynamic, choices
+
+
 def _from_options(cls: type[Options]) -> dict:
-    out = {}
-    for f in fields(cls):
-        m = f.metadata
-        default = list(f.default) if isinstance(f.default, tuple) else f.default
-        out[f.name] = (default, _desc(m['help'], lo=m['lo'], hi=m['hi'], choices=m['choices'],
-                                      dynamic=m['dynamic']), m['dynamic'])
-    return out
+    return {f.name: _param(list(f.default) if isinstance(f.default, tuple) else f.default,
+                           f.metadata['help'], lo=f.metadata['lo'], hi=f.metadata['hi'],
+                           choices=f.metadata['choices'], dynamic=f.metadata['dynamic'])
+            for f in fields(cls)}
 
 
-# name: (default, descriptor, dynamic)
+# The node's own parameters, beside the options it shares with the tools.
 _NODE = {
-    'model_path': ('', _desc('checkpoint file; empty = the model bundled with the package'),
-                   False),
-    'num_threads': (0, _desc("torch CPU threads, 0 = torch's default; bound it on a robot "
-                             'running other nodes', lo=0, hi=256), False),
-    'latency_budget_ms': (0.0, _desc('anytime refinement: run only the recurrent loops that '
-                                     'fit in this many ms per frame, 0 = always `loops` '
-                                     '(needs TTA off)', lo=0.0, hi=10000.0, dynamic=True),
-                          True),
-    'input_reliability': ('best_effort', _desc('QoS reliability of the inputs',
-                                               choices=RELIABILITY_CHOICES), False),
-    'image_transport': ('raw', _desc('raw: `image` (sensor_msgs/Image); compressed: '
-                                     '`image/compressed` (jpeg or png CompressedImage)',
-                                     choices=IMAGE_TRANSPORTS), False),
-    'depth_transport': ('raw', _desc('raw: `depth` (REP 118 Image); compressedDepth: '
-                                     "`depth/compressedDepth` (image_transport's png format)",
-                                     choices=DEPTH_TRANSPORTS), False),
-    'input_queue_depth': (5, _desc('QoS history depth of depth, disparity and camera_info '
-                                   '(images: 1, only the newest is ever processed)',
-                                   lo=1, hi=100), False),
-    **{f'publish_{name}': (name not in ('confidence', 'points'),
-                           _desc(f'publish ~/{name}' + (', needs camera_info'
-                                                        if name == 'points' else ''),
-                                 dynamic=True), True)
+    'model_path': _param('', 'checkpoint file; empty = the model bundled with the package'),
+    'num_threads': _param(0, "torch CPU threads, 0 = torch's default; bound it on a robot "
+                          'running other nodes', lo=0, hi=256),
+    'latency_budget_ms': _param(0.0, 'anytime refinement: run only the recurrent loops that '
+                                'fit in this many ms per frame, 0 = always `loops` (needs '
+                                'TTA off)', lo=0.0, hi=10000.0, dynamic=True),
+    'input_reliability': _param('best_effort', 'QoS reliability of the inputs',
+                                choices=RELIABILITY_CHOICES),
+    'image_transport': _param('raw', 'raw: `image` (sensor_msgs/Image); compressed: '
+                              '`image/compressed` (jpeg or png CompressedImage)',
+                              choices=IMAGE_TRANSPORTS),
+    'depth_transport': _param('raw', 'raw: `depth` (REP 118 Image); compressedDepth: '
+                              "`depth/compressedDepth` (image_transport's png format)",
+                              choices=DEPTH_TRANSPORTS),
+    'input_queue_depth': _param(5, 'QoS history depth of depth, disparity and camera_info '
+                                '(images: 1, only the newest is ever processed)', lo=1, hi=100),
+    **{f'publish_{name}': _param(name not in ('confidence', 'points'), f'publish ~/{name}' + (
+        ', needs camera_info' if name == 'points' else ''), dynamic=True)
        for name in IMAGE_OUTPUTS + ('points',)},
-    'labels_color_alpha': (0.0, _desc('blend of the image over ~/labels_color', lo=0.0, hi=1.0,
-                                      dynamic=True), True),
-    'mask_classes': ([''], _desc('class names published as ~/masks/<name>; spaces become '
-                                 'underscores in topic names', dynamic=True), True),
-    'diagnostics_period': (1.0, _desc('seconds between /diagnostics messages', lo=0.1,
-                                      hi=60.0), False),
+    'labels_color_alpha': _param(0.0, 'blend of the image over ~/labels_color', lo=0.0,
+                                 hi=1.0, dynamic=True),
+    'mask_classes': _param([''], 'class names published as ~/masks/<name>; spaces become '
+                           'underscores in topic names', dynamic=True),
+    'diagnostics_period': _param(1.0, 'seconds between /diagnostics messages', lo=0.1,
+                                 hi=60.0),
 }
 _ALL = {**_from_options(PredictorOptions), **_from_options(PairingOptions), **_NODE}
-PARAMETERS = {name: (default, desc) for name, (default, desc, _) in _ALL.items()}
+PARAMETERS = {name: (default, desc) for name, (default, desc, _, _) in _ALL.items()}
 # Read once at configure; changing them needs a restart (or cleanup, for the managed node).
-STATIC = tuple(name for name, (_, _, dynamic) in _ALL.items() if not dynamic)
-CHOICES = {'input_reliability': RELIABILITY_CHOICES, 'image_transport': IMAGE_TRANSPORTS,
-           'depth_transport': DEPTH_TRANSPORTS}
+STATIC = tuple(name for name, (_, _, dynamic, _) in _ALL.items() if not dynamic)
+# The node's own choice parameters (the shared options check theirs in Options.problem).
+CHOICES = {name: choices for name, (_, _, _, choices) in _NODE.items() if choices}
 
 
 class ParameterError(ValueError):

@@ -51,7 +51,7 @@ from .image_codec import (array_to_msg, camera_focal, decode_partner, decode_rgb
 from .parameters import check, declare, ModelFacts, ParameterError, PARAMETERS, STATIC
 from .pointcloud import depth_to_cloud
 from .switch_log import SwitchLog
-from ..frames import FramePipeline, FrameSettings, IMAGE_OUTPUTS, topic_name
+from ..frames import FramePipeline, FrameSettings, IMAGE_OUTPUTS, mask_names
 from ..inference import Predictor
 from ..model.checkpoint import CheckpointError
 from ..options import PredictorOptions
@@ -91,8 +91,7 @@ class Perception:
         self.predictor: Predictor | None = None
         self.pipeline: FramePipeline | None = None
         self.model_facts: ModelFacts | None = None
-        self.pubs: dict[str, object] = {}
-        self.mask_pubs: dict[str, object] = {}
+        self.pubs: dict[str, object] = {}       # by output name, masks as 'masks/<class>'
         self.subs: dict[str, object] = {}
         self._timers: list = []
         self.active = False
@@ -144,7 +143,7 @@ class Perception:
         self.pubs['frame_info'] = self._create_publisher(DiagnosticArray, '~/frame_info',
                                                          out_qos)
         self.pubs['diagnostics'] = self._create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self._update_mask_publishers()
+        self._add_mask_publishers(p['mask_classes'])
         self._reset_health()
         self.log.info(f'model {self.model_path} on {predictor.device}, '
                       f'{len(predictor.info.class_names)} classes, loops {self.loops}')
@@ -203,9 +202,9 @@ class Perception:
 
     def cleanup(self) -> None:
         """Destroy the publishers and free the model (and the CUDA cache)."""
-        for pub in list(self.pubs.values()) + list(self.mask_pubs.values()):
+        for pub in self.pubs.values():
             self._destroy_publisher(pub)
-        self.pubs, self.mask_pubs = {}, {}
+        self.pubs = {}
         cuda = self.predictor is not None and self.predictor.device.type == 'cuda'
         self.predictor = self.pipeline = self.model_facts = None
         gc.collect()
@@ -230,7 +229,7 @@ class Perception:
             depth_unit_scale=p['depth_unit_scale'],
             outputs=frozenset(n for n in IMAGE_OUTPUTS if p[f'publish_{n}']),
             labels_color_alpha=p['labels_color_alpha'],
-            mask_classes=tuple(topic_name(c) for c in p['mask_classes'] if c.strip()))
+            mask_classes=mask_names(p['mask_classes']))
         self.publish_points = bool(p['publish_points'])
 
     def _on_set_parameters(self, params) -> SetParametersResult:
@@ -247,22 +246,22 @@ class Perception:
             return SetParametersResult(successful=False, reason=str(problem))
         if not configured:          # read at configure
             return SetParametersResult(successful=True)
+        # publishers first: a frame that sees the new mask classes finds theirs
+        self._add_mask_publishers(current['mask_classes'])
         with self._lock:
             self._apply_dynamic(current)
             self.pipeline.pairing.configure(current['sync_slop'], current['depth_timeout'])
-        if 'mask_classes' in changes:
-            self._update_mask_publishers()
         return SetParametersResult(successful=True)
 
-    def _update_mask_publishers(self) -> None:
+    def _add_mask_publishers(self, classes: list[str]) -> None:
         qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         with self._lock:
-            for name in self.settings.mask_classes:
-                if name not in self.mask_pubs:
+            for name in mask_names(classes):
+                if f'masks/{name}' not in self.pubs:
                     pub = self._create_publisher(Image, f'~/masks/{name}', qos)
                     if self.active and hasattr(pub, 'on_activate'):
                         pub.on_activate(None)       # a lifecycle publisher born active
-                    self.mask_pubs[name] = pub
+                    self.pubs[f'masks/{name}'] = pub
 
     def _qos_events(self, role: str) -> SubscriptionEventCallbacks:
         def incompatible(event):
@@ -371,7 +370,7 @@ class Perception:
         stamp = stamp_ns(msg)
         with self._lock:
             warning = self.pipeline.check_stamp(stamp)
-            settings, masks = self.settings, dict(self.mask_pubs)
+            settings, pubs = self.settings, dict(self.pubs)
             info, points = self.camera_info, self.publish_points
         if warning:
             self.health.count('stamp_warnings')
@@ -399,9 +398,7 @@ class Perception:
                 return False
             header = msg.header
             for name, (array, encoding) in self.pipeline.images(frame, settings).items():
-                pub = masks.get(name[6:]) if name.startswith('masks/') else self.pubs[name]
-                if pub is not None:
-                    pub.publish(array_to_msg(array, encoding, header))
+                pubs[name].publish(array_to_msg(array, encoding, header))
             if points:
                 if info is None:
                     self._warn('points', '~/points needs camera_info; none received yet')
