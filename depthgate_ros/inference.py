@@ -153,12 +153,12 @@ class Predictor:
         gate = gate or self.gate
         trained = self.cfg.gate_source
         fixed = getattr(self.model, 'fixed_gate', None)       # an exported graph's gate
-        if gate == 'auto' and fixed is not None:
-            return fixed
         depth_driven = trained in DEPTH_GATES + ('predicted',)
         if gate == 'auto':
-            gate = 'hybrid' if depth_driven else trained
-        if gate in DEPTH_GATES and not have_depth and depth_driven:
+            gate = fixed or ('hybrid' if depth_driven else trained)
+        # A sensor-only export has no predicted gate to fall back on (it asks for depth); a
+        # hybrid one gates on predicted depth wherever depth has no valid pixel.
+        if gate in DEPTH_GATES and not have_depth and depth_driven and fixed != 'sensor':
             return 'predicted'
         return gate
 

@@ -22,6 +22,7 @@ for the PyTorch model. The gate source, loop count and hard gate are those fixed
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -92,6 +93,11 @@ class OnnxModel:
     def iter_loops(self, image: torch.Tensor, depth: torch.Tensor | None = None,
                    max_loops: int | None = None, gate: str | None = None):
         max_loops = self.loops if max_loops is None else max_loops
+        if gate == 'predicted' and self.fixed_gate == 'hybrid' and depth is None:
+            # hybrid = sensor depth where it is valid, the predicted gate elsewhere: with no
+            # valid pixel, the graph runs the predicted gate
+            depth = torch.full_like(image[:, :1], math.nan)
+            gate = 'hybrid'
         if gate is not None and gate != self.fixed_gate:
             raise ValueError(f'{self.path.name} was exported with gate {self.fixed_gate!r}, '
                              f'not {gate!r}')

@@ -53,13 +53,18 @@ def tiny_checkpoint(tmp_path_factory):
                            ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
 
 
-def node_on_bag_topics(player, model_path, **params):
-    """Start a perception node in `player`, remapped to the topics depthgate-make-bag records."""
+def start_node(player, model_path, cli_args=None, **params):
+    """Start an in-process perception node in `player` with these parameter values."""
     from depthgate_ros.ros.node import PerceptionNode
     from rclpy.parameter import Parameter
-    remaps = ['--ros-args', '-r', 'image:=/camera/image_raw', '-r',
-              'depth:=/camera/depth/image_raw', '-r', 'camera_info:=/camera/camera_info']
     overrides = [Parameter(k, value=v) for k, v in
                  {'model_path': str(model_path), 'device': 'cpu', **params}.items()]
-    return player.add(PerceptionNode(context=player.context, cli_args=remaps,
+    return player.add(PerceptionNode(context=player.context, cli_args=cli_args,
                                      parameter_overrides=overrides))
+
+
+def node_on_bag_topics(player, model_path, **params):
+    """Start a perception node in `player`, remapped to the topics depthgate-make-bag records."""
+    remaps = ['--ros-args', '-r', 'image:=/camera/image_raw', '-r',
+              'depth:=/camera/depth/image_raw', '-r', 'camera_info:=/camera/camera_info']
+    return start_node(player, model_path, remaps, **params)

@@ -156,3 +156,22 @@ def test_the_cli_exports_a_hard_gate_and_checks_parity(model, tmp_path, capsys):
     assert len(diffs) == 4 and max(diffs) < TOL, line      # seg and log depth, loops 0-1
     net = OnnxModel(out)
     assert (net.hard_gate, net.loops, net.fixed_gate) == (True, 1, 'predicted')
+
+
+def test_a_hybrid_export_runs_frames_without_depth_on_its_predicted_gate(model, tmp_path):
+    # a camera's depth drops out: the hybrid graph, given no valid depth pixel, gates as the
+    # eager model's predicted gate does; a sensor-only graph says it needs depth
+    rgb = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    eager = Predictor(model, INFO, device='cpu', loops=1).predict(rgb, gate='predicted')
+    hybrid = Predictor.from_checkpoint(
+        export_onnx(model, INFO, tmp_path / 'h.onnx', gate='hybrid', loops=1, size=(64, 96)),
+        device='cpu')
+    got = hybrid.predict(rgb)
+    assert got.gate_source == 'predicted'
+    assert np.mean(got.labels == eager.labels) > 0.999
+    np.testing.assert_allclose(got.depth, eager.depth, rtol=TOL)
+    sensor = Predictor.from_checkpoint(
+        export_onnx(model, INFO, tmp_path / 's.onnx', gate='sensor', loops=1, size=(64, 96)),
+        device='cpu')
+    with pytest.raises(ValueError, match='needs a depth map'):
+        sensor.predict(rgb)

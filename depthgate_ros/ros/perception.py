@@ -132,7 +132,8 @@ class Perception:
         self.predictor, self.pipeline, self.model_facts = predictor, pipeline, facts
         self._apply_dynamic(p)
         self.camera_info: CameraInfo | None = None
-        predictor.predict(np.zeros((64, 64, 3), np.uint8))     # allocations, lazy init
+        # allocations, lazy init; with depth, which an export gated on sensor depth needs
+        predictor.predict(np.zeros((64, 64, 3), np.uint8), np.full((64, 64), 10.0, np.float32))
 
         out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
                              history=HistoryPolicy.KEEP_LAST)
