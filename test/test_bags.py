@@ -92,16 +92,24 @@ def test_bag_metrics_equal_direct_predictor_metrics(bags, model_path, tmp_path):
     seg = [SegmentationMetric(19) for _ in range(2)]
     mono = DepthMetric()
     stereo = sensor_by_name('stereo')           # what the bag records by default
+    same = pixels = 0
     for i, f in enumerate(render_sequence(7, 5, cam)):
         depth = measure(stereo, f.depth, cam.fx, np.random.default_rng((7, i)), f.rgb)
-        for loop, p in enumerate(predictor.predict_loops(f.rgb, depth)):
+        preds = predictor.predict_loops(f.rgb, depth)
+        for loop, p in enumerate(preds):
             seg[loop].update(p.labels, f.labels)
-        mono.update(predictor.predict(f.rgb, gate='predicted').depth, depth)
+        monocular = predictor.predict(f.rgb, gate='predicted')
+        mono.update(monocular.depth, depth)
+        same += int((monocular.labels == preds[-1].labels).sum())    # agreement by hand
+        pixels += monocular.labels.size
     for loop in (0, 1):
         assert report[f'loop{loop}']['miou'] == pytest.approx(seg[loop].compute()['miou'],
                                                               abs=1e-12)
     assert report['monocular_depth']['abs_rel'] == pytest.approx(mono.compute()['abs_rel'],
                                                                  rel=1e-9)
+    assert report['sensor_vs_predicted_gate_agreement'] == pytest.approx(same / pixels,
+                                                                          abs=1e-12)
+    assert same < pixels                        # the sensor's gate changed some labels
 
 
 def test_without_labels_still_depth_metrics_and_latency(model_path, tmp_path):

@@ -367,7 +367,8 @@ def test_ros1_messages_become_the_ros2_types(raw, tmp_path):
 def test_realtime_plays_a_ros1_bag_into_the_node(raw, model, tmp_path):
     from conftest import node_on_bag_topics
     from depthgate_ros.ros.player import Player
-    bag = _write_ros1(tmp_path / 'drive.bag', _messages(raw))
+    messages = _messages(raw)
+    bag = _write_ros1(tmp_path / 'drive.bag', messages)
     h = Player()
     try:
         node = node_on_bag_topics(h, model)
@@ -379,3 +380,9 @@ def test_realtime_plays_a_ros1_bag_into_the_node(raw, model, tmp_path):
     r = json.loads((tmp_path / 'rt' / 'report.json').read_text())
     assert r['frames_sent'] == 4 and r['frames_received'] == 4
     assert stats['errors'] == 0 and stats['depth_errors'] == 0
+    # --rate 0.5: the images went out at half the recorded 10 Hz. The player sleeps until each
+    # message's time, so a busy machine only sends later; the margin is for a first image
+    # sent late (measured 5.01 Hz); played at the recorded rate, this would read 10 Hz.
+    logged = sorted(ns for t, _, ns, _ in messages if t == '/camera/image_raw')
+    recorded_hz = (len(logged) - 1) / ((logged[-1] - logged[0]) / 1e9)
+    assert r['input_rate_hz'] < 0.75 * recorded_hz, (r['input_rate_hz'], recorded_hz)
