@@ -63,7 +63,8 @@ def _losses(path):
 
 
 def test_two_stage_run_end_to_end(tmp_path):
-    assert train_main(['--config', str(_config(tmp_path))]) == 0
+    # frozen_bn off: the backbone has BatchNorm layers of its own for freeze_bn to hold
+    assert train_main(['--config', str(_config(tmp_path, **{'model.frozen_bn': False}))]) == 0
     run = tmp_path / 'run'
     model, info, extra = load_checkpoint(run / 'model.pt')
     assert model.cfg.gate_source == 'predicted' and model.cfg.loops == 1
@@ -78,6 +79,14 @@ def test_two_stage_run_end_to_end(tmp_path):
     assert (run / 'gating' / 'best.pt').is_file()
     # the gating stage started from the baseline's trained backbone
     base, _, _ = load_checkpoint(run / 'baseline' / 'final.pt')
+    # freeze_bn: backbone: its BatchNorm layers never counted a batch (eval mode all along),
+    # the heads' counted each of the 4 baseline iterations (training mode)
+    tracked = {name: int(b) for name, b in base.named_buffers()
+               if name.endswith('num_batches_tracked')}
+    backbone = {n: v for n, v in tracked.items() if n.startswith('backbone.')}
+    assert len(backbone) == 20 and set(backbone.values()) == {0}       # ResNet-18's 20 BNs
+    heads = {n: v for n, v in tracked.items() if n.startswith('head.')}
+    assert heads and set(heads.values()) == {4}, heads
     gating_first = dict(base.named_parameters())['backbone.stem.0.weight']
     assert not torch.equal(gating_first, torch.nn.init.zeros_(gating_first.clone()))
 
@@ -112,7 +121,7 @@ def test_existing_run_is_not_overwritten_without_resume(tmp_path, capsys):
     assert 'pass --resume' in capsys.readouterr().err
 
 
-def test_ddp_two_cpu_processes_match_single_process(tmp_path):
+def test_ddp_two_cpu_processes_resumed_match_single_process(tmp_path):
     # Same global batch (2 ranks x 1 vs 1 x 2). BN statistics and dropout are per process on
     # CPU (SyncBatchNorm needs CUDA), so this comparison freezes BN and disables dropout; the
     # sampler sharding, gradient averaging and rank-0 logging are what is under test.
@@ -128,15 +137,22 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path):
     ddp.write_text(yaml.safe_dump(raw))
     assert train_main(['--config', str(single)]) == 0
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    with socket.socket() as s:      # torchrun's static rendezvous needs a concrete port
-        s.bind(('127.0.0.1', 0))
-        port = str(s.getsockname()[1])
-    proc = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-         '--master_addr', '127.0.0.1', '--master_port', port, '-m', 'depthgate_ros.cli.train',
-         '--config', str(ddp)],
-        env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def torchrun(*extra):
+        with socket.socket() as s:      # torchrun's static rendezvous needs a concrete port
+            s.bind(('127.0.0.1', 0))
+            port = str(s.getsockname()[1])
+        proc = subprocess.run(
+            [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+             '--master_addr', '127.0.0.1', '--master_port', port, '-m',
+             'depthgate_ros.cli.train', '--config', str(ddp), *extra],
+            env=env, capture_output=True, text=True, timeout=240)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout + proc.stderr
+    # interrupted after 2 of 4 iterations and resumed: the same losses as one process
+    torchrun('--max-steps', '2')
+    assert len(_losses(tmp_path / 'ddp' / 'only' / 'log.csv')) == 2
+    assert 'resumed at iteration 2' in torchrun('--resume')
     a = _losses(tmp_path / 'single' / 'only' / 'log.csv')
     b = _losses(tmp_path / 'ddp' / 'only' / 'log.csv')
     assert len(a) == len(b) == 4
@@ -144,6 +160,30 @@ def test_ddp_two_cpu_processes_match_single_process(tmp_path):
     # only rank 0 wrote files
     assert sorted(p.name for p in (tmp_path / 'ddp' / 'only').iterdir()) == [
         'best.pt', 'final.pt', 'log.csv']
+
+
+def test_ddp_on_cuda_synchronises_batchnorm_and_keeps_freezing_it():
+    # SyncBatchNorm runs only on CUDA (absent here); the conversion and the train mode after
+    # it are checked without a device: every BatchNorm becomes a SyncBatchNorm inside the
+    # model the runner freezes and saves, and freeze_bn still applies to them
+    from conftest import small_config
+    from depthgate_ros.model import DepthGatedNet
+    from depthgate_ros.training.engine import set_train_mode, sync_batchnorm
+    model = DepthGatedNet(small_config())
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    names = [n for n, m in model.named_modules() if isinstance(m, bn)]
+    assert sync_batchnorm(model, torch.device('cpu')) is model
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    net = sync_batchnorm(model, torch.device('cuda'))
+    assert net is model
+    synced = {n: m for n, m in model.named_modules() if isinstance(m, bn)}
+    assert list(synced) == names and all(
+        isinstance(m, torch.nn.SyncBatchNorm) for m in synced.values())
+    for freeze, frozen in (('backbone', lambda n: n.startswith('backbone.')),
+                           ('all', lambda n: True), ('none', lambda n: False)):
+        set_train_mode(model, freeze)
+        assert {n: m.training for n, m in synced.items()} == {
+            n: not frozen(n) for n in synced}, freeze
 
 
 def test_bad_config_key_and_unreadable_dataset_are_named(tmp_path, capsys):

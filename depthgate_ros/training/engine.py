@@ -171,6 +171,29 @@ def training_focal(raw_train) -> float | None:
         return None
 
 
+def set_train_mode(model: DepthGatedNet, freeze_bn: str) -> None:
+    """Train mode, with the BatchNorm layers `freeze_bn` names (backbone | all | none) in eval."""
+    model.train()
+    frozen = model.modules() if freeze_bn == 'all' else (
+        model.backbone.modules() if freeze_bn == 'backbone' else ())
+    for m in frozen:
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def sync_batchnorm(model: DepthGatedNet, device: torch.device) -> DepthGatedNet:
+    """
+    Share BatchNorm statistics across DDP ranks (SyncBatchNorm), on CUDA.
+
+    SyncBatchNorm has no CPU implementation, so CPU ranks keep per-rank statistics. The
+    conversion replaces the layers inside `model` itself (its root is no BatchNorm), so
+    freezing, saving and validating `model` afterwards see the synchronised layers.
+    """
+    if device.type != 'cuda':
+        return model
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 class StageRunner:
     def __init__(self, cfg: TrainConfig, stage: StageConfig, index: int,
                  model_cfg: ModelConfig, info: ModelInfo, ctx: DistContext, raw_train,
@@ -230,15 +253,6 @@ class StageRunner:
             log.info('stage %s: %d tensors from %s; newly initialised: %s', self.stage.name,
                      len(fits), previous, ', '.join(fresh) or 'none')
 
-    def _set_train_mode(self, model: DepthGatedNet) -> None:
-        model.train()
-        mode = self.cfg.optim.freeze_bn
-        frozen = model.modules() if mode == 'all' else (
-            model.backbone.modules() if mode == 'backbone' else ())
-        for m in frozen:
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.eval()
-
     # -- the loop -----------------------------------------------------------------------
 
     def run(self, previous: Path | None, resume: bool, max_steps: int | None):
@@ -260,8 +274,7 @@ class StageRunner:
                             generator=torch.Generator().manual_seed(self.seed))
         net = model
         if ctx.distributed:
-            if ctx.device.type == 'cuda':  # SyncBatchNorm needs CUDA; on CPU BN stays per rank
-                net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            net = sync_batchnorm(model, ctx.device)
             # Stages train only part of the heads (e.g. depth losses off): unused is normal.
             net = DistributedDataParallel(net, find_unused_parameters=True)
         mean = torch.tensor(self.info.mean, device=ctx.device)
@@ -272,7 +285,7 @@ class StageRunner:
         logger = _Logger(self.dir, ctx.is_main, resume and start > 0)
         bar = _progress_bar(ctx.is_main, total, start, stage.name)
         nonfinite_run, t_last = 0, time.perf_counter()
-        self._set_train_mode(model)
+        set_train_mode(model, cfg.optim.freeze_bn)
         it = start
         for it, batch in zip(range(start, stop), loader):
             lr = self.base_lr * (1 - it / total) ** cfg.optim.poly_power
@@ -314,7 +327,7 @@ class StageRunner:
                 bar.set_postfix(loss=f'{loss_value:.3f}', lr=f'{lr:.1e}', refresh=False)
             if cfg.val_every and step % cfg.val_every == 0 and step < total:
                 best = self._validate(model, step, best, logger)
-                self._set_train_mode(model)
+                set_train_mode(model, cfg.optim.freeze_bn)
             if step % cfg.checkpoint_every == 0 and step < total:
                 self._save(model, opt, step, best, 'last.pt')
         if bar is not None:
