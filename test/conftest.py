@@ -68,3 +68,32 @@ def node_on_bag_topics(player, model_path, **params):
     remaps = ['--ros-args', '-r', 'image:=/camera/image_raw', '-r',
               'depth:=/camera/depth/image_raw', '-r', 'camera_info:=/camera/camera_info']
     return start_node(player, model_path, remaps, **params)
+
+
+def cityscapes_reference(triples, tmp_path, monkeypatch) -> dict:
+    """
+    Score (prediction, ground truth, instances) train-id triples with cityscapesscripts.
+
+    Its own evaluateImgLists on PNGs written as Cityscapes stores them (label ids, instance
+    ids): the reference for IoU and iIoU. Instances are ignored where the truth is 255.
+    """
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs
+    from depthgate_ros.data.cityscapes import (encode_instances, train_ids_to_label_ids,
+                                               write_png)
+    import numpy as np
+    # cityscapesscripts 2.3.0 still calls np.in1d, which numpy 2.4 removed.
+    monkeypatch.setattr(np, 'in1d', lambda a, b, invert=False: np.isin(a, b, invert=invert)
+                        .ravel(), raising=False)
+    for key, value in {'quiet': True, 'JSONOutput': False, 'evalInstLevelScore': True,
+                       'evalPixelAccuracy': False}.items():
+        monkeypatch.setattr(cs.args, key, value)
+    preds, gts = [], []
+    for i, (pred, gt, inst) in enumerate(triples):
+        stem = tmp_path / f'city_{i:06d}_000019'
+        write_png(tmp_path / f'{stem}_pred_labelIds.png', train_ids_to_label_ids(pred))
+        write_png(tmp_path / f'{stem}_gtFine_labelIds.png', train_ids_to_label_ids(gt))
+        write_png(tmp_path / f'{stem}_gtFine_instanceIds.png',
+                  encode_instances(gt, np.where(gt == 255, 0, inst)).astype(np.uint16))
+        preds.append(str(tmp_path / f'{stem}_pred_labelIds.png'))
+        gts.append(str(tmp_path / f'{stem}_gtFine_labelIds.png'))
+    return cs.evaluateImgLists(preds, gts, cs.args)

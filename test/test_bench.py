@@ -18,9 +18,9 @@ depthgate-bench --quick: every section present, well-formed and internally consi
 Timings themselves are never asserted (machines are noisy); structure and equalities are.
 """
 import json
-import math
 
-from depthgate_ros.cli.bench import main as bench_main
+from depthgate_ros.cli.bench import count_flops, main as bench_main
+import torch
 
 
 def test_quick_bench_writes_valid_json_and_markdown(tmp_path):
@@ -38,8 +38,8 @@ def test_quick_bench_writes_valid_json_and_markdown(tmp_path):
     for row in rows:
         assert 0 < row['median_ms'] <= row['p95_ms'] + 1e-9
         assert row['peak_rss_mib'] is None or row['peak_rss_mib'] > 50    # torch alone
-        assert row['gflop'] > 0 and math.isclose(
-            row['gflops'], row['gflop'] / (row['median_ms'] / 1e3), rel_tol=1e-6)
+        # achieved GFLOP/s cannot be far above the machine's measured peak
+        assert row['gflop'] > 0 and 0 < row['gflops'] < 2 * g['gflops'], row
     # more loops, more work: the counted FLOPs grow with the recurrent loops
     flops = {row['loops']: row['gflop'] for row in rows if row['gate'] == 'predicted'
              and row['memory_format'] == 'contiguous' and row['model'] == 'bundled'
@@ -79,3 +79,16 @@ def test_quick_bench_writes_valid_json_and_markdown(tmp_path):
     for heading in ('Measured fp32 peak', '## Model', '## Gating module',
                     '## Images across processes', '## Node in its own process', '## Peers'):
         assert heading in md
+
+
+def test_flops_are_counted_as_by_hand():
+    # a 3x3 convolution, 16 -> 32 channels on 20x30, plus a 64x128 @ 128x8 matmul: 2 FLOPs
+    # (multiply and add) per weight per output position, inference mode as the bench runs
+    conv = torch.nn.Conv2d(16, 32, 3, padding=1, bias=False)
+    x, a, b = torch.randn(1, 16, 20, 30), torch.randn(64, 128), torch.randn(128, 8)
+
+    def run():
+        with torch.inference_mode():
+            conv(x)
+            a @ b
+    assert count_flops(run) == 2 * 16 * 32 * 9 * 20 * 30 + 2 * 64 * 128 * 8

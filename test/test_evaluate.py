@@ -123,3 +123,27 @@ def test_eval_applies_tta_and_reports_pixel_accuracy_by_hand(tmp_path, make_mode
     assert results['tta']['pixel_accuracy'] == pytest.approx(hits / total, abs=1e-12)
     # and TTA was applied: the averaged depth differs from the single view's
     assert results['tta']['depth']['abs_rel'] != results['plain']['depth']['abs_rel']
+
+
+def test_eval_iiou_and_iou_equal_cityscapesscripts(tmp_path, monkeypatch):
+    # the bundled (trained) model, so that things are found and iIoU is not trivially 0
+    from conftest import cityscapes_reference
+    from depthgate_ros.weights import bundled_checkpoint
+    ckpt = bundled_checkpoint()
+    if ckpt is None:
+        pytest.skip('this build ships no bundled model')
+    out = tmp_path / 'eval'
+    assert eval_main(['--checkpoint', str(ckpt), '--synthetic-frames', '3',
+                      '--synthetic-size', '128', '256', '--out', str(out), '--device', 'cpu',
+                      '--grid-frames', '0']) == 0
+    got = json.loads((out / 'metrics.json').read_text())['final']
+    predictor = Predictor.from_checkpoint(ckpt, device='cpu')
+    data = SyntheticStreetDataset(3, SYNTHETIC_VAL_FIRST_SEED, (128, 256))
+    ref = cityscapes_reference([(predictor.predict(s['rgb']).labels, s['labels'],
+                                 s['instances']) for s in data], tmp_path / 'ref', monkeypatch)
+    assert 0.05 < ref['averageScoreInstClasses'] < 1
+    assert got['miiou'] == pytest.approx(ref['averageScoreInstClasses'], abs=1e-6)
+    assert got['miou'] == pytest.approx(ref['averageScoreClasses'], abs=1e-6)
+    for name, iou in got['iou'].items():
+        r = ref['classScores'][name]
+        assert (np.isnan(r) and np.isnan(iou)) or iou == pytest.approx(r, abs=1e-6), name

@@ -19,7 +19,6 @@ cityscapesscripts' own evaluation for IoU and iIoU, hand-computed values for dep
 """
 import math
 
-from depthgate_ros.data.cityscapes import encode_instances, train_ids_to_label_ids, write_png
 from depthgate_ros.data.labels import CITYSCAPES_NAMES
 from depthgate_ros.data.synthetic import Camera, render_frame
 from depthgate_ros.metrics import cityscapes_avg_instance_size, DepthMetric, SegmentationMetric
@@ -53,29 +52,12 @@ def pairs():
 
 
 def test_iou_and_iiou_equal_cityscapesscripts(pairs, tmp_path, monkeypatch):
-    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as cs
-
-    # cityscapesscripts 2.3.0 still calls np.in1d, which numpy 2.4 removed.
-    monkeypatch.setattr(np, 'in1d', lambda a, b, invert=False: np.isin(a, b, invert=invert)
-                        .ravel(), raising=False)
-    for key, value in {'quiet': True, 'JSONOutput': False, 'evalInstLevelScore': True,
-                       'evalPixelAccuracy': False}.items():
-        monkeypatch.setattr(cs.args, key, value)
-
+    from conftest import cityscapes_reference
     ours = SegmentationMetric(19, avg_instance_size=cityscapes_avg_instance_size(
         CITYSCAPES_NAMES))
-    preds, gts = [], []
-    for i, (pred, gt, inst) in enumerate(pairs):
-        stem = tmp_path / f'city_{i:06d}_000019'
-        write_png(tmp_path / f'{stem}_pred_labelIds.png', train_ids_to_label_ids(pred))
-        write_png(tmp_path / f'{stem}_gtFine_labelIds.png', train_ids_to_label_ids(gt))
-        gt_inst = np.where(gt == 255, 0, inst)
-        write_png(tmp_path / f'{stem}_gtFine_instanceIds.png',
-                  encode_instances(gt, gt_inst).astype(np.uint16))
-        preds.append(str(tmp_path / f'{stem}_pred_labelIds.png'))
-        gts.append(str(tmp_path / f'{stem}_gtFine_labelIds.png'))
-        ours.update(pred, gt, gt_inst)
-    ref = cs.evaluateImgLists(preds, gts, cs.args)
+    for pred, gt, inst in pairs:
+        ours.update(pred, gt, np.where(gt == 255, 0, inst))
+    ref = cityscapes_reference(pairs, tmp_path, monkeypatch)
     got = ours.compute()
     compared = 0
     for t, name in enumerate(CITYSCAPES_NAMES):
