@@ -210,9 +210,15 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(tmp_path, capsys):
 
 
 def test_shipped_training_configs_load():
-    for path in Path(__file__).resolve().parents[1].glob('config/train_*.yaml'):
+    from depthgate_ros.training.config import load_head_ablation
+    root = Path(__file__).resolve().parents[1] / 'config'
+    for path in [*root.glob('train_*.yaml'), root / 'ablation_backbone.yaml']:
         cfg = load_config(path)
         assert cfg.stages and cfg.data.dataset == 'synthetic'
+    heads = load_head_ablation(root / 'ablation_heads.yaml')
+    assert [r['name'] for r in heads.rows][:5] == [
+        'baseline', 'average', 'sensor', 'predicted', 'hybrid']
+    assert heads.size[0] >= 256 and heads.eval_frames >= 200       # issue #11's protocol
 
 
 def test_ablation_runs_variants_from_one_baseline_and_tabulates(tmp_path):

@@ -237,3 +237,44 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> TrainConfig:
     except yaml.YAMLError as e:
         raise ConfigError(f'{path} is not valid YAML: {e}') from e
     return from_dict(apply_overrides(raw, list(overrides)))
+
+
+@dataclass
+class HeadAblationConfig:
+    """depthgate-head-ablation: heads compared on one frozen network's cached features."""
+
+    checkpoint: str = 'runs/ablation_backbone/model.pt'   # the frozen backbone and stem
+    cache_dir: str = 'runs/ablation_cache'
+    output_dir: str = 'runs/ablation_heads'
+    size: list = field(default_factory=lambda: [256, 512])
+    train_frames: int = 1200
+    eval_frames: int = 200
+    sensor: Any = 'car_stereo'        # the depth the sensor and hybrid rows gate on
+    iterations: int = 300
+    batch_size: int = 8
+    lr: float = 0.01
+    head: dict = field(default_factory=dict)         # ModelConfig keys shared by every row
+    distance_edges_m: list = field(default_factory=lambda: [10.0, 25.0])
+    forced_branches: list = field(default_factory=list)   # rows whose branches are probed
+    rows: list = field(default_factory=list)
+
+
+def load_head_ablation(path: str | Path, overrides: list[str] = ()) -> HeadAblationConfig:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as e:
+        raise ConfigError(f'cannot read {path}: {e}') from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f'{path} is not valid YAML: {e}') from e
+    cfg = _build(HeadAblationConfig, apply_overrides(raw, list(overrides)), '')
+    names = [r.get('name') for r in cfg.rows]
+    if not names or None in names or len(set(names)) != len(names):
+        raise ConfigError('rows: give each row a unique name')
+    if 'baseline' not in names:
+        raise ConfigError('rows: the differences are to a row named baseline')
+    try:
+        sensor_from_config(cfg.sensor)
+    except ValueError as e:
+        raise ConfigError(f'sensor: {e}') from e
+    return cfg

@@ -1,0 +1,215 @@
+# Copyright 2026 depthgate_ros maintainers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+depthgate-head-ablation: paper Table 2 rows as heads on one frozen network's features.
+
+    depthgate-head-ablation --config config/ablation_heads.yaml [key=value ...]
+
+Caches the frozen network's stride-8 features of the training and held-out frames (once,
+resumable), trains every row's head from scratch with each of its seeds (a finished run is
+skipped, so the study can be spread over sessions), and writes results.md / results.json:
+mIoU with its spread over seeds, the paired difference to the baseline with a bootstrap
+interval over frames, IoU near / middle / far, per-class IoU, the gate's branch per true depth
+bin and what each branch does on its own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+import sys
+
+import numpy as np
+
+from ..data.labels import CITYSCAPES_NAMES
+from ..data.sensors import sensor_from_config
+from ..model.checkpoint import CheckpointError, load_checkpoint
+from ..training.config import ConfigError, HeadAblationConfig, load_head_ablation
+from ..training.datasets import SYNTHETIC_VAL_FIRST_SEED
+from ..training.feature_cache import cache_split, CachedSplit
+from ..training.head_ablation import (evaluate_head, miou, paired_bootstrap, Row,
+                                      train_head)
+
+log = logging.getLogger('depthgate_ros.head_ablation')
+ROW_DEFAULTS = {'recurrent': False, 'loops': 0}      # a row names what it adds
+
+
+def run_row(cfg: HeadAblationConfig, base, row: Row, seed: int, train: CachedSplit,
+            val: CachedSplit, out: Path) -> None:
+    """Train and evaluate one (row, seed); the files appear only once both are done."""
+    net, minutes = train_head(base, row, seed, train, iterations=cfg.iterations,
+                              batch_size=cfg.batch_size, lr=cfg.lr, log=log.info)
+    result = evaluate_head(net, row, val, num_classes=base.num_classes,
+                           distance_edges_m=cfg.distance_edges_m)
+    arrays = {'confusion': result['confusion'], 'gate_hist': result['gate_hist']}
+    if row.name in cfg.forced_branches and seed == 0:
+        for b in range(net.cfg.num_bins):
+            arrays[f'forced_{b}'] = evaluate_head(
+                net, row, val, num_classes=base.num_classes,
+                distance_edges_m=cfg.distance_edges_m, forced_branch=b)['confusion']
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f'seed{seed}.tmp.npz'
+    np.savez_compressed(tmp, minutes=minutes, **arrays)
+    tmp.rename(out / f'seed{seed}.npz')
+    log.info('%s seed %d: mIoU %.4f in %.1f min', row.name, seed,
+             miou(result['confusion'][:, 0].sum(0)), minutes)
+
+
+def _bin_range(edges, k: int) -> str:
+    """Depth bin k in metres; bins run far (0) to near (K-1), as the gate's channels."""
+    far_first = [math.inf, *reversed(edges), 0.0]
+    hi, lo = far_first[k], far_first[k + 1]
+    return f'>= {lo:.1f}' if math.isinf(hi) else f'{lo:.1f}-{hi:.1f}'
+
+
+def _f(x: float) -> str:
+    return f'{x:.3f}'
+
+
+def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit,
+           base) -> str:
+    runs = {r.name: [np.load(p) for p in sorted((out / r.name).glob('seed*.npz'))
+                     if '.tmp' not in p.name] for r in rows}
+    runs = {k: v for k, v in runs.items() if v}
+    if 'baseline' not in runs:
+        raise ValueError('no finished baseline run to compare with')
+    conf = {k: [r['confusion'] for r in v] for k, v in runs.items()}
+    # the classes the held-out frames contain (the renderer draws 11 of the 19)
+    present = np.nonzero(conf['baseline'][0][:, 0].sum((0, 2)))[0].tolist()
+    edges = cfg.distance_edges_m
+    lines = [f'{len(val)} held-out frames, {cfg.iterations} iterations x batch '
+             f'{cfg.batch_size} per run; mIoU over the {len(present)} classes present. '
+             f'Distance bins: near < {edges[0]:g} m <= middle < {edges[1]:g} m <= far '
+             '(sky, without depth, only in "all").', '',
+             '| row | seeds | mIoU (mean ± std) | vs baseline (paired, 95% CI over frames) | '
+             'near | middle | far | min/run |', '|---|---|---|---|---|---|---|---|']
+    table = {}
+    for name, confs in conf.items():
+        scores = [miou(c[:, 0].sum(0), present) for c in confs]
+        dist = [np.mean([miou(c[:, b + 1].sum(0), present) for c in confs]) for b in range(3)]
+        diff = '-' if name == 'baseline' else None
+        if diff is None:
+            d = paired_bootstrap([c[:, 0] for c in confs],
+                                 [c[:, 0] for c in conf['baseline']], classes=present)
+            diff = f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+            table[name] = {'bootstrap': d}
+        table.setdefault(name, {}).update(
+            {'miou': scores, 'distance_miou': dist,
+             'minutes': [float(r['minutes']) for r in runs[name]]})
+        lines.append(f'| {name} | {len(confs)} | {_f(np.mean(scores))} ± '
+                     f'{_f(np.std(scores))} | {diff} | ' + ' | '.join(map(_f, dist)) +
+                     f" | {np.mean(table[name]['minutes']):.1f} |")
+    lines += ['', '### Per-class IoU (mean over seeds)', '',
+              '| row | ' + ' | '.join(CITYSCAPES_NAMES[c] for c in present) + ' |',
+              '|---|' + '---|' * len(present)]
+    for name, confs in conf.items():
+        per = []
+        for c in present:
+            vals = [miou(x[:, 0].sum(0), [c]) for x in confs]
+            per.append(_f(np.mean(vals)))
+        lines.append(f'| {name} | ' + ' | '.join(per) + ' |')
+    lines += ['', '### The gate: chosen branch (dilation) per true depth bin, % of cells', '']
+    dilations = {r.name: r.model.get('dilations', base.dilations) for r in rows}
+    for name, rs in runs.items():
+        hist = sum(r['gate_hist'] for r in rs)
+        if not hist.sum():
+            continue
+        lines += [f'{name}:', '', '| true depth (m) | ' +
+                  ' | '.join(f'd={d}' for d in dilations[name]) + ' |',
+                  '|---|' + '---|' * len(dilations[name])]
+        for k, counts in enumerate(hist):
+            share = counts / max(1, counts.sum()) * 100
+            lines.append(f'| {_bin_range(base.depth_edges, k)} | ' +
+                         ' | '.join(f'{s:.0f}' for s in share) + ' |')
+        lines.append('')
+        table[name]['gate_hist'] = hist.tolist()
+    for name in cfg.forced_branches:
+        rs = [r for r in runs.get(name, []) if 'forced_0' in r.files]
+        if not rs:
+            continue
+        lines += [f'### {name}, seed 0, every pixel forced through one branch', '',
+                  '| branch | all | near | middle | far |', '|---|---|---|---|---|']
+        for b, d in enumerate(dilations[name]):
+            c = rs[0][f'forced_{b}']
+            lines.append(f'| d={d} | ' + ' | '.join(
+                _f(miou(c[:, i].sum(0), present)) for i in range(4)) + ' |')
+        lines.append('')
+    (out / 'results.json').write_text(json.dumps(table, indent=1))
+    return '\n'.join(lines) + '\n'
+
+
+def scale_variation(val: CachedSplit, present: list[int]) -> str:
+    """Per class, the spread of true depth: how much its apparent size varies."""
+    lines = ['| class | pixels | depth p10 (m) | p50 | p90 | p90 / p10 |',
+             '|---|---|---|---|---|---|']
+    labels, depth = np.asarray(val.labels), np.asarray(val.depth, np.float32)
+    for c in present:
+        d = depth[(labels == c) & np.isfinite(depth)]
+        if d.size == 0:
+            continue
+        p10, p50, p90 = np.percentile(d, [10, 50, 90])
+        lines.append(f'| {CITYSCAPES_NAMES[c]} | {d.size} | {p10:.1f} | {p50:.1f} | '
+                     f'{p90:.1f} | {p90 / p10:.1f} |')
+    return '\n'.join(lines) + '\n'
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='depthgate-head-ablation',
+                                     description=__doc__.strip().splitlines()[0])
+    parser.add_argument('--config', required=True)
+    parser.add_argument('--only', nargs='*', help='run just these rows')
+    parser.add_argument('--report-only', action='store_true',
+                        help='tabulate the finished runs, train nothing')
+    parser.add_argument('overrides', nargs='*', help='key=value config overrides')
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='[%(levelname)s] %(name)s: %(message)s')
+    try:
+        cfg = load_head_ablation(args.config, args.overrides)
+        model, info, _ = load_checkpoint(cfg.checkpoint)
+        rows = [Row(**r) for r in cfg.rows]
+    except (ConfigError, CheckpointError, OSError, TypeError) as e:
+        print(f'depthgate-head-ablation: {e}', file=sys.stderr)
+        return 2
+    cache, out = Path(cfg.cache_dir), Path(cfg.output_dir)
+    size = tuple(cfg.size)
+    sensor = sensor_from_config(cfg.sensor)
+    for name, frames, first in (('train', cfg.train_frames, 0),
+                                ('val', cfg.eval_frames, SYNTHETIC_VAL_FIRST_SEED)):
+        cache_split(model, info, cache / name, frames=frames, first_seed=first, size=size,
+                    sensor=sensor, log=log.info)
+    train, val = CachedSplit.load(cache / 'train'), CachedSplit.load(cache / 'val')
+    base = model.cfg.replace(**{**ROW_DEFAULTS, **cfg.head})
+    del model
+    if not args.report_only:
+        for row in rows:
+            if args.only and row.name not in args.only:
+                continue
+            row = Row(**{**vars(row), 'model': {**ROW_DEFAULTS, **row.model}})
+            for seed in range(row.seeds):
+                if not (out / row.name / f'seed{seed}.npz').is_file():
+                    run_row(cfg, base, row, seed, train, val, out / row.name)
+    text = report(cfg, rows, out, val, base)
+    present = np.nonzero(np.bincount(np.asarray(val.labels).ravel(), minlength=256)[:19])[0]
+    text += '\n### Scale variation per class (held-out frames)\n\n' + scale_variation(
+        val, present.tolist())
+    (out / 'results.md').write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+# Copyright 2026 depthgate_ros maintainers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+A frozen network's stride-8 features F of synthetic frames, cached as float16 on disk.
+
+F is what every loop head reads (the output of backbone and stem, network.py), so heads can be
+trained and compared on it without running the backbone again: the cheap half of an ablation
+whose rows differ only in the head (docs/results.md). Each split is a directory of .npy
+arrays, filled in chunks with a progress file, so an interrupted caching run continues.
+
+    features  (N, C, h, w) float16     F, h x w = image / 8
+    labels    (N, H, W) uint8          train ids, 255 ignored
+    depth     (N, H, W) float16        exact depth in metres, NaN where there is none (sky)
+    sensor    (N, H, W) float16        what the configured depth sensor measures, NaN = hole
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .datasets import SyntheticStreetDataset
+from ..data.sensors import measure, Sensor
+from ..inference import normalize_image
+from ..model import DepthGatedNet
+from ..model.checkpoint import ModelInfo
+
+ARRAYS = ('features', 'labels', 'depth', 'sensor')
+
+
+@dataclass
+class CachedSplit:
+    """One cached split, memory-mapped read-only."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    depth: np.ndarray
+    sensor: np.ndarray
+
+    @classmethod
+    def load(cls, directory: Path) -> 'CachedSplit':
+        progress = _read_progress(directory)
+        if progress is None or progress['done'] < progress['frames']:
+            raise FileNotFoundError(f'{directory}: no complete feature cache (run the cache '
+                                    'step to the end first)')
+        return cls(*(np.load(directory / f'{name}.npy', mmap_mode='r') for name in ARRAYS))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, index, device='cpu') -> dict[str, torch.Tensor]:
+        """Rows `index` as float32 / int64 tensors (NaN kept)."""
+        index = np.sort(np.asarray(index))
+        as_t = lambda a, dtype: torch.from_numpy(np.asarray(a[index])).to(device, dtype)  # noqa
+        return {'features': as_t(self.features, torch.float32),
+                'labels': as_t(self.labels, torch.int64),
+                'depth': as_t(self.depth, torch.float32),
+                'sensor': as_t(self.sensor, torch.float32).unsqueeze(1)}
+
+
+def _read_progress(directory: Path) -> dict | None:
+    path = directory / 'progress.json'
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def cache_split(model: DepthGatedNet, info: ModelInfo, directory: Path, *, frames: int,
+                first_seed: int, size: tuple[int, int], sensor: Sensor | None,
+                chunk: int = 25, log=print) -> None:
+    """
+    Render `frames` synthetic frames from `first_seed`, run backbone and stem, store F.
+
+    Resumes where a previous call stopped; a finished split is left as it is. The sensor's
+    noise is seeded per frame, so a split is the same whoever caches it.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    data = SyntheticStreetDataset(frames, first_seed, size)
+    h, w = size
+    c = model.cfg.channels
+    shapes = {'features': ((frames, c, h // 8, w // 8), np.float16),
+              'labels': ((frames, h, w), np.uint8), 'depth': ((frames, h, w), np.float16),
+              'sensor': ((frames, h, w), np.float16)}
+    progress = _read_progress(directory)
+    if progress is not None and (progress['frames'], progress['size'], progress['first_seed']) \
+            != (frames, list(size), first_seed):
+        raise ValueError(f'{directory} caches another split ({progress}); choose another '
+                         'cache_dir')
+    done = 0 if progress is None else progress['done']
+    arrays = {name: np.lib.format.open_memmap(
+        directory / f'{name}.npy', mode='w+' if done == 0 else 'r+', dtype=dtype, shape=shape)
+        for name, (shape, dtype) in shapes.items()}
+    mean, std = (torch.tensor(v) for v in (info.mean, info.std))
+    model.eval()
+    while done < frames:
+        stop = min(frames, done + chunk)
+        for i in range(done, stop):
+            s = data[i]
+            image = torch.from_numpy(s['rgb']).permute(2, 0, 1)[None]
+            with torch.inference_mode():
+                feat = model.stem(model.backbone(normalize_image(image, mean, std)))
+            arrays['features'][i] = feat[0].numpy().astype(np.float16)
+            arrays['labels'][i] = s['labels']
+            arrays['depth'][i] = s['depth']
+            arrays['sensor'][i] = measure(sensor, s['depth'], s['focal_px'],
+                                          np.random.default_rng((23, first_seed + i)), s['rgb'])
+        for a in arrays.values():
+            a.flush()
+        done = stop
+        # the progress file moves only after the chunk is on disk
+        (directory / 'progress.json').write_text(json.dumps(
+            {'frames': frames, 'done': done, 'size': list(size), 'first_seed': first_seed}))
+        log(f'{directory.name}: {done}/{frames} frames cached')
