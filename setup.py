@@ -43,6 +43,7 @@ setup(
             'depthgate-train = depthgate_ros.cli.train:main',
             'depthgate-eval = depthgate_ros.cli.evaluate:main',
             'depthgate-ablation = depthgate_ros.cli.ablation:main',
+            'depthgate-head-ablation = depthgate_ros.cli.head_ablation:main',
             'perception_node = depthgate_ros.ros.node:main',
             'perception_lifecycle_node = depthgate_ros.ros.lifecycle_node:main',
             'depthgate-bag-eval = depthgate_ros.cli.bag_eval:main',

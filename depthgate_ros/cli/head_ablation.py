@@ -195,12 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     base = model.cfg.replace(**{**ROW_DEFAULTS, **cfg.head})
     del model
     if not args.report_only:
-        for row in rows:
-            if args.only and row.name not in args.only:
-                continue
-            row = Row(**{**vars(row), 'model': {**ROW_DEFAULTS, **row.model}})
-            for seed in range(row.seeds):
-                if not (out / row.name / f'seed{seed}.npz').is_file():
+        todo = [Row(**{**vars(r), 'model': {**ROW_DEFAULTS, **r.model}}) for r in rows
+                if not args.only or r.name in args.only]
+        # seed 0 of every row first: an interrupted study still has a whole table
+        for seed in range(max((r.seeds for r in todo), default=0)):
+            for row in todo:
+                if seed < row.seeds and not (out / row.name / f'seed{seed}.npz').is_file():
                     run_row(cfg, base, row, seed, train, val, out / row.name)
     text = report(cfg, rows, out, val, base)
     present = np.nonzero(np.bincount(np.asarray(val.labels).ravel(), minlength=256)[:19])[0]

@@ -22,7 +22,8 @@ arrays, filled in chunks with a progress file, so an interrupted caching run con
 
     features  (N, C, h, w) float16     F, h x w = image / 8
     labels    (N, H, W) uint8          train ids, 255 ignored
-    depth     (N, H, W) float16        exact depth in metres, NaN where there is none (sky)
+    depth     (N, H, W) float16        exact depth in metres (at most 60 km), NaN where there
+                                       is none (sky)
     sensor    (N, H, W) float16        what the configured depth sensor measures, NaN = hole
 """
 from __future__ import annotations
@@ -114,7 +115,8 @@ def cache_split(model: DepthGatedNet, info: ModelInfo, directory: Path, *, frame
                 feat = model.stem(model.backbone(normalize_image(image, mean, std)))
             arrays['features'][i] = feat[0].numpy().astype(np.float16)
             arrays['labels'][i] = s['labels']
-            arrays['depth'][i] = s['depth']
+            # float16 ends at 65504: farther (ray-cast ground near the horizon) stays far
+            arrays['depth'][i] = np.minimum(s['depth'], 6e4)
             arrays['sensor'][i] = measure(sensor, s['depth'], s['focal_px'],
                                           np.random.default_rng((23, first_seed + i)), s['rgb'])
         for a in arrays.values():
