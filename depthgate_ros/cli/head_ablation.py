@@ -51,7 +51,7 @@ ROW_DEFAULTS = {'recurrent': False, 'loops': 0}      # a row names what it adds
 def run_row(cfg: HeadAblationConfig, base, row: Row, seed: int, train: CachedSplit,
             val: CachedSplit, out: Path) -> None:
     """Train and evaluate one (row, seed); the files appear only once both are done."""
-    net, minutes = train_head(base, row, seed, train, iterations=cfg.iterations,
+    net, minutes = train_head(base, row, seed, train, iterations=row.iterations or cfg.iterations,
                               batch_size=cfg.batch_size, lr=cfg.lr, log=log.info)
     result = evaluate_head(net, row, val, num_classes=base.num_classes,
                            distance_edges_m=cfg.distance_edges_m)
@@ -95,22 +95,28 @@ def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit
              f'{cfg.batch_size} per run; mIoU over the {len(present)} classes present. '
              f'Distance bins: near < {edges[0]:g} m <= middle < {edges[1]:g} m <= far '
              '(sky, without depth, only in "all").', '',
-             '| row | seeds | mIoU (mean ± std) | vs baseline (paired, 95% CI over frames) | '
-             'near | middle | far | min/run |', '|---|---|---|---|---|---|---|---|']
+             '| row | iterations | seeds | mIoU (mean ± std) | vs baseline (paired, 95% CI '
+             'over frames) | near | middle | far | min/run |',
+             '|---|---|---|---|---|---|---|---|---|']
+    iterations = {r.name: r.iterations or cfg.iterations for r in rows}
     table = {}
     for name, confs in conf.items():
         scores = [miou(c[:, 0].sum(0), present) for c in confs]
         dist = [np.mean([miou(c[:, b + 1].sum(0), present) for c in confs]) for b in range(3)]
-        diff = '-' if name == 'baseline' else None
+        # against the plain head trained for as long (the row named baseline by default)
+        ref = next((r.name for r in rows if r.model.get('gate_source') == 'none' and
+                    iterations[r.name] == iterations[name] and r.name in conf), 'baseline')
+        diff = '-' if name == ref else None
         if diff is None:
             d = paired_bootstrap([c[:, 0] for c in confs],
-                                 [c[:, 0] for c in conf['baseline']], classes=present)
-            diff = f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]"
+                                 [c[:, 0] for c in conf[ref]], classes=present)
+            diff = f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" + (
+                '' if ref == 'baseline' else f' vs {ref}')
             table[name] = {'bootstrap': d}
         table.setdefault(name, {}).update(
             {'miou': scores, 'distance_miou': dist,
              'minutes': [float(r['minutes']) for r in runs[name]]})
-        lines.append(f'| {name} | {len(confs)} | {_f(np.mean(scores))} ± '
+        lines.append(f'| {name} | {iterations[name]} | {len(confs)} | {_f(np.mean(scores))} ± '
                      f'{_f(np.std(scores))} | {diff} | ' + ' | '.join(map(_f, dist)) +
                      f" | {np.mean(table[name]['minutes']):.1f} |")
     lines += ['', '### Per-class IoU (mean over seeds)', '',
@@ -124,9 +130,10 @@ def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit
         lines.append(f'| {name} | ' + ' | '.join(per) + ' |')
     lines += ['', '### The gate: chosen branch (dilation) per true depth bin, % of cells', '']
     dilations = {r.name: r.model.get('dilations', base.dilations) for r in rows}
+    uniform = {r.name for r in rows if r.model.get('gate_source') == 'average'}
     for name, rs in runs.items():
         hist = sum(r['gate_hist'] for r in rs)
-        if not hist.sum():
+        if not hist.sum() or name in uniform:       # an average gate has no choice to show
             continue
         lines += [f'{name}:', '', '| true depth (m) | ' +
                   ' | '.join(f'd={d}' for d in dilations[name]) + ' |',

@@ -57,6 +57,7 @@ class Row:
     loss: dict[str, Any] = field(default_factory=lambda: {
         'seg': 1.0, 'depth_reg': 0.1, 'depth_cls': 0.1})
     seeds: int = 3
+    iterations: int | None = None      # None: the study's; more, to see whether a row converged
 
 
 def head_model(base: ModelConfig, row: Row) -> DepthGatedNet:
