@@ -95,13 +95,15 @@ def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit
              f'{cfg.batch_size} per run; mIoU over the {len(present)} classes present. '
              f'Distance bins: near < {edges[0]:g} m <= middle < {edges[1]:g} m <= far '
              '(sky, without depth, only in "all").', '',
-             '| row | iterations | seeds | mIoU (mean ± std) | vs baseline (paired, 95% CI '
-             'over frames) | near | middle | far | min/run |',
-             '|---|---|---|---|---|---|---|---|---|']
+             '| row | iterations | seeds | mIoU (mean ± sample std) | vs baseline (paired, 95% CI '
+             'over frames) | ± over seeds | near | middle | far | min/run |',
+             '|---|---|---|---|---|---|---|---|---|---|']
     iterations = {r.name: r.iterations or cfg.iterations for r in rows}
+    all_scores = {name: [miou(c[:, 0].sum(0), present) for c in confs]
+                  for name, confs in conf.items()}
     table = {}
     for name, confs in conf.items():
-        scores = [miou(c[:, 0].sum(0), present) for c in confs]
+        scores = all_scores[name]
         dist = [np.mean([miou(c[:, b + 1].sum(0), present) for c in confs]) for b in range(3)]
         # against the plain head trained for as long (the row named baseline by default)
         ref = next((r.name for r in rows if r.model.get('gate_source') == 'none' and
@@ -113,11 +115,16 @@ def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit
             diff = f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" + (
                 '' if ref == 'baseline' else f' vs {ref}')
             table[name] = {'bootstrap': d}
+        # the seeds' share: standard error of the difference of the two means
+        other = all_scores[ref]
+        seeds_se = '-' if name == ref or min(len(scores), len(other)) < 2 else _f(math.sqrt(
+            np.var(scores, ddof=1) / len(scores) + np.var(other, ddof=1) / len(other)))
         table.setdefault(name, {}).update(
             {'miou': scores, 'distance_miou': dist,
              'minutes': [float(r['minutes']) for r in runs[name]]})
         lines.append(f'| {name} | {iterations[name]} | {len(confs)} | {_f(np.mean(scores))} ± '
-                     f'{_f(np.std(scores))} | {diff} | ' + ' | '.join(map(_f, dist)) +
+                     f'{_f(np.std(scores, ddof=1) if len(scores) > 1 else 0.0)} | {diff} | {seeds_se} | ' +
+                     ' | '.join(map(_f, dist)) +
                      f" | {np.mean(table[name]['minutes']):.1f} |")
     lines += ['', '### Per-class IoU (mean over seeds)', '',
               '| row | ' + ' | '.join(CITYSCAPES_NAMES[c] for c in present) + ' |',
@@ -209,7 +216,11 @@ def main(argv: list[str] | None = None) -> int:
             for row in todo:
                 if seed < row.seeds and not (out / row.name / f'seed{seed}.npz').is_file():
                     run_row(cfg, base, row, seed, train, val, out / row.name)
-    text = report(cfg, rows, out, val, base)
+    try:
+        text = report(cfg, rows, out, val, base)
+    except ValueError as e:
+        print(f'depthgate-head-ablation: {e}', file=sys.stderr)
+        return 2
     present = np.nonzero(np.bincount(np.asarray(val.labels).ravel(), minlength=256)[:19])[0]
     text += '\n### Scale variation per class (held-out frames)\n\n' + scale_variation(
         val, present.tolist())
