@@ -170,7 +170,7 @@ def test_cli_tabulates_rows_and_skips_finished_runs(tiny_checkpoint, tmp_path, c
     path.write_text(yaml.safe_dump(cfg))
     assert head_ablation_main(['--config', str(path)]) == 0
     md = (tmp_path / 'out' / 'results.md').read_text()
-    for text in ('| baseline | 2 |', '| predicted | 2 |', '| sensor | 1 |', 'near',
+    for text in ('| baseline | 2 | 2 |', '| predicted | 2 | 2 |', '| sensor | 2 | 1 |', 'near',
                  'every pixel forced through one branch', 'p90 / p10'):
         assert text in md, text
     result = json.loads((tmp_path / 'out' / 'results.json').read_text())

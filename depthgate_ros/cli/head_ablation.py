@@ -122,9 +122,9 @@ def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit
         table.setdefault(name, {}).update(
             {'miou': scores, 'distance_miou': dist,
              'minutes': [float(r['minutes']) for r in runs[name]]})
+        spread = np.std(scores, ddof=1) if len(scores) > 1 else 0.0
         lines.append(f'| {name} | {iterations[name]} | {len(confs)} | {_f(np.mean(scores))} ± '
-                     f'{_f(np.std(scores, ddof=1) if len(scores) > 1 else 0.0)} | {diff} | {seeds_se} | ' +
-                     ' | '.join(map(_f, dist)) +
+                     f'{_f(spread)} | {diff} | {seeds_se} | ' + ' | '.join(map(_f, dist)) +
                      f" | {np.mean(table[name]['minutes']):.1f} |")
     lines += ['', '### Per-class IoU (mean over seeds)', '',
               '| row | ' + ' | '.join(CITYSCAPES_NAMES[c] for c in present) + ' |',
