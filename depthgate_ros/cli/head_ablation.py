@@ -126,6 +126,19 @@ def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit
         lines.append(f'| {name} | {iterations[name]} | {len(confs)} | {_f(np.mean(scores))} ± '
                      f'{_f(spread)} | {diff} | {seeds_se} | ' + ' | '.join(map(_f, dist)) +
                      f" | {np.mean(table[name]['minutes']):.1f} |")
+    lines += ['', '### Difference to the baseline by distance (paired bootstrap, 95% CI)', '',
+              '| row | near | middle | far |', '|---|---|---|---|']
+    for name, confs in conf.items():
+        ref = next((r.name for r in rows if r.model.get('gate_source') == 'none' and
+                    iterations[r.name] == iterations[name] and r.name in conf), 'baseline')
+        if name == ref:
+            continue
+        cells = []
+        for b in (1, 2, 3):
+            d = paired_bootstrap([c[:, b] for c in confs], [c[:, b] for c in conf[ref]],
+                                 classes=present, draws=300)
+            cells.append(f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
+        lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
     lines += ['', '### Per-class IoU (mean over seeds)', '',
               '| row | ' + ' | '.join(CITYSCAPES_NAMES[c] for c in present) + ' |',
               '|---|' + '---|' * len(present)]
