@@ -99,15 +99,17 @@ def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit
              'over frames) | ± over seeds | near | middle | far | min/run |',
              '|---|---|---|---|---|---|---|---|---|---|']
     iterations = {r.name: r.iterations or cfg.iterations for r in rows}
+    # each row against the plain head trained for as long (the row named baseline by default)
+    reference = {name: next((r.name for r in rows if r.model.get('gate_source') == 'none' and
+                             iterations[r.name] == iterations[name] and r.name in conf),
+                            'baseline') for name in conf}
     all_scores = {name: [miou(c[:, 0].sum(0), present) for c in confs]
                   for name, confs in conf.items()}
     table = {}
     for name, confs in conf.items():
         scores = all_scores[name]
         dist = [np.mean([miou(c[:, b + 1].sum(0), present) for c in confs]) for b in range(3)]
-        # against the plain head trained for as long (the row named baseline by default)
-        ref = next((r.name for r in rows if r.model.get('gate_source') == 'none' and
-                    iterations[r.name] == iterations[name] and r.name in conf), 'baseline')
+        ref = reference[name]
         diff = '-' if name == ref else None
         if diff is None:
             d = paired_bootstrap([c[:, 0] for c in confs],
@@ -129,8 +131,7 @@ def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit
     lines += ['', '### Difference to the baseline by distance (paired bootstrap, 95% CI)', '',
               '| row | near | middle | far |', '|---|---|---|---|']
     for name, confs in conf.items():
-        ref = next((r.name for r in rows if r.model.get('gate_source') == 'none' and
-                    iterations[r.name] == iterations[name] and r.name in conf), 'baseline')
+        ref = reference[name]
         if name == ref:
             continue
         cells = []

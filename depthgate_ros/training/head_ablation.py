@@ -69,13 +69,17 @@ def head_model(base: ModelConfig, row: Row) -> DepthGatedNet:
     return net
 
 
+def _upsampled(out: dict, size) -> dict:
+    """Stride-8 outputs at the labels' size, as DepthGatedNet.iter_loops returns them."""
+    return {**out, **{k: F.interpolate(out[k], size=size, mode='bilinear', align_corners=False)
+                      for k in UPSAMPLED}}
+
+
 def _forward(net: DepthGatedNet, batch: dict, row: Row) -> list[dict]:
     gate = row.gate or net.cfg.gate_source
     sensor = batch['sensor'] if gate in DEPTH_GATES else None
     outs = net(batch['features'], sensor, gate=gate)
-    size = batch['labels'].shape[-2:]
-    return [{**o, **{k: F.interpolate(o[k], size=size, mode='bilinear', align_corners=False)
-                     for k in UPSAMPLED}} for o in outs]
+    return [_upsampled(o, batch['labels'].shape[-2:]) for o in outs]
 
 
 def train_head(base: ModelConfig, row: Row, seed: int, data: CachedSplit, *, iterations: int,
@@ -160,9 +164,7 @@ def _forced(net: DepthGatedNet, batch: dict, branch: int) -> dict:
     gate = torch.zeros(feat.shape[0], k, *feat.shape[-2:])
     gate[:, branch] = 1.0
     out = net.head(feat, 'sensor', gate)            # "sensor": the gate is given, not read
-    size = batch['labels'].shape[-2:]
-    return {**out, **{key: F.interpolate(out[key], size=size, mode='bilinear',
-                                         align_corners=False) for key in UPSAMPLED}}
+    return _upsampled(out, batch['labels'].shape[-2:])
 
 
 def miou(confusion: np.ndarray, classes=None) -> float:
