@@ -21,6 +21,7 @@ user would give it to.
 """
 import re
 import signal
+import subprocess
 import time
 
 from depthgate_ros.ros import camera_probe
@@ -64,7 +65,8 @@ def startup_runs(tiny_checkpoint, tmp_path_factory):
     """Every case started at once (they fail before any model runs, so this is quick)."""
     corrupt = tmp_path_factory.mktemp('bad') / 'corrupt.pt'
     corrupt.write_bytes(b'PK\x03\x04 this is not a checkpoint' * 10)
-    env = ros_environment(profile=False)
+    # faulthandler: a node that hangs is aborted below and prints where each thread was
+    env = {**ros_environment(profile=False), 'PYTHONFAULTHANDLER': '1'}
     procs = {}
     for case, (params, _, _) in CASES.items():
         params = {'model_path': str(tiny_checkpoint), 'device': 'cpu', **params}
@@ -72,9 +74,15 @@ def startup_runs(tiny_checkpoint, tmp_path_factory):
             params['model_path'] = str(corrupt)
         procs[case] = NodeProcess(params, env).start()
     results = {}
+    deadline = time.monotonic() + 120
     for case, node in procs.items():
-        node.proc.wait(120)
-        results[case] = (node.proc.returncode, node.log)
+        try:
+            node.proc.wait(max(1.0, deadline - time.monotonic()))
+            results[case] = (node.proc.returncode, node.log)
+        except subprocess.TimeoutExpired:      # seen once in CI: keep the evidence
+            node.proc.send_signal(signal.SIGABRT)
+            node.proc.wait(30)
+            results[case] = (None, node.log + '\n[still running after 120 s: aborted]')
     return results
 
 
