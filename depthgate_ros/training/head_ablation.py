@@ -143,10 +143,11 @@ def evaluate_head(net: DepthGatedNet, row: Row, data: CachedSplit, *, num_classe
             for j, i in enumerate(index):
                 where = distance_bin(depth[j], distance_edges_m)
                 for b in range(-1, n_bins):
-                    keep = (gt[j] != 255) if b < 0 else (gt[j] != 255) & (where == b)
-                    conf[i, b + 1] = np.bincount(
-                        gt[j][keep] * num_classes + pred[j][keep],
-                        minlength=num_classes ** 2).reshape(num_classes, num_classes)
+                    # the metric's own confusion, with pixels outside the bin ignored
+                    m = SegmentationMetric(num_classes)
+                    m.update(pred[j], gt[j] if b < 0 else np.where(where == b, gt[j],
+                                                                   m.ignore_index))
+                    conf[i, b + 1] = m.confusion
             if out['gate'] is not None:
                 chosen = out['gate'].argmax(1).numpy()                      # (n, h, w)
                 # the true depth at each cell's centre, in the gate's bin order (far = 0)
