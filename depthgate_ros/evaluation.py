@@ -68,7 +68,7 @@ def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
         latencies.append(time.perf_counter() - t0)
         for loop, p in enumerate(preds):
             seg[loop].update(p.labels, sample['labels'], sample.get('instances'))
-            if gt_depth is not None:
+            if gt_depth is not None and p.depth is not None:      # a peer has no depth
                 depth[loop].update(p.depth, gt_depth)
         if on_frame is not None:
             on_frame(i, sample if given is None else {**sample, 'sensor_depth': given}, preds)

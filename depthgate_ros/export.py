@@ -15,13 +15,17 @@
 """
 A checkpoint as ONNX (for ONNX Runtime / TensorRT) and TorchScript (cli/export.py runs it).
 
-The exported graph takes a normalised image (N, 3, H, W; any N, H, W divisible by 8 is
-best) and, for the sensor and hybrid gates, sensor depth (N, 1, H, W, metres, NaN invalid).
-It returns every loop's class logits, log depth and gate (`seg_<l>`, `log_depth_<l>`,
-`gate_<l>`), so the anytime outputs stay available. The gate source, the loop count and
-`--hard-gate` are fixed at export. Model info and config travel in the file's metadata (ONNX
-metadata_props, TorchScript extra file `depthgate.json`), so
-`Predictor.from_checkpoint(model.onnx)` runs it.
+The exported graph takes a normalised image (N, 3, H, W; any N, H, W divisible by the output
+stride is best) and, for the sensor and hybrid gates, sensor depth (N, 1, H, W, metres, NaN
+invalid). It returns every loop's class logits, log depth and gate (`seg_<l>`, `log_depth_<l>`,
+`gate_<l>`) at the network's own resolution (stride 8, or the output stride for a model without
+a detail path), so the anytime outputs stay available and the caller upsamples once what it
+uses (the Predictor does). The gate source, the loop count and `--hard-gate` are fixed at
+export. Model info and config travel in the file's metadata (ONNX metadata_props, TorchScript
+extra file `depthgate.json`), so `Predictor.from_checkpoint(model.onnx)` runs it.
+
+`quantize_int8` turns an exported ONNX file into ONNX Runtime's static int8 form (QDQ nodes,
+activation ranges calibrated on rendered street frames).
 """
 from __future__ import annotations
 
@@ -51,7 +55,7 @@ class ExportWrapper(nn.Module):
         self.model, self.gate, self.loops = model, gate, loops
 
     def forward(self, image: torch.Tensor, depth: torch.Tensor | None = None):
-        outs = self.model(image, depth, loops=self.loops, gate=self.gate)
+        outs = self.model(image, depth, loops=self.loops, gate=self.gate, full_size=False)
         flat = []
         for o in outs:
             flat += [o['seg'], o['log_depth']] + ([o['gate']] if o['gate'] is not None else [])
@@ -154,3 +158,86 @@ def parity(model: DepthGatedNet, run_exported, *, gate: str, loops: int, size) -
     names = output_names(model, loops)
     return {n: float(np.abs(np.asarray(g) - r.numpy()).max())
             for n, g, r in zip(names, got, ref) if not n.startswith('gate')}
+
+
+def quantize_int8(model_path: str | Path, path: str | Path, info: ModelInfo, *,
+                  frames: int = 16, size=(480, 640)) -> Path:
+    """
+    Write a statically quantised copy of an exported ONNX file (int8 weights and activations).
+
+    QDQ format (what ONNX Runtime's CPU kernels and TensorRT both read); per-channel weights;
+    activation ranges from `frames` synthetic street frames of the training seeds at `size`,
+    with their exact depth for a graph that takes depth (hybrid: a third of it as a hole).
+    """
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, quantize_static,
+                                          QuantType)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from .inference import normalize_image
+    from .training.datasets import SyntheticStreetDataset
+    import onnx
+
+    model_path, path = Path(model_path), Path(path)
+    takes_depth = any(i.name == 'depth' for i in onnx.load(model_path).graph.input)
+    data = SyntheticStreetDataset(frames, 0, size)
+    mean, std = torch.tensor(info.mean), torch.tensor(info.std)
+
+    class Frames(CalibrationDataReader):
+        def __init__(self):
+            self.i = 0
+
+        def get_next(self):
+            if self.i >= frames:
+                return None
+            s = data[self.i]
+            self.i += 1
+            image = torch.from_numpy(s['rgb']).permute(2, 0, 1)[None]
+            feed = {'image': normalize_image(image, mean, std).numpy()}
+            if takes_depth:
+                depth = s['depth'].copy()
+                depth[:, : depth.shape[1] // 3] = np.nan
+                feed['depth'] = depth[None, None].astype(np.float32)
+            return feed
+
+    tmp = path.with_name(f'.{path.name}.tmp')
+    prepared = path.with_name(f'.{path.name}.pre.onnx')
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))     # the quantiser logs every scale it adjusts
+    try:
+        quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(tmp), Frames(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8)
+        proto = onnx.load(tmp)
+        meta = {p.key: p.value for p in onnx.load(model_path).metadata_props}
+        del proto.metadata_props[:]
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, tmp)
+        tmp.replace(path)
+    finally:
+        root.setLevel(level)
+        tmp.unlink(missing_ok=True)
+        prepared.unlink(missing_ok=True)
+    return path
+
+
+def label_agreement(model, info: ModelInfo, exported: str | Path, *, gate: str, loops: int,
+                    size=(480, 640), frames: int = 4) -> float:
+    """Share of pixels where an exported graph's labels equal eager's, on held-out renders."""
+    from .inference import Predictor
+    from .training.datasets import SYNTHETIC_VAL_FIRST_SEED, SyntheticStreetDataset
+
+    eager = Predictor(model, info, device='cpu', loops=loops, gate=gate)
+    graph = Predictor.from_checkpoint(exported, device='cpu', loops=loops, gate=gate)
+    data = SyntheticStreetDataset(frames, SYNTHETIC_VAL_FIRST_SEED, size)
+    same = total = 0
+    for i in range(frames):
+        s = data[i]
+        depth = s['depth'] if gate in DEPTH_GATES else None
+        a = eager.predict(s['rgb'], depth, outputs=()).labels
+        b = graph.predict(s['rgb'], depth, outputs=()).labels
+        same, total = same + int((a == b).sum()), total + a.size
+    return same / total

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .inference import Prediction, Predictor
+from .inference import OPTIONAL_OUTPUTS, Prediction, Predictor
 from .model.config import DEPTH_GATES
 from .pairing import DepthPairing, Partner
 from .visualize import colorize_labels, palette
@@ -142,8 +142,10 @@ class FramePipeline:
                 error = str(e)
         t1 = time.monotonic()
         run = self.predictor.predict_loops if every_loop else self.predictor.predict
+        # confidence and the gate map cost full-resolution work: only for enabled outputs
         out = run(rgb, depth, loops=settings.loops, gate=settings.gate,
-                  budget_ms=settings.budget_ms, focal_px=focal_px)
+                  budget_ms=settings.budget_ms, focal_px=focal_px,
+                  outputs=settings.outputs & set(OPTIONAL_OUTPUTS))
         return Frame(out if every_loop else [out], rgb, depth, error,
                      {'depth_decode_s': t1 - t0, 'model_s': time.monotonic() - t1})
 
@@ -156,7 +158,7 @@ class FramePipeline:
         if 'labels_color' in on:
             out['labels_color'] = (colorize_labels(pred.labels, self.lut, frame.rgb,
                                                    settings.labels_color_alpha), 'rgb8')
-        if 'depth' in on:
+        if 'depth' in on and pred.depth is not None:
             out['depth'] = (pred.depth, '32FC1')
         if 'confidence' in on:
             out['confidence'] = (pred.confidence, '32FC1')

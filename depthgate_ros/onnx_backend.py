@@ -91,7 +91,9 @@ class OnnxModel:
         return self.session.run(None, feed)
 
     def iter_loops(self, image: torch.Tensor, depth: torch.Tensor | None = None,
-                   max_loops: int | None = None, gate: str | None = None):
+                   max_loops: int | None = None, gate: str | None = None,
+                   full_size: bool = False):
+        """Run the graph once and yield its loops (at the network's resolution, as exported)."""
         max_loops = self.loops if max_loops is None else max_loops
         if gate == 'predicted' and self.fixed_gate == 'hybrid' and depth is None:
             # hybrid = sensor depth where it is valid, the predicted gate elsewhere: with no

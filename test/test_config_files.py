@@ -17,6 +17,7 @@ from pathlib import Path
 
 from depthgate_ros.data.labels import CITYSCAPES_CLASSES
 from depthgate_ros.model import ModelConfig
+from depthgate_ros.model.config import PRESETS
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +28,9 @@ def test_training_configs_name_only_model_keys():
     for path in sorted((ROOT / 'config').glob('*.yaml')):
         model = (yaml.safe_load(path.read_text()) or {}).get('model')
         if isinstance(model, dict):
-            assert set(model) <= set(ModelConfig().to_dict()), path.name
+            # `preset` names one of model/config.py's PRESETS, the one place it is spelled out
+            assert set(model) - {'preset'} <= set(ModelConfig().to_dict()), path.name
+            assert model.get('preset', 'fast') in PRESETS, path.name
 
 
 def test_cityscapes_table_matches_cityscapesscripts():

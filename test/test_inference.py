@@ -66,6 +66,42 @@ def test_matches_the_network_run_by_hand(predictor, make_model):
     np.testing.assert_allclose(out.depth, o['log_depth'][0, 0].exp().numpy(), rtol=1e-5)
 
 
+def test_full_resolution_work_only_for_what_is_asked(predictor, monkeypatch):
+    """
+    One upsampling per map to the image's size; confidence and the gate map only on request.
+
+    Input tried: a 96 x 160 image, all outputs vs outputs=() (labels and depth only).
+    """
+    import torch.nn.functional as F
+    p = predictor()
+    rgb = _rgb(96, 160)
+    full = p.predict(rgb)
+    upsampled = []
+    real = F.interpolate
+
+    def spy(x, size=None, **kw):
+        y = real(x, size=size, **kw)
+        if tuple(y.shape[-2:]) == (96, 160):
+            upsampled.append(y.shape[1])
+        return y
+    monkeypatch.setattr(F, 'interpolate', spy)
+    softmax = []
+    real_softmax = torch.Tensor.softmax
+    monkeypatch.setattr(torch.Tensor, 'softmax', lambda t, *a, **k: softmax.append(
+        tuple(t.shape)) or real_softmax(t, *a, **k))
+    bare = p.predict(rgb, outputs=())
+    # class scores (19) and log depth (1), each once; no depth logits, no gate, no softmax
+    assert sorted(upsampled) == [1, 19]
+    assert not [s for s in softmax if s[-2:] == (96, 160)]
+    assert bare.confidence is None and bare.gate is None
+    np.testing.assert_array_equal(bare.labels, full.labels)
+    np.testing.assert_array_equal(bare.depth, full.depth)
+    upsampled.clear()
+    with_gate = p.predict(rgb, outputs=('gate',))
+    assert sorted(upsampled) == [1, 5, 19] and with_gate.confidence is None
+    np.testing.assert_array_equal(with_gate.gate, full.gate)
+
+
 def test_auto_gate_is_hybrid_with_sensor_depth_and_predicted_without(predictor):
     p = predictor()
     rgb = _rgb(48, 64)
@@ -98,7 +134,7 @@ def test_scale_tta_keeps_metric_depth_and_sizes(predictor, make_model, monkeypat
     model = make_model(seed=7).eval()
     seen = {}
 
-    def stub(image, sensor, loops, gate):
+    def stub(image, sensor, loops, gate, full_size=True):
         h, w = image.shape[-2:]
         seen[w] = sensor
         for _ in range(loops + 1):

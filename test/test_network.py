@@ -26,8 +26,10 @@ import torchvision
 def test_backbone_output_stride_is_8(name, channels):
     bb = Backbone(name).eval()
     with torch.no_grad():
-        y = bb(torch.randn(1, 3, 64, 96))
+        low, mid, y = bb(torch.randn(1, 3, 64, 96))
     assert y.shape == (1, channels, 8, 12)
+    # layer2 and (dilated) layer3: the detail path's inputs
+    assert low.shape == (1, channels // 4, 8, 12) and mid.shape == (1, channels // 2, 8, 12)
 
 
 def test_frozen_bn_is_used_and_has_no_trainable_parameters():
@@ -109,7 +111,7 @@ def test_predicted_gate_is_the_depth_head_softmax(make_model):
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         o = model(x, loops=0, gate='predicted')[0]
-        feat = model.stem(model.backbone(x))
+        feat = model.stem(model.backbone(x)[-1])
         logits, _ = model.head.depth(feat)
     torch.testing.assert_close(o['gate'], logits.softmax(1))
 

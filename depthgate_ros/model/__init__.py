@@ -19,7 +19,7 @@ Nothing in this package imports ROS.
 """
 from .config import ModelConfig
 from .depth_bins import disparity_to_depth, quantile_edges, quantize_depth, sensor_gate
-from .network import DepthGatedNet
+from .network import build_model, DepthGatedNet
 
-__all__ = ['ModelConfig', 'DepthGatedNet', 'disparity_to_depth', 'quantile_edges',
+__all__ = ['ModelConfig', 'DepthGatedNet', 'build_model', 'disparity_to_depth', 'quantile_edges',
            'quantize_depth', 'sensor_gate']

@@ -13,11 +13,14 @@
 # limitations under the License.
 
 """
-ResNet backbone at output stride 8 (DeepLab style, paper section 5).
+Backbones: a ResNet at output stride 8 (paper section 5), 16 or 32, or a MobileNetV3-Large.
 
-The last two stride-2 stages are replaced by atrous convolutions with dilation 2 and 4.
-torchvision's `replace_stride_with_dilation` refuses BasicBlock (ResNet-18/34), so the
-conversion is done here, the same way for every depth.
+MobileNetV3-Large runs at stride 16 or 32 (the fast preset). For a ResNet at stride 8 the last
+two stride-2 stages are replaced by atrous convolutions with dilation 2 and 4 (at 16, the last
+one with dilation 2). torchvision's
+`replace_stride_with_dilation` refuses BasicBlock (ResNet-18/34), so the conversion is done here,
+the same way for every depth. Every backbone also returns its stride-8 and stride-16 maps, for
+a detail path.
 """
 from __future__ import annotations
 
@@ -30,7 +33,12 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from .state import state_mismatch
 
-_OUT_CHANNELS = {'resnet18': 512, 'resnet34': 512, 'resnet50': 2048, 'resnet101': 2048}
+# channels of the (stride-8, stride-16, last) maps
+_CHANNELS = {'resnet18': (128, 256, 512), 'resnet34': (128, 256, 512),
+             'resnet50': (512, 1024, 2048), 'resnet101': (512, 1024, 2048),
+             'mobilenet_v3_large': (40, 112, 960)}
+# MobileNetV3-Large's feature blocks: [0, 7) end at stride 8, [7, 13) at 16, the rest at 32.
+_MOBILENET_SPLITS = (7, 13)
 
 
 def _dilate_stage(stage: nn.Sequential, dilation: int) -> None:
@@ -50,29 +58,52 @@ def _dilate_stage(stage: nn.Sequential, dilation: int) -> None:
 
 
 class Backbone(nn.Module):
-    """ResNet trunk returning the stride-8 feature map of layer4."""
+    """
+    A torchvision trunk returning (stride-8 map, stride-16 map, last map at `output_stride`).
+
+    With a dilated stage the "stride-16" map is that stage's output at the output stride.
+    """
 
     def __init__(self, name: str = 'resnet18', frozen_bn: bool = True,
-                 weights_path: str | Path | None = None):
+                 weights_path: str | Path | None = None, output_stride: int = 8):
         super().__init__()
-        if name not in _OUT_CHANNELS:
-            raise ValueError(f'unknown backbone {name!r}; choose one of {sorted(_OUT_CHANNELS)}')
+        if name not in _CHANNELS:
+            raise ValueError(f'unknown backbone {name!r}; choose one of {sorted(_CHANNELS)}')
         norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-        # weights=None: nothing is ever downloaded; pretrained weights come from a local file.
+        self.low_channels, self.mid_channels, self.out_channels = _CHANNELS[name]
+        if name.startswith('mobilenet'):
+            if output_stride not in (16, 32):
+                raise ValueError(f'{name} runs at output stride 16 or 32, not {output_stride}')
+            # weights=None: nothing is ever downloaded; weights come from a local file.
+            # None: torchvision's own BatchNorm settings for this network (eps 1e-3)
+            net = models.mobilenet_v3_large(weights=None, dilated=output_stride == 16,
+                                            norm_layer=FrozenBatchNorm2d if frozen_bn else None)
+            if weights_path is not None:
+                load_backbone_weights(net, weights_path)
+            self.features = net.features      # torchvision's names: its state dicts load
+            return
+        if output_stride not in (8, 16, 32):
+            raise ValueError(f'{name} runs at output stride 8, 16 or 32, not {output_stride}')
         net = getattr(models, name)(weights=None, norm_layer=norm)
         if weights_path is not None:
             load_backbone_weights(net, weights_path)
-        _dilate_stage(net.layer3, 2)
-        _dilate_stage(net.layer4, 4)
+        if output_stride == 8:
+            _dilate_stage(net.layer3, 2)
+        if output_stride <= 16:
+            _dilate_stage(net.layer4, 4 if output_stride == 8 else 2)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             net.layer1, net.layer2, net.layer3, net.layer4)
-        self.out_channels = _OUT_CHANNELS[name]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        x = self.layer2(self.layer1(x))
-        return self.layer4(self.layer3(x))
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if hasattr(self, 'features'):
+            a, b = _MOBILENET_SPLITS
+            low = self.features[:a](x)
+            mid = self.features[a:b](low)
+            return low, mid, self.features[b:](mid)
+        low = self.layer2(self.layer1(self.stem(x)))
+        mid = self.layer3(low)
+        return low, mid, self.layer4(mid)
 
 
 def load_backbone_weights(net: nn.Module, path: str | Path) -> None:
@@ -84,10 +115,11 @@ def load_backbone_weights(net: nn.Module, path: str | Path) -> None:
     if not isinstance(state, dict):
         raise ValueError(f'{path} does not hold a state dict (got {type(state).__name__})')
     # The ImageNet classifier is not part of the trunk; FrozenBatchNorm2d has no counter.
-    net.fc = torch.nn.Identity()
+    head = 'fc' if hasattr(net, 'fc') else 'classifier'
+    setattr(net, head, torch.nn.Identity())
     own = net.state_dict()
     state = {k: v for k, v in state.items()
-             if k in own or not (k.startswith('fc.') or k.endswith('num_batches_tracked'))}
+             if k in own or not (k.startswith(head + '.') or k.endswith('num_batches_tracked'))}
     problem = state_mismatch(net, state)
     if problem:
         raise ValueError(f'{path} does not match the {type(net).__name__} backbone: {problem}')

@@ -36,8 +36,9 @@ import zipfile
 import torch
 
 from .config import ModelConfig
-from .network import DepthGatedNet
+from .network import build_model, DepthGatedNet
 from .state import state_mismatch
+from ..weights import resolve_model
 
 FORMAT = 'depthgate_ros.checkpoint'
 VERSION = 1
@@ -128,8 +129,15 @@ def save_checkpoint(path: str | Path, model: DepthGatedNet, info: ModelInfo,
 
 
 def read_checkpoint(path: str | Path, map_location='cpu') -> dict:
-    """Read the raw payload, validated for format; raise a CheckpointError naming the problem."""
-    path = Path(path)
+    """
+    Read the raw payload, validated for format; raise a CheckpointError naming the problem.
+
+    `path` may also name a bundled model (weights.BUNDLED: default, fast).
+    """
+    try:
+        path = resolve_model(path)
+    except FileNotFoundError as e:
+        raise CheckpointNotFoundError(str(e)) from None
     if not path.is_file():
         raise CheckpointNotFoundError(f'checkpoint not found: {path}')
     if not zipfile.is_zipfile(path):
@@ -176,7 +184,7 @@ def load_checkpoint(path: str | Path, map_location='cpu',
     if num_classes is not None and num_classes != cfg.num_classes:
         raise CheckpointMismatchError(
             f'{path} predicts {cfg.num_classes} classes, expected {num_classes}')
-    model = DepthGatedNet(cfg)
+    model = build_model(cfg)
     problem = state_mismatch(model, payload['state_dict'])
     if problem:
         raise CheckpointMismatchError(

@@ -23,19 +23,27 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'resnet101')
+BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'mobilenet_v3_large')
 GATE_SOURCES = ('none', 'average', 'sensor', 'hybrid', 'predicted', 'attention')
 # The gates that read sensor depth; without a depth map a frame falls back to `predicted`.
 DEPTH_GATES = ('sensor', 'hybrid')
 # The gates any depth-gated model can be run (or trained, per batch) with.
 CALL_GATES = DEPTH_GATES + ('predicted', 'average')
 RECURRENT_INPUTS = ('features', 'prediction')
+# torchvision networks trained and evaluated beside ours as they are (model/peers.py).
+PEERS = ('lraspp_mobilenet_v3_large', 'deeplabv3_mobilenet_v3_large')
+ARCHITECTURES = ('depthgate',) + PEERS
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    # torchvision ResNet turned to output stride 8 (paper section 5).
+    # "depthgate" (this package's network) or one of PEERS, which reads only num_classes
+    # (and runs as a baseline: gate_source none, no recurrent module).
+    architecture: str = 'depthgate'
+    # A torchvision ResNet (paper section 5: output stride 8) or MobileNetV3-Large.
     backbone: str = 'resnet18'
+    # Stride of the map the head works on: 8 (paper), 16 or 32 (MobileNetV3: 16 or 32).
+    output_stride: int = 8
     # Replace the backbone's BatchNorm by FrozenBatchNorm2d (paper: batch size 1, global moments).
     frozen_bn: bool = True
     # Semantic classes; 19 = Cityscapes train ids.
@@ -66,13 +74,31 @@ class ModelConfig:
     dropout: float = 0.1
     # Channels of the depth branch: 1x1 to depth_channels[0], 3x3 to depth_channels[1].
     depth_channels: tuple[int, int] = (128, 32)
+    # Detail path (0: none, as the paper): the backbone's stride-8 and stride-16 maps reduced to
+    # one stride-8 map of this many channels, which each loop's classifier reads beside its
+    # upsampled context features, so a head at stride 16 or 32 still draws boundaries at 8.
+    detail_channels: int = 0
 
     def __post_init__(self) -> None:
         # Coerce lists (from YAML / checkpoints) into tuples so configs compare and hash.
         for name in ('dilations', 'depth_edges', 'depth_channels'):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f'architecture {self.architecture!r} is not one of {ARCHITECTURES}')
+        if self.architecture in PEERS and (self.gate_source != 'none' or self.recurrent):
+            raise ValueError(f'{self.architecture} has no gate and no recurrent module: it '
+                             'needs gate_source: none, recurrent: false, loops: 0')
         if self.backbone not in BACKBONES:
             raise ValueError(f'backbone {self.backbone!r} is not one of {BACKBONES}')
+        strides = (16, 32) if self.backbone.startswith('mobilenet') else (8, 16, 32)
+        if self.output_stride not in strides:
+            raise ValueError(f'output_stride {self.output_stride} is not one of {strides} '
+                             f'for {self.backbone}')
+        if self.detail_channels < 0:
+            raise ValueError(f'detail_channels must be >= 0, got {self.detail_channels}')
+        if self.detail_channels and self.recurrent_input == 'prediction':
+            raise ValueError('detail_channels needs recurrent_input: features (the prediction '
+                             'is at stride 8, the recurrent module at the output stride)')
         if self.gate_source not in GATE_SOURCES:
             raise ValueError(f'gate_source {self.gate_source!r} is not one of {GATE_SOURCES}')
         if self.recurrent_input not in RECURRENT_INPUTS:
@@ -106,6 +132,13 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> 'ModelConfig':
+        """Build from plain keys; `preset: NAME` starts from PRESETS[NAME], the keys on top."""
+        d = dict(d)
+        name = d.pop('preset', None)
+        if name is not None:
+            if name not in PRESETS:
+                raise ValueError(f'unknown model preset {name!r}; choose one of {sorted(PRESETS)}')
+            d = {**PRESETS[name], **d}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -115,6 +148,24 @@ class ModelConfig:
     def replace(self, **changes) -> 'ModelConfig':
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def preset(cls, name: str, **changes) -> 'ModelConfig':
+        """Return a named architecture (PRESETS), with `changes` on top."""
+        return cls.from_dict({'preset': name, **changes})
 
-__all__ = ['ModelConfig', 'BACKBONES', 'CALL_GATES', 'DEPTH_GATES', 'GATE_SOURCES',
-           'RECURRENT_INPUTS']
+
+# Named architectures; a training config picks one with `model: {preset: NAME}`.
+PRESETS = {
+    # Real time on a CPU: MobileNetV3-Large at stride 32, gating and the recurrent loops on
+    # its 1/32 map, a 64-channel detail path at stride 8 for small things and boundaries (a
+    # 32-channel one from stride 8 alone missed poles, signs and persons). Small dilations:
+    # the head ablation (docs/results.md) found large ones cost accuracy, and at stride 32 a
+    # cell already spans 4x the paper's.
+    'fast': {'backbone': 'mobilenet_v3_large', 'output_stride': 32, 'frozen_bn': False,
+             'channels': 128, 'depth_channels': [64, 32], 'detail_channels': 64,
+             'dilations': [1, 1, 1, 2, 3]},
+}
+
+
+__all__ = ['ModelConfig', 'ARCHITECTURES', 'BACKBONES', 'CALL_GATES', 'DEPTH_GATES',
+           'GATE_SOURCES', 'PEERS', 'PRESETS', 'RECURRENT_INPUTS']

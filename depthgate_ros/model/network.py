@@ -22,6 +22,10 @@ The depth-gated recurrent segmentation network (paper Figure 2).
 `context` is the paper baseline's second 3x3 conv, or the depth-aware gating module that
 replaces it. Loops 1..L share one recurrent module, so the parameter count does not depend on
 how many loops are run, and the number of loops is a call-time argument (anytime prediction).
+
+The fast preset runs the same graph at stride 32, and its classifiers read a detail path: the
+backbone's stride-8 and stride-16 maps, reduced once per image to one stride-8 map, beside the
+upsampled context features.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from .backbone import Backbone
-from .config import DEPTH_GATES, ModelConfig
+from .config import DEPTH_GATES, ModelConfig, PEERS
 from .depth_bins import harden_gate, hybrid_gate, sensor_evidence, sensor_gate
 from .gating import average_gate, conv_bn_relu, DepthGatingModule
 from .heads import DepthHead
@@ -55,13 +59,15 @@ class LoopHead(nn.Module):
         self.attention = (DepthHead(c, cfg.num_bins, cfg.depth_channels, cfg.dropout,
                                     regress=False)
                           if cfg.gate_source == 'attention' else None)
-        self.classifier = nn.Sequential(nn.Dropout2d(cfg.dropout),
-                                        nn.Conv2d(c, cfg.num_classes, 1))
+        self.classifier = (DetailClassifier(c, cfg.detail_channels, cfg.num_classes, cfg.dropout)
+                           if cfg.detail_channels else
+                           nn.Sequential(nn.Dropout2d(cfg.dropout),
+                                         nn.Conv2d(c, cfg.num_classes, 1)))
 
     def forward(self, x: torch.Tensor, gate_source: str, fixed_gate: torch.Tensor | None,
                 hard: bool = False,
-                evidence: tuple[torch.Tensor, torch.Tensor] | None = None
-                ) -> dict[str, torch.Tensor]:
+                evidence: tuple[torch.Tensor, torch.Tensor] | None = None,
+                detail: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         x = self.block(x)
         depth_logits, log_depth = self.depth(x)
         if gate_source == 'none':
@@ -83,8 +89,36 @@ class LoopHead(nn.Module):
             else:  # "sensor" and "average" do not depend on the loop's own prediction
                 gate = fixed_gate
             feats = self.gating(x, gate)
-        return {'features': feats, 'seg': self.classifier(feats), 'depth_logits': depth_logits,
+        seg = self.classifier(feats) if detail is None else self.classifier(feats, detail)
+        return {'features': feats, 'seg': seg, 'depth_logits': depth_logits,
                 'log_depth': log_depth, 'gate': gate}
+
+
+class DetailPath(nn.Module):
+    """The stride-8 map the classifiers read: stride-8 features, plus stride-16 ones upsampled."""
+
+    def __init__(self, low_channels: int, mid_channels: int, channels: int):
+        super().__init__()
+        self.low = conv_bn_relu(low_channels, channels, 3)
+        self.mid = conv_bn_relu(mid_channels, channels, 1)
+
+    def forward(self, low: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
+        return self.low(low) + F.interpolate(self.mid(mid), size=low.shape[-2:],
+                                             mode='bilinear', align_corners=False)
+
+
+class DetailClassifier(nn.Module):
+    """Classify at stride 8: context features upsampled beside the detail path, one 1x1 fuse."""
+
+    def __init__(self, channels: int, detail_channels: int, num_classes: int, dropout: float):
+        super().__init__()
+        self.fuse = conv_bn_relu(channels + detail_channels, detail_channels * 2, 1)
+        self.classifier = nn.Sequential(nn.Dropout2d(dropout),
+                                        nn.Conv2d(detail_channels * 2, num_classes, 1))
+
+    def forward(self, feats: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
+        up = F.interpolate(feats, size=detail.shape[-2:], mode='bilinear', align_corners=False)
+        return self.classifier(self.fuse(torch.cat([up, detail], 1)))
 
 
 class DepthGatedNet(nn.Module):
@@ -94,8 +128,10 @@ class DepthGatedNet(nn.Module):
         # Regression starts at the geometric centre of the bins: a sensible prior depth.
         init_depth = math.exp(sum(math.log(e) for e in cfg.depth_edges) / len(cfg.depth_edges)) \
             if cfg.depth_edges else 10.0
-        self.backbone = Backbone(cfg.backbone, cfg.frozen_bn, backbone_weights)
+        self.backbone = Backbone(cfg.backbone, cfg.frozen_bn, backbone_weights, cfg.output_stride)
         self.stem = conv_bn_relu(self.backbone.out_channels, cfg.channels, 3)
+        self.detail = (DetailPath(self.backbone.low_channels, self.backbone.mid_channels,
+                                  cfg.detail_channels) if cfg.detail_channels else None)
         # The baseline's first 3x3 layer; its output F is shared by every loop.
         self.head = LoopHead(None, cfg, init_depth)
         prev = cfg.channels if cfg.recurrent_input == 'features' else cfg.num_classes
@@ -126,25 +162,34 @@ class DepthGatedNet(nn.Module):
         return g
 
     def forward(self, image: torch.Tensor, depth: torch.Tensor | None = None,
-                loops: int | None = None, gate: str | None = None) -> list[dict]:
+                loops: int | None = None, gate: str | None = None,
+                full_size: bool = True) -> list[dict]:
         """
         Return one dict per loop 0..L.
 
         `seg` (N, C, H, W) and `depth_logits` (N, K, H, W) logits and `log_depth` (N, 1, H, W) at
-        the input size; `gate` (N, K, h, w) and `features` at stride 8. `depth` is sensor depth in
-        metres (NaN/0 invalid).
+        the input size; `gate` (N, K, h, w) and `features` at the output stride. `depth` is sensor
+        depth in metres (NaN/0 invalid). `full_size=False` leaves `seg` and `log_depth` at the
+        network's own resolution (stride 8, or the output stride without a detail path) and
+        skips `depth_logits`, for a caller that upsamples once what it needs (inference).
         """
         loops = self.cfg.loops if loops is None else loops
-        steps = self.iter_loops(image, depth, loops, gate)
+        steps = self.iter_loops(image, depth, loops, gate, full_size)
         return [next(steps) for _ in range(loops + 1)]
 
+    def features(self, image: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Return (the detail path's stride-8 map or None, features F shared by every loop)."""
+        low, mid, high = self.backbone(image)
+        return (self.detail(low, mid) if self.detail is not None else None), self.stem(high)
+
     def iter_loops(self, image: torch.Tensor, depth: torch.Tensor | None = None,
-                   max_loops: int | None = None, gate: str | None = None):
+                   max_loops: int | None = None, gate: str | None = None,
+                   full_size: bool = True):
         """
         Anytime prediction.
 
-        Yields loop 0's output dict, then each refinement's, computing a loop only when the caller
-        asks for it (up to `max_loops`).
+        Yields loop 0's output dict (as `forward`), then each refinement's, computing a loop only
+        when the caller asks for it (up to `max_loops`).
         """
         max_loops = self.cfg.loops if max_loops is None else max_loops
         if max_loops < 0 or (max_loops > 0 and self.refine is None):
@@ -152,7 +197,7 @@ class DepthGatedNet(nn.Module):
         g = self.resolve_gate(gate, depth is not None)
         hard = self.hard_gate and not self.training
         size = image.shape[-2:]
-        feat = self.stem(self.backbone(image))
+        detail, feat = self.features(image)
         fixed_gate = evidence = None
         if g == 'sensor':
             fixed_gate = sensor_gate(depth, self.depth_edges, feat.shape[-2:],
@@ -168,12 +213,26 @@ class DepthGatedNet(nn.Module):
         prev = None
         for loop in range(max_loops + 1):
             if prev is None:
-                out = self.head(feat, g, fixed_gate, hard, evidence)
+                out = self.head(feat, g, fixed_gate, hard, evidence, detail)
             else:
                 prev_in = prev['features'] if self.cfg.recurrent_input == 'features' \
                     else prev['seg'].softmax(1)
-                out = self.refine(torch.cat([feat, prev_in], 1), g, fixed_gate, hard, evidence)
+                out = self.refine(torch.cat([feat, prev_in], 1), g, fixed_gate, hard, evidence,
+                                  detail)
             prev = out
+            if not full_size:
+                yield {**out, 'depth_logits': None}
+                continue
             yield {**out, **{key: F.interpolate(out[key], size=size, mode='bilinear',
                                                 align_corners=False)
                              for key in ('seg', 'depth_logits', 'log_depth')}}
+
+
+def build_model(cfg: ModelConfig, backbone_weights: str | None = None) -> nn.Module:
+    """Return the network `cfg` describes: a DepthGatedNet, or a torchvision peer."""
+    if cfg.architecture in PEERS:
+        if backbone_weights is not None:
+            raise ValueError(f'{cfg.architecture} takes no backbone_weights here')
+        from .peers import PeerNet
+        return PeerNet(cfg)
+    return DepthGatedNet(cfg, backbone_weights)

@@ -111,7 +111,7 @@ class Perception:
             raise problem
         if p['num_threads'] > 0:
             torch.set_num_threads(p['num_threads'])
-        path = p['model_path'] or bundled_checkpoint()
+        path = p['model_path'] or bundled_checkpoint()       # a name resolves on loading
         if not path:
             raise ParameterError('model_path', 'no model: this build ships no bundled model')
         # the dynamic options are applied per frame, after the model-dependent check

@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from ..data.sensors import sensor_from_config
-from ..model.config import CALL_GATES, ModelConfig
+from ..model.config import CALL_GATES, ModelConfig, PRESETS
 
 DATASETS = ('synthetic', 'cityscapes', 'nyuv2', 'sunrgbd', 'stanford2d3d')
 CAMERA_KEYS = ('fx_scale', 'height_m', 'pitch_deg')   # data.synthetic_camera
@@ -99,7 +99,9 @@ class TrainConfig:
     output_dir: str = 'runs/default'
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
-    model: dict = field(default_factory=dict)   # ModelConfig keys; depth_edges null = quantiles
+    # ModelConfig keys, or `preset: NAME` (model/config.py PRESETS) and keys on top of it;
+    # depth_edges null = quantiles
+    model: dict = field(default_factory=dict)
     backbone_weights: str | None = None         # local ImageNet state dict for the backbone
     init_from: str | None = None                # checkpoint the first stage starts from
     # How a gating module new in a stage starts: "scratch" (random, as the bundled model was
@@ -169,9 +171,12 @@ def validate(cfg: TrainConfig) -> None:
     if len(set(names)) != len(names):
         raise ConfigError(f'stage names must be unique, got {names}')
     model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
+    if cfg.model.get('preset') is not None and cfg.model['preset'] not in PRESETS:
+        raise ConfigError(f"model.preset {cfg.model['preset']!r} is not one of "
+                          f"{', '.join(sorted(PRESETS))}")
     for where, overrides in [('model', cfg.model)] + [
             (f'stages[{s.name}].model', s.model) for s in cfg.stages]:
-        bad = sorted(set(overrides) - model_keys)
+        bad = sorted(set(overrides) - model_keys - ({'preset'} if where == 'model' else set()))
         if bad:
             raise ConfigError(f'unknown config key {where}.{bad[0]} (ModelConfig keys: '
                               f"{', '.join(sorted(model_keys))})")

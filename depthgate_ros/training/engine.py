@@ -45,7 +45,7 @@ from .distributed import DistContext
 from ..data.sensors import sample_focal
 from ..evaluation import evaluate_dataset
 from ..inference import normalize_image, Predictor
-from ..model import DepthGatedNet, ModelConfig, quantile_edges
+from ..model import build_model, DepthGatedNet, ModelConfig, quantile_edges
 from ..model.checkpoint import load_checkpoint, ModelInfo, read_checkpoint, save_checkpoint
 from ..model.config import DEPTH_GATES
 from ..model.losses import LossWeights, multitask_loss
@@ -219,8 +219,8 @@ class StageRunner:
     def _build(self, previous: Path | None, resume: bool):
         torch.manual_seed(self.seed)
         first = previous is None
-        model = DepthGatedNet(self.model_cfg,
-                              self.cfg.backbone_weights if first else None).to(self.ctx.device)
+        model = build_model(self.model_cfg,
+                            self.cfg.backbone_weights if first else None).to(self.ctx.device)
         opt = torch.optim.SGD(model.parameters(), lr=self.base_lr,
                               momentum=self.cfg.optim.momentum,
                               weight_decay=self.cfg.optim.weight_decay)

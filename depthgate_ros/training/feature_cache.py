@@ -112,7 +112,7 @@ def cache_split(model: DepthGatedNet, info: ModelInfo, directory: Path, *, frame
             s = data[i]
             image = torch.from_numpy(s['rgb']).permute(2, 0, 1)[None]
             with torch.inference_mode():
-                feat = model.stem(model.backbone(normalize_image(image, mean, std)))
+                feat = model.features(normalize_image(image, mean, std))[1]
             arrays['features'][i] = feat[0].numpy().astype(np.float16)
             arrays['labels'][i] = s['labels']
             # float16 ends at 65504: farther (ray-cast ground near the horizon) stays far

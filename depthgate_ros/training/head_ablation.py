@@ -60,12 +60,19 @@ class Row:
     iterations: int | None = None      # None: the study's; more, to see whether a row converged
 
 
+class _CachedFeatures(nn.Module):
+    """Stands in for the backbone: its input is already the backbone's output (no detail map)."""
+
+    def forward(self, x: torch.Tensor) -> tuple[None, None, torch.Tensor]:
+        return None, None, x
+
+
 def head_model(base: ModelConfig, row: Row) -> DepthGatedNet:
     """Build a DepthGatedNet whose backbone and stem are identities: it reads F directly."""
     cfg = replace(base, **{k: tuple(v) if isinstance(v, list) else v
                            for k, v in row.model.items()})
     net = DepthGatedNet(cfg)
-    net.backbone, net.stem = nn.Identity(), nn.Identity()
+    net.backbone, net.stem = _CachedFeatures(), nn.Identity()
     return net
 
 

@@ -18,10 +18,27 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-DEFAULT_NAME = 'default.pt'
+# Models selectable by name wherever a checkpoint path is taken (model_path, --checkpoint).
+BUNDLED = {'default': 'default.pt', 'fast': 'fast.pt'}
+DEFAULT_NAME = BUNDLED['default']
 
 
-def bundled_checkpoint() -> Path | None:
-    """Return the bundled default model, or None when this build ships none."""
-    path = resources.files(__name__) / DEFAULT_NAME
+def bundled_checkpoint(name: str = 'default') -> Path | None:
+    """Return a bundled model's file, or None when this build does not ship it."""
+    path = resources.files(__name__) / BUNDLED[name]
     return Path(str(path)) if path.is_file() else None
+
+
+def resolve_model(spec: str | Path) -> Path:
+    """
+    Return the file a model name or path means: a BUNDLED name, or else a path.
+
+    A file literally called like a bundled model is still reachable as ./NAME.
+    """
+    if str(spec) in BUNDLED:
+        path = bundled_checkpoint(str(spec))
+        if path is None:
+            raise FileNotFoundError(f'this build ships no bundled model {str(spec)!r} '
+                                    f'({BUNDLED[str(spec)]})')
+        return path
+    return Path(spec)

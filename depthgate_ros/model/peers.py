@@ -1,0 +1,66 @@
+# Copyright 2026 depthgate_ros maintainers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+torchvision's real-time segmentation networks behind DepthGatedNet's interface.
+
+They are the fast preset's peers: trained by the same engine on the same data, saved as the
+same checkpoints, evaluated and timed by the same tools. A peer predicts labels only (no depth,
+no gate, no loops), so it runs as a baseline: gate `none`, loop 0.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.models import segmentation
+
+from .config import ModelConfig, PEERS
+
+
+class PeerNet(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if cfg.architecture not in PEERS:
+            raise ValueError(f'{cfg.architecture!r} is not a peer; choose one of {PEERS}')
+        self.cfg = cfg
+        # weights=None: nothing is ever downloaded; no auxiliary head (its loss is not ours).
+        self.net = getattr(segmentation, cfg.architecture)(
+            weights=None, weights_backbone=None, num_classes=cfg.num_classes, aux_loss=False)
+        self.register_buffer('depth_edges', torch.tensor(cfg.depth_edges, dtype=torch.float32))
+        self.hard_gate = False
+
+    def available_gates(self) -> tuple[str, ...]:
+        return ('none',)
+
+    def resolve_gate(self, gate: str | None, have_depth: bool) -> str:
+        if gate not in (None, 'none'):
+            raise ValueError(f'gate {gate!r} needs a depth-gated model; '
+                             f'{self.cfg.architecture} has no gate')
+        return 'none'
+
+    def forward(self, image: torch.Tensor, depth: torch.Tensor | None = None,
+                loops: int | None = None, gate: str | None = None,
+                full_size: bool = True) -> list[dict]:
+        return list(self.iter_loops(image, depth, loops, gate, full_size))
+
+    def iter_loops(self, image: torch.Tensor, depth: torch.Tensor | None = None,
+                   max_loops: int | None = None, gate: str | None = None,
+                   full_size: bool = True):
+        """Yield the one prediction (torchvision upsamples to the input size itself)."""
+        if max_loops:
+            raise ValueError(f'loops={max_loops}: {self.cfg.architecture} has no recurrent '
+                             'module')
+        self.resolve_gate(gate, depth is not None)
+        yield {'seg': self.net(image)['out'], 'log_depth': None, 'depth_logits': None,
+               'gate': None, 'features': None}

@@ -1,0 +1,187 @@
+# Copyright 2026 depthgate_ros maintainers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""The fast preset, the torchvision peers and bundled models chosen by name."""
+from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
+from depthgate_ros.model import build_model, DepthGatedNet, ModelConfig
+from depthgate_ros.model.backbone import Backbone
+from depthgate_ros.model.checkpoint import (CheckpointNotFoundError, load_checkpoint, ModelInfo,
+                                            save_checkpoint)
+from depthgate_ros.model.peers import PeerNet
+from depthgate_ros.training.config import ConfigError, from_dict
+from depthgate_ros.weights import bundled_checkpoint, resolve_model
+import pytest
+import torch
+import torchvision
+from torchvision.models import segmentation
+
+INFO = ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS)
+
+
+@pytest.mark.parametrize('stride', [16, 32])
+def test_mobilenet_backbone_is_torchvisions_trunk(stride):
+    """Same weights, same input: our stride-8 split and last map equal torchvision's features."""
+    torch.manual_seed(0)
+    ref = torchvision.models.mobilenet_v3_large(weights=None, dilated=stride == 16).eval()
+    bb = Backbone('mobilenet_v3_large', frozen_bn=False, output_stride=stride).eval()
+    bb.features.load_state_dict(ref.features.state_dict())
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        low, mid, high = bb(x)
+        want_low = ref.features[:7](x)
+        want_mid = ref.features[:13](x)
+        want = ref.features(x)
+    assert low.shape == (1, 40, 12, 16)
+    assert mid.shape == (1, 112, 6, 8)
+    assert high.shape == (1, 960, 96 // stride, 128 // stride)
+    torch.testing.assert_close(low, want_low)
+    torch.testing.assert_close(mid, want_mid)
+    torch.testing.assert_close(high, want)
+
+
+@pytest.mark.parametrize('stride,size', [(8, (12, 16)), (16, (6, 8)), (32, (3, 4))])
+def test_resnet_backbone_strides(stride, size):
+    low, mid, high = Backbone('resnet18', output_stride=stride).eval()(
+        torch.randn(1, 3, 96, 128))
+    assert low.shape == (1, 128, 12, 16)
+    assert mid.shape == (1, 256, *((12, 16) if stride == 8 else (6, 8)))
+    assert high.shape == (1, 512, *size)
+
+
+def test_bad_strides_are_refused():
+    with pytest.raises(ValueError, match='output_stride 8 is not one of'):
+        ModelConfig(backbone='mobilenet_v3_large', output_stride=8)
+    with pytest.raises(ValueError, match='output stride 16 or 32, not 8'):
+        Backbone('mobilenet_v3_large', output_stride=8)
+    with pytest.raises(ValueError, match='unknown model preset'):
+        ModelConfig.preset('fastest')
+
+
+def test_fast_preset_shapes_and_size():
+    """Gating and loops at 1/32, classes at 1/8 (detail path), upsampled only when asked."""
+    cfg = ModelConfig.preset('fast')
+    assert (cfg.backbone, cfg.output_stride, cfg.detail_channels) == (
+        'mobilenet_v3_large', 32, 64)
+    assert cfg.dilations == (1, 1, 1, 2, 3)
+    torch.manual_seed(0)
+    net = DepthGatedNet(cfg).eval()
+    x = torch.randn(1, 3, 192, 256)
+    with torch.no_grad():
+        full = net(x)
+        low = net(x, full_size=False)
+    assert len(full) == cfg.loops + 1 == 3
+    for f, o in zip(full, low):
+        assert f['gate'].shape == (1, 5, 6, 8) and f['features'].shape == (1, 128, 6, 8)
+        assert f['seg'].shape == (1, 19, 192, 256)
+        assert f['depth_logits'].shape == (1, 5, 192, 256)
+        assert o['seg'].shape == (1, 19, 24, 32) and o['log_depth'].shape == (1, 1, 6, 8)
+        assert o['depth_logits'] is None
+        # the full-size output is exactly the low-resolution one, upsampled
+        up = torch.nn.functional.interpolate(o['seg'], size=(192, 256), mode='bilinear',
+                                             align_corners=False)
+        torch.testing.assert_close(up, f['seg'])
+    # float16 on disk, as shipped: within the 15 MB a robot's package should carry
+    n = sum(p.numel() for p in net.state_dict().values())
+    assert 2 * n < 15e6
+
+
+def test_detail_path_reaches_the_labels():
+    """Stride-8 and -16 maps change the classes; without the path the classifier is a 1x1 conv."""
+    torch.manual_seed(0)
+    net = DepthGatedNet(ModelConfig.preset('fast', loops=0, recurrent=False)).eval()
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        detail, feat = net.features(x)
+    detail.requires_grad_(True)
+    seg = net.head(feat, 'predicted', None, detail=detail)['seg']
+    assert detail.shape == (1, 64, 16, 16) and seg.shape == (1, 19, 16, 16)
+    # each stride-8 label cell depends on the detail map at that cell
+    grad, = torch.autograd.grad(seg[0, 3, 5, 7], detail)
+    assert grad[0, :, 5, 7].abs().sum() > 0
+    assert grad[0, :, 5, 8].abs().sum() == 0
+    # and the detail map on the stride-16 features (bilinear: the 2x2 cells around it)
+    low, mid, _ = net.backbone(x)
+    mid = mid.detach().requires_grad_(True)
+    grad, = torch.autograd.grad(net.detail(low, mid)[0, :, 5, 7].sum(), mid)
+    assert grad[0, :, 2:4, 3:5].abs().sum() > 0 and grad[0, :, 0, 0].abs().sum() == 0
+    plain = DepthGatedNet(ModelConfig.preset('fast', detail_channels=0))
+    assert plain.detail is None and isinstance(plain.head.classifier[1], torch.nn.Conv2d)
+    with pytest.raises(ValueError, match='recurrent_input: features'):
+        ModelConfig.preset('fast', recurrent_input='prediction')
+
+
+@pytest.mark.parametrize('name', ['lraspp_mobilenet_v3_large', 'deeplabv3_mobilenet_v3_large'])
+def test_peer_is_torchvisions_network(name, tmp_path):
+    """A peer computes what torchvision's model computes, and survives a checkpoint."""
+    cfg = ModelConfig(architecture=name, gate_source='none', recurrent=False, loops=0)
+    torch.manual_seed(0)
+    peer = build_model(cfg).eval()
+    assert isinstance(peer, PeerNet)
+    ref = getattr(segmentation, name)(weights=None, weights_backbone=None, num_classes=19,
+                                      aux_loss=False).eval()
+    ref.load_state_dict(peer.net.state_dict())
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        out = peer(x)
+        torch.testing.assert_close(out[0]['seg'], ref(x)['out'])
+    assert len(out) == 1 and out[0]['log_depth'] is None and out[0]['gate'] is None
+    assert peer.available_gates() == ('none',)
+    with pytest.raises(ValueError, match='has no gate'):
+        peer(x, gate='predicted')
+    with pytest.raises(ValueError, match='no recurrent module'):
+        peer(x, loops=1)
+    save_checkpoint(tmp_path / 'peer.pt', peer, INFO)
+    loaded, _, _ = load_checkpoint(tmp_path / 'peer.pt')
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x)[0]['seg'], out[0]['seg'])
+    with pytest.raises(ValueError, match='needs gate_source: none'):
+        ModelConfig(architecture=name)
+
+
+def test_peer_predicts_labels_without_depth(tmp_path):
+    from depthgate_ros.evaluation import evaluate_dataset
+    from depthgate_ros.inference import Predictor
+    from depthgate_ros.training.datasets import SyntheticStreetDataset
+    torch.manual_seed(0)
+    peer = build_model(ModelConfig(architecture='lraspp_mobilenet_v3_large',
+                                   gate_source='none', recurrent=False, loops=0))
+    predictor = Predictor(peer, INFO, device='cpu')
+    data = SyntheticStreetDataset(2, 1_000_000, (64, 128))
+    p = predictor.predict(data[0]['rgb'])
+    assert p.labels.shape == (64, 128) and p.depth is None and p.gate is None
+    r = evaluate_dataset(predictor, data)['final']
+    assert 0 <= r['miou'] <= 1 and r['depth']['pixels'] == 0
+
+
+def test_training_config_takes_a_preset():
+    stages = [{'name': 's', 'iterations': 1}]
+    cfg = from_dict({'model': {'preset': 'fast', 'channels': 64}, 'stages': stages})
+    built = ModelConfig.from_dict(cfg.model)
+    assert built.backbone == 'mobilenet_v3_large' and built.channels == 64
+    with pytest.raises(ConfigError, match="model.preset 'fastest' is not one of"):
+        from_dict({'model': {'preset': 'fastest'}, 'stages': stages})
+    with pytest.raises(ConfigError, match='unknown config key stages'):
+        from_dict({'stages': [{'name': 's', 'iterations': 1, 'model': {'preset': 'fast'}}]})
+
+
+def test_bundled_models_by_name(tmp_path, monkeypatch):
+    """`default` and `fast` name the package's files; anything else is a path."""
+    assert resolve_model('default') == bundled_checkpoint('default')
+    assert resolve_model('model.pt').name == 'model.pt'
+    assert resolve_model(tmp_path / 'fast') == tmp_path / 'fast'
+    # a build without the file says so by name, through the loader every tool uses
+    monkeypatch.setitem(__import__('depthgate_ros.weights', fromlist=['x']).BUNDLED,
+                        'fast', 'missing.pt')
+    with pytest.raises(CheckpointNotFoundError, match="no bundled model 'fast'"):
+        load_checkpoint('fast')
