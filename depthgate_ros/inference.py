@@ -310,8 +310,9 @@ class Predictor:
             depth = depth_m[0, 0].float().cpu().numpy()
         gate_map = None
         if gate_w is not None and 'gate' in wanted:
-            gate_map = _resize(gate_w, size, 'bilinear')[0].argmax(0).to(torch.uint8)
-            gate_map = gate_map.cpu().numpy()
+            gate_w = _resize(gate_w.contiguous(memory_format=torch.channels_last), size,
+                             'bilinear')
+            gate_map = gate_w[0].max(0).indices.to(torch.uint8).cpu().numpy()
         labels = labels.cpu().numpy()
         labels = labels.astype(np.uint8 if self.cfg.num_classes <= 255 else np.uint16)
         return Prediction(labels=labels, depth=depth, confidence=conf, gate=gate_map,
