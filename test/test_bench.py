@@ -18,6 +18,7 @@ depthgate-bench --quick: every section present, well-formed and internally consi
 Timings themselves are never asserted (machines are noisy); structure and equalities are.
 """
 import json
+import math
 
 from depthgate_ros.cli.bench import count_flops, main as bench_main
 import torch
@@ -92,3 +93,39 @@ def test_flops_are_counted_as_by_hand():
             conv(x)
             a @ b
     assert count_flops(run) == 2 * 16 * 32 * 9 * 20 * 30 + 2 * 64 * 128 * 8
+
+
+def test_trained_models_side_by_side(tmp_path, capsys):
+    """
+    --only models: the bundled models, fast through torch, ONNX Runtime fp32 and int8, a peer.
+
+    Input tried: --quick (64 x 96, 2 held-out frames), a random LR-ASPP checkpoint as the
+    peer; then a --compare entry without '='.
+    """
+    from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
+    from depthgate_ros.model import build_model, ModelConfig
+    from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
+    torch.manual_seed(0)
+    peer = build_model(ModelConfig(architecture='lraspp_mobilenet_v3_large', gate_source='none',
+                                   recurrent=False, loops=0))
+    path = save_checkpoint(tmp_path / 'peer.pt', peer,
+                           ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
+    out = tmp_path / 'models'
+    assert bench_main(['--only', 'models', '--quick', '--compare', f'lraspp={path}',
+                       '--out', str(out)]) == 0
+    rows = json.loads((out / 'models.json').read_text())['models']
+    assert [(r['model'], r['backend']) for r in rows] == [
+        ('default', 'eager'), ('fast', 'eager'), ('fast', 'onnxruntime fp32'),
+        ('fast', 'onnxruntime int8'), ('lraspp', 'eager')]
+    for r in rows:
+        assert r['size'] == [64, 96] and r['frames'] == 2
+        assert 0 < r['median_ms'] <= r['p95_ms'] and 0 <= r['miou'] <= 1
+        assert 0 <= r['postprocess_fraction'] < 1
+    assert rows[0]['loops'] == 2 and rows[4]['loops'] == 0
+    assert rows[3]['file_mib'] < 0.5 * rows[2]['file_mib']
+    assert math.isnan(rows[4]['delta1'])                 # a peer predicts no depth
+    assert 0 < rows[1]['gflop'] < rows[0]['gflop']
+    assert '| fast | onnxruntime int8 | 64x96 |' in (out / 'models.md').read_text()
+    assert bench_main(['--only', 'models', '--quick', '--compare', 'lraspp', '--out',
+                       str(out)]) == 2
+    assert '--compare takes NAME=CHECKPOINT' in capsys.readouterr().err

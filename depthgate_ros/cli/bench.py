@@ -17,6 +17,8 @@ depthgate-bench: latency, FLOPs, memory and the node pipeline, measured in one r
 
     depthgate-bench --out bench/                 # the full run behind docs/performance.md
     depthgate-bench --quick --out /tmp/bench     # seconds; what the test suite runs
+    depthgate-bench --only models --compare NAME=CHECKPOINT ... --out bench/
+                                                 # trained models at a camera's size
 
 Writes `bench.json` (every figure, with the machine) and `bench.md` (the tables). Each
 latency is the median and p95 of repeated runs after warm-up, all in this one process, next
@@ -26,11 +28,12 @@ when the absolute speed of a shared machine is not.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import json
 import os
 from pathlib import Path
 import platform
+import sys
 import tempfile
 import time
 
@@ -48,7 +51,7 @@ from ..model.checkpoint import load_checkpoint, ModelInfo, save_checkpoint
 from ..model.depth_bins import harden_gate, quantile_edges, sensor_gate
 from ..model.gating import DepthGatingModule
 from ..model.sparse_gating import gate_density
-from ..weights import bundled_checkpoint
+from ..weights import bundled_checkpoint, resolve_model
 
 
 @dataclass
@@ -460,10 +463,47 @@ def _ros_only(args, s: Settings) -> int:
         lines = transport_table(rows)
         (out / 'transport.json').write_text(json.dumps(rows, indent=2))
     else:
-        rows = _bench_nodes(str(bundled_checkpoint()), s)
+        if args.inference_size:
+            s = replace(s, size=tuple(args.inference_size))
+        rows = _bench_nodes(str(resolve_model(args.model)), s)
         lines = node_section(rows)
         (out / 'node.json').write_text(json.dumps(rows, indent=2))
     (out / f"{'soak' if args.soak else args.only}.md").write_text('\n'.join(lines))
+    print('\n'.join(lines))
+    return 0
+
+
+def _models_only(args, s: Settings) -> int:
+    from .bench_models import bench_models, COLUMNS, summary
+    entries = [('default', 'default'), ('fast', 'fast')]
+    for spec in args.compare:
+        name, sep, path = spec.partition('=')
+        if not sep or not name or not path:
+            print(f'depthgate-bench: --compare takes NAME=CHECKPOINT, got {spec!r}',
+                  file=sys.stderr)
+            return 2
+        entries.append((name, path))
+    try:
+        sizes = [tuple(int(v) for v in size.split('x')) for size in args.sizes]
+    except ValueError:
+        print(f'depthgate-bench: --sizes takes HxW, got {args.sizes}', file=sys.stderr)
+        return 2
+    if args.quick:
+        sizes, args.eval_frames = [(64, 96)], min(args.eval_frames, 2)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {'machine': machine(), 'gemm': gemm_peak(s.gemm_n, s)}
+    result['models'] = bench_models(entries, sizes, args.eval_frames, result['gemm']['gflops'],
+                                    timed, count_flops, s.repeats, s.warmup,
+                                    int8=True, compile_=not args.quick)
+    m = result['machine']
+    lines = ['# Trained models at camera size', '',
+             f"{m['cpu']}, {m['logical_cores']} cores, torch {m['torch']} "
+             f"({m['torch_threads']} threads); fp32 peak {result['gemm']['gflops']:.0f} "
+             f'GFLOP/s; mIoU and delta1 on {args.eval_frames} held-out frames', '']
+    lines += _table(result['models'], COLUMNS) + summary(result['models'])
+    (out / 'models.json').write_text(json.dumps(result, indent=2))
+    (out / 'models.md').write_text('\n'.join(lines))
     print('\n'.join(lines))
     return 0
 
@@ -476,9 +516,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
     parser.add_argument('--no-node', action='store_true', help='skip the rclpy pipeline')
     parser.add_argument('--no-onnx', action='store_true')
-    parser.add_argument('--only', choices=('transport', 'node', 'lifecycle'),
-                        help='only the images-across-processes table, only the node rows, or '
-                             'only the lifecycle node memory through configure / cleanup')
+    parser.add_argument('--only', choices=('transport', 'node', 'lifecycle', 'models'),
+                        help='only the images-across-processes table, only the node rows, '
+                             'only the lifecycle node memory through configure / cleanup, or '
+                             'only trained models side by side (bench_models.py)')
+    parser.add_argument('--model', default='default',
+                        help='--only node: the model the node runs (a bundled name or a path)')
+    parser.add_argument('--inference-size', type=int, nargs=2, metavar=('H', 'W'),
+                        help="--only node: the node's inference size (default: the bench's)")
+    parser.add_argument('--compare', nargs='*', default=[], metavar='NAME=CHECKPOINT',
+                        help='--only models: trained checkpoints beside default and fast')
+    parser.add_argument('--sizes', nargs='+', default=['480x640'], metavar='HxW',
+                        help='--only models: input sizes')
+    parser.add_argument('--eval-frames', type=int, default=100,
+                        help='--only models: held-out frames scored per row')
     parser.add_argument('--soak', type=float, metavar='SECONDS',
                         help='only a soak of the node (bundled model, 640x480 at 5 Hz with '
                         'depth, the large-image profile) for this long')
@@ -486,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     s = QUICK if args.quick else FULL
+    if args.only == 'models':
+        return _models_only(args, s)
     if args.only or args.soak:
         return _ros_only(args, s)
     model, info, source = model_under_test(s, args.quick)

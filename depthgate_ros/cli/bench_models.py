@@ -1,0 +1,169 @@
+# Copyright 2026 depthgate_ros maintainers
+#
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#
+#     http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+
+"""
+Trained models side by side at a camera's size: speed and accuracy from one run.
+
+    depthgate-bench --only models --compare lraspp=runs/lraspp/model.pt \
+        deeplabv3=runs/deeplabv3/model.pt --out bench/
+
+Rows: the bundled `default` and `fast` models (eager; `fast` also compiled by torch.compile,
+and through ONNX Runtime in fp32 and int8), and every --compare checkpoint, at each size. Per
+row: the forward pass (median, p95), its GFLOP and fraction of the machine's peak, the whole
+`Predictor.predict` (the post-processing share is the difference), and mIoU and depth delta1
+on held-out synthetic frames rendered once at that size (depth capped at 80 m).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+import tempfile
+import time
+
+import torch
+
+from ..evaluation import evaluate_dataset
+from ..inference import Predictor
+from ..model.checkpoint import load_checkpoint
+from ..training.datasets import SYNTHETIC_VAL_FIRST_SEED, SyntheticStreetDataset
+
+
+class _Frames:
+    """Held-out frames rendered once and kept, so every row scores the same pixels."""
+
+    def __init__(self, n: int, size):
+        data = SyntheticStreetDataset(n, SYNTHETIC_VAL_FIRST_SEED, size)
+        self.samples = [data[i] for i in range(n)]
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, i):
+        return self.samples[i]
+
+
+def _row(name, backend, size, forward, predictor, frames, timed, repeats, warmup,
+         flops=None, peak=None, extra=None) -> dict:
+    t = timed(forward, repeats, warmup)
+    rgb = frames[0]['rgb']
+    p = timed(lambda: predictor.predict(rgb, outputs=()), repeats, warmup)
+    r = evaluate_dataset(predictor, frames, max_depth=80.0)['final']    # as docs/results.md
+    row = {'model': name, 'backend': backend, 'size': list(size), **t,
+           'predict_median_ms': p['median_ms'],
+           'postprocess_fraction': max(0.0, p['median_ms'] - t['median_ms']) / p['median_ms'],
+           'miou': r['miou'], 'delta1': r['depth']['delta1'], 'frames': len(frames),
+           **(extra or {})}
+    if flops is not None:
+        row['gflop'] = flops / 1e9
+        row['fraction_of_peak'] = flops / (t['median_ms'] / 1e3) / 1e9 / peak
+    return row
+
+
+def bench_models(entries: list[tuple[str, str]], sizes, n_frames: int, peak: float,
+                 timed, count_flops, repeats: int, warmup: int, int8: bool = True,
+                 compile_: bool = True, log=print) -> list[dict]:
+    """`entries`: (name, checkpoint path or bundled name). Returns one dict per row."""
+    from ..export import export_onnx, quantize_int8
+    rows = []
+    for size in sizes:
+        log(f'models at {size[0]}x{size[1]}: rendering {n_frames} held-out frames ...')
+        frames = _Frames(n_frames, size)
+        x = torch.randn(1, 3, *size)
+        for name, path in entries:
+            model, info, _ = load_checkpoint(path)
+            predictor = Predictor(model, info, device='cpu')
+            loops = predictor.loops
+
+            def forward(m=model):
+                with torch.inference_mode():
+                    m(x, loops=loops, full_size=False)
+            with torch.inference_mode():
+                flops = count_flops(forward)
+            log(f'  {name} (eager) ...')
+            rows.append(_row(name, 'eager', size, forward, predictor, frames, timed, repeats,
+                             warmup, flops, peak, {'loops': loops}))
+            if name != 'fast':
+                continue
+            if compile_:
+                log(f'  {name} (torch.compile) ...')
+                rows.append(_compiled(name, model, info, x, loops, size, frames, timed,
+                                      repeats, warmup, flops, peak))
+            if not int8:
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                fp32 = export_onnx(model, info, Path(tmp) / 'fast.onnx',
+                                   gate=model.cfg.gate_source, loops=loops, size=size)
+                t0 = time.perf_counter()
+                q = quantize_int8(fp32, Path(tmp) / 'fast.int8.onnx', info, size=size)
+                quantize_s = time.perf_counter() - t0
+                for backend, file in (('onnxruntime fp32', fp32), ('onnxruntime int8', q)):
+                    log(f'  {name} ({backend}) ...')
+                    graph = Predictor.from_checkpoint(file, device='cpu')
+                    rows.append(_row(name, backend, size,
+                                     lambda g=graph.model: g.run_flat(x), graph, frames,
+                                     timed, repeats, warmup, extra={
+                                         'loops': loops, 'file_mib': file.stat().st_size / 2**20,
+                                         **({'quantize_s': quantize_s} if 'int8' in backend
+                                            else {})}))
+    return rows
+
+
+def _compiled(name, model, info, x, loops, size, frames, timed, repeats, warmup, flops, peak):
+    """torch.compile (inductor) of the whole network; the first call pays the compile."""
+    compiled = torch.compile(model)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        compiled(x, loops=loops, full_size=False)
+    first_s = time.perf_counter() - t0
+
+    class Compiled(torch.nn.Module):
+        """The compiled forward behind the interface the Predictor calls."""
+
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+            self.cfg, self.hard_gate = model.cfg, False
+
+        def available_gates(self):
+            return model.available_gates()
+
+        def iter_loops(self, image, depth=None, max_loops=None, gate=None, full_size=True):
+            yield from compiled(image, depth, max_loops, gate, full_size)
+
+    predictor = Predictor(Compiled(), info, device='cpu')
+
+    def forward():
+        with torch.inference_mode():
+            compiled(x, loops=loops, full_size=False)
+    return _row(name, 'torch.compile', size, forward, predictor, frames, timed, repeats,
+                warmup, flops, peak, {'loops': loops, 'compile_s': first_s})
+
+
+COLUMNS = [('model', 'model'), ('backend', 'backend'), ('size', 'input'), ('loops', 'loops'),
+           ('median_ms', 'forward median ms'), ('p95_ms', 'p95 ms'), ('gflop', 'GFLOP'),
+           ('fraction_of_peak', 'of peak'), ('predict_median_ms', 'predict ms'),
+           ('postprocess_fraction', 'post-processing'), ('miou', 'mIoU'),
+           ('delta1', 'depth delta1')]
+
+
+def summary(rows: list[dict]) -> list[str]:
+    """Sentences for what a table cannot say: compile and quantisation costs."""
+    out = []
+    for r in rows:
+        if 'compile_s' in r:
+            out.append(f"torch.compile at {r['size'][0]}x{r['size'][1]}: first call "
+                       f"{r['compile_s']:.0f} s (compilation), then {r['median_ms']:.1f} ms.")
+        if 'quantize_s' in r:
+            out.append(f"int8 at {r['size'][0]}x{r['size'][1]}: quantised in "
+                       f"{r['quantize_s']:.0f} s, {r['file_mib']:.1f} MiB.")
+    return out
