@@ -178,7 +178,8 @@ def quantize_int8(model_path: str | Path, path: str | Path, info: ModelInfo, *,
     import onnx
 
     model_path, path = Path(model_path), Path(path)
-    takes_depth = any(i.name == 'depth' for i in onnx.load(model_path).graph.input)
+    source = onnx.load(model_path)
+    takes_depth = any(i.name == 'depth' for i in source.graph.input)
     data = SyntheticStreetDataset(frames, 0, size)
     mean, std = torch.tensor(info.mean), torch.tensor(info.std)
 
@@ -210,7 +211,7 @@ def quantize_int8(model_path: str | Path, path: str | Path, info: ModelInfo, *,
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8)
         proto = onnx.load(tmp)
-        meta = {p.key: p.value for p in onnx.load(model_path).metadata_props}
+        meta = {p.key: p.value for p in source.metadata_props}
         del proto.metadata_props[:]
         for key, value in meta.items():
             entry = proto.metadata_props.add()

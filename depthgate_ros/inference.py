@@ -375,8 +375,9 @@ class Predictor:
                 log_depth = log_depth + math.log(looks_closer)
             if probabilities:
                 # views are averaged as probabilities on the inference grid
-                seg = _upsample(seg, size).softmax(1)
-                log_depth = _upsample(log_depth, size)
+                seg = _resize(seg, size, 'bilinear').softmax(1)
+                log_depth = _resize(log_depth, size, 'bilinear') if log_depth is not None \
+                    else None
                 gate_w = _resize(gate_w, size, 'bilinear') if gate_w is not None else None
             if flip:
                 seg, log_depth, gate_w = (t.flip(-1) if t is not None else None
@@ -406,13 +407,6 @@ def _depth_tensor(depth) -> torch.Tensor:
     t = torch.from_numpy(np.require(d, np.float32, ['C', 'W']))
     t = torch.where(torch.isfinite(t) & (t > 0), t, torch.full_like(t, float('nan')))
     return t.view(1, 1, *d.shape)
-
-
-def _upsample(x: torch.Tensor | None, size) -> torch.Tensor | None:
-    """Network outputs to the view's size, exactly as DepthGatedNet upsamples them."""
-    if x is None or tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=tuple(size), mode='bilinear', align_corners=False)
 
 
 def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:
