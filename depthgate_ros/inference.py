@@ -35,8 +35,10 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
+from .label_upsampling import integer_factor, upsampled_labels
 from .model.checkpoint import load_checkpoint, ModelInfo
 from .model.config import DEPTH_GATES, GATE_SOURCES
+from .model.folding import fold_batchnorm
 from .model.network import DepthGatedNet
 
 log = logging.getLogger(__name__)
@@ -148,7 +150,9 @@ class Predictor:
             options.setdefault('loops', model.loops)
             return cls(model, model.info, **options)
         model, info, _ = load_checkpoint(path)
-        return cls(model, info, **options)
+        # The model is the Predictor's alone: BatchNorm can be folded into the convolutions
+        # (a pass less over every activation map: 10% of the fast model's time on a CPU).
+        return cls(fold_batchnorm(model.eval()), info, **options)
 
     def resolve_gate(self, have_depth: bool, gate: str | None = None) -> str:
         """
@@ -291,15 +295,15 @@ class Predictor:
         `scores` are class logits (`logits`) or probabilities; each map is resized once, from
         whatever resolution it has, and the optional outputs only when `wanted`.
         """
-        # Channels last: upsampling and the max over classes then read contiguous memory (on a
-        # 2-core CPU at 480 x 640, 19 classes: 10 ms instead of 50 for argmax across planes).
-        scores = _resize(scores.contiguous(memory_format=torch.channels_last), size, 'bilinear')
-        top, labels = scores[0].max(0)
         conf = None
         if 'confidence' in wanted:
+            scores = _resize_channels_last(scores, size)
+            top, labels = scores[0].max(0)
             # the chosen class's softmax probability: exp(top) / sum(exp(scores))
             conf = (scores[0] - top).exp_().sum(0).reciprocal_() if logits else top
             conf = conf.float().cpu().numpy()
+        else:
+            labels = _upsampled_argmax(scores, size)
         depth = None
         if log_depth is not None:
             depth_m = _resize(log_depth, size, 'bilinear').exp()
@@ -310,9 +314,7 @@ class Predictor:
             depth = depth_m[0, 0].float().cpu().numpy()
         gate_map = None
         if gate_w is not None and 'gate' in wanted:
-            gate_w = _resize(gate_w.contiguous(memory_format=torch.channels_last), size,
-                             'bilinear')
-            gate_map = gate_w[0].max(0).indices.to(torch.uint8).cpu().numpy()
+            gate_map = _upsampled_argmax(gate_w, size).to(torch.uint8).cpu().numpy()
         labels = labels.cpu().numpy()
         labels = labels.astype(np.uint8 if self.cfg.num_classes <= 255 else np.uint16)
         return Prediction(labels=labels, depth=depth, confidence=conf, gate=gate_map,
@@ -407,6 +409,19 @@ def _depth_tensor(depth) -> torch.Tensor:
     t = torch.from_numpy(np.require(d, np.float32, ['C', 'W']))
     t = torch.where(torch.isfinite(t) & (t > 0), t, torch.full_like(t, float('nan')))
     return t.view(1, 1, *d.shape)
+
+
+def _resize_channels_last(x: torch.Tensor, size) -> torch.Tensor:
+    # Channels last: the resize and a max over channels then read contiguous memory (2-core
+    # CPU, 480 x 640, 19 classes: 10 ms instead of 50 for an argmax across planes).
+    return _resize(x.contiguous(memory_format=torch.channels_last), size, 'bilinear')
+
+
+def _upsampled_argmax(x: torch.Tensor, size) -> torch.Tensor:
+    """Return the argmax over channels of (1, C, h, w) `x` bilinearly resized to `size`."""
+    if integer_factor(x.shape[-2:], size):
+        return upsampled_labels(x[0], size)   # exact scores only where cells disagree
+    return _resize_channels_last(x, size)[0].max(0).indices
 
 
 def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:

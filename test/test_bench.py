@@ -20,7 +20,7 @@ Timings themselves are never asserted (machines are noisy); structure and equali
 import json
 import math
 
-from depthgate_ros.cli.bench import count_flops, main as bench_main
+from depthgate_ros.cli.bench import count_flops, main as bench_main, timed_together
 import torch
 
 
@@ -93,6 +93,15 @@ def test_flops_are_counted_as_by_hand():
             conv(x)
             a @ b
     assert count_flops(run) == 2 * 16 * 32 * 9 * 20 * 30 + 2 * 64 * 128 * 8
+
+
+def test_rows_are_timed_in_turns():
+    """One call of each function per round, warm-up rounds first, so drift falls on all alike."""
+    calls = []
+    out = timed_together({'a': lambda: calls.append('a'), 'b': lambda: calls.append('b')},
+                         rounds=3, warmup=1)
+    assert calls == ['a', 'b'] * 4
+    assert out['a']['runs'] == out['b']['runs'] == 3 and out['a']['median_ms'] >= 0
 
 
 def test_trained_models_side_by_side(tmp_path, capsys):

@@ -68,6 +68,9 @@ class Settings:
     transport_frames: int
 
 
+# --only models: rounds of the rows at one size timed in turns (bench_models.py)
+MODEL_ROUNDS = 25
+
 FULL = Settings(size=(256, 512), repeats=7, warmup=2, channels=(128, 512), frames=20,
                 overload_s=8.0, peers=True, gemm_n=2048,
                 camera_sizes=((480, 640), (720, 1280)), transport_frames=30)
@@ -77,17 +80,27 @@ QUICK = Settings(size=(64, 128), repeats=2, warmup=1, channels=(16,), frames=3,
 
 
 def timed(fn, repeats: int, warmup: int) -> dict:
+    return timed_together({0: fn}, repeats, warmup)[0]
+
+
+def timed_together(fns: dict, rounds: int, warmup: int) -> dict:
+    """Time several functions in turns, one call of each per round: {key: statistics}."""
     for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    ms = np.array(times) * 1e3
-    q = percentiles(ms)
-    return {'median_ms': q['p50'], 'p95_ms': q['p95'],
-            'best_ms': float(ms.min()), 'runs': repeats}
+        for fn in fns.values():
+            fn()
+    times = {key: [] for key in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - t0)
+    out = {}
+    for key, seconds in times.items():
+        ms = np.array(seconds) * 1e3
+        q = percentiles(ms)
+        out[key] = {'median_ms': q['p50'], 'p95_ms': q['p95'], 'best_ms': float(ms.min()),
+                    'runs': rounds}
+    return out
 
 
 def machine() -> dict:
@@ -494,7 +507,8 @@ def _models_only(args, s: Settings) -> int:
     out.mkdir(parents=True, exist_ok=True)
     result = {'machine': machine(), 'gemm': gemm_peak(s.gemm_n, s)}
     result['models'] = bench_models(entries, sizes, args.eval_frames, result['gemm']['gflops'],
-                                    timed, count_flops, s.repeats, s.warmup,
+                                    timed_together, count_flops,
+                                    s.repeats if args.quick else MODEL_ROUNDS, s.warmup,
                                     int8=True, compile_=not args.quick)
     m = result['machine']
     lines = ['# Trained models at camera size', '',

@@ -23,6 +23,10 @@ and through ONNX Runtime in fp32 and int8), and every --compare checkpoint, at e
 row: the forward pass (median, p95), its GFLOP and fraction of the machine's peak, the whole
 `Predictor.predict` (the post-processing share is the difference), and mIoU and depth delta1
 on held-out synthetic frames rendered once at that size (depth capped at 80 m).
+
+All rows at a size are timed in turns (one call of each, round after round), so a change in
+the machine's speed during the run falls on every model alike: a shared machine drifts by tens
+of percent over minutes, more than the differences being measured.
 """
 from __future__ import annotations
 
@@ -34,7 +38,6 @@ import torch
 
 from ..evaluation import evaluate_dataset
 from ..inference import Predictor
-from ..model.checkpoint import load_checkpoint
 from ..training.datasets import SYNTHETIC_VAL_FIRST_SEED, SyntheticStreetDataset
 
 
@@ -52,73 +55,24 @@ class _Frames:
         return self.samples[i]
 
 
-def _row(name, backend, size, forward, predictor, frames, timed, repeats, warmup,
-         flops=None, peak=None, extra=None) -> dict:
-    t = timed(forward, repeats, warmup)
-    rgb = frames[0]['rgb']
-    p = timed(lambda: predictor.predict(rgb, outputs=()), repeats, warmup)
-    r = evaluate_dataset(predictor, frames, max_depth=80.0)['final']    # as docs/results.md
-    row = {'model': name, 'backend': backend, 'size': list(size), **t,
-           'predict_median_ms': p['median_ms'],
-           'postprocess_fraction': max(0.0, p['median_ms'] - t['median_ms']) / p['median_ms'],
-           'miou': r['miou'], 'delta1': r['depth']['delta1'], 'frames': len(frames),
-           **(extra or {})}
-    if flops is not None:
-        row['gflop'] = flops / 1e9
-        row['fraction_of_peak'] = flops / (t['median_ms'] / 1e3) / 1e9 / peak
-    return row
+class _Candidate:
+    """One row to time: its forward pass, its Predictor and what the table says about it."""
+
+    def __init__(self, name, backend, forward, predictor, flops=None, extra=None):
+        self.name, self.backend, self.forward, self.predictor = name, backend, forward, predictor
+        self.flops, self.extra = flops, extra or {}
 
 
-def bench_models(entries: list[tuple[str, str]], sizes, n_frames: int, peak: float,
-                 timed, count_flops, repeats: int, warmup: int, int8: bool = True,
-                 compile_: bool = True, log=print) -> list[dict]:
-    """`entries`: (name, checkpoint path or bundled name). Returns one dict per row."""
-    from ..export import export_onnx, quantize_int8
-    rows = []
-    for size in sizes:
-        log(f'models at {size[0]}x{size[1]}: rendering {n_frames} held-out frames ...')
-        frames = _Frames(n_frames, size)
-        x = torch.randn(1, 3, *size)
-        for name, path in entries:
-            model, info, _ = load_checkpoint(path)
-            predictor = Predictor(model, info, device='cpu')
-            loops = predictor.loops
-
-            def forward(m=model):
-                with torch.inference_mode():
-                    m(x, loops=loops, full_size=False)
-            with torch.inference_mode():
-                flops = count_flops(forward)
-            log(f'  {name} (eager) ...')
-            rows.append(_row(name, 'eager', size, forward, predictor, frames, timed, repeats,
-                             warmup, flops, peak, {'loops': loops}))
-            if name != 'fast':
-                continue
-            if compile_:
-                log(f'  {name} (torch.compile) ...')
-                rows.append(_compiled(name, model, info, x, loops, size, frames, timed,
-                                      repeats, warmup, flops, peak))
-            if not int8:
-                continue
-            with tempfile.TemporaryDirectory() as tmp:
-                fp32 = export_onnx(model, info, Path(tmp) / 'fast.onnx',
-                                   gate=model.cfg.gate_source, loops=loops, size=size)
-                t0 = time.perf_counter()
-                q = quantize_int8(fp32, Path(tmp) / 'fast.int8.onnx', info, size=size)
-                quantize_s = time.perf_counter() - t0
-                for backend, file in (('onnxruntime fp32', fp32), ('onnxruntime int8', q)):
-                    log(f'  {name} ({backend}) ...')
-                    graph = Predictor.from_checkpoint(file, device='cpu')
-                    rows.append(_row(name, backend, size,
-                                     lambda g=graph.model: g.run_flat(x), graph, frames,
-                                     timed, repeats, warmup, extra={
-                                         'loops': loops, 'file_mib': file.stat().st_size / 2**20,
-                                         **({'quantize_s': quantize_s} if 'int8' in backend
-                                            else {})}))
-    return rows
+def _eager(name, model, predictor, x, loops, count_flops) -> _Candidate:
+    def forward():
+        with torch.inference_mode():
+            model(x, loops=loops, full_size=False)
+    with torch.inference_mode():
+        flops = count_flops(forward)
+    return _Candidate(name, 'eager', forward, predictor, flops, {'loops': loops})
 
 
-def _compiled(name, model, info, x, loops, size, frames, timed, repeats, warmup, flops, peak):
+def _compiled(name, model, info, x, loops, flops) -> _Candidate:
     """torch.compile (inductor) of the whole network; the first call pays the compile."""
     compiled = torch.compile(model)
     t0 = time.perf_counter()
@@ -140,13 +94,78 @@ def _compiled(name, model, info, x, loops, size, frames, timed, repeats, warmup,
         def iter_loops(self, image, depth=None, max_loops=None, gate=None, full_size=True):
             yield from compiled(image, depth, max_loops, gate, full_size)
 
-    predictor = Predictor(Compiled(), info, device='cpu')
-
     def forward():
         with torch.inference_mode():
             compiled(x, loops=loops, full_size=False)
-    return _row(name, 'torch.compile', size, forward, predictor, frames, timed, repeats,
-                warmup, flops, peak, {'loops': loops, 'compile_s': first_s})
+    return _Candidate(name, 'torch.compile', forward, Predictor(Compiled(), info, device='cpu'),
+                      flops,
+                      {'loops': loops, 'compile_s': first_s})
+
+
+def _onnx(name, model, info, x, loops, size, tmp) -> list[_Candidate]:
+    from ..export import export_onnx, quantize_int8
+    fp32 = export_onnx(model, info, Path(tmp) / f'{name}.onnx', gate=model.cfg.gate_source,
+                       loops=loops, size=size)
+    t0 = time.perf_counter()
+    q = quantize_int8(fp32, Path(tmp) / f'{name}.int8.onnx', info, size=size)
+    quantize_s = time.perf_counter() - t0
+    out = []
+    for backend, file in (('onnxruntime fp32', fp32), ('onnxruntime int8', q)):
+        graph = Predictor.from_checkpoint(file, device='cpu')
+        out.append(_Candidate(name, backend, lambda g=graph.model: g.run_flat(x), graph, None, {
+            'loops': loops, 'file_mib': file.stat().st_size / 2**20,
+            **({'quantize_s': quantize_s} if 'int8' in backend else {})}))
+    return out
+
+
+def bench_models(entries: list[tuple[str, str]], sizes, n_frames: int, peak: float,
+                 timed_together, count_flops, rounds: int, warmup: int, int8: bool = True,
+                 compile_: bool = True, log=print) -> list[dict]:
+    """`entries`: (name, checkpoint path or bundled name). Returns one dict per row."""
+    rows = []
+    for size in sizes:
+        log(f'models at {size[0]}x{size[1]}: rendering {n_frames} held-out frames ...')
+        frames = _Frames(n_frames, size)
+        x = torch.randn(1, 3, *size)
+        rgb = frames[0]['rgb']
+        with tempfile.TemporaryDirectory() as tmp:
+            candidates = []
+            for name, path in entries:
+                # as the node loads it (BatchNorm folded), peers alike
+                predictor = Predictor.from_checkpoint(path, device='cpu')
+                model, info, loops = predictor.model, predictor.info, predictor.loops
+                eager = _eager(name, model, predictor, x, loops, count_flops)
+                candidates.append(eager)
+                if name == 'fast' and compile_:
+                    log(f'  {name}: torch.compile ...')
+                    candidates.append(_compiled(name, model, info, x, loops, eager.flops))
+                if name == 'fast' and int8:
+                    log(f'  {name}: ONNX export and int8 quantisation ...')
+                    candidates += _onnx(name, model, info, x, loops, size, tmp)
+            log(f'  timing {len(candidates)} rows in turns, {rounds} rounds ...')
+            fns = {}
+            for i, c in enumerate(candidates):
+                fns[i, 'forward'] = c.forward
+                fns[i, 'predict'] = lambda p=c.predictor: p.predict(rgb, outputs=())
+            times = timed_together(fns, rounds, warmup)
+            for i, c in enumerate(candidates):
+                log(f'  {c.name} ({c.backend}): held-out frames ...')
+                rows.append(_row(c, size, times[i, 'forward'], times[i, 'predict'], frames,
+                                 peak))
+    return rows
+
+
+def _row(c: _Candidate, size, t: dict, p: dict, frames, peak) -> dict:
+    r = evaluate_dataset(c.predictor, frames, max_depth=80.0)['final']   # as docs/results.md
+    row = {'model': c.name, 'backend': c.backend, 'size': list(size), **t,
+           'predict_median_ms': p['median_ms'],
+           'postprocess_fraction': max(0.0, p['median_ms'] - t['median_ms']) / p['median_ms'],
+           'miou': r['miou'], 'delta1': r['depth']['delta1'], 'frames': len(frames),
+           **c.extra}
+    if c.flops is not None:
+        row['gflop'] = c.flops / 1e9
+        row['fraction_of_peak'] = c.flops / (t['median_ms'] / 1e3) / 1e9 / peak
+    return row
 
 
 COLUMNS = [('model', 'model'), ('backend', 'backend'), ('size', 'input'), ('loops', 'loops'),

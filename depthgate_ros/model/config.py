@@ -78,6 +78,9 @@ class ModelConfig:
     # one stride-8 map of this many channels, which each loop's classifier reads beside its
     # upsampled context features, so a head at stride 16 or 32 still draws boundaries at 8.
     detail_channels: int = 0
+    # Kernel of the block that maps the backbone's last map to `channels` (the paper's first 3x3
+    # head layer; 1 as LR-ASPP's, where the context is at stride 32 and costs 9x less).
+    stem_kernel: int = 3
 
     def __post_init__(self) -> None:
         # Coerce lists (from YAML / checkpoints) into tuples so configs compare and hash.
@@ -99,6 +102,8 @@ class ModelConfig:
         if self.detail_channels and self.recurrent_input == 'prediction':
             raise ValueError('detail_channels needs recurrent_input: features (the prediction '
                              'is at stride 8, the recurrent module at the output stride)')
+        if self.stem_kernel not in (1, 3):
+            raise ValueError(f'stem_kernel must be 1 or 3, got {self.stem_kernel}')
         if self.gate_source not in GATE_SOURCES:
             raise ValueError(f'gate_source {self.gate_source!r} is not one of {GATE_SOURCES}')
         if self.recurrent_input not in RECURRENT_INPUTS:
@@ -163,7 +168,7 @@ PRESETS = {
     # cell already spans 4x the paper's.
     'fast': {'backbone': 'mobilenet_v3_large', 'output_stride': 32, 'frozen_bn': False,
              'channels': 128, 'depth_channels': [64, 32], 'detail_channels': 64,
-             'dilations': [1, 1, 1, 2, 3]},
+             'dilations': [1, 1, 1, 2, 3], 'dropout': 0.0, 'stem_kernel': 1},
 }
 
 

@@ -108,17 +108,21 @@ class DetailPath(nn.Module):
 
 
 class DetailClassifier(nn.Module):
-    """Classify at stride 8: context features upsampled beside the detail path, one 1x1 fuse."""
+    """
+    Classify at stride 8 as LR-ASPP does: the context's scores upsampled plus the detail's own.
+
+    Linear in both inputs, so only num_classes planes are upsampled, and a thin thing the
+    context cannot see still gets its own score from the detail map at its stride-8 cell.
+    """
 
     def __init__(self, channels: int, detail_channels: int, num_classes: int, dropout: float):
         super().__init__()
-        self.fuse = conv_bn_relu(channels + detail_channels, detail_channels * 2, 1)
-        self.classifier = nn.Sequential(nn.Dropout2d(dropout),
-                                        nn.Conv2d(detail_channels * 2, num_classes, 1))
+        self.context = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(channels, num_classes, 1))
+        self.detail = nn.Conv2d(detail_channels, num_classes, 1)
 
     def forward(self, feats: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
-        up = F.interpolate(feats, size=detail.shape[-2:], mode='bilinear', align_corners=False)
-        return self.classifier(self.fuse(torch.cat([up, detail], 1)))
+        return F.interpolate(self.context(feats), size=detail.shape[-2:], mode='bilinear',
+                             align_corners=False) + self.detail(detail)
 
 
 class DepthGatedNet(nn.Module):
@@ -129,7 +133,7 @@ class DepthGatedNet(nn.Module):
         init_depth = math.exp(sum(math.log(e) for e in cfg.depth_edges) / len(cfg.depth_edges)) \
             if cfg.depth_edges else 10.0
         self.backbone = Backbone(cfg.backbone, cfg.frozen_bn, backbone_weights, cfg.output_stride)
-        self.stem = conv_bn_relu(self.backbone.out_channels, cfg.channels, 3)
+        self.stem = conv_bn_relu(self.backbone.out_channels, cfg.channels, cfg.stem_kernel)
         self.detail = (DetailPath(self.backbone.low_channels, self.backbone.mid_channels,
                                   cfg.detail_channels) if cfg.detail_channels else None)
         # The baseline's first 3x3 layer; its output F is shared by every loop.

@@ -49,6 +49,13 @@ class PeerNet(nn.Module):
                              f'{self.cfg.architecture} has no gate')
         return 'none'
 
+    def _low_res_scores(self, image: torch.Tensor) -> torch.Tensor:
+        features = self.net.backbone(image)
+        # LR-ASPP's head reads the backbone's dict (its stride-8 and last maps), DeepLabv3's
+        # the last map alone.
+        return self.net.classifier(features if isinstance(self.net, segmentation.LRASPP)
+                                   else features['out'])
+
     def forward(self, image: torch.Tensor, depth: torch.Tensor | None = None,
                 loops: int | None = None, gate: str | None = None,
                 full_size: bool = True) -> list[dict]:
@@ -57,10 +64,16 @@ class PeerNet(nn.Module):
     def iter_loops(self, image: torch.Tensor, depth: torch.Tensor | None = None,
                    max_loops: int | None = None, gate: str | None = None,
                    full_size: bool = True):
-        """Yield the one prediction (torchvision upsamples to the input size itself)."""
+        """
+        Yield the one prediction.
+
+        torchvision's forward upsamples the scores to the input size itself; `full_size=False`
+        stops before that step (as DepthGatedNet's does), so the Predictor upsamples once.
+        """
         if max_loops:
             raise ValueError(f'loops={max_loops}: {self.cfg.architecture} has no recurrent '
                              'module')
         self.resolve_gate(gate, depth is not None)
-        yield {'seg': self.net(image)['out'], 'log_depth': None, 'depth_logits': None,
-               'gate': None, 'features': None}
+        seg = self.net(image)['out'] if full_size else self._low_res_scores(image)
+        yield {'seg': seg, 'log_depth': None, 'depth_logits': None, 'gate': None,
+               'features': None}
