@@ -164,6 +164,27 @@ def test_peer_predicts_labels_without_depth(tmp_path):
     assert 0 <= r['miou'] <= 1 and r['depth']['pixels'] == 0
 
 
+def test_peer_through_depthgate_eval(tmp_path):
+    """
+    The evaluation CLI with its picture grid on a peer: no depth column, no crash.
+
+    Input tried: a random LR-ASPP checkpoint, 2 synthetic frames at 64 x 96 (it failed on
+    colouring the missing depth map once).
+    """
+    import json
+    from depthgate_ros.cli.evaluate import main as eval_main
+    from depthgate_ros.model.checkpoint import save_checkpoint
+    torch.manual_seed(0)
+    peer = build_model(ModelConfig(architecture='lraspp_mobilenet_v3_large',
+                                   gate_source='none', recurrent=False, loops=0))
+    path = save_checkpoint(tmp_path / 'peer.pt', peer, INFO)
+    out = tmp_path / 'eval'
+    assert eval_main(['--checkpoint', str(path), '--synthetic-frames', '2', '--synthetic-size',
+                      '64', '96', '--grid-frames', '2', '--out', str(out)]) == 0
+    metrics = json.loads((out / 'metrics.json').read_text())
+    assert (out / 'grid.png').stat().st_size > 0 and 'final' in json.dumps(metrics)
+
+
 def test_training_config_takes_a_preset():
     stages = [{'name': 's', 'iterations': 1}]
     cfg = from_dict({'model': {'preset': 'fast', 'channels': 64}, 'stages': stages})

@@ -122,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         for p in preds:
             images.append(colorize_labels(p.labels, lut))
             titles.append(f'loop {p.loops}')
-        images.append(colorize_depth(preds[-1].depth))
-        titles.append('predicted depth')
+        if preds[-1].depth is not None:      # a peer (model/peers.py) predicts no depth
+            images.append(colorize_depth(preds[-1].depth))
+            titles.append('predicted depth')
         if preds[-1].gate is not None:
             images.append(colorize_gate(preds[-1].gate))
             titles.append(f'gate ({preds[-1].gate_source})')
