@@ -122,7 +122,9 @@ class Predictor:
         if self.device.type == 'cuda':
             # a camera's frames share one size: let cuDNN pick its fastest kernels once
             torch.backends.cudnn.benchmark = True
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # an ONNX Runtime graph takes plain arrays: channels last is for torch modules only
+        self.memory_format = torch.channels_last \
+            if channels_last and isinstance(model, torch.nn.Module) else torch.contiguous_format
         self.model = model.eval().to(self.device, memory_format=self.memory_format)
         self.model.hard_gate = hard_gate
         # running estimate of one recurrent loop's cost, for latency budgets

@@ -70,7 +70,8 @@ class Options:
 class PredictorOptions(Options):
     device: str = option('auto', 'auto | cpu | cuda[:N]; auto picks CUDA when present')
     fp16: bool = option(False, 'float16 autocast (CUDA only)')
-    channels_last: bool = option(False, 'channels-last memory format')
+    channels_last: bool = option(True, 'channels-last memory format (torch models; on a 2-core '
+                                       'CPU twice as fast for MobileNetV3)')
     inference_height: int = option(0, "inference resolution, 0 = the input's own", lo=0,
                                    hi=4096)
     inference_width: int = option(0, "inference resolution, 0 = the input's own", lo=0,

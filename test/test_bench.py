@@ -21,6 +21,7 @@ import json
 import math
 
 from depthgate_ros.cli.bench import count_flops, main as bench_main, timed_together
+import pytest
 import torch
 
 
@@ -124,16 +125,24 @@ def test_trained_models_side_by_side(tmp_path, capsys):
                        '--out', str(out)]) == 0
     rows = json.loads((out / 'models.json').read_text())['models']
     assert [(r['model'], r['backend']) for r in rows] == [
-        ('default', 'eager'), ('fast', 'eager'), ('fast', 'onnxruntime fp32'),
-        ('fast', 'onnxruntime int8'), ('lraspp', 'eager')]
+        ('default', 'eager'), ('fast', 'eager'), ('fast', 'eager contiguous'),
+        ('fast', 'onnxruntime fp32'), ('fast', 'onnxruntime int8'), ('lraspp', 'eager')]
     for r in rows:
         assert r['size'] == [64, 96] and r['frames'] == 2
         assert 0 < r['median_ms'] <= r['p95_ms'] and 0 <= r['miou'] <= 1
         assert 0 <= r['postprocess_fraction'] < 1
-    assert rows[0]['loops'] == 2 and rows[4]['loops'] == 0
-    assert rows[3]['file_mib'] < 0.5 * rows[2]['file_mib']
-    assert math.isnan(rows[4]['delta1'])                 # a peer predicts no depth
+    assert rows[0]['loops'] == 2 and rows[5]['loops'] == 0
+    assert rows[4]['file_mib'] < 0.5 * rows[3]['file_mib']
+    assert math.isnan(rows[5]['delta1'])                 # a peer predicts no depth
+    assert rows[2]['miou_vs_fast'] == pytest.approx(0, abs=1e-3)   # only the memory format
     assert 0 < rows[1]['gflop'] < rows[0]['gflop']
+    # every other row against the eager fast model, on the same frames: the full-sample
+    # difference is the difference of the two rows' mIoU, inside its own interval
+    assert 'miou_vs_fast' not in rows[1]
+    for r in rows[:1] + rows[2:]:
+        lo, hi = r['miou_vs_fast_ci95']
+        assert r['miou_vs_fast'] == pytest.approx(r['miou'] - rows[1]['miou'], abs=1e-9)
+        assert lo <= r['miou_vs_fast'] <= hi
     assert '| fast | onnxruntime int8 | 64x96 |' in (out / 'models.md').read_text()
     assert bench_main(['--only', 'models', '--quick', '--compare', 'lraspp', '--out',
                        str(out)]) == 2

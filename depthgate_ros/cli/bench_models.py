@@ -22,7 +22,9 @@ Rows: the bundled `default` and `fast` models (eager; `fast` also compiled by to
 and through ONNX Runtime in fp32 and int8), and every --compare checkpoint, at each size. Per
 row: the forward pass (median, p95), its GFLOP and fraction of the machine's peak, the whole
 `Predictor.predict` (the post-processing share is the difference), and mIoU and depth delta1
-on held-out synthetic frames rendered once at that size (depth capped at 80 m).
+on held-out synthetic frames rendered once at that size (depth capped at 80 m), and every other
+row's mIoU minus the eager fast model's with a 95% interval from resampling the frames (paired:
+both rows on the same resampled frames).
 
 All rows at a size are timed in turns (one call of each, round after round), so a change in
 the machine's speed during the run falls on every model alike: a shared machine drifts by tens
@@ -30,15 +32,24 @@ of percent over minutes, more than the differences being measured.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 import tempfile
 import time
 
+import numpy as np
 import torch
 
 from ..evaluation import evaluate_dataset
 from ..inference import Predictor
+from ..metrics import SegmentationMetric
+from ..options import PredictorOptions
 from ..training.datasets import SYNTHETIC_VAL_FIRST_SEED, SyntheticStreetDataset
+from ..training.head_ablation import paired_bootstrap
+
+
+# the node's defaults (options.py) on the CPU
+NODE_OPTIONS = PredictorOptions(device='cpu')
 
 
 class _Frames:
@@ -63,13 +74,13 @@ class _Candidate:
         self.flops, self.extra = flops, extra or {}
 
 
-def _eager(name, model, predictor, x, loops, count_flops) -> _Candidate:
+def _eager(name, model, predictor, x, loops, count_flops, backend='eager') -> _Candidate:
     def forward():
         with torch.inference_mode():
             model(x, loops=loops, full_size=False)
     with torch.inference_mode():
         flops = count_flops(forward)
-    return _Candidate(name, 'eager', forward, predictor, flops, {'loops': loops})
+    return _Candidate(name, backend, forward, predictor, flops, {'loops': loops})
 
 
 def _compiled(name, model, info, x, loops, flops) -> _Candidate:
@@ -104,6 +115,8 @@ def _compiled(name, model, info, x, loops, flops) -> _Candidate:
 
 def _onnx(name, model, info, x, loops, size, tmp) -> list[_Candidate]:
     from ..export import export_onnx, quantize_int8
+    # torch.export cannot keep the batch dimension dynamic across channels-last strides
+    model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     fp32 = export_onnx(model, info, Path(tmp) / f'{name}.onnx', gate=model.cfg.gate_source,
                        loops=loops, size=size)
     t0 = time.perf_counter()
@@ -111,7 +124,7 @@ def _onnx(name, model, info, x, loops, size, tmp) -> list[_Candidate]:
     quantize_s = time.perf_counter() - t0
     out = []
     for backend, file in (('onnxruntime fp32', fp32), ('onnxruntime int8', q)):
-        graph = Predictor.from_checkpoint(file, device='cpu')
+        graph = Predictor.from_checkpoint(file, **NODE_OPTIONS.predictor_kwargs())
         out.append(_Candidate(name, backend, lambda g=graph.model: g.run_flat(x), graph, None, {
             'loops': loops, 'file_mib': file.stat().st_size / 2**20,
             **({'quantize_s': quantize_s} if 'int8' in backend else {})}))
@@ -131,11 +144,18 @@ def bench_models(entries: list[tuple[str, str]], sizes, n_frames: int, peak: flo
         with tempfile.TemporaryDirectory() as tmp:
             candidates = []
             for name, path in entries:
-                # as the node loads it (BatchNorm folded), peers alike
-                predictor = Predictor.from_checkpoint(path, device='cpu')
+                # as the node loads and runs it (BatchNorm folded, channels last), peers alike
+                predictor = Predictor.from_checkpoint(path, **NODE_OPTIONS.predictor_kwargs())
                 model, info, loops = predictor.model, predictor.info, predictor.loops
+                x = x.contiguous(memory_format=predictor.memory_format)
                 eager = _eager(name, model, predictor, x, loops, count_flops)
                 candidates.append(eager)
+                if name == 'fast':
+                    # what the memory format is worth (channels_last was off before the fast model)
+                    plain = Predictor.from_checkpoint(
+                        path, **{**NODE_OPTIONS.predictor_kwargs(), 'channels_last': False})
+                    candidates.append(_eager(name, plain.model, plain, x.contiguous(), loops,
+                                             count_flops, 'eager contiguous'))
                 if name == 'fast' and compile_:
                     log(f'  {name}: torch.compile ...')
                     candidates.append(_compiled(name, model, info, x, loops, eager.flops))
@@ -148,15 +168,38 @@ def bench_models(entries: list[tuple[str, str]], sizes, n_frames: int, peak: flo
                 fns[i, 'forward'] = c.forward
                 fns[i, 'predict'] = lambda p=c.predictor: p.predict(rgb, outputs=())
             times = timed_together(fns, rounds, warmup)
+            confusions, at_size = [], []
             for i, c in enumerate(candidates):
                 log(f'  {c.name} ({c.backend}): held-out frames ...')
-                rows.append(_row(c, size, times[i, 'forward'], times[i, 'predict'], frames,
-                                 peak))
+                at_size.append(_row(c, size, times[i, 'forward'], times[i, 'predict'], frames,
+                                    peak, confusions))
+            _versus_fast(at_size, confusions)
+            rows += at_size
     return rows
 
 
-def _row(c: _Candidate, size, t: dict, p: dict, frames, peak) -> dict:
-    r = evaluate_dataset(c.predictor, frames, max_depth=80.0)['final']   # as docs/results.md
+def _versus_fast(rows: list[dict], confusions: list[np.ndarray]) -> None:
+    """Add each row's mIoU minus the eager fast model's, with a paired bootstrap interval."""
+    base = next((i for i, r in enumerate(rows)
+                 if (r['model'], r['backend']) == ('fast', 'eager')), None)
+    if base is None:
+        return
+    for i, r in enumerate(rows):
+        if i != base:
+            b = paired_bootstrap([confusions[i]], [confusions[base]])
+            r['miou_vs_fast'], r['miou_vs_fast_ci95'] = b['difference'], b['ci95']
+
+
+def _row(c: _Candidate, size, t: dict, p: dict, frames, peak, confusions: list) -> dict:
+    per_frame = []
+
+    def confusion(i, sample, preds):
+        m = SegmentationMetric(len(c.predictor.info.class_names))
+        m.update(preds[-1].labels, sample['labels'])
+        per_frame.append(m.confusion)
+    r = evaluate_dataset(c.predictor, frames, max_depth=80.0,          # as docs/results.md
+                         on_frame=confusion)['final']
+    confusions.append(np.stack(per_frame))
     row = {'model': c.name, 'backend': c.backend, 'size': list(size), **t,
            'predict_median_ms': p['median_ms'],
            'postprocess_fraction': max(0.0, p['median_ms'] - t['median_ms']) / p['median_ms'],
@@ -172,7 +215,7 @@ COLUMNS = [('model', 'model'), ('backend', 'backend'), ('size', 'input'), ('loop
            ('median_ms', 'forward median ms'), ('p95_ms', 'p95 ms'), ('gflop', 'GFLOP'),
            ('fraction_of_peak', 'of peak'), ('predict_median_ms', 'predict ms'),
            ('postprocess_fraction', 'post-processing'), ('miou', 'mIoU'),
-           ('delta1', 'depth delta1')]
+           ('delta1', 'depth delta1'), ('miou_vs_fast', 'mIoU - fast')]
 
 
 def summary(rows: list[dict]) -> list[str]:
@@ -182,6 +225,11 @@ def summary(rows: list[dict]) -> list[str]:
         if 'compile_s' in r:
             out.append(f"torch.compile at {r['size'][0]}x{r['size'][1]}: first call "
                        f"{r['compile_s']:.0f} s (compilation), then {r['median_ms']:.1f} ms.")
+        if 'miou_vs_fast_ci95' in r:
+            lo, hi = r['miou_vs_fast_ci95']
+            out.append(f"{r['model']} ({r['backend']}) at {r['size'][0]}x{r['size'][1]}: mIoU "
+                       f"{r['miou_vs_fast']:+.3f} against the fast model's, 95% interval "
+                       f'[{lo:+.3f}, {hi:+.3f}] over resampled frames.')
         if 'quantize_s' in r:
             out.append(f"int8 at {r['size'][0]}x{r['size'][1]}: quantised in "
                        f"{r['quantize_s']:.0f} s, {r['file_mib']:.1f} MiB.")

@@ -162,12 +162,12 @@ class ModelConfig:
 # Named architectures; a training config picks one with `model: {preset: NAME}`.
 PRESETS = {
     # Real time on a CPU: MobileNetV3-Large at stride 32, gating and the recurrent loops on
-    # its 1/32 map, a 64-channel detail path at stride 8 for small things and boundaries (a
-    # 32-channel one from stride 8 alone missed poles, signs and persons). Small dilations:
-    # the head ablation (docs/results.md) found large ones cost accuracy, and at stride 32 a
-    # cell already spans 4x the paper's.
+    # its 1/32 map (64 channels: 128 labelled 0.005 better and ran 14% slower,
+    # docs/results.md), a 64-channel detail path at stride 8 that each loop's classifier adds
+    # its own scores to, as LR-ASPP does. Small dilations: the head ablation (docs/results.md)
+    # found large ones cost accuracy, and at stride 32 a cell already spans 4x the paper's.
     'fast': {'backbone': 'mobilenet_v3_large', 'output_stride': 32, 'frozen_bn': False,
-             'channels': 128, 'depth_channels': [64, 32], 'detail_channels': 64,
+             'channels': 64, 'depth_channels': [64, 32], 'detail_channels': 64,
              'dilations': [1, 1, 1, 2, 3], 'dropout': 0.0, 'stem_kernel': 1},
 }
 
