@@ -108,8 +108,10 @@ def _compiled(name, model, info, x, loops, flops) -> _Candidate:
     def forward():
         with torch.inference_mode():
             compiled(x, loops=loops, full_size=False)
-    return _Candidate(name, 'torch.compile', forward, Predictor(Compiled(), info, device='cpu'),
-                      flops,
+    # the node's options: a Predictor converts its model's memory format in place, and this
+    # one shares the eager row's model
+    predictor = Predictor(Compiled(), info, **NODE_OPTIONS.predictor_kwargs())
+    return _Candidate(name, 'torch.compile', forward, predictor, flops,
                       {'loops': loops, 'compile_s': first_s})
 
 
