@@ -300,15 +300,16 @@ class Predictor:
         `scores` are class logits (`logits`) or probabilities; each map is resized once, from
         whatever resolution it has, and the optional outputs only when `wanted`.
         """
+        # labels the same way whatever else is asked for, so enabling confidence cannot move a
+        # label that sits on a float tie
+        labels = _upsampled_argmax(scores, size)
         conf = None
         if 'confidence' in wanted:
             scores = _resize_channels_last(scores, size)
-            top, labels = scores[0].max(0)
-            # the chosen class's softmax probability: exp(top) / sum(exp(scores))
+            top = scores[0].max(0).values
+            # the top class's softmax probability: exp(top) / sum(exp(scores))
             conf = (scores[0] - top).exp_().sum(0).reciprocal_() if logits else top
             conf = conf.float().cpu().numpy()
-        else:
-            labels = _upsampled_argmax(scores, size)
         depth = None
         if log_depth is not None:
             depth_m = _resize(log_depth, size, 'bilinear').exp()

@@ -170,7 +170,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[Options], *,
         if meta['choices']:
             kwargs['choices'] = meta['choices']
         if isinstance(f.default, bool):
-            group.add_argument(*flags, action='store_true', **kwargs)
+            # --x / --no-x around the field's default (a store_true flag could not turn off an
+            # option that defaults to on, such as channels_last)
+            group.add_argument(*flags, action=argparse.BooleanOptionalAction,
+                               default=f.default, **kwargs)
         elif isinstance(f.default, tuple):
             group.add_argument(*flags, type=type(f.default[0]), nargs='+',
                                default=list(f.default), **kwargs)

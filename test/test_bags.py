@@ -28,6 +28,7 @@ from depthgate_ros.inference import Predictor
 from depthgate_ros.metrics import DepthMetric, SegmentationMetric
 from depthgate_ros.model import DepthGatedNet, ModelConfig
 from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
+from depthgate_ros.options import PredictorOptions
 from depthgate_ros.ros.bags import (BagWriter, COMPRESSED, header, IMAGE, image_msg, open_bag,
                                     read_topics, TYPESTORE)
 from depthgate_ros.ros.image_codec import image_to_array
@@ -88,7 +89,9 @@ def test_bag_metrics_equal_direct_predictor_metrics(bags, model_path, tmp_path):
     report = json.loads((tmp_path / 'r' / 'report.json').read_text())
     cam = Camera(width=SIZE[1], height=SIZE[0], fx=560.0 * SIZE[1] / 512,
                  fy=560.0 * SIZE[1] / 512)
-    predictor = Predictor.from_checkpoint(model_path, device='cpu')
+    # the tool's own options (channels last by default): the same arithmetic, label for label
+    predictor = Predictor.from_checkpoint(model_path,
+                                          **PredictorOptions(device='cpu').predictor_kwargs())
     seg = [SegmentationMetric(19) for _ in range(2)]
     mono = DepthMetric()
     stereo = sensor_by_name('stereo')           # what the bag records by default

@@ -82,7 +82,7 @@ def test_fast_preset_shapes_and_size():
         low = net(x, full_size=False)
     assert len(full) == cfg.loops + 1 == 3
     for f, o in zip(full, low):
-        assert f['gate'].shape == (1, 5, 6, 8) and f['features'].shape == (1, 128, 6, 8)
+        assert f['gate'].shape == (1, 5, 6, 8) and f['features'].shape == (1, 64, 6, 8)
         assert f['seg'].shape == (1, 19, 192, 256)
         assert f['depth_logits'].shape == (1, 5, 192, 256)
         assert o['seg'].shape == (1, 19, 24, 32) and o['log_depth'].shape == (1, 1, 6, 8)
