@@ -135,6 +135,11 @@ def test_peer_is_torchvisions_network(name, tmp_path):
     with torch.no_grad():
         out = peer(x)
         torch.testing.assert_close(out[0]['seg'], ref(x)['out'])
+        # full_size=False stops before torchvision's own upsampling: the same scores, smaller
+        low = peer(x, full_size=False)[0]['seg']
+    assert low.shape[-2:] == ((8, 12) if name.startswith('lraspp') else (4, 6))
+    torch.testing.assert_close(torch.nn.functional.interpolate(
+        low, size=(64, 96), mode='bilinear', align_corners=False), out[0]['seg'])
     assert len(out) == 1 and out[0]['log_depth'] is None and out[0]['gate'] is None
     assert peer.available_gates() == ('none',)
     with pytest.raises(ValueError, match='has no gate'):
