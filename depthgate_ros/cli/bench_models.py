@@ -18,7 +18,8 @@ Trained models side by side at a camera's size: speed and accuracy from one run.
     depthgate-bench --only models --compare lraspp=runs/lraspp/model.pt \
         deeplabv3=runs/deeplabv3/model.pt --out bench/
 
-Rows: the bundled `default` and `fast` models (eager; `fast` also compiled by torch.compile,
+Rows: the bundled `default` and `fast` models (eager, loaded and run as the node does:
+BatchNorm folded, channels last; `fast` also without channels last, compiled by torch.compile,
 and through ONNX Runtime in fp32 and int8), and every --compare checkpoint, at each size. Per
 row: the forward pass (median, p95), its GFLOP and fraction of the machine's peak, the whole
 `Predictor.predict` (the post-processing share is the difference), and mIoU and depth delta1
