@@ -173,7 +173,7 @@ def quantize_int8(model_path: str | Path, path: str | Path, info: ModelInfo, *,
                                           QuantType)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .inference import normalize_image
+    from .inference import image_input
     from .training.datasets import SyntheticStreetDataset
     import onnx
 
@@ -192,8 +192,7 @@ def quantize_int8(model_path: str | Path, path: str | Path, info: ModelInfo, *,
                 return None
             s = data[self.i]
             self.i += 1
-            image = torch.from_numpy(s['rgb']).permute(2, 0, 1)[None]
-            feed = {'image': normalize_image(image, mean, std).numpy()}
+            feed = {'image': image_input(s['rgb'], mean, std).numpy()}
             if takes_depth:
                 depth = s['depth'].copy()
                 depth[:, : depth.shape[1] // 3] = np.nan

@@ -79,6 +79,14 @@ def normalize_image(image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) 
     return image.to(torch.float32, copy=True).mul_(scale).add_((-mean / std).view(1, 3, 1, 1))
 
 
+def image_input(rgb: np.ndarray, mean: torch.Tensor, std: torch.Tensor,
+                device: torch.device | str = 'cpu') -> torch.Tensor:
+    """Return the normalised (1, 3, H, W) network input on `device` for (H, W, 3) uint8 `rgb`."""
+    # Writable and contiguous: ROS messages arrive as read-only views (copied only then).
+    image = torch.from_numpy(np.require(rgb, requirements=['C', 'W'])).to(device)
+    return normalize_image(image.permute(2, 0, 1).unsqueeze(0), mean, std)
+
+
 # Per-pixel outputs computed only when asked for (`outputs` of Predictor.predict): each costs
 # full-resolution work that labels and depth do not need.
 OPTIONAL_OUTPUTS = ('confidence', 'gate')
@@ -255,9 +263,7 @@ class Predictor:
             raise ValueError('a latency budget needs a single view: turn test-time '
                              'augmentation off')
         g = self.resolve_gate(depth is not None, gate)
-        # Writable and contiguous: ROS messages arrive as read-only views (copied only then).
-        image = torch.from_numpy(np.require(rgb, requirements=['C', 'W'])).to(self.device)
-        image = normalize_image(image.permute(2, 0, 1).unsqueeze(0), self._mean, self._std)
+        image = image_input(rgb, self._mean, self._std, self.device)
         sensor = None
         if depth is not None and g in DEPTH_GATES:
             sensor = _depth_tensor(depth).to(self.device)

@@ -44,7 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
 from ..data.synthetic import Camera, render_frame
-from ..inference import normalize_image
+from ..inference import image_input
 from ..metrics import percentiles
 from ..model import DepthGatedNet, ModelConfig
 from ..model.checkpoint import load_checkpoint, ModelInfo, save_checkpoint
@@ -289,8 +289,7 @@ def real_gates(s: Settings, model, info, n: int = 4) -> dict[str, list[torch.Ten
     model.hard_gate = True
     with torch.inference_mode():
         for f in frames:
-            rgb = normalize_image(torch.from_numpy(f.rgb).permute(2, 0, 1)[None],
-                                  torch.tensor(info.mean), torch.tensor(info.std))
+            rgb = image_input(f.rgb, torch.tensor(info.mean), torch.tensor(info.std))
             predicted.append(model(rgb, loops=0, gate='predicted')[0]['gate'].clone())
     model.hard_gate = False
     return {'sensor depth': sensor, 'sensor depth (hard)': [harden_gate(g) for g in sensor],

@@ -53,20 +53,6 @@ from ..training.head_ablation import paired_bootstrap
 NODE_OPTIONS = PredictorOptions(device='cpu')
 
 
-class _Frames:
-    """Held-out frames rendered once and kept, so every row scores the same pixels."""
-
-    def __init__(self, n: int, size):
-        data = SyntheticStreetDataset(n, SYNTHETIC_VAL_FIRST_SEED, size)
-        self.samples = [data[i] for i in range(n)]
-
-    def __len__(self):
-        return len(self.samples)
-
-    def __getitem__(self, i):
-        return self.samples[i]
-
-
 class _Candidate:
     """One row to time: its forward pass, its Predictor and what the table says about it."""
 
@@ -141,7 +127,9 @@ def bench_models(entries: list[tuple[str, str]], sizes, n_frames: int, peak: flo
     rows = []
     for size in sizes:
         log(f'models at {size[0]}x{size[1]}: rendering {n_frames} held-out frames ...')
-        frames = _Frames(n_frames, size)
+        # rendered once and kept, so every row scores the same pixels
+        data = SyntheticStreetDataset(n_frames, SYNTHETIC_VAL_FIRST_SEED, size)
+        frames = [data[i] for i in range(n_frames)]
         x = torch.randn(1, 3, *size)
         rgb = frames[0]['rgb']
         with tempfile.TemporaryDirectory() as tmp:

@@ -75,8 +75,8 @@ class ModelConfig:
     # Channels of the depth branch: 1x1 to depth_channels[0], 3x3 to depth_channels[1].
     depth_channels: tuple[int, int] = (128, 32)
     # Detail path (0: none, as the paper): the backbone's stride-8 and stride-16 maps reduced to
-    # one stride-8 map of this many channels, which each loop's classifier reads beside its
-    # upsampled context features, so a head at stride 16 or 32 still draws boundaries at 8.
+    # one stride-8 map of this many channels, whose class scores each loop's classifier adds to
+    # its upsampled context scores, so a head at stride 16 or 32 still draws boundaries at 8.
     detail_channels: int = 0
     # Kernel of the block that maps the backbone's last map to `channels` (the paper's first 3x3
     # head layer; 1 as LR-ASPP's, where the context is at stride 32 and costs 9x less).

@@ -24,8 +24,8 @@ replaces it. Loops 1..L share one recurrent module, so the parameter count does 
 how many loops are run, and the number of loops is a call-time argument (anytime prediction).
 
 The fast preset runs the same graph at stride 32, and its classifiers read a detail path: the
-backbone's stride-8 and stride-16 maps, reduced once per image to one stride-8 map, beside the
-upsampled context features.
+backbone's stride-8 and stride-16 maps, reduced once per image to one stride-8 map whose own
+class scores are added to each loop's upsampled context scores.
 """
 from __future__ import annotations
 

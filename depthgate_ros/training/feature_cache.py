@@ -37,7 +37,7 @@ import torch
 
 from .datasets import SyntheticStreetDataset
 from ..data.sensors import measure, Sensor
-from ..inference import normalize_image
+from ..inference import image_input
 from ..model import DepthGatedNet
 from ..model.checkpoint import ModelInfo
 
@@ -110,9 +110,8 @@ def cache_split(model: DepthGatedNet, info: ModelInfo, directory: Path, *, frame
         stop = min(frames, done + chunk)
         for i in range(done, stop):
             s = data[i]
-            image = torch.from_numpy(s['rgb']).permute(2, 0, 1)[None]
             with torch.inference_mode():
-                feat = model.features(normalize_image(image, mean, std))[1]
+                feat = model.features(image_input(s['rgb'], mean, std))[1]
             arrays['features'][i] = feat[0].numpy().astype(np.float16)
             arrays['labels'][i] = s['labels']
             # float16 ends at 65504: farther (ray-cast ground near the horizon) stays far
