@@ -21,6 +21,7 @@ import json
 import math
 
 from depthgate_ros.cli.bench import count_flops, main as bench_main, timed_together
+import numpy as np
 import pytest
 import torch
 
@@ -143,7 +144,32 @@ def test_trained_models_side_by_side(tmp_path, capsys):
         lo, hi = r['miou_vs_fast_ci95']
         assert r['miou_vs_fast'] == pytest.approx(r['miou'] - rows[1]['miou'], abs=1e-9)
         assert lo <= r['miou_vs_fast'] <= hi
+    # forward time against the eager fast model's, paired by round
+    assert 'time_vs_fast' not in rows[1]
+    for r in rows[:1] + rows[2:]:
+        assert len(r['samples_ms']) == r['runs'] == len(rows[1]['samples_ms'])
+        lo, hi = r['time_vs_fast_ci95']
+        assert 0 < lo <= r['time_vs_fast'] <= hi
+    assert rows[0]['time_vs_fast'] > 1          # the default model is slower than the fast one
     assert '| fast | onnxruntime int8 | 64x96 |' in (out / 'models.md').read_text()
     assert bench_main(['--only', 'models', '--quick', '--compare', 'lraspp', '--out',
                        str(out)]) == 2
     assert '--compare takes NAME=CHECKPOINT' in capsys.readouterr().err
+
+
+def test_paired_time_ratio_cancels_the_machines_drift():
+    """
+    A row 1.25x the fast model's in every round, while the machine slows 3x across the rounds.
+
+    Input tried: 9 rounds, one of them an outlier (a stall of 40 ms on the row only).
+    """
+    from depthgate_ros.cli.bench_models import paired_time_ratio
+    base = np.array([10.0, 11, 12, 15, 18, 21, 24, 27, 30])        # the machine drifting
+    row = 1.25 * base
+    row[4] += 40.0                                                  # one stalled call
+    ratio, (lo, hi) = paired_time_ratio(row, base)
+    assert ratio == 1.25                  # the median of 8 x 1.25 and one outlier
+    assert lo == hi == 1.25
+    # the ratio of the two rows' own medians is not: the stall moves the row's median to
+    # another round's call, made while the machine was slower
+    assert np.median(row) / np.median(base) == pytest.approx(26.25 / 18)

@@ -69,7 +69,7 @@ class Settings:
 
 
 # --only models: rounds of the rows at one size timed in turns (bench_models.py)
-MODEL_ROUNDS = 25
+MODEL_ROUNDS = 40
 
 FULL = Settings(size=(256, 512), repeats=7, warmup=2, channels=(128, 512), frames=20,
                 overload_s=8.0, peers=True, gemm_n=2048,
@@ -83,8 +83,12 @@ def timed(fn, repeats: int, warmup: int) -> dict:
     return timed_together({0: fn}, repeats, warmup)[0]
 
 
-def timed_together(fns: dict, rounds: int, warmup: int) -> dict:
-    """Time several functions in turns, one call of each per round: {key: statistics}."""
+def timed_together(fns: dict, rounds: int, warmup: int, samples: bool = False) -> dict:
+    """
+    Time several functions in turns, one call of each per round: {key: statistics}.
+
+    `samples`: also each round's time (`samples_ms`), for comparisons paired by round.
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -99,7 +103,7 @@ def timed_together(fns: dict, rounds: int, warmup: int) -> dict:
         ms = np.array(seconds) * 1e3
         q = percentiles(ms)
         out[key] = {'median_ms': q['p50'], 'p95_ms': q['p95'], 'best_ms': float(ms.min()),
-                    'runs': rounds}
+                    'runs': rounds, **({'samples_ms': ms.tolist()} if samples else {})}
     return out
 
 

@@ -25,7 +25,8 @@ row: the forward pass (median, p95), its GFLOP and fraction of the machine's pea
 `Predictor.predict` (the post-processing share is the difference), and mIoU and depth delta1
 on held-out synthetic frames rendered once at that size (depth capped at 80 m), and every other
 row's mIoU minus the eager fast model's with a 95% interval from resampling the frames (paired:
-both rows on the same resampled frames).
+both rows on the same resampled frames), and its forward time over the fast model's (the median
+of the two rows' per-round ratios, with a 95% interval from resampling the rounds).
 
 All rows at a size are timed in turns (one call of each, round after round), so a change in
 the machine's speed during the run falls on every model alike: a shared machine drifts by tens
@@ -158,7 +159,7 @@ def bench_models(entries: list[tuple[str, str]], sizes, n_frames: int, peak: flo
             for i, c in enumerate(candidates):
                 fns[i, 'forward'] = c.forward
                 fns[i, 'predict'] = lambda p=c.predictor: p.predict(rgb, outputs=())
-            times = timed_together(fns, rounds, warmup)
+            times = timed_together(fns, rounds, warmup, samples=True)
             confusions, at_size = [], []
             for i, c in enumerate(candidates):
                 log(f'  {c.name} ({c.backend}): held-out frames ...')
@@ -170,7 +171,13 @@ def bench_models(entries: list[tuple[str, str]], sizes, n_frames: int, peak: flo
 
 
 def _versus_fast(rows: list[dict], confusions: list[np.ndarray]) -> None:
-    """Add each row's mIoU minus the eager fast model's, with a paired bootstrap interval."""
+    """
+    Add each row's mIoU minus the eager fast model's and its forward time over the fast's.
+
+    Both paired, with bootstrap intervals: the mIoU on the same resampled frames, the time as
+    the median over rounds of the two rows' ratio within a round, so the machine's drift,
+    which moves whole rounds, cancels.
+    """
     base = next((i for i, r in enumerate(rows)
                  if (r['model'], r['backend']) == ('fast', 'eager')), None)
     if base is None:
@@ -179,6 +186,17 @@ def _versus_fast(rows: list[dict], confusions: list[np.ndarray]) -> None:
         if i != base:
             b = paired_bootstrap([confusions[i]], [confusions[base]])
             r['miou_vs_fast'], r['miou_vs_fast_ci95'] = b['difference'], b['ci95']
+            r['time_vs_fast'], r['time_vs_fast_ci95'] = paired_time_ratio(
+                r['samples_ms'], rows[base]['samples_ms'])
+
+
+def paired_time_ratio(row_ms, base_ms, draws: int = 1000, seed: int = 0):
+    """Return the median of per-round ratios row / base, and its 95% interval over rounds."""
+    ratio = np.asarray(row_ms, dtype=float) / np.asarray(base_ms, dtype=float)
+    rng = np.random.default_rng(seed)
+    medians = np.median(ratio[rng.integers(0, len(ratio), (draws, len(ratio)))], axis=1)
+    lo, hi = np.percentile(medians, [2.5, 97.5])
+    return float(np.median(ratio)), [float(lo), float(hi)]
 
 
 def _row(c: _Candidate, size, t: dict, p: dict, frames, peak, confusions: list) -> dict:
@@ -206,7 +224,8 @@ COLUMNS = [('model', 'model'), ('backend', 'backend'), ('size', 'input'), ('loop
            ('median_ms', 'forward median ms'), ('p95_ms', 'p95 ms'), ('gflop', 'GFLOP'),
            ('fraction_of_peak', 'of peak'), ('predict_median_ms', 'predict ms'),
            ('postprocess_fraction', 'post-processing'), ('miou', 'mIoU'),
-           ('delta1', 'depth delta1'), ('miou_vs_fast', 'mIoU - fast')]
+           ('delta1', 'depth delta1'), ('miou_vs_fast', 'mIoU - fast'),
+           ('time_vs_fast', 'forward / fast')]
 
 
 def summary(rows: list[dict]) -> list[str]:
@@ -221,6 +240,11 @@ def summary(rows: list[dict]) -> list[str]:
             out.append(f"{r['model']} ({r['backend']}) at {r['size'][0]}x{r['size'][1]}: mIoU "
                        f"{r['miou_vs_fast']:+.3f} against the fast model's, 95% interval "
                        f'[{lo:+.3f}, {hi:+.3f}] over resampled frames.')
+        if 'time_vs_fast_ci95' in r:
+            lo, hi = r['time_vs_fast_ci95']
+            out.append(f"{r['model']} ({r['backend']}) at {r['size'][0]}x{r['size'][1]}: forward "
+                       f"{r['time_vs_fast']:.2f}x the fast model's (median of the per-round "
+                       f'ratios), 95% interval [{lo:.2f}, {hi:.2f}] over resampled rounds.')
         if 'quantize_s' in r:
             out.append(f"int8 at {r['size'][0]}x{r['size'][1]}: quantised in "
                        f"{r['quantize_s']:.0f} s, {r['file_mib']:.1f} MiB.")
