@@ -175,3 +175,18 @@ def test_packed_half_precision_checkpoint(saved, tmp_path):
     with torch.no_grad():
         a, b = model(x, loops=2)[-1], packed(x, loops=2)[-1]
     torch.testing.assert_close(a['seg'], b['seg'], rtol=0.02, atol=0.02)
+
+
+def test_packing_sets_the_default_loop_count(saved, tmp_path, capsys):
+    from depthgate_ros.cli.pack_model import main as pack
+    path, model = saved
+    assert model.cfg.loops == 2
+    assert pack([str(path), str(tmp_path / 'one.pt'), '--loops', '1']) == 0
+    packed, _, _ = load_checkpoint(tmp_path / 'one.pt')
+    assert packed.cfg.loops == 1
+    with torch.no_grad():
+        assert len(packed(torch.randn(1, 3, 40, 56))) == 2       # loop 0 and one refinement
+        assert len(packed(torch.randn(1, 3, 40, 56), loops=2)) == 3
+    # a count the model cannot run: refused, nothing written
+    assert pack([str(path), str(tmp_path / 'bad.pt'), '--loops', '-1']) == 2
+    assert 'loops' in capsys.readouterr().err and not (tmp_path / 'bad.pt').exists()

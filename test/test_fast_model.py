@@ -121,6 +121,20 @@ def test_detail_path_reaches_the_labels():
         ModelConfig.preset('fast', recurrent_input='prediction')
 
 
+@pytest.mark.parametrize('kernel', [1, 3])
+def test_detail_kernel_is_the_stride_8_receptive_field(kernel):
+    torch.manual_seed(0)
+    net = DepthGatedNet(ModelConfig.preset('fast', detail_kernel=kernel)).eval()
+    low, mid, _ = net.backbone(torch.randn(1, 3, 128, 128))
+    low = low.detach().requires_grad_(True)
+    grad, = torch.autograd.grad(net.detail(low, mid)[0, :, 5, 7].sum(), low)
+    reached = torch.nonzero(grad[0].abs().sum(0)).tolist()
+    r = kernel // 2
+    assert reached == [[y, x] for y in range(5 - r, 6 + r) for x in range(7 - r, 8 + r)]
+    with pytest.raises(ValueError, match='detail_kernel must be 1 or 3, got 5'):
+        ModelConfig.preset('fast', detail_kernel=5)
+
+
 @pytest.mark.parametrize('name', ['lraspp_mobilenet_v3_large', 'deeplabv3_mobilenet_v3_large'])
 def test_peer_is_torchvisions_network(name, tmp_path):
     """A peer computes what torchvision's model computes, and survives a checkpoint."""

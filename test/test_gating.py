@@ -87,3 +87,44 @@ def test_gate_shape_is_checked():
     m = _module()
     with pytest.raises(ValueError, match='does not fit'):
         m(torch.randn(1, 8, 16, 16), torch.full((1, 4, 16, 16), 0.25))
+
+
+def _depthwise_module():
+    torch.manual_seed(1)
+    m = DepthGatingModule(8, DILATIONS, depthwise=True).eval()
+    for bn in m.branches.norms:
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    return m
+
+
+def test_depthwise_branch_is_a_full_branch_with_a_diagonal_kernel():
+    # A full 3x3 conv whose kernel is zero off the channel diagonal filters each channel alone,
+    # which is what a depthwise branch claims to do: the full module, given that kernel and the
+    # same norms and fuse, is the reference.
+    dw = _depthwise_module()
+    assert tuple(dw.branches.weights[0].shape) == (8, 1, 3, 3)
+    full = DepthGatingModule(8, DILATIONS).eval()
+    full.load_state_dict({k: v for k, v in dw.state_dict().items()
+                          if not k.startswith('branches.weights.')}, strict=False)
+    with torch.no_grad():
+        for w_full, w_dw in zip(full.branches.weights, dw.branches.weights):
+            w_full.zero_()
+            w_full[torch.arange(8), torch.arange(8)] = w_dw[:, 0]
+    x = torch.randn(2, 8, 20, 24)
+    gate = torch.rand(2, 5, 20, 24).softmax(1)
+    with torch.no_grad():
+        torch.testing.assert_close(dw(x, gate), full(x, gate), rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_branches_with_a_hard_gate_run_dense():
+    # The sparse path gathers taps for full kernels; depthwise branches must not take it.
+    m = _depthwise_module()
+    x = torch.randn(1, 8, 16, 16)
+    gate = torch.zeros(1, 5, 16, 16)
+    gate[:, 2] = 1.0
+    with torch.inference_mode():
+        assert not m._use_sparse(gate)
+        out = m(x, gate)
+        expected = m.fuse(m.branches.branch(x, 2))
+    torch.testing.assert_close(out, expected)

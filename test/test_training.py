@@ -281,6 +281,19 @@ def test_gating_init_from_context_starts_where_the_baseline_stopped():
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_gating_init_from_context_refuses_depthwise_branches():
+    # A full 3x3 kernel has no depthwise equivalent; copying it would fail on shapes deep
+    # inside load_state_dict, so the engine says what to do instead.
+    from depthgate_ros.model import DepthGatedNet, ModelConfig
+    from depthgate_ros.training.engine import gating_from_context
+    cfg = ModelConfig(backbone='resnet18', channels=16, depth_channels=(8, 8),
+                      depth_edges=(5.0, 10.0, 20.0, 40.0), gate_source='none')
+    state = DepthGatedNet(cfg).state_dict()
+    own = DepthGatedNet(cfg.replace(gate_source='predicted', depthwise_branches=True)).state_dict()
+    with pytest.raises(ValueError, match='depthwise'):
+        gating_from_context(state, own)
+
+
 def test_gating_init_is_validated(tmp_path, capsys):
     assert train_main(['--config', str(_config(tmp_path, gating_init='copy'))]) == 2
     assert 'gating_init' in capsys.readouterr().err

@@ -31,10 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('src')
     parser.add_argument('dst')
     parser.add_argument('--note', default='', help='added to the provenance')
+    parser.add_argument('--loops', type=int, default=None,
+                        help='the recurrent loops the model runs when a caller does not say '
+                             '(default: as trained); the node and tools take this as their '
+                             'default, and any count can still be asked for')
     args = parser.parse_args(argv)
     try:
         model, info, extra = load_checkpoint(args.src)
-    except CheckpointError as e:
+        if args.loops is not None:
+            # ModelConfig checks the count against the model (recurrent, >= 0)
+            model.cfg = model.cfg.replace(loops=args.loops)
+    except (CheckpointError, ValueError) as e:
         print(f'depthgate-pack-model: {e}', file=sys.stderr)
         return 2
     info.provenance = {**info.provenance, 'packed_from': str(args.src),

@@ -42,16 +42,20 @@ class AtrousBranches(nn.Module):
     The K branches.
 
     `tied` shares one 3x3 kernel (scale-invariant processing); each branch keeps its own BatchNorm
-    because the statistics of a dilated response depend on the dilation.
+    because the statistics of a dilated response depend on the dilation. `depthwise` gives each
+    branch one 3x3 kernel per channel instead of a full one.
     """
 
-    def __init__(self, channels: int, dilations: tuple[int, ...], tied: bool = False):
+    def __init__(self, channels: int, dilations: tuple[int, ...], tied: bool = False,
+                 depthwise: bool = False):
         super().__init__()
         self.dilations = tuple(dilations)
         self.tied = tied
+        self.groups = channels if depthwise else 1
         n_kernels = 1 if tied else len(self.dilations)
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.empty(channels, channels, 3, 3)) for _ in range(n_kernels))
+            nn.Parameter(torch.empty(channels, channels // self.groups, 3, 3))
+            for _ in range(n_kernels))
         for w in self.weights:
             nn.init.kaiming_normal_(w, mode='fan_out', nonlinearity='relu')
         self.norms = nn.ModuleList(nn.BatchNorm2d(channels) for _ in self.dilations)
@@ -62,7 +66,7 @@ class AtrousBranches(nn.Module):
     def branch(self, x: torch.Tensor, k: int) -> torch.Tensor:
         d = self.dilations[k]
         w = self.weights[0 if self.tied else k]
-        return F.relu(self.norms[k](F.conv2d(x, w, padding=d, dilation=d)))
+        return F.relu(self.norms[k](F.conv2d(x, w, padding=d, dilation=d, groups=self.groups)))
 
 
 class DepthGatingModule(nn.Module):
@@ -76,9 +80,10 @@ class DepthGatingModule(nn.Module):
 
     SPARSE_MAX_DENSITY = 2.5
 
-    def __init__(self, channels: int, dilations: tuple[int, ...], tied: bool = False):
+    def __init__(self, channels: int, dilations: tuple[int, ...], tied: bool = False,
+                 depthwise: bool = False):
         super().__init__()
-        self.branches = AtrousBranches(channels, dilations, tied)
+        self.branches = AtrousBranches(channels, dilations, tied, depthwise)
         self.fuse = conv_bn_relu(channels, channels, 1)
         self.sparse = True
 
@@ -100,7 +105,9 @@ class DepthGatingModule(nn.Module):
         return self.fuse(out)
 
     def _use_sparse(self, gate: torch.Tensor) -> bool:
-        if not self.sparse or self.training or torch.is_grad_enabled():
+        # Depthwise branches cost little dense, and the gather-GEMM is for full kernels.
+        if not self.sparse or self.training or torch.is_grad_enabled() \
+                or self.branches.groups > 1:
             return False
         if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling() \
                 or torch.onnx.is_in_onnx_export():

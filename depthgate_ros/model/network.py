@@ -53,7 +53,7 @@ class LoopHead(nn.Module):
         if cfg.gate_source == 'none':
             self.context = conv_bn_relu(c, c, 3)
         else:
-            self.gating = DepthGatingModule(c, cfg.dilations, cfg.tied)
+            self.gating = DepthGatingModule(c, cfg.dilations, cfg.tied, cfg.depthwise_branches)
         self.depth = DepthHead(c, cfg.num_bins, cfg.depth_channels, cfg.dropout,
                                init_depth_m=init_depth_m)
         self.attention = (DepthHead(c, cfg.num_bins, cfg.depth_channels, cfg.dropout,
@@ -97,9 +97,9 @@ class LoopHead(nn.Module):
 class DetailPath(nn.Module):
     """The stride-8 map the classifiers read: stride-8 features, plus stride-16 ones upsampled."""
 
-    def __init__(self, low_channels: int, mid_channels: int, channels: int):
+    def __init__(self, low_channels: int, mid_channels: int, channels: int, kernel: int = 3):
         super().__init__()
-        self.low = conv_bn_relu(low_channels, channels, 3)
+        self.low = conv_bn_relu(low_channels, channels, kernel)
         self.mid = conv_bn_relu(mid_channels, channels, 1)
 
     def forward(self, low: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
@@ -135,7 +135,8 @@ class DepthGatedNet(nn.Module):
         self.backbone = Backbone(cfg.backbone, cfg.frozen_bn, backbone_weights, cfg.output_stride)
         self.stem = conv_bn_relu(self.backbone.out_channels, cfg.channels, cfg.stem_kernel)
         self.detail = (DetailPath(self.backbone.low_channels, self.backbone.mid_channels,
-                                  cfg.detail_channels) if cfg.detail_channels else None)
+                                  cfg.detail_channels, cfg.detail_kernel)
+                       if cfg.detail_channels else None)
         # The baseline's first 3x3 layer; its output F is shared by every loop.
         self.head = LoopHead(None, cfg, init_depth)
         prev = cfg.channels if cfg.recurrent_input == 'features' else cfg.num_classes

@@ -146,6 +146,10 @@ def gating_from_context(state: dict, own: dict) -> dict:
         kernel = state[f'{src}.0.weight']
         for key in own:
             if key.startswith(f'{dst}.branches.weights.'):
+                if own[key].shape != kernel.shape:
+                    raise ValueError(f'{key} {tuple(own[key].shape)} cannot start from the plain '
+                                     f'context conv {tuple(kernel.shape)} (depthwise '
+                                     'branches): train the gating module from the start')
                 out[key] = kernel.clone()
             elif key.startswith(f'{dst}.branches.norms.'):
                 out[key] = state[f"{src}.1.{key.rsplit('.', 1)[1]}"].clone()
