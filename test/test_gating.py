@@ -21,9 +21,9 @@ import torch
 DILATIONS = (1, 2, 4, 8, 16)
 
 
-def _module(tied=False):
+def _module(tied=False, depthwise=False):
     torch.manual_seed(0)
-    m = DepthGatingModule(8, DILATIONS, tied=tied).eval()
+    m = DepthGatingModule(8, DILATIONS, tied=tied, depthwise=depthwise).eval()
     # Non-trivial BN statistics so every branch really differs.
     for bn in m.branches.norms:
         bn.running_mean.uniform_(-0.5, 0.5)
@@ -89,20 +89,11 @@ def test_gate_shape_is_checked():
         m(torch.randn(1, 8, 16, 16), torch.full((1, 4, 16, 16), 0.25))
 
 
-def _depthwise_module():
-    torch.manual_seed(1)
-    m = DepthGatingModule(8, DILATIONS, depthwise=True).eval()
-    for bn in m.branches.norms:
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 2.0)
-    return m
-
-
 def test_depthwise_branch_is_a_full_branch_with_a_diagonal_kernel():
     # A full 3x3 conv whose kernel is zero off the channel diagonal filters each channel alone,
     # which is what a depthwise branch claims to do: the full module, given that kernel and the
     # same norms and fuse, is the reference.
-    dw = _depthwise_module()
+    dw = _module(depthwise=True)
     assert tuple(dw.branches.weights[0].shape) == (8, 1, 3, 3)
     full = DepthGatingModule(8, DILATIONS).eval()
     full.load_state_dict({k: v for k, v in dw.state_dict().items()
@@ -119,7 +110,7 @@ def test_depthwise_branch_is_a_full_branch_with_a_diagonal_kernel():
 
 def test_depthwise_branches_with_a_hard_gate_run_dense():
     # The sparse path gathers taps for full kernels; depthwise branches must not take it.
-    m = _depthwise_module()
+    m = _module(depthwise=True)
     x = torch.randn(1, 8, 16, 16)
     gate = torch.zeros(1, 5, 16, 16)
     gate[:, 2] = 1.0
