@@ -97,7 +97,7 @@ class LoopHead(nn.Module):
 class DetailPath(nn.Module):
     """The stride-8 map the classifiers read: stride-8 features, plus stride-16 ones upsampled."""
 
-    def __init__(self, low_channels: int, mid_channels: int, channels: int, kernel: int = 3):
+    def __init__(self, low_channels: int, mid_channels: int, channels: int, kernel: int):
         super().__init__()
         self.low = conv_bn_relu(low_channels, channels, kernel)
         self.mid = conv_bn_relu(mid_channels, channels, 1)
