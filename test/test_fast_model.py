@@ -29,12 +29,15 @@ from torchvision.models import segmentation
 INFO = ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS)
 
 
-@pytest.mark.parametrize('stride', [16, 32])
-def test_mobilenet_backbone_is_torchvisions_trunk(stride):
+@pytest.mark.parametrize('stride,width,tail', [(16, 1.0, False), (32, 1.0, False),
+                                               (32, 0.75, True)])
+def test_mobilenet_backbone_is_torchvisions_trunk(stride, width, tail):
     """Same weights, same input: our stride-8 split and last map equal torchvision's features."""
     torch.manual_seed(0)
-    ref = torchvision.models.mobilenet_v3_large(weights=None, dilated=stride == 16).eval()
-    bb = Backbone('mobilenet_v3_large', frozen_bn=False, output_stride=stride).eval()
+    ref = torchvision.models.mobilenet_v3_large(weights=None, dilated=stride == 16,
+                                                width_mult=width, reduced_tail=tail).eval()
+    bb = Backbone('mobilenet_v3_large', frozen_bn=False, output_stride=stride,
+                  width_mult=width, reduced_tail=tail).eval()
     bb.features.load_state_dict(ref.features.state_dict())
     x = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
@@ -42,9 +45,13 @@ def test_mobilenet_backbone_is_torchvisions_trunk(stride):
         want_low = ref.features[:7](x)
         want_mid = ref.features[:13](x)
         want = ref.features(x)
-    assert low.shape == (1, 40, 12, 16)
-    assert mid.shape == (1, 112, 6, 8)
-    assert high.shape == (1, 960, 96 // stride, 128 // stride)
+    # torchvision's widths: 40, 112, 960 at 1.0; at 0.75 rounded to multiples of 8, the
+    # reduced tail halving the last stage (960 / 2 * 0.75 = 360, rounded up to 384)
+    channels = (40, 112, 960) if width == 1.0 else (32, 88, 384)
+    assert (bb.low_channels, bb.mid_channels, bb.out_channels) == channels
+    assert low.shape == (1, channels[0], 12, 16)
+    assert mid.shape == (1, channels[1], 6, 8)
+    assert high.shape == (1, channels[2], 96 // stride, 128 // stride)
     torch.testing.assert_close(low, want_low)
     torch.testing.assert_close(mid, want_mid)
     torch.testing.assert_close(high, want)
@@ -66,6 +73,28 @@ def test_bad_strides_are_refused():
         Backbone('mobilenet_v3_large', output_stride=8)
     with pytest.raises(ValueError, match='unknown model preset'):
         ModelConfig.preset('fastest')
+
+
+def test_width_and_tail_are_mobilenet_options():
+    """A ResNet asked for a width multiplier or reduced tail is refused, not silently full."""
+    with pytest.raises(ValueError, match='MobileNetV3 options; resnet18 has neither'):
+        ModelConfig(backbone='resnet18', backbone_width=0.5)
+    with pytest.raises(ValueError, match='MobileNetV3 options'):
+        ModelConfig(backbone='resnet18', backbone_reduced_tail=True)
+    with pytest.raises(ValueError, match='no width multiplier or reduced tail'):
+        Backbone('resnet18', width_mult=0.75)
+    with pytest.raises(ValueError, match='backbone_width must be > 0'):
+        ModelConfig(backbone='mobilenet_v3_large', output_stride=32, backbone_width=0.0)
+
+
+def test_imagenet_weights_of_another_width_are_refused(tmp_path):
+    """The full-width ImageNet layout of torchvision does not load into a narrower trunk."""
+    path = tmp_path / 'mobilenet_v3_large.pth'
+    torch.save(torchvision.models.mobilenet_v3_large(weights=None).state_dict(), path)
+    Backbone('mobilenet_v3_large', output_stride=32, weights_path=path)     # its own width
+    with pytest.raises(ValueError, match='does not match the MobileNetV3 backbone'):
+        Backbone('mobilenet_v3_large', output_stride=32, weights_path=path, width_mult=0.75,
+                 reduced_tail=True)
 
 
 def test_fast_preset_shapes_and_size():

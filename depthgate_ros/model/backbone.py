@@ -15,7 +15,9 @@
 """
 Backbones: a ResNet at output stride 8 (paper section 5), 16 or 32, or a MobileNetV3-Large.
 
-MobileNetV3-Large runs at stride 16 or 32 (the fast preset). For a ResNet at stride 8 the last
+MobileNetV3-Large runs at stride 16 or 32 (the fast preset), at any of torchvision's width
+multipliers and optionally with its "reduced tail" (the last stage at half width, the
+MobileNetV3 paper's setting for segmentation). For a ResNet at stride 8 the last
 two stride-2 stages are replaced by atrous convolutions with dilation 2 and 4 (at 16, the last
 one with dilation 2). torchvision's
 `replace_stride_with_dilation` refuses BasicBlock (ResNet-18/34), so the conversion is done here,
@@ -31,12 +33,12 @@ from torch import nn
 from torchvision import models
 from torchvision.ops import FrozenBatchNorm2d
 
+from .config import BACKBONES
 from .state import state_mismatch
 
-# channels of the (stride-8, stride-16, last) maps
+# channels of the ResNets' (stride-8, stride-16, last) maps; a MobileNetV3's depend on its width
 _CHANNELS = {'resnet18': (128, 256, 512), 'resnet34': (128, 256, 512),
-             'resnet50': (512, 1024, 2048), 'resnet101': (512, 1024, 2048),
-             'mobilenet_v3_large': (40, 112, 960)}
+             'resnet50': (512, 1024, 2048), 'resnet101': (512, 1024, 2048)}
 # MobileNetV3-Large's feature blocks: [0, 7) end at stride 8, [7, 13) at 16, the rest at 32.
 _MOBILENET_SPLITS = (7, 13)
 
@@ -65,23 +67,30 @@ class Backbone(nn.Module):
     """
 
     def __init__(self, name: str = 'resnet18', frozen_bn: bool = True,
-                 weights_path: str | Path | None = None, output_stride: int = 8):
+                 weights_path: str | Path | None = None, output_stride: int = 8,
+                 width_mult: float = 1.0, reduced_tail: bool = False):
         super().__init__()
-        if name not in _CHANNELS:
-            raise ValueError(f'unknown backbone {name!r}; choose one of {sorted(_CHANNELS)}')
+        if name not in BACKBONES:
+            raise ValueError(f'unknown backbone {name!r}; choose one of {sorted(BACKBONES)}')
         norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
-        self.low_channels, self.mid_channels, self.out_channels = _CHANNELS[name]
         if name.startswith('mobilenet'):
             if output_stride not in (16, 32):
                 raise ValueError(f'{name} runs at output stride 16 or 32, not {output_stride}')
             # weights=None: nothing is ever downloaded; weights come from a local file.
             # None: torchvision's own BatchNorm settings for this network (eps 1e-3)
             net = models.mobilenet_v3_large(weights=None, dilated=output_stride == 16,
+                                            width_mult=width_mult, reduced_tail=reduced_tail,
                                             norm_layer=FrozenBatchNorm2d if frozen_bn else None)
             if weights_path is not None:
                 load_backbone_weights(net, weights_path)
             self.features = net.features      # torchvision's names: its state dicts load
+            a, b = _MOBILENET_SPLITS
+            self.low_channels, self.mid_channels, self.out_channels = (
+                self.features[i - 1].out_channels for i in (a, b, len(self.features)))
             return
+        if (width_mult, reduced_tail) != (1.0, False):
+            raise ValueError(f'{name} has no width multiplier or reduced tail (MobileNetV3 does)')
+        self.low_channels, self.mid_channels, self.out_channels = _CHANNELS[name]
         if output_stride not in (8, 16, 32):
             raise ValueError(f'{name} runs at output stride 8, 16 or 32, not {output_stride}')
         net = getattr(models, name)(weights=None, norm_layer=norm)

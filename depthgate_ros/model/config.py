@@ -44,6 +44,12 @@ class ModelConfig:
     backbone: str = 'resnet18'
     # Stride of the map the head works on: 8 (paper), 16 or 32 (MobileNetV3: 16 or 32).
     output_stride: int = 8
+    # MobileNetV3 only: torchvision's width multiplier for every backbone layer, and its
+    # "reduced tail" (the last stage at half width, as the MobileNetV3 paper segments). Either
+    # changes the layer shapes, so torchvision's ImageNet weights (width 1, full tail) no longer
+    # load.
+    backbone_width: float = 1.0
+    backbone_reduced_tail: bool = False
     # Replace the backbone's BatchNorm by FrozenBatchNorm2d (paper: batch size 1, global moments).
     frozen_bn: bool = True
     # Semantic classes; 19 = Cityscapes train ids.
@@ -104,6 +110,12 @@ class ModelConfig:
         if self.output_stride not in strides:
             raise ValueError(f'output_stride {self.output_stride} is not one of {strides} '
                              f'for {self.backbone}')
+        if not self.backbone.startswith('mobilenet') and (
+                self.backbone_width != 1.0 or self.backbone_reduced_tail):
+            raise ValueError(f'backbone_width and backbone_reduced_tail are MobileNetV3 '
+                             f'options; {self.backbone} has neither')
+        if self.backbone_width <= 0:
+            raise ValueError(f'backbone_width must be > 0, got {self.backbone_width}')
         if self.detail_channels < 0:
             raise ValueError(f'detail_channels must be >= 0, got {self.detail_channels}')
         if self.detail_channels and self.recurrent_input == 'prediction':

@@ -132,7 +132,8 @@ class DepthGatedNet(nn.Module):
         # Regression starts at the geometric centre of the bins: a sensible prior depth.
         init_depth = math.exp(sum(math.log(e) for e in cfg.depth_edges) / len(cfg.depth_edges)) \
             if cfg.depth_edges else 10.0
-        self.backbone = Backbone(cfg.backbone, cfg.frozen_bn, backbone_weights, cfg.output_stride)
+        self.backbone = Backbone(cfg.backbone, cfg.frozen_bn, backbone_weights, cfg.output_stride,
+                                 cfg.backbone_width, cfg.backbone_reduced_tail)
         self.stem = conv_bn_relu(self.backbone.out_channels, cfg.channels, cfg.stem_kernel)
         self.detail = (DetailPath(self.backbone.low_channels, self.backbone.mid_channels,
                                   cfg.detail_channels, cfg.detail_kernel)
