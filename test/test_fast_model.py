@@ -105,6 +105,8 @@ def test_fast_preset_shapes_and_size():
     assert cfg.dilations == (1, 1, 1, 2, 3)
     torch.manual_seed(0)
     net = DepthGatedNet(cfg).eval()
+    # the reduced tail: the last stage at half width, 480 channels into the stem
+    assert cfg.backbone_reduced_tail and net.stem[0].in_channels == 480
     x = torch.randn(1, 3, 192, 256)
     with torch.no_grad():
         full = net(x)
