@@ -181,12 +181,13 @@ class ModelConfig:
 
 # Named architectures; a training config picks one with `model: {preset: NAME}`.
 PRESETS = {
-    # Real time on a CPU: MobileNetV3-Large at stride 32 with its reduced tail (0.93x the
-    # time, mIoU within the spread of two seeds, docs/results.md), gating and the recurrent
-    # loops on its 1/32 map (64 channels: 128 labelled 0.005 better and ran 11% slower,
-    # docs/results.md), a 64-channel detail path at stride 8 that each loop's classifier adds
-    # its own scores to, as LR-ASPP does. Small dilations: the head ablation (docs/results.md)
-    # found large ones cost accuracy, and at stride 32 a cell already spans 4x the paper's.
+    # Real time on a CPU: MobileNetV3-Large at stride 32 with its reduced tail (0.91-0.96x
+    # the full tail's time, mIoU within the spread of two seeds, docs/results.md), gating and
+    # the recurrent loops on its 1/32 map (64 channels: 128 labelled 0.005 better and ran 11%
+    # slower, docs/results.md), a 64-channel detail path at stride 8 that each loop's
+    # classifier adds its own scores to, as LR-ASPP does. Small dilations: the head ablation
+    # (docs/results.md) found large ones cost accuracy, and at stride 32 a cell already spans
+    # 4x the paper's.
     'fast': {'backbone': 'mobilenet_v3_large', 'output_stride': 32, 'frozen_bn': False,
              'backbone_reduced_tail': True,
              'channels': 64, 'depth_channels': [64, 32], 'detail_channels': 64,
