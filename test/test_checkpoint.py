@@ -73,6 +73,18 @@ def test_save_is_atomic_and_leaves_no_temp_files(saved, monkeypatch):
     assert load_checkpoint(path)[2] == {'iteration': 12}
 
 
+def test_saved_file_has_the_mode_open_would_give(saved, tmp_path):
+    """Input tried: umask 022 and 077; a private temp file must not become a private model."""
+    _, model = saved
+    for umask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        old = os.umask(umask)
+        try:
+            path = save_checkpoint(tmp_path / f'{umask:o}' / 'model.pt', model, INFO)
+        finally:
+            os.umask(old)
+        assert path.stat().st_mode & 0o777 == mode
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointNotFoundError, match='not found'):
         load_checkpoint(tmp_path / 'nope.pt')
