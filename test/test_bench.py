@@ -173,3 +173,39 @@ def test_paired_time_ratio_cancels_the_machines_drift():
     # the ratio of the two rows' own medians is not: the stall moves the row's median to
     # another round's call, made while the machine was slower
     assert np.median(row) / np.median(base) == pytest.approx(26.25 / 18)
+
+
+def test_rows_timed_in_turns_do_not_always_follow_the_same_row(monkeypatch):
+    """
+    A call after the cache-evicting row is slower; the shuffled order shares that out.
+
+    Input tried: three rows on a fake clock, `heavy` (10 ms) and two identical 1 ms rows that
+    take 3 ms when they run right after `heavy`, 60 rounds. In the fixed order heavy, a, b the
+    row `a` would be measured 3x `b`.
+    """
+    import depthgate_ros.cli.bench as bench
+    clock = {'now': 0.0, 'last': None}
+    calls = []
+
+    def row(name, ms):
+        def fn():
+            penalty = 2.0 if name != 'heavy' and clock['last'] == 'heavy' else 0.0
+            clock['now'] += (ms + penalty) / 1e3
+            clock['last'] = name
+            calls.append(name)
+        return fn
+    monkeypatch.setattr(bench, 'time', type('Clock', (), {
+        'perf_counter': staticmethod(lambda: clock['now'])}))
+    rounds = 60
+    t = timed_together({'heavy': row('heavy', 10.0), 'a': row('a', 1.0), 'b': row('b', 1.0)},
+                       rounds, warmup=1, samples=True)
+    timed_calls = calls[3:]                                  # after the warm-up round
+    orders = {tuple(timed_calls[3 * i:3 * i + 3]) for i in range(rounds)}
+    assert all(sorted(o) == ['a', 'b', 'heavy'] for o in orders)   # each row once per round
+    assert len(orders) == 6                                  # every order occurs
+    a, b = np.array(t['a']['samples_ms']), np.array(t['b']['samples_ms'])
+    assert t['heavy']['median_ms'] == pytest.approx(10.0)
+    assert t['a']['median_ms'] == t['b']['median_ms'] == pytest.approx(1.0)
+    assert np.median(a / b) == pytest.approx(1.0)
+    # both rows paid after `heavy` about a third of the time, neither always
+    assert 0.15 < np.mean(a > 1.5) < 0.5 and 0.15 < np.mean(b > 1.5) < 0.5

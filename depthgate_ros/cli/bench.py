@@ -87,17 +87,23 @@ def timed_together(fns: dict, rounds: int, warmup: int, samples: bool = False) -
     """
     Time several functions in turns, one call of each per round: {key: statistics}.
 
+    Each round calls them in a new order (seeded): a call runs slower after one that evicted
+    its weights from the cache, and in a fixed order the same row would always pay for its
+    predecessor (the fast model's row follows the default model's 45 MB of weights).
+
     `samples`: also each round's time (`samples_ms`), for comparisons paired by round.
     """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
     times = {key: [] for key in fns}
+    keys = list(fns)
+    rng = np.random.default_rng(0)
     for _ in range(rounds):
-        for key, fn in fns.items():
+        for i in rng.permutation(len(keys)):
             t0 = time.perf_counter()
-            fn()
-            times[key].append(time.perf_counter() - t0)
+            fns[keys[i]]()
+            times[keys[i]].append(time.perf_counter() - t0)
     out = {}
     for key, seconds in times.items():
         ms = np.array(seconds) * 1e3
