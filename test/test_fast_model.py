@@ -152,6 +152,33 @@ def test_detail_path_reaches_the_labels():
         ModelConfig.preset('fast', recurrent_input='prediction')
 
 
+def test_stem_scale_is_image_level_context():
+    """
+    The stem's output scaled per channel by a sigmoid of the last map's mean over the image.
+
+    Input tried: a 128 x 160 image; its last map with one corner cell changed, which moves the
+    scale of every cell; the scale conv zeroed (sigmoid 0: 0.5 for every channel).
+    """
+    torch.manual_seed(0)
+    net = DepthGatedNet(ModelConfig.preset('fast', stem_scale=True)).eval()
+    x = torch.randn(1, 3, 128, 160)
+    with torch.no_grad():
+        _, _, high = net.backbone(x)
+        scale = net.stem_scale(high)
+        assert scale.shape == (1, 64, 1, 1)
+        # relative only: an untrained trunk's eval-mode maps are tiny
+        torch.testing.assert_close(net.features(x)[1], net.stem(high) * scale, atol=0,
+                                   rtol=1e-5)
+        # one corner cell of the last map changes the scale every cell's features get
+        corner = high.clone()
+        corner[..., 0, 0] += 5.0
+        assert (net.stem_scale(corner) - scale).abs().min() > 0
+        net.stem_scale[1].weight.zero_()
+        torch.testing.assert_close(net.features(x)[1], 0.5 * net.stem(high), atol=0, rtol=1e-5)
+    assert ModelConfig.preset('fast', stem_scale=False).stem_scale is False
+    assert DepthGatedNet(ModelConfig.preset('fast', stem_scale=False)).stem_scale is None
+
+
 @pytest.mark.parametrize('kernel', [1, 3])
 def test_detail_kernel_is_the_stride_8_receptive_field(kernel):
     torch.manual_seed(0)

@@ -135,6 +135,10 @@ class DepthGatedNet(nn.Module):
         self.backbone = Backbone(cfg.backbone, cfg.frozen_bn, backbone_weights, cfg.output_stride,
                                  cfg.backbone_width, cfg.backbone_reduced_tail)
         self.stem = conv_bn_relu(self.backbone.out_channels, cfg.channels, cfg.stem_kernel)
+        self.stem_scale = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(self.backbone.out_channels, cfg.channels, 1,
+                                               bias=False),
+            nn.Sigmoid()) if cfg.stem_scale else None
         self.detail = (DetailPath(self.backbone.low_channels, self.backbone.mid_channels,
                                   cfg.detail_channels, cfg.detail_kernel)
                        if cfg.detail_channels else None)
@@ -186,7 +190,10 @@ class DepthGatedNet(nn.Module):
     def features(self, image: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Return (the detail path's stride-8 map or None, features F shared by every loop)."""
         low, mid, high = self.backbone(image)
-        return (self.detail(low, mid) if self.detail is not None else None), self.stem(high)
+        feat = self.stem(high)
+        if self.stem_scale is not None:
+            feat = feat * self.stem_scale(high)
+        return (self.detail(low, mid) if self.detail is not None else None), feat
 
     def iter_loops(self, image: torch.Tensor, depth: torch.Tensor | None = None,
                    max_loops: int | None = None, gate: str | None = None,
