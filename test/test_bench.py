@@ -152,6 +152,12 @@ def test_trained_models_side_by_side(tmp_path, capsys):
         assert 0 < lo <= r['time_vs_fast'] <= hi
     assert rows[0]['time_vs_fast'] > 1          # the default model is slower than the fast one
     assert '| fast | onnxruntime int8 | 64x96 |' in (out / 'models.md').read_text()
+    # --no-onnx leaves out the export and its two rows, nothing else
+    assert bench_main(['--only', 'models', '--quick', '--no-onnx', '--compare', f'lraspp={path}',
+                       '--out', str(tmp_path / 'no_onnx')]) == 0
+    rows = json.loads((tmp_path / 'no_onnx' / 'models.json').read_text())['models']
+    assert [(r['model'], r['backend']) for r in rows] == [
+        ('default', 'eager'), ('fast', 'eager'), ('fast', 'eager contiguous'), ('lraspp', 'eager')]
     assert bench_main(['--only', 'models', '--quick', '--compare', 'lraspp', '--out',
                        str(out)]) == 2
     assert '--compare takes NAME=CHECKPOINT' in capsys.readouterr().err

@@ -520,7 +520,7 @@ def _models_only(args, s: Settings) -> int:
     result['models'] = bench_models(entries, sizes, args.eval_frames, result['gemm']['gflops'],
                                     timed_together, count_flops,
                                     s.repeats if args.quick else MODEL_ROUNDS, s.warmup,
-                                    int8=True, compile_=not args.quick)
+                                    int8=not args.no_onnx, compile_=not args.quick)
     m = result['machine']
     lines = ['# Trained models at camera size', '',
              f"{m['cpu']}, {m['logical_cores']} cores, torch {m['torch']} "
@@ -540,7 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--quick', action='store_true', help='tiny sizes, few repeats')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: default)')
     parser.add_argument('--no-node', action='store_true', help='skip the rclpy pipeline')
-    parser.add_argument('--no-onnx', action='store_true')
+    parser.add_argument('--no-onnx', action='store_true',
+                        help='skip the ONNX Runtime rows (fp32 and int8)')
     parser.add_argument('--only', choices=('transport', 'node', 'lifecycle', 'models'),
                         help='only the images-across-processes table, only the node rows, '
                              'only the lifecycle node memory through configure / cleanup, or '
