@@ -112,8 +112,12 @@ def _frame_info(h, first_sec):
     out = {}
     for _, m in h.messages(f'{NODE}/frame_info'):
         if m.header.stamp.sec >= first_sec:
-            out[m.header.stamp.sec] = {kv.key: kv.value for kv in m.status[0].values}
+            out[m.header.stamp.sec] = _values(m)
     return out
+
+
+def _values(m):
+    return {kv.key: kv.value for kv in m.status[0].values}
 
 
 def _frame_info_at(h, sec, nanosec, timeout=10):
@@ -123,8 +127,7 @@ def _frame_info_at(h, sec, nanosec, timeout=10):
     The node counts a frame as processed when it publishes, before DDS delivers.
     """
     def find():
-        return next(({kv.key: kv.value for kv in m.status[0].values}
-                     for _, m in h.messages(f'{NODE}/frame_info')
+        return next((_values(m) for _, m in h.messages(f'{NODE}/frame_info')
                      if (m.header.stamp.sec, m.header.stamp.nanosec) == (sec, nanosec)), None)
     assert h.wait_for(lambda: find() is not None, timeout=timeout), (sec, nanosec)
     return find()

@@ -28,9 +28,10 @@ row's mIoU minus the eager fast model's with a 95% interval from resampling the 
 both rows on the same resampled frames), and its forward time over the fast model's (the median
 of the two rows' per-round ratios, with a 95% interval from resampling the rounds).
 
-All rows at a size are timed in turns (one call of each, round after round), so a change in
-the machine's speed during the run falls on every model alike: a shared machine drifts by tens
-of percent over minutes, more than the differences being measured.
+All rows at a size are timed in turns (one call of each, round after round, in a new order
+each round), so a change in the machine's speed during the run falls on every model alike: a
+shared machine drifts by tens of percent over minutes, more than the differences being
+measured.
 """
 from __future__ import annotations
 
