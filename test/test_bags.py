@@ -14,8 +14,10 @@
 
 """Rosbag replay evaluation on real rosbag2 files (sqlite3 and mcap)."""
 import json
+import os
 from pathlib import Path
 import shutil
+import stat
 import time
 
 from conftest import node_on_bag_topics
@@ -127,7 +129,13 @@ def test_without_labels_still_depth_metrics_and_latency(model_path, tmp_path):
         for c, t, raw in src.messages(connections=keep):
             w.write_raw(c.topic, t, raw)
     src.close()
-    assert _eval(nolabel, tmp_path / 'r2', model_path) == 0
+    # umask 027: the report folder gets mkdir()'s mode (0750), not mkdtemp's private 0700
+    old = os.umask(0o027)
+    try:
+        assert _eval(nolabel, tmp_path / 'r2', model_path) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / 'r2').stat().st_mode) == 0o750
     r = json.loads((tmp_path / 'r2' / 'report.json').read_text())
     assert 'loop0' not in r and r['monocular_depth']['pixels'] > 0
     assert r['latency_ms']['p50'] > 0 and r['frames_evaluated'] == 3

@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 
+from ..files import public_mode
 from ..model.checkpoint import CheckpointError
 from ..options import (add_arguments, check_args, from_args, PairingOptions,
                        PredictorOptions)
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             raise BagError(f'{out} exists; choose a new --out folder')
         work = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent if
                                      out.parent.exists() else None))
+        work.chmod(public_mode(directory=True))
         if args.realtime:
             report = realtime(reader, topics, rate=args.rate, node_name=args.node,
                               wait_s=args.wait)

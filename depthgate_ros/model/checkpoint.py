@@ -38,6 +38,7 @@ import torch
 from .config import ModelConfig
 from .network import build_model, DepthGatedNet
 from .state import state_mismatch
+from ..files import public_mode
 from ..weights import resolve_model
 
 FORMAT = 'depthgate_ros.checkpoint'
@@ -117,11 +118,7 @@ def save_checkpoint(path: str | Path, model: DepthGatedNet, info: ModelInfo,
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix='.tmp')
     try:
-        # mkstemp makes the file private (0600); a model is read by the node, often as another
-        # user, so give it the mode open() would have: 0666 less the umask
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
+        os.fchmod(fd, public_mode())
         with os.fdopen(fd, 'wb') as f:
             torch.save(payload, f)
             f.flush()
