@@ -29,7 +29,7 @@ from ..metrics import percentiles
 
 # A matched image publisher that delivers (almost) nothing for this long earns a warning.
 SILENCE_WARN_S = 3.0
-ERRORS = ('errors', 'depth_errors', 'oom', 'stamp_warnings')
+ERRORS = ('errors', 'depth_errors', 'oom', 'stamp_warnings', 'incompatible_qos')
 
 
 class Health:

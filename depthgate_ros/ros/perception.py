@@ -270,6 +270,7 @@ class Perception:
                 f"a publisher on '{role}' has incompatible QoS (policy "
                 f'{event.last_policy_kind}); no messages will arrive from it. Set '
                 'input_reliability to match it.')
+            self.health.count('incompatible_qos')     # after the warning: a reader sees both
 
         def lost(event):                    # samples DDS knows it missed, e.g. a lost fragment
             self.health.lost(event.total_count)
