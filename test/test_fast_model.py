@@ -41,17 +41,20 @@ def test_mobilenet_backbone_is_torchvisions_trunk(stride, width, tail):
     bb.features.load_state_dict(ref.features.state_dict())
     x = torch.randn(1, 3, 96, 128)
     with torch.no_grad():
-        low, mid, high = bb(x)
+        fine, low, mid, high = bb(x)
+        want_fine = ref.features[:4](x)
         want_low = ref.features[:7](x)
         want_mid = ref.features[:13](x)
         want = ref.features(x)
-    # torchvision's widths: 40, 112, 960 at 1.0; at 0.75 rounded to multiples of 8, the
+    # torchvision's widths: 24, 40, 112, 960 at 1.0; at 0.75 rounded to multiples of 8, the
     # reduced tail halving the last stage (960 / 2 * 0.75 = 360, rounded up to 384)
-    channels = (40, 112, 960) if width == 1.0 else (32, 88, 384)
-    assert (bb.low_channels, bb.mid_channels, bb.out_channels) == channels
-    assert low.shape == (1, channels[0], 12, 16)
-    assert mid.shape == (1, channels[1], 6, 8)
-    assert high.shape == (1, channels[2], 96 // stride, 128 // stride)
+    channels = (24, 40, 112, 960) if width == 1.0 else (24, 32, 88, 384)
+    assert (bb.fine_channels, bb.low_channels, bb.mid_channels, bb.out_channels) == channels
+    assert fine.shape == (1, channels[0], 24, 32)
+    assert low.shape == (1, channels[1], 12, 16)
+    assert mid.shape == (1, channels[2], 6, 8)
+    assert high.shape == (1, channels[3], 96 // stride, 128 // stride)
+    torch.testing.assert_close(fine, want_fine)
     torch.testing.assert_close(low, want_low)
     torch.testing.assert_close(mid, want_mid)
     torch.testing.assert_close(high, want)
@@ -59,8 +62,9 @@ def test_mobilenet_backbone_is_torchvisions_trunk(stride, width, tail):
 
 @pytest.mark.parametrize('stride,size', [(8, (12, 16)), (16, (6, 8)), (32, (3, 4))])
 def test_resnet_backbone_strides(stride, size):
-    low, mid, high = Backbone('resnet18', output_stride=stride).eval()(
+    fine, low, mid, high = Backbone('resnet18', output_stride=stride).eval()(
         torch.randn(1, 3, 96, 128))
+    assert fine.shape == (1, 64, 24, 32)
     assert low.shape == (1, 128, 12, 16)
     assert mid.shape == (1, 256, *((12, 16) if stride == 8 else (6, 8)))
     assert high.shape == (1, 512, *size)
@@ -134,17 +138,18 @@ def test_detail_path_reaches_the_labels():
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():
         detail, feat = net.features(x)
+    detail, = detail
     detail.requires_grad_(True)
-    seg = net.head(feat, 'predicted', None, detail=detail)['seg']
+    seg = net.head(feat, 'predicted', None, detail=(detail,))['seg']
     assert detail.shape == (1, 64, 16, 16) and seg.shape == (1, 19, 16, 16)
     # each stride-8 label cell depends on the detail map at that cell
     grad, = torch.autograd.grad(seg[0, 3, 5, 7], detail)
     assert grad[0, :, 5, 7].abs().sum() > 0
     assert grad[0, :, 5, 8].abs().sum() == 0
     # and the detail map on the stride-16 features (bilinear: the 2x2 cells around it)
-    low, mid, _ = net.backbone(x)
+    fine, low, mid, _ = net.backbone(x)
     mid = mid.detach().requires_grad_(True)
-    grad, = torch.autograd.grad(net.detail(low, mid)[0, :, 5, 7].sum(), mid)
+    grad, = torch.autograd.grad(net.detail(fine, low, mid)[0][0, :, 5, 7].sum(), mid)
     assert grad[0, :, 2:4, 3:5].abs().sum() > 0 and grad[0, :, 0, 0].abs().sum() == 0
     plain = DepthGatedNet(ModelConfig.preset('fast', detail_channels=0))
     assert plain.detail is None and isinstance(plain.head.classifier[1], torch.nn.Conv2d)
@@ -163,7 +168,7 @@ def test_stem_scale_is_image_level_context():
     net = DepthGatedNet(ModelConfig.preset('fast', stem_scale=True)).eval()
     x = torch.randn(1, 3, 128, 160)
     with torch.no_grad():
-        _, _, high = net.backbone(x)
+        *_, high = net.backbone(x)
         scale = net.stem_scale(high)
         assert scale.shape == (1, 64, 1, 1)
         # relative only: an untrained trunk's eval-mode maps are tiny
@@ -180,13 +185,50 @@ def test_stem_scale_is_image_level_context():
     assert DepthGatedNet(ModelConfig.preset('fast')).stem_scale is None
 
 
+def test_fine_detail_scores_each_stride_4_cell():
+    """
+    With fine_channels, labels come out at stride 4: stride-8 scores upsampled plus the fine map's.
+
+    Input tried: a 128 x 128 image through the fast preset with fine_channels 16; the gradient of
+    one stride-4 score; the fine conv zeroed (then the scores are the stride-8 ones upsampled,
+    plus the fine classifier's bias).
+    """
+    torch.manual_seed(0)
+    net = DepthGatedNet(ModelConfig.preset('fast', fine_channels=16)).eval()
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        (detail, fine), feat = net.features(x)
+    assert detail.shape == (1, 64, 16, 16) and fine.shape == (1, 16, 32, 32)
+    fine.requires_grad_(True)
+    seg = net.head(feat, 'predicted', None, detail=(detail, fine))['seg']
+    assert seg.shape == (1, 19, 32, 32)
+    grad, = torch.autograd.grad(seg[0, 3, 11, 14], fine)
+    assert torch.nonzero(grad[0].abs().sum(0)).tolist() == [[11, 14]]
+    # the fine map itself is a 3x3 conv of the backbone's stride-4 map
+    b_fine, low, mid, _ = net.backbone(x)
+    b_fine = b_fine.detach().requires_grad_(True)
+    grad, = torch.autograd.grad(net.detail(b_fine, low, mid)[1][0, :, 11, 14].sum(), b_fine)
+    assert torch.nonzero(grad[0].abs().sum(0)).tolist() == [
+        [y, x] for y in range(10, 13) for x in range(13, 16)]
+    with torch.no_grad():
+        cls = net.head.classifier
+        coarse = torch.nn.functional.interpolate(
+            cls(feat, detail), size=(32, 32), mode='bilinear', align_corners=False)
+        want = coarse + cls.fine.bias[None, :, None, None]
+        cls.fine.weight.zero_()
+        torch.testing.assert_close(cls(feat, detail, fine), want)
+    with pytest.raises(ValueError, match='needs detail_channels'):
+        ModelConfig.preset('fast', fine_channels=16, detail_channels=0)
+    assert ModelConfig.preset('fast').fine_channels == 0
+
+
 @pytest.mark.parametrize('kernel', [1, 3])
 def test_detail_kernel_is_the_stride_8_receptive_field(kernel):
     torch.manual_seed(0)
     net = DepthGatedNet(ModelConfig.preset('fast', detail_kernel=kernel)).eval()
-    low, mid, _ = net.backbone(torch.randn(1, 3, 128, 128))
+    fine, low, mid, _ = net.backbone(torch.randn(1, 3, 128, 128))
     low = low.detach().requires_grad_(True)
-    grad, = torch.autograd.grad(net.detail(low, mid)[0, :, 5, 7].sum(), low)
+    grad, = torch.autograd.grad(net.detail(fine, low, mid)[0][0, :, 5, 7].sum(), low)
     reached = torch.nonzero(grad[0].abs().sum(0)).tolist()
     r = kernel // 2
     assert reached == [[y, x] for y in range(5 - r, 6 + r) for x in range(7 - r, 8 + r)]

@@ -21,8 +21,8 @@ MobileNetV3 paper's setting for segmentation). For a ResNet at stride 8 the last
 two stride-2 stages are replaced by atrous convolutions with dilation 2 and 4 (at 16, the last
 one with dilation 2). torchvision's
 `replace_stride_with_dilation` refuses BasicBlock (ResNet-18/34), so the conversion is done here,
-the same way for every depth. Every backbone also returns its stride-8 and stride-16 maps, for
-a detail path.
+the same way for every depth. Every backbone also returns its stride-4, stride-8 and stride-16
+maps, for a detail path.
 """
 from __future__ import annotations
 
@@ -36,11 +36,13 @@ from torchvision.ops import FrozenBatchNorm2d
 from .config import BACKBONES
 from .state import state_mismatch
 
-# channels of the ResNets' (stride-8, stride-16, last) maps; a MobileNetV3's depend on its width
-_CHANNELS = {'resnet18': (128, 256, 512), 'resnet34': (128, 256, 512),
-             'resnet50': (512, 1024, 2048), 'resnet101': (512, 1024, 2048)}
-# MobileNetV3-Large's feature blocks: [0, 7) end at stride 8, [7, 13) at 16, the rest at 32.
-_MOBILENET_SPLITS = (7, 13)
+# channels of the ResNets' (stride-4, stride-8, stride-16, last) maps; a MobileNetV3's depend
+# on its width
+_CHANNELS = {'resnet18': (64, 128, 256, 512), 'resnet34': (64, 128, 256, 512),
+             'resnet50': (256, 512, 1024, 2048), 'resnet101': (256, 512, 1024, 2048)}
+# MobileNetV3-Large's feature blocks: [0, 4) end at stride 4, [4, 7) at 8, [7, 13) at 16, the
+# rest at 32.
+_MOBILENET_SPLITS = (4, 7, 13)
 
 
 def _dilate_stage(stage: nn.Sequential, dilation: int) -> None:
@@ -61,7 +63,7 @@ def _dilate_stage(stage: nn.Sequential, dilation: int) -> None:
 
 class Backbone(nn.Module):
     """
-    A torchvision trunk returning (stride-8 map, stride-16 map, last map at `output_stride`).
+    A torchvision trunk returning its stride-4, stride-8 and stride-16 maps and its last map.
 
     With a dilated stage the "stride-16" map is that stage's output at the output stride.
     """
@@ -84,13 +86,14 @@ class Backbone(nn.Module):
             if weights_path is not None:
                 load_backbone_weights(net, weights_path)
             self.features = net.features      # torchvision's names: its state dicts load
-            a, b = _MOBILENET_SPLITS
-            self.low_channels, self.mid_channels, self.out_channels = (
-                self.features[i - 1].out_channels for i in (a, b, len(self.features)))
+            self.fine_channels, self.low_channels, self.mid_channels, self.out_channels = (
+                self.features[i - 1].out_channels
+                for i in (*_MOBILENET_SPLITS, len(self.features)))
             return
         if (width_mult, reduced_tail) != (1.0, False):
             raise ValueError(f'{name} has no width multiplier or reduced tail (MobileNetV3 does)')
-        self.low_channels, self.mid_channels, self.out_channels = _CHANNELS[name]
+        self.fine_channels, self.low_channels, self.mid_channels, self.out_channels = \
+            _CHANNELS[name]
         if output_stride not in (8, 16, 32):
             raise ValueError(f'{name} runs at output stride 8, 16 or 32, not {output_stride}')
         net = getattr(models, name)(weights=None, norm_layer=norm)
@@ -104,15 +107,18 @@ class Backbone(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = (
             net.layer1, net.layer2, net.layer3, net.layer4)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Return (stride-4 map, stride-8 map, stride-16 map, last map at `output_stride`)."""
         if hasattr(self, 'features'):
-            a, b = _MOBILENET_SPLITS
-            low = self.features[:a](x)
-            mid = self.features[a:b](low)
-            return low, mid, self.features[b:](mid)
-        low = self.layer2(self.layer1(self.stem(x)))
+            a, b, c = _MOBILENET_SPLITS
+            fine = self.features[:a](x)
+            low = self.features[a:b](fine)
+            mid = self.features[b:c](low)
+            return fine, low, mid, self.features[c:](mid)
+        fine = self.layer1(self.stem(x))
+        low = self.layer2(fine)
         mid = self.layer3(low)
-        return low, mid, self.layer4(mid)
+        return fine, low, mid, self.layer4(mid)
 
 
 def load_backbone_weights(net: nn.Module, path: str | Path) -> None:

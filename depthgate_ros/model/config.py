@@ -88,6 +88,11 @@ class ModelConfig:
     # one stride-8 map of this many channels, whose class scores each loop's classifier adds to
     # its upsampled context scores, so a head at stride 16 or 32 still draws boundaries at 8.
     detail_channels: int = 0
+    # Stride-4 detail (0: none; needs detail_channels): the backbone's stride-4 map reduced by a
+    # 3x3 conv to this many channels, whose class scores each loop's classifier adds to its
+    # stride-8 scores upsampled, so things a stride-8 cell cannot hold (a pole is 4-8 pixels
+    # wide at 10-20 m) get a score of their own.
+    fine_channels: int = 0
     # Kernel of the block that maps the backbone's last map to `channels` (the paper's first 3x3
     # head layer; 1 as LR-ASPP's, where the context is at stride 32 and costs 9x less).
     stem_kernel: int = 3
@@ -122,6 +127,9 @@ class ModelConfig:
             raise ValueError(f'backbone_width must be > 0, got {self.backbone_width}')
         if self.detail_channels < 0:
             raise ValueError(f'detail_channels must be >= 0, got {self.detail_channels}')
+        if self.fine_channels < 0 or (self.fine_channels and not self.detail_channels):
+            raise ValueError(f'fine_channels must be >= 0 and needs detail_channels, got '
+                             f'{self.fine_channels} with detail_channels {self.detail_channels}')
         if self.detail_channels and self.recurrent_input == 'prediction':
             raise ValueError('detail_channels needs recurrent_input: features (the prediction '
                              'is at stride 8, the recurrent module at the output stride)')

@@ -59,7 +59,8 @@ class LoopHead(nn.Module):
         self.attention = (DepthHead(c, cfg.num_bins, cfg.depth_channels, cfg.dropout,
                                     regress=False)
                           if cfg.gate_source == 'attention' else None)
-        self.classifier = (DetailClassifier(c, cfg.detail_channels, cfg.num_classes, cfg.dropout)
+        self.classifier = (DetailClassifier(c, cfg.detail_channels, cfg.num_classes, cfg.dropout,
+                                            cfg.fine_channels)
                            if cfg.detail_channels else
                            nn.Sequential(nn.Dropout2d(cfg.dropout),
                                          nn.Conv2d(c, cfg.num_classes, 1)))
@@ -67,7 +68,7 @@ class LoopHead(nn.Module):
     def forward(self, x: torch.Tensor, gate_source: str, fixed_gate: torch.Tensor | None,
                 hard: bool = False,
                 evidence: tuple[torch.Tensor, torch.Tensor] | None = None,
-                detail: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                detail: tuple[torch.Tensor, ...] | None = None) -> dict[str, torch.Tensor]:
         x = self.block(x)
         depth_logits, log_depth = self.depth(x)
         if gate_source == 'none':
@@ -89,40 +90,57 @@ class LoopHead(nn.Module):
             else:  # "sensor" and "average" do not depend on the loop's own prediction
                 gate = fixed_gate
             feats = self.gating(x, gate)
-        seg = self.classifier(feats) if detail is None else self.classifier(feats, detail)
+        seg = self.classifier(feats) if detail is None else self.classifier(feats, *detail)
         return {'features': feats, 'seg': seg, 'depth_logits': depth_logits,
                 'log_depth': log_depth, 'gate': gate}
 
 
 class DetailPath(nn.Module):
-    """The stride-8 map the classifiers read: stride-8 features, plus stride-16 ones upsampled."""
+    """
+    The maps the classifiers read.
 
-    def __init__(self, low_channels: int, mid_channels: int, channels: int, kernel: int):
+    A stride-8 map (stride-8 features plus stride-16 ones upsampled) and, with `fine_out`, a
+    stride-4 map of the stride-4 features alone.
+    """
+
+    def __init__(self, fine_channels: int, low_channels: int, mid_channels: int, channels: int,
+                 kernel: int, fine_out: int = 0):
         super().__init__()
         self.low = conv_bn_relu(low_channels, channels, kernel)
         self.mid = conv_bn_relu(mid_channels, channels, 1)
+        self.fine = conv_bn_relu(fine_channels, fine_out, 3) if fine_out else None
 
-    def forward(self, low: torch.Tensor, mid: torch.Tensor) -> torch.Tensor:
-        return self.low(low) + F.interpolate(self.mid(mid), size=low.shape[-2:],
-                                             mode='bilinear', align_corners=False)
+    def forward(self, fine: torch.Tensor, low: torch.Tensor,
+                mid: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        detail = self.low(low) + F.interpolate(self.mid(mid), size=low.shape[-2:],
+                                               mode='bilinear', align_corners=False)
+        return (detail,) if self.fine is None else (detail, self.fine(fine))
 
 
 class DetailClassifier(nn.Module):
     """
     Classify at stride 8 as LR-ASPP does: the context's scores upsampled plus the detail's own.
 
-    Linear in both inputs, so only num_classes planes are upsampled, and a thin thing the
-    context cannot see still gets its own score from the detail map at its stride-8 cell.
+    Linear in every input, so only num_classes planes are upsampled, and a thin thing the
+    context cannot see still gets its own score from the detail map at its stride-8 cell (and,
+    with a stride-4 map, from that map at stride 4).
     """
 
-    def __init__(self, channels: int, detail_channels: int, num_classes: int, dropout: float):
+    def __init__(self, channels: int, detail_channels: int, num_classes: int, dropout: float,
+                 fine_channels: int = 0):
         super().__init__()
         self.context = nn.Sequential(nn.Dropout2d(dropout), nn.Conv2d(channels, num_classes, 1))
         self.detail = nn.Conv2d(detail_channels, num_classes, 1)
+        self.fine = nn.Conv2d(fine_channels, num_classes, 1) if fine_channels else None
 
-    def forward(self, feats: torch.Tensor, detail: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(self.context(feats), size=detail.shape[-2:], mode='bilinear',
-                             align_corners=False) + self.detail(detail)
+    def forward(self, feats: torch.Tensor, detail: torch.Tensor,
+                fine: torch.Tensor | None = None) -> torch.Tensor:
+        scores = F.interpolate(self.context(feats), size=detail.shape[-2:], mode='bilinear',
+                               align_corners=False) + self.detail(detail)
+        if fine is None:
+            return scores
+        return F.interpolate(scores, size=fine.shape[-2:], mode='bilinear',
+                             align_corners=False) + self.fine(fine)
 
 
 class DepthGatedNet(nn.Module):
@@ -139,8 +157,9 @@ class DepthGatedNet(nn.Module):
             nn.AdaptiveAvgPool2d(1), nn.Conv2d(self.backbone.out_channels, cfg.channels, 1,
                                                bias=False),
             nn.Sigmoid()) if cfg.stem_scale else None
-        self.detail = (DetailPath(self.backbone.low_channels, self.backbone.mid_channels,
-                                  cfg.detail_channels, cfg.detail_kernel)
+        bb = self.backbone
+        self.detail = (DetailPath(bb.fine_channels, bb.low_channels, bb.mid_channels,
+                                  cfg.detail_channels, cfg.detail_kernel, cfg.fine_channels)
                        if cfg.detail_channels else None)
         # The baseline's first 3x3 layer; its output F is shared by every loop.
         self.head = LoopHead(None, cfg, init_depth)
@@ -187,13 +206,14 @@ class DepthGatedNet(nn.Module):
         steps = self.iter_loops(image, depth, loops, gate, full_size)
         return [next(steps) for _ in range(loops + 1)]
 
-    def features(self, image: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Return (the detail path's stride-8 map or None, features F shared by every loop)."""
-        low, mid, high = self.backbone(image)
+    def features(self, image: torch.Tensor) -> tuple[tuple[torch.Tensor, ...] | None,
+                                                     torch.Tensor]:
+        """Return (the detail path's maps or None, features F shared by every loop)."""
+        fine, low, mid, high = self.backbone(image)
         feat = self.stem(high)
         if self.stem_scale is not None:
             feat = feat * self.stem_scale(high)
-        return (self.detail(low, mid) if self.detail is not None else None), feat
+        return (self.detail(fine, low, mid) if self.detail is not None else None), feat
 
     def iter_loops(self, image: torch.Tensor, depth: torch.Tensor | None = None,
                    max_loops: int | None = None, gate: str | None = None,

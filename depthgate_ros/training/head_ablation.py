@@ -63,8 +63,8 @@ class Row:
 class _CachedFeatures(nn.Module):
     """Stands in for the backbone: its input is already the backbone's output (no detail map)."""
 
-    def forward(self, x: torch.Tensor) -> tuple[None, None, torch.Tensor]:
-        return None, None, x
+    def forward(self, x: torch.Tensor) -> tuple[None, None, None, torch.Tensor]:
+        return None, None, None, x
 
 
 def head_model(base: ModelConfig, row: Row) -> DepthGatedNet:
