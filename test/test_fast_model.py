@@ -102,10 +102,10 @@ def test_imagenet_weights_of_another_width_are_refused(tmp_path):
 
 
 def test_fast_preset_shapes_and_size():
-    """Gating and loops at 1/32, classes at 1/8 (detail path), upsampled only when asked."""
+    """Gating and loops at 1/32, classes at 1/4 (detail paths), upsampled only when asked."""
     cfg = ModelConfig.preset('fast')
-    assert (cfg.backbone, cfg.output_stride, cfg.detail_channels) == (
-        'mobilenet_v3_large', 32, 64)
+    assert (cfg.backbone, cfg.output_stride, cfg.detail_channels, cfg.fine_channels) == (
+        'mobilenet_v3_large', 32, 64, 8)
     assert cfg.dilations == (1, 1, 1, 2, 3)
     torch.manual_seed(0)
     net = DepthGatedNet(cfg).eval()
@@ -120,7 +120,7 @@ def test_fast_preset_shapes_and_size():
         assert f['gate'].shape == (1, 5, 6, 8) and f['features'].shape == (1, 64, 6, 8)
         assert f['seg'].shape == (1, 19, 192, 256)
         assert f['depth_logits'].shape == (1, 5, 192, 256)
-        assert o['seg'].shape == (1, 19, 24, 32) and o['log_depth'].shape == (1, 1, 6, 8)
+        assert o['seg'].shape == (1, 19, 48, 64) and o['log_depth'].shape == (1, 1, 6, 8)
         assert o['depth_logits'] is None
         # the full-size output is exactly the low-resolution one, upsampled
         up = torch.nn.functional.interpolate(o['seg'], size=(192, 256), mode='bilinear',
@@ -134,7 +134,9 @@ def test_fast_preset_shapes_and_size():
 def test_detail_path_reaches_the_labels():
     """Stride-8 and -16 maps change the classes; without the path the classifier is a 1x1 conv."""
     torch.manual_seed(0)
-    net = DepthGatedNet(ModelConfig.preset('fast', loops=0, recurrent=False)).eval()
+    # the stride-8 path alone (the stride-4 one: test_fine_detail_scores_each_stride_4_cell)
+    net = DepthGatedNet(ModelConfig.preset('fast', loops=0, recurrent=False,
+                                           fine_channels=0)).eval()
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():
         detail, feat = net.features(x)
@@ -151,7 +153,7 @@ def test_detail_path_reaches_the_labels():
     mid = mid.detach().requires_grad_(True)
     grad, = torch.autograd.grad(net.detail(fine, low, mid)[0][0, :, 5, 7].sum(), mid)
     assert grad[0, :, 2:4, 3:5].abs().sum() > 0 and grad[0, :, 0, 0].abs().sum() == 0
-    plain = DepthGatedNet(ModelConfig.preset('fast', detail_channels=0))
+    plain = DepthGatedNet(ModelConfig.preset('fast', detail_channels=0, fine_channels=0))
     assert plain.detail is None and isinstance(plain.head.classifier[1], torch.nn.Conv2d)
     with pytest.raises(ValueError, match='recurrent_input: features'):
         ModelConfig.preset('fast', recurrent_input='prediction')
@@ -219,7 +221,7 @@ def test_fine_detail_scores_each_stride_4_cell():
         torch.testing.assert_close(cls(feat, detail, fine), want)
     with pytest.raises(ValueError, match='needs detail_channels'):
         ModelConfig.preset('fast', fine_channels=16, detail_channels=0)
-    assert ModelConfig.preset('fast').fine_channels == 0
+    assert ModelConfig.preset('fast').fine_channels == 8
 
 
 @pytest.mark.parametrize('kernel', [1, 3])

@@ -25,7 +25,8 @@ how many loops are run, and the number of loops is a call-time argument (anytime
 
 The fast preset runs the same graph at stride 32, and its classifiers read a detail path: the
 backbone's stride-8 and stride-16 maps, reduced once per image to one stride-8 map whose own
-class scores are added to each loop's upsampled context scores.
+class scores are added to each loop's upsampled context scores, and its stride-4 map, reduced
+to a few channels whose scores are added in turn at stride 4.
 """
 from __future__ import annotations
 
@@ -199,7 +200,7 @@ class DepthGatedNet(nn.Module):
         `seg` (N, C, H, W) and `depth_logits` (N, K, H, W) logits and `log_depth` (N, 1, H, W) at
         the input size; `gate` (N, K, h, w) and `features` at the output stride. `depth` is sensor
         depth in metres (NaN/0 invalid). `full_size=False` leaves `seg` and `log_depth` at the
-        network's own resolution (stride 8, or the output stride without a detail path) and
+        network's own resolution (stride 4 or 8 with detail paths, else the output stride) and
         skips `depth_logits`, for a caller that upsamples once what it needs (inference).
         """
         loops = self.cfg.loops if loops is None else loops
