@@ -26,9 +26,10 @@ import torchvision
 def test_backbone_output_stride_is_8(name, channels):
     bb = Backbone(name).eval()
     with torch.no_grad():
-        low, mid, y = bb(torch.randn(1, 3, 64, 96))
+        fine, low, mid, y = bb(torch.randn(1, 3, 64, 96))
     assert y.shape == (1, channels, 8, 12)
-    # layer2 and (dilated) layer3: the detail path's inputs
+    # layer1, layer2 and (dilated) layer3: the detail paths' inputs
+    assert fine.shape == (1, channels // 8, 16, 24)
     assert low.shape == (1, channels // 4, 8, 12) and mid.shape == (1, channels // 2, 8, 12)
 
 
