@@ -13,10 +13,14 @@
 # limitations under the License.
 
 
-"""Modes for what is written through a private temporary file or folder, then renamed."""
+"""What is written through a private temporary file or folder, then renamed: modes, folders."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 import os
+from pathlib import Path
+import shutil
+import tempfile
 
 
 def umask() -> int:
@@ -34,3 +38,29 @@ def public_mode(directory: bool = False) -> int:
     report) is read by others: the node often runs as another user.
     """
     return (0o777 if directory else 0o666) & ~umask()
+
+
+class FolderExists(ValueError):
+    """The output folder of a run is there already: a run never writes into an old one."""
+
+
+@contextmanager
+def staged_folder(out: str | Path):
+    """
+    Yield a new folder beside `out` that is renamed to `out` when the block ends without error.
+
+    A run that fails or is interrupted leaves no `out` (and a killed one only a hidden
+    `.name.*` folder), so a folder called `out` always holds a whole run's output.
+    """
+    out = Path(out)
+    if out.exists():
+        raise FolderExists(f'{out} exists; choose a new --out folder')
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent))
+    try:
+        work.chmod(public_mode(directory=True))
+        yield work
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise

@@ -65,6 +65,35 @@ def test_eval_reports_a_bad_checkpoint(tmp_path, capsys):
     assert not (tmp_path / 'o').exists()
 
 
+def test_eval_leaves_no_half_written_folder(tmp_path, make_model, monkeypatch, capsys):
+    """
+    Inputs tried: a run that fails after metrics.json is written, then an --out that exists.
+
+    The failed run leaves neither the folder nor its hidden temporary; the existing one is
+    refused with its name and left as it was.
+    """
+    import depthgate_ros.cli.evaluate as evaluate
+    ckpt = save_checkpoint(tmp_path / 'm.pt', make_model(seed=4, loops=1),
+                           ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
+    out = tmp_path / 'runs' / 'eval'       # its parent does not exist yet either
+    argv = ['--checkpoint', str(ckpt), '--synthetic-frames', '1', '--synthetic-size', '32', '64',
+            '--out', str(out), '--device', 'cpu', '--grid-frames', '1']
+
+    def disk_full(path, image):
+        assert (path.parent / 'metrics.json').exists()     # written, but not yet visible
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(evaluate, 'write_png', disk_full)
+    with pytest.raises(OSError, match='No space'):
+        eval_main(argv)
+    assert list((tmp_path / 'runs').iterdir()) == []
+    monkeypatch.undo()
+    assert eval_main(argv) == 0 and (out / 'grid.png').exists()
+    before = sorted(p.name for p in out.iterdir())
+    assert eval_main(argv) == 2
+    assert f'{out} exists' in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
 def test_eval_compares_gates_on_measured_depth_from_another_camera(tmp_path, make_model):
     model = make_model(seed=4, loops=1)
     info = ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS)

@@ -28,11 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-import shutil
 import sys
-import tempfile
 
-from ..files import public_mode
+from ..files import staged_folder
 from ..model.checkpoint import CheckpointError
 from ..options import (add_arguments, check_args, from_args, PairingOptions,
                        PredictorOptions)
@@ -79,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error('--start must be >= 0, --duration > 0 and --every >= 1')
 
     out = Path(args.out)
-    work = None
     try:
         reader = open_bag(*args.bag)
         if args.list:
@@ -87,40 +84,32 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         topics = choose_topics(reader, args.image, args.depth, args.disparity,
                                args.camera_info, args.labels)
-        if out.exists():
-            raise BagError(f'{out} exists; choose a new --out folder')
-        work = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out.parent if
-                                     out.parent.exists() else None))
-        work.chmod(public_mode(directory=True))
-        if args.realtime:
-            report = realtime(reader, topics, rate=args.rate, node_name=args.node,
-                              wait_s=args.wait)
-        else:
-            model = args.checkpoint or bundled_checkpoint()
-            if model is None:
-                raise CheckpointError('no model: pass --checkpoint (no bundled model)')
-            predictor = from_args(PredictorOptions, args).load(model)
-            report = offline(reader, topics, predictor, work,
-                             pairing=from_args(PairingOptions, args),
-                             panels=args.panels,
-                             out_bag=work / 'outputs' if args.write_bag else None,
-                             storage=args.storage, max_depth=args.max_depth,
-                             window=Window(args.start, args.duration, args.every))
-            report['checkpoint'] = str(model)
-            report['depth_cap_m'] = args.max_depth
-        report['bag'] = [str(p) for p in args.bag]
-        (work / 'report.json').write_text(json.dumps(report, indent=2))
-        write_markdown(report, work / 'report.md')
-        latency_histogram(report['latencies_ms'], work / 'latency_histogram.png',
-                          f"{report['mode']} latency")
-        work.rename(out)
-        work = None
+        with staged_folder(out) as work:
+            if args.realtime:
+                report = realtime(reader, topics, rate=args.rate, node_name=args.node,
+                                  wait_s=args.wait)
+            else:
+                model = args.checkpoint or bundled_checkpoint()
+                if model is None:
+                    raise CheckpointError('no model: pass --checkpoint (no bundled model)')
+                predictor = from_args(PredictorOptions, args).load(model)
+                report = offline(reader, topics, predictor, work,
+                                 pairing=from_args(PairingOptions, args),
+                                 panels=args.panels,
+                                 out_bag=work / 'outputs' if args.write_bag else None,
+                                 storage=args.storage, max_depth=args.max_depth,
+                                 window=Window(args.start, args.duration, args.every))
+                report['checkpoint'] = str(model)
+                report['depth_cap_m'] = args.max_depth
+            report['bag'] = [str(p) for p in args.bag]
+            (work / 'report.json').write_text(json.dumps(report, indent=2))
+            write_markdown(report, work / 'report.md')
+            latency_histogram(report['latencies_ms'], work / 'latency_histogram.png',
+                              f"{report['mode']} latency")
     except (BagError, CheckpointError, ImageDecodeError, ValueError) as e:
         print(f'depthgate-bag-eval: {e}', file=sys.stderr)
         return 2
     finally:
-        if work is not None:
-            shutil.rmtree(work, ignore_errors=True)
         if 'reader' in locals():
             reader.close()
     print(f'report written to {out}/')

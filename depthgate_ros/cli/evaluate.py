@@ -20,7 +20,8 @@ depthgate-eval: a checkpoint on a dataset split; metrics per loop, depth metrics
         --split val --tta-flip --tta-scales 0.75 1 1.25 --depth-blur-sigma 2
 
 Writes metrics.json, metrics.md (a table per loop) and grid.png (image, ground truth, the
-prediction of every loop, predicted depth, gate map: the layout of the paper's Figures 5/7).
+prediction of every loop, predicted depth, gate map: the layout of the paper's Figures 5/7)
+into a new --out folder, which appears only once all of it is written.
 """
 from __future__ import annotations
 
@@ -28,7 +29,6 @@ import argparse
 import json
 import logging
 import math
-from pathlib import Path
 import sys
 
 import numpy as np
@@ -36,6 +36,7 @@ import numpy as np
 from ..data.cityscapes import DatasetError
 from ..data.sensors import CHOICES as SENSOR_CHOICES
 from ..evaluation import evaluate_dataset
+from ..files import FolderExists, staged_folder
 from ..model.checkpoint import CheckpointError
 from ..options import add_arguments, check_args, from_args, PredictorOptions
 from ..training.config import CAMERA_KEYS, DataConfig, DATASETS
@@ -134,30 +135,35 @@ def main(argv: list[str] | None = None) -> int:
     if len(gates) > 1:          # every gate on the same frames: render them once
         n = len(dataset) if args.max_frames is None else min(args.max_frames, len(dataset))
         dataset = [dataset[i] for i in range(n)]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    title = f'{args.dataset} {args.split}'
-    results = {}
-    for gate in gates:
-        result = evaluate_dataset(predictor, dataset, gate=gate,
-                                  sensor_depth=args.sensor_depth, max_frames=args.max_frames,
-                                  max_depth=args.max_depth, on_frame=picture)
-        result['checkpoint'] = str(args.checkpoint)
-        result['settings'] = {k: v for k, v in vars(args).items() if k != 'checkpoint'}
-        results[gate or 'default'] = result
-        suffix = '' if len(gates) == 1 else f'_{gate}'
-        (out / f'metrics{suffix}.json').write_text(json.dumps(result, indent=2))
-        (out / f'metrics{suffix}.md').write_text(markdown_table(result, title))
-        if rows:
-            write_png(out / f'grid{suffix}.png', np.concatenate(rows, 0))
-            rows.clear()
-        print(markdown_table(result, f'{title}, gate {gate or "default"}'))
-    if len(gates) > 1:
-        (out / 'compare.md').write_text(compare_table(results, args))
-        print(compare_table(results, args))
-        if gate_rows:
-            write_png(out / 'gates.png', np.concatenate(
-                [panel(images, titles, width=256) for images, titles in gate_rows.values()], 0))
+    try:
+        with staged_folder(args.out) as out:
+            title = f'{args.dataset} {args.split}'
+            results = {}
+            for gate in gates:
+                result = evaluate_dataset(predictor, dataset, gate=gate,
+                                          sensor_depth=args.sensor_depth,
+                                          max_frames=args.max_frames, max_depth=args.max_depth,
+                                          on_frame=picture)
+                result['checkpoint'] = str(args.checkpoint)
+                result['settings'] = {k: v for k, v in vars(args).items() if k != 'checkpoint'}
+                results[gate or 'default'] = result
+                suffix = '' if len(gates) == 1 else f'_{gate}'
+                (out / f'metrics{suffix}.json').write_text(json.dumps(result, indent=2))
+                (out / f'metrics{suffix}.md').write_text(markdown_table(result, title))
+                if rows:
+                    write_png(out / f'grid{suffix}.png', np.concatenate(rows, 0))
+                    rows.clear()
+                print(markdown_table(result, f'{title}, gate {gate or "default"}'))
+            if len(gates) > 1:
+                (out / 'compare.md').write_text(compare_table(results, args))
+                print(compare_table(results, args))
+                if gate_rows:
+                    write_png(out / 'gates.png', np.concatenate(
+                        [panel(images, titles, width=256)
+                         for images, titles in gate_rows.values()], 0))
+    except FolderExists as e:
+        print(f'depthgate-eval: {e}', file=sys.stderr)
+        return 2
     return 0
 
 
