@@ -104,12 +104,13 @@ class DetailPath(nn.Module):
     stride-4 map of the stride-4 features alone.
     """
 
-    def __init__(self, fine_channels: int, low_channels: int, mid_channels: int, channels: int,
+    def __init__(self, fine_in: int, low_channels: int, mid_channels: int, channels: int,
                  kernel: int, fine_out: int = 0):
+        """`fine_in`: the backbone's stride-4 width; `fine_out` (ModelConfig.fine_channels)."""
         super().__init__()
         self.low = conv_bn_relu(low_channels, channels, kernel)
         self.mid = conv_bn_relu(mid_channels, channels, 1)
-        self.fine = conv_bn_relu(fine_channels, fine_out, 3) if fine_out else None
+        self.fine = conv_bn_relu(fine_in, fine_out, 3) if fine_out else None
 
     def forward(self, fine: torch.Tensor, low: torch.Tensor,
                 mid: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -120,11 +121,12 @@ class DetailPath(nn.Module):
 
 class DetailClassifier(nn.Module):
     """
-    Classify at stride 8 as LR-ASPP does: the context's scores upsampled plus the detail's own.
+    Classify as LR-ASPP does: the context's scores upsampled plus the detail map's own.
 
-    Linear in every input, so only num_classes planes are upsampled, and a thin thing the
-    context cannot see still gets its own score from the detail map at its stride-8 cell (and,
-    with a stride-4 map, from that map at stride 4).
+    At stride 8, or at stride 4 with a `fine` map, whose scores are added to the stride-8 ones
+    upsampled. Linear in every input, so only num_classes planes are upsampled, and a thin thing
+    the context cannot see still gets its own score from the detail map at its stride-8 cell
+    (and from the fine map at its stride-4 cell).
     """
 
     def __init__(self, channels: int, detail_channels: int, num_classes: int, dropout: float,
