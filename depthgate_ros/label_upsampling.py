@@ -26,7 +26,6 @@ same, so one weight matrix serves all blocks (other factors: resize the scores).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def integer_factor(low: tuple[int, int], size: tuple[int, int]) -> bool:
@@ -49,12 +48,15 @@ def _block_weights(f: int, device) -> tuple[int, torch.Tensor]:
     return offset, (pos - pos.floor()).float()
 
 
-def upsampled_labels(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def upsampled_labels(scores: torch.Tensor, size: tuple[int, int],
+                     dtype: torch.dtype = torch.long) -> torch.Tensor:
     """
-    Return argmax over classes of `scores` (C, h, w) bilinearly resized to `size`: (H, W) long.
+    Return argmax over classes of `scores` (C, h, w) bilinearly resized to `size`: (H, W) `dtype`.
 
     The labels of `F.interpolate(scores[None], size, mode='bilinear').argmax(1)[0]`, except where
-    two classes tie within float rounding; `size` must be an integer_factor of (h, w).
+    two classes tie within float rounding; `size` must be an integer_factor of (h, w). A narrow
+    `dtype` (uint8 for up to 256 classes) is worth asking for: the full-size label map is then
+    written in one eighth of the bytes.
     """
     c, h, w = scores.shape
     height, width = (int(v) for v in size)
@@ -63,20 +65,30 @@ def upsampled_labels(scores: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     fy, fx = height // h, width // w
     oy, wy = _block_weights(fy, scores.device)
     ox, wx = _block_weights(fx, scores.device)
-    # Replicating one cell at each border reproduces interpolate's clamping; cell (i, j) of the
-    # (h + 1) x (w + 1) grid then spans padded cells i..i+1 and j..j+1. Classes last: an argmax
-    # across class planes is several times slower than along contiguous rows.
-    padded = F.pad(scores[None], (1, 1, 1, 1), mode='replicate')[0].permute(1, 2, 0).contiguous()
-    low = padded.argmax(-1)
+    # Classes last (free for channels-last scores): an argmax across class planes is several
+    # times slower than along contiguous rows.
+    cells = scores.permute(1, 2, 0).contiguous()
+    # Cell (i, j) of the (h + 1) x (w + 1) grid spans source rows i - 1..i and columns
+    # j - 1..j, clamped to the map as interpolate clamps: the map with one replicated cell at
+    # each border, done on the small label map and by index on scores (padding every score
+    # plane cost more than the rest together).
+    rows = (torch.arange(h + 2, device=scores.device) - 1).clamp_(0, h - 1)
+    cols = (torch.arange(w + 2, device=scores.device) - 1).clamp_(0, w - 1)
+    low = cells.argmax(-1).to(dtype)[rows[:, None], cols[None, :]]
     corner = low[:-1, :-1]
     mixed = (corner != low[1:, :-1]) | (corner != low[:-1, 1:]) | (corner != low[1:, 1:])
-    canvas = corner[:, None, :, None].expand(h + 1, fy, w + 1, fx).clone()
+    # every cell's label over its fy x fx block; widening rows first, then copying whole rows,
+    # is several times faster than one copy of a doubly broadcast view
+    wide = corner[:, :, None].expand(h + 1, w + 1, fx).reshape(h + 1, 1, (w + 1) * fx)
+    canvas = wide.expand(h + 1, fy, (w + 1) * fx).clone().view(h + 1, fy, w + 1, fx)
     qi, qj = mixed.nonzero(as_tuple=True)
     if qi.numel():
-        corners = torch.stack([padded[qi, qj], padded[qi + 1, qj],
-                               padded[qi, qj + 1], padded[qi + 1, qj + 1]], 1)  # (cells, 4, C)
+        r0, r1, c0, c1 = rows[qi], rows[qi + 1], cols[qj], cols[qj + 1]
+        corners = torch.stack([cells[r0, c0], cells[r1, c0], cells[r0, c1], cells[r1, c1]])
         ay, ax = wy[:, None], wx[None, :]          # (fy, 1), (1, fx)
         weights = torch.stack([(1 - ay) * (1 - ax), ay * (1 - ax), (1 - ay) * ax, ay * ax], -1)
-        blocks = weights.view(fy * fx, 4).to(scores.dtype) @ corners   # (cells, fy * fx, C)
-        canvas[qi, :, qj, :] = blocks.argmax(-1).view(-1, fy, fx)
+        # one matrix product for all mixed cells: (fy * fx, 4) @ (4, cells * C)
+        blocks = weights.view(fy * fx, 4).to(scores.dtype) @ corners.view(4, -1)
+        top = blocks.view(fy * fx, qi.numel(), c).argmax(-1).to(dtype)    # (fy * fx, cells)
+        canvas[qi, :, qj, :] = top.t().reshape(-1, fy, fx)
     return canvas.view((h + 1) * fy, (w + 1) * fx)[oy:oy + height, ox:ox + width]

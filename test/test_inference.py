@@ -19,7 +19,7 @@ import math
 
 import cv2
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
-from depthgate_ros.inference import Predictor, resolve_device
+from depthgate_ros.inference import image_input, normalize_image, Predictor, resolve_device
 from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
 import numpy as np
 import pytest
@@ -37,6 +37,27 @@ def predictor(make_model):
 
 def _rgb(h, w, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_normalisation_per_channel_in_both_memory_formats():
+    """
+    (x / 255 - mean) / std per channel, in float64 by numpy, against both paths.
+
+    Inputs tried: a camera frame as it arrives (channels last, 480 x 640, the row-pattern path)
+    and a training batch (two NCHW images, odd width), with three different means and stds.
+    """
+    mean, std = torch.tensor([0.1, 0.5, 0.9]), torch.tensor([0.2, 0.3, 0.7])
+
+    def reference(rgb):
+        return (rgb / 255.0 - mean.double().numpy()) / std.double().numpy()   # (..., H, W, 3)
+    rgb = _rgb(480, 640, seed=3)
+    x = image_input(rgb, mean, std)
+    assert x.shape == (1, 3, 480, 640) and x.is_contiguous(memory_format=torch.channels_last)
+    np.testing.assert_allclose(x[0].permute(1, 2, 0).numpy(), reference(rgb), atol=2e-6)
+    batch = np.stack([_rgb(31, 45, seed=4), _rgb(31, 45, seed=5)])
+    x = normalize_image(torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous(), mean, std)
+    assert x.is_contiguous()
+    np.testing.assert_allclose(x.permute(0, 2, 3, 1).numpy(), reference(batch), atol=2e-6)
 
 
 @pytest.mark.parametrize('h,w', [(479, 641), (37, 53), (64, 64)])

@@ -46,9 +46,13 @@ def test_labels_equal_torch_resize_then_argmax(h, w, size, seed):
                    torch.randn(19, h, w, generator=torch.Generator().manual_seed(seed))):
         ref, tie = _reference(scores, size)
         got = upsampled_labels(scores, size)
-        assert got.shape == size
+        assert got.shape == size and got.dtype == torch.long
         wrong = (got != ref) & ~tie
         assert not wrong.any(), f'{int(wrong.sum())} pixels differ'
+        # as the Predictor asks: narrow labels, scores channels last as the network leaves them
+        channels_last = scores[None].contiguous(memory_format=torch.channels_last)[0]
+        narrow = upsampled_labels(channels_last, size, torch.uint8)
+        assert narrow.dtype == torch.uint8 and torch.equal(narrow.long(), got)
 
 
 def test_uniform_cells_are_not_recomputed(monkeypatch):
@@ -57,8 +61,9 @@ def test_uniform_cells_are_not_recomputed(monkeypatch):
     low = scores.argmax(0)
     rows = []
     real = torch.Tensor.__matmul__
+    # the product's right side holds the 4 corners' 19 scores of each recomputed cell
     monkeypatch.setattr(torch.Tensor, '__matmul__',
-                        lambda a, b: rows.append(b.shape[0]) or real(a, b))
+                        lambda a, b: rows.append(b.shape[1] / 19) or real(a, b))
     upsampled_labels(scores, (240, 320))
     padded = F.pad(low[None, None].float(), (1, 1, 1, 1), mode='replicate')[0, 0]
     corners = [padded[:-1, :-1], padded[1:, :-1], padded[:-1, 1:], padded[1:, 1:]]
