@@ -131,7 +131,8 @@ def test_trained_models_side_by_side(tmp_path, capsys):
     for r in rows:
         assert r['size'] == [64, 96] and r['frames'] == 2
         assert 0 < r['median_ms'] <= r['p95_ms'] and 0 <= r['miou'] <= 1
-        assert 0 <= r['postprocess_fraction'] < 1
+        assert 0 < r['pre_post_median_ms'] < r['predict_median_ms']
+        assert r['postprocess_fraction'] == r['pre_post_median_ms'] / r['predict_median_ms']
     assert rows[0]['loops'] == 2 and rows[5]['loops'] == 0
     assert rows[4]['file_mib'] < 0.5 * rows[3]['file_mib']
     assert math.isnan(rows[5]['delta1'])                 # a peer predicts no depth
@@ -215,3 +216,29 @@ def test_rows_timed_in_turns_do_not_always_follow_the_same_row(monkeypatch):
     assert np.median(a / b) == pytest.approx(1.0)
     # both rows paid after `heavy` about a third of the time, neither always
     assert 0.15 < np.mean(a > 1.5) < 0.5 and 0.15 < np.mean(b > 1.5) < 0.5
+
+
+def test_pre_post_row_runs_the_network_once_and_gives_the_same_outputs(make_model):
+    """
+    The pre/post column times predict around a replayed model: it must not run the network.
+
+    Input tried: a random 48 x 80 frame through a small model, predict twice around the replay.
+    """
+    from depthgate_ros.cli.bench_models import _pre_post
+    from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
+    from depthgate_ros.inference import Predictor
+    from depthgate_ros.model.checkpoint import ModelInfo
+    model = make_model(seed=2).eval()
+    predictor = Predictor(model, ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS), device='cpu')
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+    calls = []
+    real = model.iter_loops
+    model.iter_loops = lambda *a, **k: calls.append(1) or real(*a, **k)
+    replayed = _pre_post(predictor)
+    first, second = replayed.predict(rgb), replayed.predict(rgb)
+    direct = predictor.predict(rgb)
+    assert len(calls) == 2           # once for the replay's recording, once for `direct`
+    for p in (first, second):
+        np.testing.assert_array_equal(p.labels, direct.labels)
+        np.testing.assert_array_equal(p.depth, direct.depth)
+    assert predictor.model is model  # the original Predictor keeps its own model
