@@ -198,8 +198,8 @@ PRESETS = {
     # the recurrent loops on its 1/32 map (64 channels: 128 labelled 0.005 better and ran 11%
     # slower, docs/results.md), a 64-channel detail path at stride 8 that each loop's
     # classifier adds its own scores to, as LR-ASPP does, and an 8-channel one at stride 4
-    # added the same way (0.04-0.05 better on the held-out frames for about 3% more time,
-    # docs/results.md). Small dilations: the head ablation
+    # added the same way (0.02-0.05 better on the held-out frames over three seeds, for 3-6%
+    # more time, docs/results.md). Small dilations: the head ablation
     # (docs/results.md) found large ones cost accuracy, and at stride 32 a cell already spans
     # 4x the paper's.
     'fast': {'backbone': 'mobilenet_v3_large', 'output_stride': 32, 'frozen_bn': False,
