@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
-from .label_upsampling import integer_factor, upsampled_labels
+from .label_upsampling import integer_factor, upsampled_labels, upsampled_planes
 from .model.checkpoint import load_checkpoint, ModelInfo
 from .model.config import DEPTH_GATES, GATE_SOURCES
 from .model.folding import fold_batchnorm
@@ -328,7 +328,9 @@ class Predictor:
             conf = conf.float().cpu().numpy()
         depth = None
         if log_depth is not None:
-            depth_m = _resize(log_depth, size, 'bilinear').exp()
+            depth_m = _resize(log_depth, size, 'bilinear')
+            # in place when the resize made a new map (a full-size temporary less)
+            depth_m = depth_m.exp() if depth_m is log_depth else depth_m.exp_()
             if self.depth_blur_sigma > 0:
                 s = self.depth_blur_sigma
                 k = 2 * math.ceil(3 * s) + 1
@@ -454,6 +456,8 @@ def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:
     if mode == 'nearest':
         return F.interpolate(x, size=size, mode='nearest-exact')
     # Antialiasing only matters when shrinking; enlarging takes the faster plain kernel (the
-    # same weights).
+    # same weights), or for planes (depth, gate weights) two small matrix products.
     shrink = any(s < old for s, old in zip(size, x.shape[-2:]))
+    if not shrink and x.is_contiguous():
+        return upsampled_planes(x, size)
     return F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=shrink)

@@ -95,19 +95,23 @@ def test_full_resolution_work_only_for_what_is_asked(predictor, monkeypatch):
     that is not asked for. Input tried: a 96 x 160 image (the scores' 12 x 20 times 8), all
     outputs vs outputs=() (labels and depth only) vs outputs=('gate',).
     """
+    import depthgate_ros.inference as inference
     import torch.nn.functional as F
     p = predictor()
     rgb = _rgb(96, 160)
     full = p.predict(rgb)
     upsampled = []
-    real = F.interpolate
 
-    def spy(x, size=None, **kw):
-        y = real(x, size=size, **kw)
-        if tuple(y.shape[-2:]) == (96, 160):
-            upsampled.append(y.shape[1])
-        return y
-    monkeypatch.setattr(F, 'interpolate', spy)
+    def spy(real):
+        def resize(x, size=None, **kw):
+            y = real(x, size=size, **kw)
+            if tuple(y.shape[-2:]) == (96, 160):
+                upsampled.append(y.shape[1])
+            return y
+        return resize
+    # both ways of enlarging: interpolate and the matrix products for planes
+    monkeypatch.setattr(F, 'interpolate', spy(F.interpolate))
+    monkeypatch.setattr(inference, 'upsampled_planes', spy(inference.upsampled_planes))
     softmax = []
     real_softmax = torch.Tensor.softmax
     monkeypatch.setattr(torch.Tensor, 'softmax', lambda t, *a, **k: softmax.append(

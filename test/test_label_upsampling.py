@@ -12,8 +12,8 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""Labels of upsampled scores, held to torch's own bilinear resize followed by an argmax."""
-from depthgate_ros.label_upsampling import integer_factor, upsampled_labels
+"""Labels and planes upsampled here, held to torch's own bilinear resize (and an argmax)."""
+from depthgate_ros.label_upsampling import integer_factor, upsampled_labels, upsampled_planes
 import pytest
 import torch
 import torch.nn.functional as F
@@ -80,3 +80,25 @@ def test_only_whole_enlargements():
         assert not integer_factor((8, 8), size)
         with pytest.raises(ValueError, match=f'{size[0]}x{size[1]}'):
             upsampled_labels(scores, size)
+
+
+@pytest.mark.parametrize('shape, size', [
+    ((1, 1, 15, 20), (480, 640)),     # the fast model's depth on a camera frame
+    ((1, 5, 15, 20), (120, 160)),     # gate weights, several planes at once
+    ((1, 1, 12, 10), (37, 10)),       # a factor that is no whole number; one axis kept
+    ((2, 1, 7, 9), (8, 200)),
+])
+def test_planes_equal_torch_resize(shape, size):
+    """Input tried: random planes at whole, fractional and unit factors."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    ref = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+    got = upsampled_planes(x, size)
+    assert got.shape == ref.shape and got.is_contiguous()
+    # float rounding only: interpolate computes its scale in float32, the matrices in float64
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+
+
+def test_planes_refuse_to_shrink():
+    """Input tried: 15 x 20 to 480 x 10; shrinking needs antialiasing, which this does not do."""
+    with pytest.raises(ValueError, match='20 -> 10'):
+        upsampled_planes(torch.zeros(1, 1, 15, 20), (480, 10))
