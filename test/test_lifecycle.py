@@ -74,16 +74,20 @@ def _labels_while_sending(h, image, frames, seconds=1.0) -> int:
     return len(h.messages(f'{NODE}/labels')) - before
 
 
-def test_the_full_cycle_over_the_lifecycle_services(tiny_checkpoint, tmp_path, frames, capfd):
+def _on_a_broken_checkpoint(h: Player, tmp_path):
+    """Start a lifecycle node on a file that is no checkpoint: (node, image publisher, client)."""
     bad = tmp_path / 'broken.pt'
     bad.write_bytes(b'not a checkpoint')
+    node = h.add(PerceptionLifecycleNode(context=h.context, parameter_overrides=[
+        Parameter('model_path', value=str(bad)), Parameter('device', value='cpu')]))
+    h.collect(Image, f'{NODE}/labels')
+    return node, h.publisher(Image, 'image'), Lifecycle(h)
+
+
+def test_the_full_cycle_over_the_lifecycle_services(tiny_checkpoint, tmp_path, frames, capfd):
     h = Player()
     try:
-        node = h.add(PerceptionLifecycleNode(context=h.context, parameter_overrides=[
-            Parameter('model_path', value=str(bad)), Parameter('device', value='cpu')]))
-        h.collect(Image, f'{NODE}/labels')
-        image = h.publisher(Image, 'image')
-        life = Lifecycle(h)
+        node, image, life = _on_a_broken_checkpoint(h, tmp_path)
         assert life.state() == 'unconfigured'
 
         # configure refuses a broken checkpoint with the reason, and stays unconfigured
@@ -149,15 +153,9 @@ def test_every_torch_call_runs_on_one_thread(tiny_checkpoint, tmp_path, frames, 
         load(cls, *a, **k)))
     monkeypatch.setattr(Predictor, 'predict', lambda self, *a, **k: ran.append(
         ('predict', threading.current_thread())) or predict(self, *a, **k))
-    bad = tmp_path / 'broken.pt'
-    bad.write_bytes(b'not a checkpoint')
     h = Player()
     try:
-        node = h.add(PerceptionLifecycleNode(context=h.context, parameter_overrides=[
-            Parameter('model_path', value=str(bad)), Parameter('device', value='cpu')]))
-        h.collect(Image, f'{NODE}/labels')
-        image = h.publisher(Image, 'image')
-        life = Lifecycle(h)
+        node, image, life = _on_a_broken_checkpoint(h, tmp_path)
         assert not life.transition(Transition.TRANSITION_CONFIGURE)
         assert [kind for kind, _ in ran] == ['load'] and not _inference_threads()
         ran.clear()
