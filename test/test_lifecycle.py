@@ -17,6 +17,7 @@ import threading
 import time
 import weakref
 
+from conftest import start_node
 from depthgate_ros.data.synthetic import Camera, render_sequence
 from depthgate_ros.inference import Predictor
 from depthgate_ros.ros.image_codec import array_to_msg
@@ -178,6 +179,31 @@ def test_every_torch_call_runs_on_one_thread(tiny_checkpoint, tmp_path, frames, 
             ran.clear()
     finally:
         h.close()
+
+
+def test_a_destroyed_node_ends_its_torch_thread(tiny_checkpoint):
+    """
+    Destroying a running node ends the inference thread and its OpenMP pool with it.
+
+    Tried: the plain node, and the lifecycle node destroyed while active (no transitions back).
+    A leftover pool would slow every node started later in the same process.
+    """
+    for make in ('plain', 'lifecycle'):
+        h = Player()
+        try:
+            if make == 'plain':
+                start_node(h, tiny_checkpoint)
+            else:
+                h.add(PerceptionLifecycleNode(context=h.context, parameter_overrides=[
+                    Parameter('model_path', value=str(tiny_checkpoint)),
+                    Parameter('device', value='cpu')]))
+                life = Lifecycle(h)
+                assert life.transition(Transition.TRANSITION_CONFIGURE)
+                assert life.transition(Transition.TRANSITION_ACTIVATE)
+            (thread,) = _inference_threads()
+        finally:
+            h.close()
+        assert not thread.is_alive() and not _inference_threads(), make
 
 
 def test_shutdown_from_unconfigured(tiny_checkpoint):

@@ -69,7 +69,7 @@ class PerceptionLifecycleNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         if self.perception is not None:      # None: the start failed half-way
-            self.perception.stop_worker()
+            self.perception.close()
         # rclpy's lifecycle state machine holds the node's handle: without this the node
         # outlives destroy_node and stays in the ROS graph (a phantom twin for the next node).
         self._state_machine.destroy_when_not_in_use()

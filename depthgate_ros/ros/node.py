@@ -47,7 +47,7 @@ class PerceptionNode(Node):
 
     def destroy_node(self) -> None:
         if self.perception is not None:      # None: the start failed half-way
-            self.perception.stop_worker()
+            self.perception.close()
         super().destroy_node()
 
 

@@ -507,6 +507,11 @@ class Perception:
         array.header.stamp = self.node.get_clock().now().to_msg()
         self.pubs['diagnostics'].publish(array)
 
+    def close(self) -> None:
+        """Stop the worker and end the torch thread: the node is being destroyed."""
+        self.stop_worker()
+        self._stop_torch()
+
     def stop_worker(self, timeout: float = 10.0) -> None:
         """Stop inference; once this returns no frame will be published."""
         with self._wake:
