@@ -75,14 +75,20 @@ def _labels_while_sending(h, image, frames, seconds=1.0) -> int:
     return len(h.messages(f'{NODE}/labels')) - before
 
 
+def _lifecycle_node(h: Player, model_path):
+    """Start an unconfigured lifecycle node on `model_path` (CPU): (node, lifecycle client)."""
+    node = h.add(PerceptionLifecycleNode(context=h.context, parameter_overrides=[
+        Parameter('model_path', value=str(model_path)), Parameter('device', value='cpu')]))
+    return node, Lifecycle(h)
+
+
 def _on_a_broken_checkpoint(h: Player, tmp_path):
     """Start a lifecycle node on a file that is no checkpoint: (node, image publisher, client)."""
     bad = tmp_path / 'broken.pt'
     bad.write_bytes(b'not a checkpoint')
-    node = h.add(PerceptionLifecycleNode(context=h.context, parameter_overrides=[
-        Parameter('model_path', value=str(bad)), Parameter('device', value='cpu')]))
+    node, life = _lifecycle_node(h, bad)
     h.collect(Image, f'{NODE}/labels')
-    return node, h.publisher(Image, 'image'), Lifecycle(h)
+    return node, h.publisher(Image, 'image'), life
 
 
 def test_the_full_cycle_over_the_lifecycle_services(tiny_checkpoint, tmp_path, frames, capfd):
@@ -194,10 +200,7 @@ def test_a_destroyed_node_ends_its_torch_thread(tiny_checkpoint):
             if make == 'plain':
                 start_node(h, tiny_checkpoint)
             else:
-                h.add(PerceptionLifecycleNode(context=h.context, parameter_overrides=[
-                    Parameter('model_path', value=str(tiny_checkpoint)),
-                    Parameter('device', value='cpu')]))
-                life = Lifecycle(h)
+                _, life = _lifecycle_node(h, tiny_checkpoint)
                 assert life.transition(Transition.TRANSITION_CONFIGURE)
                 assert life.transition(Transition.TRANSITION_ACTIVATE)
             (thread,) = _inference_threads()
@@ -209,10 +212,7 @@ def test_a_destroyed_node_ends_its_torch_thread(tiny_checkpoint):
 def test_shutdown_from_unconfigured(tiny_checkpoint):
     h = Player()
     try:
-        h.add(PerceptionLifecycleNode(context=h.context, parameter_overrides=[
-            Parameter('model_path', value=str(tiny_checkpoint)),
-            Parameter('device', value='cpu')]))
-        life = Lifecycle(h)
+        _, life = _lifecycle_node(h, tiny_checkpoint)
         assert life.transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
         assert life.state() == 'finalized'
     finally:
