@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+from .data.labels import cover_matrix, IGNORE_ID, model_to_dataset
 from .data.sensors import measure, sample_focal, Sensor, sensor_from_config
 from .inference import Predictor
 from .metrics import cityscapes_avg_instance_size, DepthMetric, percentiles, SegmentationMetric
@@ -45,6 +46,18 @@ def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
     """
     sensor: Sensor | None = sensor_from_config(sensor_depth) if sensor_depth else None
     names = predictor.info.class_names
+    # a dataset with classes of its own is scored in them: each model class as the one
+    # dataset class that covers it (data/labels.py)
+    to_dataset, scored = None, len(names)
+    if getattr(dataset, 'covers', None) is not None:
+        to_dataset = model_to_dataset(cover_matrix(dataset.covers, names))
+        names = dataset.class_names
+        scored = len(names)
+        # a model class no dataset class covers is a wrong answer wherever it is predicted:
+        # one more column, scored for no class of its own
+        to_dataset[to_dataset == IGNORE_ID] = scored
+        if (to_dataset == scored).any():
+            names = names + ('(not a class of this dataset)',)
     sizes = cityscapes_avg_instance_size(names) if len(names) == 19 else {}
     loops = predictor.loops
     seg = [SegmentationMetric(len(names), avg_instance_size=sizes) for _ in range(loops + 1)]
@@ -67,7 +80,8 @@ def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
                                         focal_px=_focal_or_none(sample))
         latencies.append(time.perf_counter() - t0)
         for loop, p in enumerate(preds):
-            seg[loop].update(p.labels, sample['labels'], sample.get('instances'))
+            labels = p.labels if to_dataset is None else to_dataset[p.labels]
+            seg[loop].update(labels, sample['labels'], sample.get('instances'))
             if gt_depth is not None and p.depth is not None:      # a peer has no depth
                 depth[loop].update(p.depth, gt_depth)
         if on_frame is not None:
@@ -80,7 +94,9 @@ def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
               'latency_ms': percentiles(lat) if n else {}}
     for loop in range(loops + 1):
         s = seg[loop].compute()
-        result[f'loop{loop}'] = {'miou': s['miou'], 'pixel_accuracy': s['pixel_accuracy'],
+        s['iou'] = s['iou'][:scored]
+        result[f'loop{loop}'] = {'miou': float(np.nanmean(s['iou'])),
+                                 'pixel_accuracy': s['pixel_accuracy'],
                                  'miiou': s['miiou'], 'iou': dict(zip(names, s['iou'])),
                                  'depth': depth[loop].compute()}
     result['final'] = result[f'loop{loops}']

@@ -109,3 +109,41 @@ def test_depth_weights_without_depth_are_an_error():
         multitask_loss(_outputs(), labels, None, EDGES, LossWeights(depth_cls=0.01))
     total, parts = multitask_loss(_outputs(), labels, None, EDGES, LossWeights())
     assert set(parts) == {'seg_cls/loop0', 'seg_cls/loop1', 'seg_cls/loop2'}
+
+
+def test_covered_set_loss_is_minus_log_of_the_summed_probability():
+    torch.manual_seed(3)
+    logits = torch.randn(2, 4, 3, 5, dtype=torch.float64) * 3
+    # targets 0-3: one model class each; target 4 covers classes 1 and 3; 255 ignored
+    cover = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1],
+                          [0, 1, 0, 1]], dtype=torch.float32)
+    labels = torch.randint(0, 5, (2, 3, 5))
+    labels[0, 0, :2] = 255
+    p = logits.softmax(1).numpy()
+    lab = labels.numpy()
+    terms = []
+    for n in range(2):
+        for y in range(3):
+            for x in range(5):
+                t = lab[n, y, x]
+                if t == 255:
+                    continue
+                terms.append(-math.log(p[n, 1, y, x] + p[n, 3, y, x] if t == 4 else
+                                       p[n, t, y, x]))
+    got = seg_cls_loss(logits, labels, cover)
+    assert float(got) == pytest.approx(sum(terms) / len(terms), rel=1e-6)
+    # one-class targets only: exactly the plain cross-entropy
+    plain = labels.clamp(max=3).where(labels != 255, 255)
+    assert float(seg_cls_loss(logits, plain, cover)) == pytest.approx(
+        float(seg_cls_loss(logits, plain)), rel=1e-6)
+
+
+def test_covered_set_loss_is_finite_where_every_covered_class_is_far_off():
+    # probabilities of 1e-40 underflow float32: a log of their sum would be -inf
+    logits = torch.tensor([[0.0, -95.0, -96.0]]).view(1, 3, 1, 1).requires_grad_()
+    cover = torch.tensor([[1.0, 0, 0], [0, 1, 1]])
+    loss = seg_cls_loss(logits, torch.tensor([[[1]]]), cover)
+    loss.backward()
+    assert math.isfinite(loss.item()) and loss.item() == pytest.approx(95.0 - math.log1p(
+        math.exp(-1.0)), rel=1e-5)
+    assert torch.isfinite(logits.grad).all()

@@ -214,9 +214,11 @@ def test_shipped_training_configs_load():
     root = Path(__file__).resolve().parents[1] / 'config'
     for path in [*root.glob('train_*.yaml'), root / 'ablation_backbone.yaml']:
         cfg = load_config(path)
-        # the fast model and its peers train on renders exported once as a Cityscapes tree
-        assert cfg.stages and cfg.data.dataset == (
-            'cityscapes' if path.name in ('train_fast.yaml', 'train_peer.yaml') else 'synthetic')
+        # the fast model and its peers train on renders exported once as a Cityscapes tree,
+        # the street model on CamVid beside such renders
+        assert cfg.stages and cfg.data.dataset == {
+            'train_fast.yaml': 'cityscapes', 'train_peer.yaml': 'cityscapes',
+            'train_street.yaml': 'camvid'}.get(path.name, 'synthetic')
     heads = load_head_ablation(root / 'ablation_heads.yaml')
     assert [r['name'] for r in heads.rows][:5] == [
         'baseline', 'average', 'sensor', 'predicted', 'hybrid']

@@ -101,3 +101,90 @@ def bit_palette(n: int) -> tuple[tuple[int, int, int], ...]:
             c >>= 3
         out.append((r, g, b))
     return tuple(out)
+
+
+# CamVid's 11 classes (the 360x480 release), in its label ids 0..10 (11 = unlabelled), with the
+# colours of its original colour-coded release and the Cityscapes train ids each one covers.
+# A dataset with coarser classes supervises the set of model classes its class covers (the
+# summed probability, as multi-dataset training such as MSeg does), and is scored in its own
+# classes with each model class mapped to the one class that covers it.
+CAMVID_CLASSES: tuple[tuple[str, tuple[int, int, int], tuple[str, ...]], ...] = (
+    ('sky', (128, 128, 128), ('sky',)),
+    ('building', (128, 0, 0), ('building', 'wall')),
+    ('pole', (192, 192, 128), ('pole',)),
+    ('road', (128, 64, 128), ('road',)),
+    ('pavement', (0, 0, 192), ('sidewalk',)),
+    ('tree', (128, 128, 0), ('vegetation', 'terrain')),
+    ('sign/symbol', (192, 128, 128), ('traffic light', 'traffic sign')),
+    ('fence', (64, 64, 128), ('fence',)),
+    ('car', (64, 0, 128), ('car', 'truck', 'bus', 'train')),
+    ('pedestrian', (64, 64, 0), ('person',)),
+    ('bicyclist', (0, 128, 192), ('rider', 'motorcycle', 'bicycle')),
+)
+CAMVID_NAMES = tuple(name for name, _, _ in CAMVID_CLASSES)
+CAMVID_COLORS = tuple(color for _, color, _ in CAMVID_CLASSES)
+CAMVID_COVERS = tuple(covers for _, _, covers in CAMVID_CLASSES)
+
+# The original CamVid release's 32 colour-coded classes, grouped into the 11 above (the usual
+# grouping, as in the 11-class release; void -> ignore).
+CAMVID32_TO_11: dict[tuple[int, int, int], str | None] = {
+    (64, 128, 64): 'pedestrian',     # Animal
+    (192, 0, 128): 'building',       # Archway
+    (0, 128, 192): 'bicyclist',      # Bicyclist
+    (0, 128, 64): 'building',        # Bridge
+    (128, 0, 0): 'building',         # Building
+    (64, 0, 128): 'car',             # Car
+    (64, 0, 192): 'pedestrian',      # CartLuggagePram
+    (192, 128, 64): 'pedestrian',    # Child
+    (192, 192, 128): 'pole',         # Column_Pole
+    (64, 64, 128): 'fence',          # Fence
+    (128, 0, 192): 'road',           # LaneMkgsDriv
+    (192, 0, 64): 'road',            # LaneMkgsNonDriv
+    (128, 128, 64): 'sign/symbol',   # Misc_Text
+    (192, 0, 192): 'bicyclist',      # MotorcycleScooter
+    (128, 64, 64): 'car',            # OtherMoving
+    (64, 192, 128): 'pavement',      # ParkingBlock
+    (64, 64, 0): 'pedestrian',       # Pedestrian
+    (128, 64, 128): 'road',          # Road
+    (128, 128, 192): 'road',         # RoadShoulder
+    (0, 0, 192): 'pavement',         # Sidewalk
+    (192, 128, 128): 'sign/symbol',  # SignSymbol
+    (128, 128, 128): 'sky',          # Sky
+    (64, 128, 192): 'car',           # SUVPickupTruck
+    (0, 0, 64): 'pole',              # TrafficCone
+    (0, 64, 64): 'sign/symbol',      # TrafficLight
+    (192, 64, 128): 'car',           # Train
+    (128, 128, 0): 'tree',           # Tree
+    (192, 128, 192): 'car',          # Truck_Bus
+    (64, 0, 64): 'building',         # Tunnel
+    (192, 192, 0): 'tree',           # VegetationMisc
+    (0, 0, 0): None,                 # Void
+    (64, 192, 0): 'building',        # Wall
+}
+
+
+def cover_matrix(covers: tuple[tuple[str, ...], ...],
+                 model_names: tuple[str, ...]) -> tuple[tuple[bool, ...], ...]:
+    """
+    Row d: which model classes dataset class d covers.
+
+    Refuses a model class covered twice: scoring needs one dataset class per model class.
+    """
+    index = {name: i for i, name in enumerate(model_names)}
+    unknown = sorted({n for c in covers for n in c} - set(index))
+    if unknown:
+        raise ValueError(f'classes {unknown} are not among the model classes {model_names}')
+    flat = [n for c in covers for n in c]
+    twice = sorted({n for n in flat if flat.count(n) > 1})
+    if twice:
+        raise ValueError(f'model classes {twice} are covered by more than one dataset class')
+    return tuple(tuple(name in c for name in model_names) for c in covers)
+
+
+def model_to_dataset(cover: tuple[tuple[bool, ...], ...]):
+    """For each model class, the dataset class covering it (IGNORE_ID where none does)."""
+    import numpy as np
+    out = np.full(len(cover[0]), IGNORE_ID, np.uint8)
+    for d, row in enumerate(cover):
+        out[np.array(row, bool)] = d
+    return out

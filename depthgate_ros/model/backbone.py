@@ -13,7 +13,9 @@
 # limitations under the License.
 
 """
-Backbones: a ResNet at output stride 8 (paper section 5), 16 or 32, or a MobileNetV3-Large.
+Backbones: a ResNet at stride 8 (paper section 5), 16 or 32, MobileNetV3-Large, or ESPNetv2.
+
+ESPNetv2 (model/espnetv2.py) runs at stride 16 and loads its published Cityscapes weights.
 
 MobileNetV3-Large runs at stride 16 or 32 (the fast preset), at any of torchvision's width
 multipliers and optionally with its "reduced tail" (the last stage at half width, the
@@ -34,6 +36,7 @@ from torchvision import models
 from torchvision.ops import FrozenBatchNorm2d
 
 from .config import BACKBONES
+from .espnetv2 import espnetv2_state, ESPNetv2Encoder
 from .state import state_mismatch
 
 # channels of the ResNets' (stride-4, stride-8, stride-16, last) maps; a MobileNetV3's depend
@@ -75,6 +78,20 @@ class Backbone(nn.Module):
         if name not in BACKBONES:
             raise ValueError(f'unknown backbone {name!r}; choose one of {sorted(BACKBONES)}')
         norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+        if name == 'espnetv2':
+            if output_stride != 16 or reduced_tail:
+                raise ValueError('espnetv2 runs at output stride 16 and has no reduced tail')
+            self.encoder = ESPNetv2Encoder(width_mult)
+            if weights_path is not None:
+                _load_state(self.encoder, espnetv2_state(_read_state(weights_path)),
+                            weights_path)
+            if frozen_bn:
+                _freeze_batchnorm(self.encoder)
+            # the encoder ends at stride 16: its last map is its stride-16 map
+            self.fine_channels, self.low_channels, self.mid_channels = \
+                self.encoder.channels[1:]
+            self.out_channels = self.mid_channels
+            return
         if name.startswith('mobilenet'):
             if output_stride not in (16, 32):
                 raise ValueError(f'{name} runs at output stride 16 or 32, not {output_stride}')
@@ -109,6 +126,9 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Return (stride-4 map, stride-8 map, stride-16 map, last map at `output_stride`)."""
+        if hasattr(self, 'encoder'):
+            fine, low, mid = self.encoder(x)
+            return fine, low, mid, mid
         if hasattr(self, 'features'):
             a, b, c = _MOBILENET_SPLITS
             fine = self.features[:a](x)
@@ -121,21 +141,42 @@ class Backbone(nn.Module):
         return fine, low, mid, self.layer4(mid)
 
 
-def load_backbone_weights(net: nn.Module, path: str | Path) -> None:
-    """Load a torchvision ImageNet state dict from a local file (the classifier is ignored)."""
+def _freeze_batchnorm(module: nn.Module) -> None:
+    """Replace every BatchNorm2d below `module` by a FrozenBatchNorm2d with its statistics."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, child.eps)
+            for key in ('weight', 'bias', 'running_mean', 'running_var'):
+                getattr(frozen, key).copy_(getattr(child, key).detach())
+            setattr(module, name, frozen)
+        else:
+            _freeze_batchnorm(child)
+
+
+def _read_state(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'backbone weights file not found: {path}')
     state = torch.load(path, map_location='cpu', weights_only=True)
     if not isinstance(state, dict):
         raise ValueError(f'{path} does not hold a state dict (got {type(state).__name__})')
+    return state
+
+
+def _load_state(net: nn.Module, state: dict, path: str | Path) -> None:
+    problem = state_mismatch(net, state)
+    if problem:
+        raise ValueError(f'{path} does not match the {type(net).__name__} backbone: {problem}')
+    net.load_state_dict(state)
+
+
+def load_backbone_weights(net: nn.Module, path: str | Path) -> None:
+    """Load a torchvision ImageNet state dict from a local file (the classifier is ignored)."""
+    state = _read_state(path)
     # The ImageNet classifier is not part of the trunk; FrozenBatchNorm2d has no counter.
     head = 'fc' if hasattr(net, 'fc') else 'classifier'
     setattr(net, head, torch.nn.Identity())
     own = net.state_dict()
     state = {k: v for k, v in state.items()
              if k in own or not (k.startswith(head + '.') or k.endswith('num_batches_tracked'))}
-    problem = state_mismatch(net, state)
-    if problem:
-        raise ValueError(f'{path} does not match the {type(net).__name__} backbone: {problem}')
-    net.load_state_dict(state)
+    _load_state(net, state, path)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'mobilenet_v3_large')
+BACKBONES = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'mobilenet_v3_large', 'espnetv2')
 GATE_SOURCES = ('none', 'average', 'sensor', 'hybrid', 'predicted', 'attention')
 # The gates that read sensor depth; without a depth map a frame falls back to `predicted`.
 DEPTH_GATES = ('sensor', 'hybrid')
@@ -33,6 +33,7 @@ RECURRENT_INPUTS = ('features', 'prediction')
 # torchvision networks trained and evaluated beside ours as they are (model/peers.py).
 PEERS = ('lraspp_mobilenet_v3_large', 'deeplabv3_mobilenet_v3_large')
 ARCHITECTURES = ('depthgate',) + PEERS
+ESPNETV2_WIDTHS = (0.5, 1.0, 1.25, 1.5, 2.0)
 
 
 @dataclass(frozen=True)
@@ -40,14 +41,16 @@ class ModelConfig:
     # "depthgate" (this package's network) or one of PEERS, which reads only num_classes
     # (and runs as a baseline: gate_source none, no recurrent module).
     architecture: str = 'depthgate'
-    # A torchvision ResNet (paper section 5: output stride 8) or MobileNetV3-Large.
+    # A torchvision ResNet (paper section 5: output stride 8), MobileNetV3-Large, or ESPNetv2
+    # (whose published Cityscapes and ImageNet weights load, model/espnetv2.py).
     backbone: str = 'resnet18'
-    # Stride of the map the head works on: 8 (paper), 16 or 32 (MobileNetV3: 16 or 32).
+    # Stride of the map the head works on: 8 (paper), 16 or 32 (MobileNetV3: 16 or 32;
+    # ESPNetv2: 16).
     output_stride: int = 8
-    # MobileNetV3 only: torchvision's width multiplier for every backbone layer, and its
+    # MobileNetV3: torchvision's width multiplier for every backbone layer, and its
     # "reduced tail" (the last stage at half width, as the MobileNetV3 paper segments). Either
     # changes the layer shapes, so torchvision's ImageNet weights (width 1, full tail) no longer
-    # load.
+    # load. ESPNetv2: its width s (0.5, 1.0, 1.25, 1.5, 2.0), which its weight files name.
     backbone_width: float = 1.0
     backbone_reduced_tail: bool = False
     # Replace the backbone's BatchNorm by FrozenBatchNorm2d (paper: batch size 1, global moments).
@@ -115,14 +118,19 @@ class ModelConfig:
                              'needs gate_source: none, recurrent: false, loops: 0')
         if self.backbone not in BACKBONES:
             raise ValueError(f'backbone {self.backbone!r} is not one of {BACKBONES}')
-        strides = (16, 32) if self.backbone.startswith('mobilenet') else (8, 16, 32)
+        strides = {'mobilenet_v3_large': (16, 32), 'espnetv2': (16,)}.get(self.backbone,
+                                                                          (8, 16, 32))
         if self.output_stride not in strides:
             raise ValueError(f'output_stride {self.output_stride} is not one of {strides} '
                              f'for {self.backbone}')
-        if not self.backbone.startswith('mobilenet') and (
+        if self.backbone.startswith('resnet') and (
                 self.backbone_width != 1.0 or self.backbone_reduced_tail):
             raise ValueError(f'backbone_width and backbone_reduced_tail are MobileNetV3 '
                              f'options; {self.backbone} has neither')
+        if self.backbone == 'espnetv2' and (self.backbone_width not in ESPNETV2_WIDTHS
+                                            or self.backbone_reduced_tail):
+            raise ValueError(f'espnetv2 takes backbone_width {ESPNETV2_WIDTHS} and no reduced '
+                             f'tail, got {self.backbone_width}, {self.backbone_reduced_tail}')
         if self.backbone_width <= 0:
             raise ValueError(f'backbone_width must be > 0, got {self.backbone_width}')
         if self.detail_channels < 0:
@@ -207,6 +215,14 @@ PRESETS = {
              'channels': 64, 'depth_channels': [64, 32], 'detail_channels': 64,
              'fine_channels': 8,
              'dilations': [1, 1, 1, 2, 3], 'dropout': 0.0, 'stem_kernel': 1},
+    # Real streets: the ESPNetv2 encoder (width 1.0, stride 16), which starts from published
+    # Cityscapes weights (backbone_weights), with the fast preset's head on its stride-16 map
+    # and detail paths from its stride-8 and stride-4 maps. Its BatchNorm stays trainable
+    # (frozen_bn false) so the training config decides what is frozen (optim.freeze_bn).
+    'street': {'backbone': 'espnetv2', 'output_stride': 16, 'frozen_bn': False,
+               'channels': 64, 'depth_channels': [64, 32], 'detail_channels': 64,
+               'fine_channels': 8, 'dilations': [1, 2, 3, 4, 6], 'dropout': 0.1,
+               'stem_kernel': 1},
 }
 
 

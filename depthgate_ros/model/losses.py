@@ -17,10 +17,12 @@ Multi-task objective, paper Eq. 1.
 
     loss = sum_l  lambda_s[l] * seg_cls^l + lambda_r[l] * depth_reg^l + lambda_c[l] * depth_cls^l
 
-seg_cls: cross-entropy, ignore index 255. depth_reg: 0.5 * mean over valid pixels of
-(pred - log d)^2 (authors' code). depth_cls: K-way cross-entropy on the depth bins of valid
-pixels. Invalid ground-truth depth never reaches the arithmetic, so its value cannot change the
-loss or its gradient.
+seg_cls: cross-entropy, ignore index 255; with a `cover` matrix (targets x classes), the
+negative log of the summed probability of the classes a target covers, so a dataset with
+coarser classes (CamVid's "car": car, truck, bus, train) trains the same model.
+depth_reg: 0.5 * mean over valid pixels of (pred - log d)^2 (authors' code). depth_cls:
+K-way cross-entropy on the depth bins of valid pixels. Invalid ground-truth depth never
+reaches the arithmetic, so its value cannot change the loss or its gradient.
 """
 from __future__ import annotations
 
@@ -48,10 +50,21 @@ def _per_loop(w: float | Sequence[float], loop: int, n_loops: int) -> float:
     return float(w[min(back, len(w) - 1)])
 
 
-def seg_cls_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    if (labels != IGNORE_INDEX).any():
+def seg_cls_loss(logits: torch.Tensor, labels: torch.Tensor,
+                 cover: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy, or with `cover` (T, C) 0/1 that of the covered set of target T."""
+    if not (labels != IGNORE_INDEX).any():
+        return logits.sum() * 0.0  # an all-ignore crop: zero, not NaN
+    if cover is None:
         return F.cross_entropy(logits, labels.long(), ignore_index=IGNORE_INDEX)
-    return logits.sum() * 0.0  # an all-ignore crop: zero, not NaN
+    # log of a sum of probabilities, by logsumexp over the covered classes only: exact for a
+    # one-class target (plain cross-entropy), and no log of an underflowed sum.
+    log_p = logits.float().log_softmax(1)
+    valid = labels != IGNORE_INDEX
+    target = torch.where(valid, labels.long(), 0)
+    mask = cover.bool()[target].permute(0, 3, 1, 2)          # (N, C, H, W): covered classes
+    set_log_p = log_p.masked_fill(~mask, float('-inf')).logsumexp(1)
+    return -(set_log_p[valid]).mean()
 
 
 def depth_reg_loss(log_depth: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
@@ -83,14 +96,15 @@ def _nonzero(w: float | Sequence[float]) -> bool:
 
 
 def multitask_loss(outputs: list[dict], labels: torch.Tensor, depth: torch.Tensor | None,
-                   edges: torch.Tensor, weights: LossWeights) -> tuple[torch.Tensor, dict]:
+                   edges: torch.Tensor, weights: LossWeights,
+                   cover: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """
     Eq. 1 over the loops in `outputs`.
 
     Returns (total, {"name/loopN": value} for logging).
 
     `labels` (N, H, W) int with 255 ignored; `depth` (N, H, W) metres, NaN/0 invalid, may be
-    None when both depth weights are zero.
+    None when both depth weights are zero. `cover`: see `seg_cls_loss`.
     """
     if depth is None and (_nonzero(weights.depth_reg) or _nonzero(weights.depth_cls)):
         raise ValueError('depth losses have non-zero weights but no ground-truth depth was given')
@@ -102,7 +116,7 @@ def multitask_loss(outputs: list[dict], labels: torch.Tensor, depth: torch.Tenso
                          for w in (weights.seg, weights.depth_reg, weights.depth_cls))
         terms = {}
         if w_s:
-            terms['seg_cls'] = (w_s, seg_cls_loss(out['seg'], labels))
+            terms['seg_cls'] = (w_s, seg_cls_loss(out['seg'], labels, cover))
         if w_r:
             terms['depth_reg'] = (w_r, depth_reg_loss(out['log_depth'], depth))
         if w_c:

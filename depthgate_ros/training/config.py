@@ -31,7 +31,8 @@ import yaml
 from ..data.sensors import sensor_from_config
 from ..model.config import CALL_GATES, ModelConfig, PRESETS
 
-DATASETS = ('synthetic', 'cityscapes', 'nyuv2', 'sunrgbd', 'stanford2d3d')
+DATASETS = ('synthetic', 'cityscapes', 'camvid', 'folder', 'nyuv2', 'sunrgbd', 'stanford2d3d')
+ALSO_KEYS = ('dataset', 'root', 'train_split')    # data.also entries
 CAMERA_KEYS = ('fx_scale', 'height_m', 'pitch_deg')   # data.synthetic_camera
 
 
@@ -41,8 +42,15 @@ class ConfigError(ValueError):
 
 @dataclass
 class DataConfig:
-    dataset: str = 'synthetic'          # one of DATASETS
+    # One of DATASETS. camvid: either CamVid release (data/labelled.py); folder: a labelled
+    # folder with a classes.yaml (docs/data.md). Both train the 19 Cityscapes classes through
+    # the model classes each of their classes covers.
+    dataset: str = 'synthetic'
     root: str | None = None             # dataset root (unused by synthetic)
+    # Further datasets trained on beside `dataset`, each {dataset, root, train_split}: their
+    # train frames join the training set (so their share is their share of frames), while
+    # validation stays on `dataset`. Synthetic streets bring the depth real frames lack.
+    also: list = field(default_factory=list)
     train_split: str = 'train'
     val_split: str = 'val'
     synthetic_train_frames: int = 2000  # synthetic: seeds 0..N-1 train
@@ -160,6 +168,12 @@ def validate(cfg: TrainConfig) -> None:
                           f"(known: {', '.join(CAMERA_KEYS)})")
     if cfg.data.dataset != 'synthetic' and not cfg.data.root:
         raise ConfigError(f'data.root is required for dataset {cfg.data.dataset!r}')
+    for i, extra in enumerate(cfg.data.also):
+        bad = sorted(set(extra) - set(ALSO_KEYS)) if isinstance(extra, dict) else ['?']
+        if bad or extra.get('dataset') not in DATASETS or extra['dataset'] == 'synthetic' \
+                or not extra.get('root'):
+            raise ConfigError(f'data.also[{i}] must be {{dataset, root, train_split}} with a '
+                              f'dataset on disk (one of {DATASETS[1:]}), got {extra}')
     if len(cfg.data.crop) != 2 or any(c <= 0 or c % 8 for c in cfg.data.crop):
         raise ConfigError(f'data.crop must be two positive multiples of 8, got {cfg.data.crop}')
     if cfg.optim.amp not in ('none', 'fp16', 'bf16'):

@@ -33,8 +33,9 @@ from torch.utils.data import Dataset, Sampler
 from .config import DataConfig
 from ..data.cityscapes import CityscapesDataset
 from ..data.indoor import NYUv2Dataset, SUNRGBDDataset
-from ..data.labels import (bit_palette, CITYSCAPES_COLORS, CITYSCAPES_NAMES, NYU40_NAMES,
-                           STANFORD2D3D_NAMES, SUNRGBD37_NAMES)
+from ..data.labelled import camvid, LabelledFolder
+from ..data.labels import (bit_palette, CITYSCAPES_COLORS, CITYSCAPES_NAMES, cover_matrix,
+                           IGNORE_ID, NYU40_NAMES, STANFORD2D3D_NAMES, SUNRGBD37_NAMES)
 from ..data.sensors import jittered, measure, sample_focal, sensor_from_config
 from ..data.stanford2d3d import Stanford2D3DDataset
 from ..data.synthetic import Camera, render_frame
@@ -70,24 +71,71 @@ class SyntheticStreetDataset:
 
 def build_dataset(cfg: DataConfig, split: str):
     """Return the raw dataset (numpy samples) for a split."""
-    if cfg.dataset == 'synthetic':
-        if split == cfg.train_split:
-            return SyntheticStreetDataset(cfg.synthetic_train_frames, 0, cfg.image_size,
-                                          cfg.synthetic_camera)
-        return SyntheticStreetDataset(cfg.synthetic_val_frames, SYNTHETIC_VAL_FIRST_SEED,
-                                      cfg.image_size, cfg.synthetic_camera)
-    if cfg.dataset == 'cityscapes':
-        return CityscapesDataset(cfg.root, split)
-    if cfg.dataset == 'nyuv2':
-        return NYUv2Dataset(cfg.root, split)
-    if cfg.dataset == 'sunrgbd':
-        return SUNRGBDDataset(cfg.root, split)
-    return Stanford2D3DDataset(cfg.root, split)
+    return _on_disk(cfg.dataset, cfg.root, split) if cfg.dataset != 'synthetic' else \
+        _synthetic(cfg, split)
+
+
+def _synthetic(cfg: DataConfig, split: str):
+    if split == cfg.train_split:
+        return SyntheticStreetDataset(cfg.synthetic_train_frames, 0, cfg.image_size,
+                                      cfg.synthetic_camera)
+    return SyntheticStreetDataset(cfg.synthetic_val_frames, SYNTHETIC_VAL_FIRST_SEED,
+                                  cfg.image_size, cfg.synthetic_camera)
+
+
+def _on_disk(dataset: str, root, split: str):
+    return {'cityscapes': CityscapesDataset, 'camvid': camvid,
+            'folder': LabelledFolder.from_root, 'nyuv2': NYUv2Dataset,
+            'sunrgbd': SUNRGBDDataset, 'stanford2d3d': Stanford2D3DDataset}[dataset](root, split)
+
+
+class TrainingSet:
+    """
+    The training frames of `data.dataset` and `data.also`, labelled in one target space.
+
+    Targets 0..C-1 are the model's classes; a dataset with classes of its own (its `covers`)
+    gets targets after them, one per class, and `cover` (targets x classes) says which model
+    classes each target covers: the loss trains their summed probability.
+    """
+
+    def __init__(self, cfg: DataConfig, model_names: tuple[str, ...]):
+        parts = [build_dataset(cfg, cfg.train_split)] + [
+            _on_disk(a['dataset'], a['root'], a.get('train_split', 'train')) for a in cfg.also]
+        rows = [tuple(i == j for j in range(len(model_names))) for i in range(len(model_names))]
+        self.parts, self.offsets, self.starts = [], [], []
+        for raw in parts:
+            covers = getattr(raw, 'covers', None)
+            self.offsets.append(len(rows) if covers is not None else 0)
+            if covers is not None:
+                rows += cover_matrix(covers, model_names)
+            self.starts.append(sum(len(p) for p in self.parts))
+            self.parts.append(raw)
+        if len(rows) > IGNORE_ID:
+            raise ValueError(f'{len(rows)} training targets; at most {IGNORE_ID}')
+        # None when every frame is labelled in the model's classes: plain cross-entropy
+        self.cover = None if len(rows) == len(model_names) else \
+            torch.tensor(rows, dtype=torch.float32)
+        self.camera = getattr(self.parts[0], 'camera', None) if len(parts) == 1 else None
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        k = int(np.searchsorted(self.starts, i, side='right')) - 1
+        sample = self.parts[k][i - self.starts[k]]
+        if self.offsets[k]:
+            labels = sample['labels']
+            sample = {**sample, 'labels': np.where(labels == IGNORE_ID, IGNORE_ID,
+                                                   labels.astype(np.int32) + self.offsets[k]
+                                                   ).astype(np.uint8)}
+        return sample
 
 
 def class_table(dataset_name: str) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
-    """Class names and display colours for a dataset."""
-    if dataset_name in ('synthetic', 'cityscapes'):
+    """Class names and display colours of the model trained on a dataset."""
+    if dataset_name in ('synthetic', 'cityscapes', 'camvid', 'folder'):
         return CITYSCAPES_NAMES, CITYSCAPES_COLORS
     names = {'nyuv2': NYU40_NAMES, 'sunrgbd': SUNRGBD37_NAMES,
              'stanford2d3d': STANFORD2D3D_NAMES}[dataset_name]

@@ -40,7 +40,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from .config import StageConfig, TrainConfig
-from .datasets import AugmentedDataset, build_dataset, class_table, IterationSampler
+from .datasets import (AugmentedDataset, build_dataset, class_table, IterationSampler,
+                       TrainingSet)
 from .distributed import DistContext
 from ..data.sensors import sample_focal
 from ..evaluation import evaluate_dataset
@@ -93,9 +94,9 @@ def run_training(cfg: TrainConfig, ctx: DistContext, resume: bool = False,
         out.mkdir(parents=True, exist_ok=True)
     ctx.barrier()
     torch.manual_seed(cfg.seed)
-    raw_train = build_dataset(cfg.data, cfg.data.train_split)
-    raw_val = build_dataset(cfg.data, cfg.data.val_split)
     names, colors = class_table(cfg.data.dataset)
+    raw_train = TrainingSet(cfg.data, names)
+    raw_val = build_dataset(cfg.data, cfg.data.val_split)
     base = ModelConfig.from_dict({**{k: v for k, v in cfg.model.items() if k != 'depth_edges'},
                                   'num_classes': len(names)})
     edges = depth_edges_for(cfg, raw_train, base.num_bins)
@@ -163,16 +164,23 @@ def gating_from_context(state: dict, own: dict) -> dict:
 
 
 def training_focal(raw_train) -> float | None:
-    """Return the training images' focal length in pixels (median of a few), if they say."""
+    """
+    Return the training images' focal length in pixels, if they say.
+
+    The median of a few of those that do: in a mixed set, real frames without intrinsics train
+    no depth, so the depth scale is that of the frames that have both.
+    """
     camera = getattr(raw_train, 'camera', None)          # rendered: one camera for all
     if camera is not None:
         return float(camera.fx)
-    try:
-        step = max(1, len(raw_train) // 16)
-        return float(np.median([sample_focal(raw_train[i])
-                                for i in range(0, len(raw_train), step)[:16]]))
-    except ValueError:
-        return None
+    step = max(1, len(raw_train) // 64)
+    focals = []
+    for i in range(0, len(raw_train), step)[:64]:
+        try:
+            focals.append(sample_focal(raw_train[i]))
+        except ValueError:
+            continue
+    return float(np.median(focals)) if focals else None
 
 
 def set_train_mode(model: DepthGatedNet, freeze_bn: str) -> None:
@@ -207,6 +215,8 @@ class StageRunner:
         self.dir = Path(cfg.output_dir) / stage.name
         self.seed = cfg.seed * 1000 + index
         self.raw_train, self.raw_val = raw_train, raw_val
+        cover = getattr(raw_train, 'cover', None)
+        self.cover = cover.to(ctx.device) if cover is not None else None
         self.weights = LossWeights(**stage.loss)
         mix = stage.gate_mix or {model_cfg.gate_source: 1.0}
         self.gates = sorted(g for g, p in mix.items() if p > 0)
@@ -306,7 +316,8 @@ class StageRunner:
                 outs = net(image, sensor, loops=self.model_cfg.loops, gate=gate)
             outs = [{k: v.float() if v is not None else None for k, v in o.items()}
                     for o in outs]
-            loss, parts = multitask_loss(outs, labels, depth, model.depth_edges, self.weights)
+            loss, parts = multitask_loss(outs, labels, depth, model.depth_edges, self.weights,
+                                         self.cover)
             opt.zero_grad(set_to_none=True)
             if not ctx.all_true(bool(torch.isfinite(loss))):
                 nonfinite_run += 1
