@@ -12,7 +12,7 @@
 # See the License for the specific language governing permissions and
 # limitations under the License.
 
-"""The model shipped inside the package: present, small, loadable, and actually trained."""
+"""The models shipped inside the package: present, small, loadable, and actually trained."""
 from depthgate_ros.evaluation import evaluate_dataset
 from depthgate_ros.inference import Predictor
 from depthgate_ros.model.checkpoint import load_checkpoint
@@ -20,9 +20,9 @@ from depthgate_ros.training.datasets import SYNTHETIC_VAL_FIRST_SEED, SyntheticS
 from depthgate_ros.weights import bundled_checkpoint
 
 
-def test_bundled_model_is_shipped_and_small():
-    path = bundled_checkpoint()
-    assert path is not None, 'depthgate_ros/weights/default.pt is missing'
+def test_bundled_resnet18_model_is_shipped_and_small():
+    path = bundled_checkpoint('synthetic_resnet18')
+    assert path is not None, 'depthgate_ros/weights/synthetic_resnet18.pt is missing'
     assert path.stat().st_size <= 30e6                     # the issue's limit
     model, info, _ = load_checkpoint(path)
     cfg = info.provenance['config']
@@ -32,10 +32,10 @@ def test_bundled_model_is_shipped_and_small():
                for p in model.parameters())                 # float16 on disk, float32 loaded
 
 
-def test_bundled_model_segments_held_out_frames():
+def test_bundled_resnet18_model_segments_held_out_frames():
     # Held-out synthetic seeds at the training size. A random network scores mIoU ~0.02;
     # docs/results.md reports this model on 100 such frames (loop 2: see there).
-    path = bundled_checkpoint()
+    path = bundled_checkpoint('synthetic_resnet18')
     model, info, _ = load_checkpoint(path)
     size = tuple(info.provenance['config']['data']['image_size'])
     data = SyntheticStreetDataset(6, SYNTHETIC_VAL_FIRST_SEED + 500, size)
@@ -49,8 +49,8 @@ def test_bundled_fast_model_is_shipped_small_and_segments_camera_frames():
     # The fast model at the camera size it was trained for (480 x 640), on held-out seeds;
     # docs/results.md reports it on 100 such frames. Its loop 0 labels no thin class, so the
     # thresholds are for the refined labels.
-    path = bundled_checkpoint('fast')
-    assert path is not None, 'depthgate_ros/weights/fast.pt is missing'
+    path = bundled_checkpoint('synthetic_fast')
+    assert path is not None, 'depthgate_ros/weights/synthetic_fast.pt is missing'
     assert path.stat().st_size <= 15e6                     # the issue's limit
     model, info, _ = load_checkpoint(path)
     assert model.cfg.backbone == 'mobilenet_v3_large' and model.cfg.output_stride == 32

@@ -319,12 +319,15 @@ def test_training_config_takes_a_preset():
 
 
 def test_bundled_models_by_name(tmp_path, monkeypatch):
-    """`default` and `fast` name the package's files; anything else is a path."""
-    assert resolve_model('default') == bundled_checkpoint('default')
+    """Bundled names and their aliases name the package's files; anything else is a path."""
+    assert None not in (bundled_checkpoint('street'), bundled_checkpoint('synthetic_fast'))
+    assert resolve_model('default') == bundled_checkpoint('street')
+    assert resolve_model('fast') == bundled_checkpoint('synthetic_fast')
+    assert resolve_model('synthetic_resnet18').name == 'synthetic_resnet18.pt'
     assert resolve_model('model.pt').name == 'model.pt'
     assert resolve_model(tmp_path / 'fast') == tmp_path / 'fast'
     # a build without the file says so by name, through the loader every tool uses
     monkeypatch.setitem(__import__('depthgate_ros.weights', fromlist=['x']).BUNDLED,
-                        'fast', 'missing.pt')
+                        'synthetic_fast', 'missing.pt')
     with pytest.raises(CheckpointNotFoundError, match="no bundled model 'fast'"):
         load_checkpoint('fast')

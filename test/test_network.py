@@ -58,6 +58,23 @@ def test_backbone_loads_a_local_state_dict(tmp_path):
         Backbone('resnet18', weights_path=tmp_path / 'r50.pth')
 
 
+def test_backbone_weights_imagenet_reads_torchvisions_cached_file(tmp_path, monkeypatch):
+    # torch.hub's cache holds the file torchvision would download: it is read, nothing fetched
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))
+    url = torchvision.models.get_model_weights('mobilenet_v3_large').DEFAULT.url
+    cache = tmp_path / 'hub' / 'checkpoints'
+    cache.mkdir(parents=True)
+    torch.manual_seed(4)
+    reference = torchvision.models.mobilenet_v3_large(weights=None)
+    torch.save(reference.state_dict(), cache / url.rsplit('/', 1)[1])
+    bb = Backbone('mobilenet_v3_large', frozen_bn=True, weights_path='imagenet',
+                  output_stride=32)
+    torch.testing.assert_close(bb.features[5].block[0][0].weight,
+                               reference.features[5].block[0][0].weight)
+    with pytest.raises(ValueError, match='give espnetv2 a local file'):
+        Backbone('espnetv2', weights_path='imagenet', output_stride=16)
+
+
 def test_outputs_per_loop_at_input_size(make_model):
     model = make_model().eval()
     x = torch.randn(2, 3, 61, 83)

@@ -19,6 +19,7 @@ A CamVid tree (11 classes, no depth) and a synthetic Cityscapes tree (19 classes
 are written here; a run trains on both and validates on CamVid in CamVid's classes.
 """
 import csv
+from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -173,3 +174,34 @@ def test_street_model_builds_with_a_published_layout_file(tmp_path):
     want.load_state_dict(torch.load(tmp_path / 'w.pth', weights_only=True))
     for k, v in want.base_net.state_dict().items():
         torch.testing.assert_close(model.backbone.encoder.state_dict()[k], v)
+
+
+def test_finetune_the_bundled_model_on_a_labelled_folder_with_the_shipped_config(tmp_path):
+    # a folder as a user labels their robot's frames: ids 1 (road) and 2 (vehicle)
+    rng = np.random.default_rng(5)
+    folder = tmp_path / 'frames'
+    (folder / 'images').mkdir(parents=True)
+    (folder / 'labels').mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / 'images' / f'{i}.jpg'),
+                    rng.integers(0, 256, (64, 96, 3), dtype=np.uint8))
+        cv2.imwrite(str(folder / 'labels' / f'{i}.png'),
+                    rng.integers(0, 3, (64, 96)).astype(np.uint8))
+    (folder / 'classes.yaml').write_text(yaml.safe_dump({'classes': [
+        {'name': 'road', 'ids': [1], 'covers': ['road']},
+        {'name': 'vehicle', 'ids': [2], 'covers': ['car', 'truck', 'bus']}]}))
+    config = Path(__file__).resolve().parents[1] / 'config' / 'finetune_own_frames.yaml'
+    out = tmp_path / 'run'
+    assert train_main(['--config', str(config), f'data.root={folder}', f'output_dir={out}',
+                       'device=cpu', 'data.crop=[64, 96]', 'data.num_workers=0',
+                       'optim.batch_size=2', 'stages.finetune.iterations=2',
+                       'val_every=0']) == 0
+    tuned, info, _ = load_checkpoint(out / 'model.pt')
+    start, start_info, _ = load_checkpoint('street')
+    # it started from the bundled model and kept its depth bins and camera
+    assert tuned.cfg.depth_edges == start.cfg.depth_edges
+    assert info.focal_px == start_info.focal_px
+    a = tuned.backbone.encoder.level4[6].proj_1x1.conv.weight
+    b = start.backbone.encoder.level4[6].proj_1x1.conv.weight
+    assert not torch.equal(a, b) and torch.allclose(a, b, atol=1e-2)
+    assert info.provenance['dataset'] == 'folder'

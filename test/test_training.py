@@ -218,7 +218,8 @@ def test_shipped_training_configs_load():
         # the street model on CamVid beside such renders
         assert cfg.stages and cfg.data.dataset == {
             'train_fast.yaml': 'cityscapes', 'train_peer.yaml': 'cityscapes',
-            'train_street.yaml': 'camvid'}.get(path.name, 'synthetic')
+            'train_street.yaml': 'camvid', 'train_street_peer.yaml': 'camvid'}.get(
+                path.name, 'synthetic')
     heads = load_head_ablation(root / 'ablation_heads.yaml')
     assert [r['name'] for r in heads.rows][:5] == [
         'baseline', 'average', 'sensor', 'predicted', 'hybrid']

@@ -68,13 +68,18 @@ def _model_path(checkpoint: str | None, scratch: Path) -> tuple[str, str]:
 
 def trained_size(model_path: str) -> tuple[int, int] | None:
     """
-    Return the image size the model was trained at (from its provenance), if recorded.
+    Return the size of the renders the model was trained on (from its provenance), if any.
 
-    A CNN's notion of near and far is in pixels, so the demo runs the node at that size.
+    A CNN's notion of near and far is in pixels, so the demo runs the node at that size. A
+    model trained on frames from disk (data.image_size is the renderer's, unused) runs at the
+    camera's.
     """
     from ..model.checkpoint import read_checkpoint
     try:
-        size = read_checkpoint(model_path)['info']['provenance']['config']['data']['image_size']
+        data = read_checkpoint(model_path)['info']['provenance']['config']['data']
+        if data['dataset'] != 'synthetic':
+            return None
+        size = data['image_size']
         return int(size[0]), int(size[1])
     except (KeyError, TypeError, IndexError, ValueError):
         return None

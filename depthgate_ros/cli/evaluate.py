@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     lut = palette(predictor.info.colors)
+    # a dataset with classes of its own (CamVid, a labelled folder) shows them in its colours
+    truth_lut = palette(dataset.colors) if getattr(dataset, 'covers', None) is not None else lut
     rows = []
     gate_rows: dict[int, tuple[list, list]] = {}    # several gates: gates.png, frame by frame
 
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             if preds[-1].gate is not None:
                 row[0].append(colorize_gate(preds[-1].gate))
                 row[1].append(f'{preds[-1].gate_source} gate')
-        images = [sample['rgb'], colorize_labels(sample['labels'], lut)]
+        images = [sample['rgb'], colorize_labels(sample['labels'], truth_lut)]
         titles = ['image', 'ground truth']
         for p in preds:
             images.append(colorize_labels(p.labels, lut))

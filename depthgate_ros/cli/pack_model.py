@@ -15,7 +15,7 @@
 """
 depthgate-pack-model: a checkpoint made ready to ship (float16 weights, no training state).
 
-depthgate-pack-model runs/synthetic/model.pt depthgate_ros/weights/default.pt
+depthgate-pack-model runs/synthetic/model.pt depthgate_ros/weights/synthetic_resnet18.pt
 """
 from __future__ import annotations
 

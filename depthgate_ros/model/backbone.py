@@ -43,6 +43,9 @@ from .state import state_mismatch
 # on its width
 _CHANNELS = {'resnet18': (64, 128, 256, 512), 'resnet34': (64, 128, 256, 512),
              'resnet50': (256, 512, 1024, 2048), 'resnet101': (256, 512, 1024, 2048)}
+# backbone_weights naming torchvision's ImageNet weights, for the backbones torchvision has
+IMAGENET = 'imagenet'
+IMAGENET_BACKBONES = tuple(b for b in BACKBONES if b != 'espnetv2')
 # MobileNetV3-Large's feature blocks: [0, 4) end at stride 4, [4, 7) at 8, [7, 13) at 16, the
 # rest at 32.
 _MOBILENET_SPLITS = (4, 7, 13)
@@ -83,7 +86,7 @@ class Backbone(nn.Module):
                 raise ValueError('espnetv2 runs at output stride 16 and has no reduced tail')
             self.encoder = ESPNetv2Encoder(width_mult)
             if weights_path is not None:
-                _load_state(self.encoder, espnetv2_state(_read_state(weights_path)),
+                _load_state(self.encoder, espnetv2_state(_read_state(weights_path, name)),
                             weights_path)
             if frozen_bn:
                 _freeze_batchnorm(self.encoder)
@@ -101,7 +104,7 @@ class Backbone(nn.Module):
                                             width_mult=width_mult, reduced_tail=reduced_tail,
                                             norm_layer=FrozenBatchNorm2d if frozen_bn else None)
             if weights_path is not None:
-                load_backbone_weights(net, weights_path)
+                load_backbone_weights(net, weights_path, name)
             self.features = net.features      # torchvision's names: its state dicts load
             self.fine_channels, self.low_channels, self.mid_channels, self.out_channels = (
                 self.features[i - 1].out_channels
@@ -115,7 +118,7 @@ class Backbone(nn.Module):
             raise ValueError(f'{name} runs at output stride 8, 16 or 32, not {output_stride}')
         net = getattr(models, name)(weights=None, norm_layer=norm)
         if weights_path is not None:
-            load_backbone_weights(net, weights_path)
+            load_backbone_weights(net, weights_path, name)
         if output_stride == 8:
             _dilate_stage(net.layer3, 2)
         if output_stride <= 16:
@@ -153,7 +156,19 @@ def _freeze_batchnorm(module: nn.Module) -> None:
             _freeze_batchnorm(child)
 
 
-def _read_state(path: str | Path) -> dict:
+def _read_state(path: str | Path, name: str) -> dict:
+    """
+    Read a state dict from a local file, or `imagenet`: torchvision's weights for `name`.
+
+    `imagenet` takes the file from torch.hub's cache ($TORCH_HOME/hub/checkpoints) and
+    downloads it there first only when it is absent: the user asked for it by name.
+    """
+    if str(path) == IMAGENET:
+        if name not in IMAGENET_BACKBONES:
+            raise ValueError(f'backbone_weights: imagenet is for the torchvision backbones '
+                             f'{IMAGENET_BACKBONES}; give {name} a local file')
+        return models.get_model_weights(name).DEFAULT.get_state_dict(progress=False,
+                                                                      weights_only=True)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'backbone weights file not found: {path}')
@@ -170,9 +185,9 @@ def _load_state(net: nn.Module, state: dict, path: str | Path) -> None:
     net.load_state_dict(state)
 
 
-def load_backbone_weights(net: nn.Module, path: str | Path) -> None:
-    """Load a torchvision ImageNet state dict from a local file (the classifier is ignored)."""
-    state = _read_state(path)
+def load_backbone_weights(net: nn.Module, path: str | Path, name: str) -> None:
+    """Load a torchvision ImageNet state dict (a file, or `imagenet`); the classifier is ignored."""
+    state = _read_state(path, name)
     # The ImageNet classifier is not part of the trunk; FrozenBatchNorm2d has no counter.
     head = 'fc' if hasattr(net, 'fc') else 'classifier'
     setattr(net, head, torch.nn.Identity())

@@ -134,7 +134,7 @@ def read_checkpoint(path: str | Path, map_location='cpu') -> dict:
     """
     Read the raw payload, validated for format; raise a CheckpointError naming the problem.
 
-    `path` may also name a bundled model (weights.BUNDLED: default, fast).
+    `path` may also name a bundled model (weights.NAMES: street, default, ...).
     """
     try:
         path = resolve_model(path)

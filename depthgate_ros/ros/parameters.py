@@ -64,8 +64,8 @@ def _from_options(cls: type[Options]) -> dict:
 
 # The node's own parameters, beside the options it shares with the tools.
 _NODE = {
-    'model_path': _param('', 'checkpoint or .onnx file, or a bundled model: default '
-                         '(also empty) or fast'),
+    'model_path': _param('', 'checkpoint or .onnx file, or a bundled model: street (also '
+                         'default, or empty), synthetic_fast (also fast), synthetic_resnet18'),
     'num_threads': _param(0, "torch CPU threads, 0 = torch's default; bound it on a robot "
                           'running other nodes', lo=0, hi=256),
     'latency_budget_ms': _param(0.0, 'anytime refinement: run only the recurrent loops that '

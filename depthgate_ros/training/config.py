@@ -110,8 +110,11 @@ class TrainConfig:
     # ModelConfig keys, or `preset: NAME` (model/config.py PRESETS) and keys on top of it;
     # depth_edges null = quantiles
     model: dict = field(default_factory=dict)
-    backbone_weights: str | None = None         # local ImageNet state dict for the backbone
-    init_from: str | None = None                # checkpoint the first stage starts from
+    # The backbone's starting weights: a local state dict (torchvision's ImageNet layout, or
+    # a published ESPNetv2 file), or `imagenet`: torchvision's own, from torch.hub's cache,
+    # downloaded into it if absent (ResNets and MobileNetV3 only).
+    backbone_weights: str | None = None
+    init_from: str | None = None     # checkpoint (or bundled model) the first stage starts from
     # How a gating module new in a stage starts: "scratch" (random, as the bundled model was
     # trained) or "context": every branch from the previous stage's plain 3x3 context conv
     # and its BN, the 1x1 fuse as identity, so gating starts where the baseline stopped.

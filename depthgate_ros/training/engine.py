@@ -51,6 +51,7 @@ from ..model.checkpoint import load_checkpoint, ModelInfo, read_checkpoint, save
 from ..model.config import DEPTH_GATES
 from ..model.losses import LossWeights, multitask_loss
 from ..options import PredictorOptions
+from ..weights import resolve_model
 
 log = logging.getLogger('depthgate_ros.train')
 
@@ -97,16 +98,24 @@ def run_training(cfg: TrainConfig, ctx: DistContext, resume: bool = False,
     names, colors = class_table(cfg.data.dataset)
     raw_train = TrainingSet(cfg.data, names)
     raw_val = build_dataset(cfg.data, cfg.data.val_split)
-    base = ModelConfig.from_dict({**{k: v for k, v in cfg.model.items() if k != 'depth_edges'},
-                                  'num_classes': len(names)})
-    edges = depth_edges_for(cfg, raw_train, base.num_bins)
-    base = base.replace(depth_edges=edges)
-    info = ModelInfo(names, colors, provenance={'dataset': cfg.data.dataset,
-                                                'config': cfg.to_dict()},
-                     focal_px=training_focal(raw_train))
-    previous: Path | None = Path(cfg.init_from) if cfg.init_from else None
+    # a bundled model's name (street, ...) is a checkpoint too: fine-tuning starts from it
+    previous: Path | None = resolve_model(cfg.init_from) if cfg.init_from else None
     if previous is not None and not previous.is_file():
         raise TrainingError(f'init_from checkpoint not found: {previous}')
+    # Fine-tuning keeps what the depth branch learnt in: its bins and its camera's focal
+    # length, unless the config or the new frames say otherwise.
+    start = read_checkpoint(previous) if previous is not None else None
+    base = ModelConfig.from_dict({**{k: v for k, v in cfg.model.items() if k != 'depth_edges'},
+                                  'num_classes': len(names)})
+    edges = tuple(start['config']['depth_edges']) if start and not cfg.model.get(
+        'depth_edges') else depth_edges_for(cfg, raw_train, base.num_bins)
+    base = base.replace(depth_edges=edges)
+    focal = training_focal(raw_train)
+    if focal is None and start is not None:
+        focal = start['info'].get('focal_px')
+    info = ModelInfo(names, colors, provenance={'dataset': cfg.data.dataset,
+                                                'config': cfg.to_dict()},
+                     focal_px=focal)
     steps_left = max_steps
     for index, stage in enumerate(cfg.stages):
         final = out / stage.name / 'final.pt'

@@ -18,14 +18,27 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-# Models selectable by name wherever a checkpoint path is taken (model_path, --checkpoint).
-BUNDLED = {'default': 'default.pt', 'fast': 'fast.pt'}
-DEFAULT_NAME = BUNDLED['default']
+# Models selectable by name wherever a checkpoint path is taken (model_path, --checkpoint);
+# README "Choosing a model" says what each was trained on.
+BUNDLED = {
+    # ESPNetv2 from published Cityscapes weights, trained on CamVid's real frames and on
+    # synthetic streets for depth (config/train_street.yaml)
+    'street': 'street.pt',
+    # MobileNetV3-Large at stride 32, synthetic streets only (config/train_fast.yaml)
+    'synthetic_fast': 'synthetic_fast.pt',
+    # ResNet-18 at stride 8 as in the paper, synthetic streets only
+    # (config/train_synthetic_sensors.yaml)
+    'synthetic_resnet18': 'synthetic_resnet18.pt',
+}
+# Other names for them: `default` is what the node runs when model_path is empty; `fast` is
+# the name synthetic_fast had before real-image training.
+ALIASES = {'default': 'street', 'fast': 'synthetic_fast'}
+NAMES = tuple(BUNDLED) + tuple(ALIASES)
 
 
 def bundled_checkpoint(name: str = 'default') -> Path | None:
     """Return a bundled model's file, or None when this build does not ship it."""
-    path = resources.files(__name__) / BUNDLED[name]
+    path = resources.files(__name__) / BUNDLED[ALIASES.get(name, name)]
     return Path(str(path)) if path.is_file() else None
 
 
@@ -35,10 +48,10 @@ def resolve_model(spec: str | Path) -> Path:
 
     A file literally called like a bundled model is still reachable as ./NAME.
     """
-    if str(spec) in BUNDLED:
+    if str(spec) in NAMES:
         path = bundled_checkpoint(str(spec))
         if path is None:
             raise FileNotFoundError(f'this build ships no bundled model {str(spec)!r} '
-                                    f'({BUNDLED[str(spec)]})')
+                                    f'({BUNDLED[ALIASES.get(str(spec), str(spec))]})')
         return path
     return Path(spec)
