@@ -59,3 +59,18 @@ def test_bundled_fast_model_is_shipped_small_and_segments_camera_frames():
     assert r['final']['miou'] > 0.45 and r['final']['pixel_accuracy'] > 0.90
     assert r['final']['depth']['delta1'] > 0.5
     assert r['final']['iou']['road'] > 0.9 and r['final']['iou']['car'] > 0.8
+
+
+def test_bundled_street_model_is_the_default_and_keeps_depth():
+    # The real-image model (docs/results.md "Real images"; test_real_images.py scores it on
+    # real CamVid frames where they are at hand). Here: what it promises besides labels, on
+    # held-out synthetic seeds at CamVid's size: depth to gate on, and both gates.
+    path = bundled_checkpoint()
+    assert path == bundled_checkpoint('street') and path.stat().st_size <= 5e6
+    model, info, _ = load_checkpoint(path)
+    assert info.provenance['dataset'] == 'camvid' and len(info.class_names) == 19
+    assert model.cfg.backbone == 'espnetv2' and model.cfg.loops == 1
+    assert {'hybrid', 'predicted'} <= set(model.available_gates())
+    data = SyntheticStreetDataset(4, SYNTHETIC_VAL_FIRST_SEED + 500, (360, 480))
+    r = evaluate_dataset(Predictor(model, info, device='cpu'), data, max_depth=80.0)
+    assert r['final']['depth']['delta1'] > 0.55 and r['final']['iou']['road'] > 0.8

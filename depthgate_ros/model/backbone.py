@@ -167,8 +167,8 @@ def _read_state(path: str | Path, name: str) -> dict:
         if name not in IMAGENET_BACKBONES:
             raise ValueError(f'backbone_weights: imagenet is for the torchvision backbones '
                              f'{IMAGENET_BACKBONES}; give {name} a local file')
-        return models.get_model_weights(name).DEFAULT.get_state_dict(progress=False,
-                                                                      weights_only=True)
+        weights = models.get_model_weights(name).DEFAULT
+        return weights.get_state_dict(progress=False, weights_only=True)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'backbone weights file not found: {path}')
@@ -186,7 +186,7 @@ def _load_state(net: nn.Module, state: dict, path: str | Path) -> None:
 
 
 def load_backbone_weights(net: nn.Module, path: str | Path, name: str) -> None:
-    """Load a torchvision ImageNet state dict (a file, or `imagenet`); the classifier is ignored."""
+    """Load torchvision ImageNet weights (a file, or `imagenet`); the classifier is ignored."""
     state = _read_state(path, name)
     # The ImageNet classifier is not part of the trunk; FrozenBatchNorm2d has no counter.
     head = 'fc' if hasattr(net, 'fc') else 'classifier'
