@@ -34,6 +34,7 @@ in the folder's classes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import functools
 from pathlib import Path
 
 import cv2
@@ -41,8 +42,7 @@ import numpy as np
 import yaml
 
 from .cityscapes import DatasetError, read_png
-from .labels import (CAMVID32_TO_11, CAMVID_CLASSES, CAMVID_NAMES, CITYSCAPES_NAMES,
-                     cover_matrix, IGNORE_ID)
+from .labels import CAMVID32_TO_11, CAMVID_CLASSES, CITYSCAPES_NAMES, cover_matrix, IGNORE_ID
 
 _IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
 
@@ -111,11 +111,15 @@ def class_table(classes: list[dict], where: str = 'classes') -> ClassTable:
 # CamVid's 360x480 release: label PNGs hold the 11 class ids (11 = unlabelled).
 CAMVID11 = class_table([{'name': n, 'ids': [i], 'covers': list(cov), 'color': list(col)}
                         for i, (n, col, cov) in enumerate(CAMVID_CLASSES)], 'CamVid')
-# CamVid's original release: 32 colour-coded classes grouped into the same 11.
-CAMVID32 = class_table([{'name': n, 'covers': list(cov), 'color': list(col),
+
+
+@functools.cache
+def camvid32() -> ClassTable:
+    """Return the table of CamVid's original release: 32 colour-coded classes in 11."""
+    # built on first use: a colour table is a 16 MiB lookup
+    return class_table([{'name': n, 'covers': list(cov), 'color': list(col),
                          'colors': [list(k) for k, v in CAMVID32_TO_11.items() if v == n]}
                         for n, col, cov in CAMVID_CLASSES], 'CamVid (32 classes)')
-assert CAMVID32.names == CAMVID_NAMES
 
 
 class LabelledFolder:
@@ -192,7 +196,7 @@ def camvid(root: str | Path, split: str) -> LabelledFolder:
     if raw.is_dir() and labels.is_dir():
         lst = root / f'{split}.txt'
         stems = _read_list(lst) if lst.is_file() else sorted(p.stem for p in raw.glob('*.png'))
-        return LabelledFolder(raw, labels, CAMVID32, stems, '_L')
+        return LabelledFolder(raw, labels, camvid32(), stems, '_L')
     raise DatasetError(f'{root} is neither CamVid release: no {split}annot/ (360x480 release) '
                        'and no 701_StillsRaw_full/ with LabeledApproved_full/ (original)')
 

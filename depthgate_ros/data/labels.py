@@ -20,6 +20,8 @@ table; test_labels checks this copy against it so the package itself needs no su
 """
 from __future__ import annotations
 
+import numpy as np
+
 IGNORE_ID = 255
 
 CITYSCAPES_CLASSES: tuple[tuple[str, tuple[int, int, int]], ...] = (
@@ -183,7 +185,6 @@ def cover_matrix(covers: tuple[tuple[str, ...], ...],
 
 def model_to_dataset(cover: tuple[tuple[bool, ...], ...]):
     """For each model class, the dataset class covering it (IGNORE_ID where none does)."""
-    import numpy as np
     out = np.full(len(cover[0]), IGNORE_ID, np.uint8)
     for d, row in enumerate(cover):
         out[np.array(row, bool)] = d

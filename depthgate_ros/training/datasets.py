@@ -102,12 +102,16 @@ class TrainingSet:
         parts = [build_dataset(cfg, cfg.train_split)] + [
             _on_disk(a['dataset'], a['root'], a.get('train_split', 'train')) for a in cfg.also]
         rows = [tuple(i == j for j in range(len(model_names))) for i in range(len(model_names))]
-        self.parts, self.offsets, self.starts = [], [], []
+        # per part: its label value -> target (None: its labels are the model's classes)
+        self.parts, self.to_target, self.starts = [], [], []
         for raw in parts:
             covers = getattr(raw, 'covers', None)
-            self.offsets.append(len(rows) if covers is not None else 0)
+            lut = None
             if covers is not None:
+                lut = np.full(256, IGNORE_ID, np.uint8)
+                lut[:len(covers)] = len(rows) + np.arange(len(covers))
                 rows += cover_matrix(covers, model_names)
+            self.to_target.append(lut)
             self.starts.append(sum(len(p) for p in self.parts))
             self.parts.append(raw)
         if len(rows) > IGNORE_ID:
@@ -125,12 +129,8 @@ class TrainingSet:
             raise IndexError(i)
         k = int(np.searchsorted(self.starts, i, side='right')) - 1
         sample = self.parts[k][i - self.starts[k]]
-        if self.offsets[k]:
-            labels = sample['labels']
-            sample = {**sample, 'labels': np.where(labels == IGNORE_ID, IGNORE_ID,
-                                                   labels.astype(np.int32) + self.offsets[k]
-                                                   ).astype(np.uint8)}
-        return sample
+        lut = self.to_target[k]
+        return sample if lut is None else {**sample, 'labels': lut[sample['labels']]}
 
 
 def class_table(dataset_name: str) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
