@@ -33,7 +33,6 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.functional import gaussian_blur
 
 from .label_upsampling import integer_factor, upsampled_labels, upsampled_planes
 from .model.checkpoint import load_checkpoint, ModelInfo
@@ -334,6 +333,7 @@ class Predictor:
             if self.depth_blur_sigma > 0:
                 s = self.depth_blur_sigma
                 k = 2 * math.ceil(3 * s) + 1
+                from torchvision.transforms.functional import gaussian_blur   # rarely used
                 depth_m = gaussian_blur(depth_m, [k, k], [s, s])
             depth = depth_m[0, 0].float().cpu().numpy()
         gate_map = None

@@ -18,8 +18,28 @@ from depthgate_ros.model import DepthGatedNet, ModelConfig
 import pytest
 import torch
 
-# Two cores: keep torch from oversubscribing when pytest-xdist or BLAS threads pile up.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# The suite runs on pytest-xdist workers (pytest.ini): their torch thread pools share the
+# cores, so each takes its share rather than all of them (spinning OpenMP threads that wait
+# for a core only burn it).
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)
+                          // int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', 1))))
+
+
+def _worker_domain() -> None:
+    """
+    Give each pytest-xdist worker a ROS domain of its own (before any rclpy starts).
+
+    Its nodes, players and child processes then never see another worker's topics. The
+    domains follow on from the caller's ROS_DOMAIN_ID, or from the controller's process id.
+    """
+    worker = os.environ.get('PYTEST_XDIST_WORKER')          # gw0, gw1, ...
+    if not worker:
+        return
+    base = int(os.environ.get('ROS_DOMAIN_ID') or 1 + os.getppid() % 100)
+    os.environ['ROS_DOMAIN_ID'] = str(1 + (base - 1 + int(worker[2:])) % 100)
+
+
+_worker_domain()
 
 
 def small_config(**changes) -> ModelConfig:

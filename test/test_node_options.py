@@ -106,7 +106,7 @@ def _spy_depth(node, monkeypatch):
 
 def test_num_threads_bounds_torch_while_the_node_infers(tiny_checkpoint, frames, monkeypatch):
     outside = torch.get_num_threads()
-    assert outside > 1, 'needs a machine where torch uses more than one thread'
+    torch.set_num_threads(2)        # whatever this test worker's share of the cores is
     rig = _Rig(tiny_checkpoint, num_threads=1)
     try:
         seen = []

@@ -32,8 +32,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision import models
-from torchvision.ops import FrozenBatchNorm2d
 
 from .config import BACKBONES
 from .espnetv2 import espnetv2_state, ESPNetv2Encoder
@@ -80,7 +78,6 @@ class Backbone(nn.Module):
         super().__init__()
         if name not in BACKBONES:
             raise ValueError(f'unknown backbone {name!r}; choose one of {sorted(BACKBONES)}')
-        norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
         if name == 'espnetv2':
             if output_stride != 16 or reduced_tail:
                 raise ValueError('espnetv2 runs at output stride 16 and has no reduced tail')
@@ -95,6 +92,11 @@ class Backbone(nn.Module):
                 self.encoder.channels[1:]
             self.out_channels = self.mid_channels
             return
+        # torchvision takes a second to import (the node starts faster without it), and the
+        # ESPNetv2 encoder is ours
+        from torchvision import models
+        from torchvision.ops import FrozenBatchNorm2d
+        norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
         if name.startswith('mobilenet'):
             if output_stride not in (16, 32):
                 raise ValueError(f'{name} runs at output stride 16 or 32, not {output_stride}')
@@ -146,6 +148,7 @@ class Backbone(nn.Module):
 
 def _freeze_batchnorm(module: nn.Module) -> None:
     """Replace every BatchNorm2d below `module` by a FrozenBatchNorm2d with its statistics."""
+    from torchvision.ops import FrozenBatchNorm2d
     for name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d):
             frozen = FrozenBatchNorm2d(child.num_features, child.eps)
@@ -167,6 +170,7 @@ def _read_state(path: str | Path, name: str) -> dict:
         if name not in IMAGENET_BACKBONES:
             raise ValueError(f'backbone_weights: imagenet is for the torchvision backbones '
                              f'{IMAGENET_BACKBONES}; give {name} a local file')
+        from torchvision import models
         weights = models.get_model_weights(name).DEFAULT
         return weights.get_state_dict(progress=False, weights_only=True)
     path = Path(path)

@@ -48,6 +48,7 @@ class NodeProcess:
         self._out = tempfile.NamedTemporaryFile('w+', prefix='perception_node_', suffix='.log')
         self.proc: subprocess.Popen | None = None
         self.returncode: int | None = None
+        self._signalled = False
         self._final_log: str | None = None
 
     def start(self) -> 'NodeProcess':
@@ -58,10 +59,17 @@ class NodeProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
-        """Signal the node and wait for it; kills it (and returns -9) past the timeout."""
+    def send(self, sig: int) -> None:
+        """Send `sig` without waiting (then `stop` only waits for the exit)."""
         if self.running():
             self.proc.send_signal(sig)
+            self._signalled = True
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
+        """Signal the node (unless `send` did) and wait; kills it (-9) past the timeout."""
+        if self.running():
+            if not self._signalled:
+                self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
