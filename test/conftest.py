@@ -75,7 +75,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 def start_node(player, model_path, cli_args=None, **params):
     """Start an in-process perception node in `player` with these parameter values."""
-    from depthgate_ros.ros.node import PerceptionNode
+    from depthgate_ros.node.perception_node import PerceptionNode
     from rclpy.parameter import Parameter
     overrides = [Parameter(k, value=v) for k, v in
                  {'model_path': str(model_path), 'device': 'cpu', **params}.items()]

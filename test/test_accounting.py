@@ -20,7 +20,7 @@ counted by hand from the sequences below.
 """
 import math
 
-from depthgate_ros.ros.accounting import camera_period_ns, NS, StreamAccounting
+from depthgate_ros.node.accounting import camera_period_ns, NS, StreamAccounting
 import pytest
 
 MS = NS // 1000

@@ -31,11 +31,11 @@ from depthgate_ros.metrics import DepthMetric, SegmentationMetric
 from depthgate_ros.model import DepthGatedNet, ModelConfig
 from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
 from depthgate_ros.options import PredictorOptions
-from depthgate_ros.ros.bags import (BagWriter, COMPRESSED, header, IMAGE, image_msg, open_bag,
+from depthgate_ros.tools.bags import (BagWriter, COMPRESSED, header, IMAGE, image_msg, open_bag,
                                     read_topics, TYPESTORE)
-from depthgate_ros.ros.image_codec import image_to_array
-from depthgate_ros.ros.make_bag import make_bag, START_NS
-from depthgate_ros.ros.player import Player
+from depthgate_ros.node.image_codec import image_to_array
+from depthgate_ros.tools.make_bag import make_bag, START_NS
+from depthgate_ros.tools.player import Player
 import numpy as np
 import pytest
 from std_msgs.msg import Header

@@ -20,7 +20,8 @@ Timings themselves are never asserted (machines are noisy); structure and equali
 import json
 import math
 
-from depthgate_ros.cli.bench import count_flops, main as bench_main, timed_together
+from depthgate_ros.cli.bench import main as bench_main
+from depthgate_ros.tools.bench import count_flops, timed_together
 import numpy as np
 import pytest
 import torch
@@ -169,7 +170,7 @@ def test_paired_time_ratio_cancels_the_machines_drift():
 
     Input tried: 9 rounds, one of them an outlier (a stall of 40 ms on the row only).
     """
-    from depthgate_ros.cli.bench_models import paired_time_ratio
+    from depthgate_ros.tools.bench_models import paired_time_ratio
     base = np.array([10.0, 11, 12, 15, 18, 21, 24, 27, 30])        # the machine drifting
     row = 1.25 * base
     row[4] += 40.0                                                  # one stalled call
@@ -189,7 +190,7 @@ def test_rows_timed_in_turns_do_not_always_follow_the_same_row(monkeypatch):
     take 3 ms when they run right after `heavy`, 60 rounds. In the fixed order heavy, a, b the
     row `a` would be measured 3x `b`.
     """
-    import depthgate_ros.cli.bench as bench
+    import depthgate_ros.tools.bench as bench
     clock = {'now': 0.0, 'last': None}
     calls = []
 
@@ -223,7 +224,7 @@ def test_pre_post_row_runs_the_network_once_and_gives_the_same_outputs(make_mode
 
     Input tried: a random 48 x 80 frame through a small model, predict twice around the replay.
     """
-    from depthgate_ros.cli.bench_models import _pre_post
+    from depthgate_ros.tools.bench_models import _pre_post
     from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
     from depthgate_ros.inference import Predictor
     from depthgate_ros.model.checkpoint import ModelInfo

@@ -17,7 +17,7 @@ import importlib
 import sys
 import types
 
-import depthgate_ros.ros.compat as compat
+import depthgate_ros.node.compat as compat
 
 
 def test_current_layout_is_used_when_present():

@@ -13,8 +13,8 @@
 # limitations under the License.
 
 """The node's health bookkeeping (ros/health.py) on a controlled clock, without DDS."""
-from depthgate_ros.ros import health as health_module
-from depthgate_ros.ros.health import Health
+from depthgate_ros.node import health as health_module
+from depthgate_ros.node.health import Health
 import pytest
 
 

@@ -18,7 +18,7 @@ Image messages <-> numpy: encodings, step padding, byte order, REP 118 depth.
 And image_transport's compressed and compressedDepth formats, as its plugins encode them.
 """
 import cv2
-from depthgate_ros.ros.image_codec import (array_to_msg, camera_focal, decode_depth,
+from depthgate_ros.node.image_codec import (array_to_msg, camera_focal, decode_depth,
                                            decode_rgb, depth_from_msg, image_to_array,
                                            ImageDecodeError, rgb_from_msg)
 import numpy as np

@@ -19,6 +19,7 @@ Parameters read back through the node's own parameter services, then SIGINT.
 """
 import importlib.util
 import os
+import re
 from pathlib import Path
 import shutil
 import signal
@@ -27,9 +28,9 @@ import sys
 import textwrap
 import time
 
-from depthgate_ros.ros.dds import ros_environment
-from depthgate_ros.ros.parameters import PARAMETERS
-from depthgate_ros.ros.player import Player
+from depthgate_ros.tools.dds import ros_environment
+from depthgate_ros.node.parameters import PARAMETERS
+from depthgate_ros.tools.player import Player
 from lifecycle_msgs.srv import GetState
 import pytest
 from rcl_interfaces.msg import ParameterType
@@ -98,11 +99,14 @@ def prefix(tmp_path_factory):
     shutil.copy(ROOT / 'package.xml', share)
     lib = root / 'lib' / 'depthgate_ros'
     lib.mkdir(parents=True)
-    executables = {'perception_node': 'node', 'perception_lifecycle_node': 'lifecycle_node'}
-    for name, module in executables.items():
+    # the node executables as setup.py declares them (its console scripts)
+    scripts = dict(re.findall(r"'(perception\w*node) = ([\w.]+):main'",
+                              (ROOT / 'setup.py').read_text()))
+    assert set(scripts) == {'perception_node', 'perception_lifecycle_node'}
+    for name, module in scripts.items():
         exe = lib / name
         exe.write_text(f'#!{sys.executable}\nimport sys\n'
-                       f'from depthgate_ros.ros.{module} import main\nsys.exit(main())\n')
+                       f'from {module} import main\nsys.exit(main())\n')
         exe.chmod(0o755)
     return root
 

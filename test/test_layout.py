@@ -36,11 +36,39 @@ def _is_ros(name: str) -> bool:
     return name in ROS_ROOTS or name.endswith('_msgs')
 
 
-def test_only_ros_imports_ros():
-    outside = [p for p in PACKAGE.rglob('*.py') if 'ros' not in p.relative_to(PACKAGE).parts]
+# The node (node/) and the recording and benchmark tools around it (tools/) are the only
+# places that import ROS.
+ROS_HOMES = ('node', 'tools')
+
+
+def _package_imports(path: Path) -> set[str]:
+    """Return the depthgate_ros modules `path` imports, as dotted paths below the package."""
+    here = path.relative_to(PACKAGE).parent.parts
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[:len(here) - node.level + 1]
+                names.add('.'.join(base + tuple((node.module or '').split('.'))).strip('.'))
+            elif node.module and node.module.startswith('depthgate_ros.'):
+                names.add(node.module.removeprefix('depthgate_ros.'))
+    return names
+
+
+def test_only_the_node_and_its_tools_import_ros():
+    outside = [p for p in PACKAGE.rglob('*.py')
+               if p.relative_to(PACKAGE).parts[0] not in ROS_HOMES]
     assert outside, 'no modules found'
     offenders = {str(p.relative_to(PACKAGE)): sorted(filter(_is_ros, _imports(p)))
                  for p in outside}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_node_does_not_import_its_tools():
+    node = list((PACKAGE / 'node').glob('*.py'))
+    assert len(node) >= 8
+    offenders = {p.name: sorted(m for m in _package_imports(p) if m.startswith('tools'))
+                 for p in node}
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
@@ -48,7 +76,7 @@ def test_one_rclpy_participant_besides_the_node():
     # rclpy contexts are made in two places: the node's own main and the player
     makers = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob('*.py')
                     if 'rclpy.init(' in p.read_text() or 'rclpy.Context(' in p.read_text())
-    assert makers == ['ros/node.py', 'ros/player.py']
+    assert makers == ['node/perception_node.py', 'tools/player.py']
     tests = Path(__file__).parent
     assert not [p.name for p in tests.glob('*.py')
                 if p.name != 'test_layout.py' and 'rclpy.init(' in p.read_text()]

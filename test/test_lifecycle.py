@@ -20,9 +20,9 @@ import weakref
 from conftest import start_node
 from depthgate_ros.data.synthetic import Camera, render_sequence
 from depthgate_ros.inference import Predictor
-from depthgate_ros.ros.image_codec import array_to_msg
-from depthgate_ros.ros.lifecycle_node import PerceptionLifecycleNode
-from depthgate_ros.ros.player import Player
+from depthgate_ros.node.image_codec import array_to_msg
+from depthgate_ros.node.perception_lifecycle_node import PerceptionLifecycleNode
+from depthgate_ros.tools.player import Player
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 import pytest

@@ -19,9 +19,9 @@ import time
 
 from depthgate_ros.data.labels import CITYSCAPES_COLORS
 from depthgate_ros.data.synthetic import Camera, render_sequence
-from depthgate_ros.ros.image_codec import array_to_msg, depth_from_msg, image_to_array
-from depthgate_ros.ros.node import PerceptionNode
-from depthgate_ros.ros.player import Player
+from depthgate_ros.node.image_codec import array_to_msg, depth_from_msg, image_to_array
+from depthgate_ros.node.perception_node import PerceptionNode
+from depthgate_ros.tools.player import Player
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
@@ -442,7 +442,7 @@ def test_diagnostics_are_published(ros, frames):
 
 def test_unloadable_model_is_a_clear_fatal_error(tmp_path):
     proc = subprocess.run(
-        [sys.executable, '-m', 'depthgate_ros.ros.node', '--ros-args', '-p',
+        [sys.executable, '-m', 'depthgate_ros.node.perception_node', '--ros-args', '-p',
          f"model_path:={tmp_path / 'missing.pt'}"], capture_output=True, text=True,
         timeout=60, env={**__import__('os').environ})
     assert proc.returncode == 1

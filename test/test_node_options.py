@@ -26,8 +26,8 @@ from depthgate_ros.data.synthetic import Camera, render_sequence
 from depthgate_ros.export import export_onnx
 from depthgate_ros.inference import Predictor
 from depthgate_ros.model.checkpoint import load_checkpoint, save_checkpoint
-from depthgate_ros.ros.image_codec import array_to_msg, depth_from_msg, image_to_array
-from depthgate_ros.ros.player import Player
+from depthgate_ros.node.image_codec import array_to_msg, depth_from_msg, image_to_array
+from depthgate_ros.tools.player import Player
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest

@@ -24,10 +24,10 @@ import signal
 import subprocess
 import time
 
-from depthgate_ros.ros import camera_probe
-from depthgate_ros.ros.dds import ros_environment
-from depthgate_ros.ros.node_process import node_status, NodeProcess
-from depthgate_ros.ros.player import Player
+from depthgate_ros.tools import camera_probe
+from depthgate_ros.tools.dds import ros_environment
+from depthgate_ros.tools.node_process import node_status, NodeProcess
+from depthgate_ros.tools.player import Player
 from diagnostic_msgs.msg import DiagnosticArray
 import pytest
 import torch

@@ -19,9 +19,9 @@ The peer encodes as image_transport's compressed and compressed_depth plugins do
 topics sees the same frames, so the two can be compared label for label.
 """
 from depthgate_ros.data.synthetic import Camera, render_sequence
-from depthgate_ros.ros.image_codec import array_to_msg, image_to_array
-from depthgate_ros.ros.node import PerceptionNode
-from depthgate_ros.ros.player import Player
+from depthgate_ros.node.image_codec import array_to_msg, image_to_array
+from depthgate_ros.node.perception_node import PerceptionNode
+from depthgate_ros.tools.player import Player
 from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest

@@ -19,7 +19,7 @@ import io
 
 from depthgate_ros.cli import bag_eval, demo, evaluate
 from depthgate_ros.options import PairingOptions, PredictorOptions
-from depthgate_ros.ros.parameters import check, PARAMETERS, STATIC
+from depthgate_ros.node.parameters import check, PARAMETERS, STATIC
 import pytest
 import torch
 

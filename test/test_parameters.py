@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """The one parameter check behind start-up and `ros2 param set` (no DDS needed)."""
-from depthgate_ros.ros.parameters import check, ModelFacts, PARAMETERS
+from depthgate_ros.node.parameters import check, ModelFacts, PARAMETERS
 import pytest
 import torch
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import sys
 
 from depthgate_ros.cli.bag_eval import main as bag_eval
-from depthgate_ros.ros.bags import BagWriter, header, image_msg, open_bag, read_topics
-from depthgate_ros.ros.image_codec import image_to_array
-from depthgate_ros.ros.make_bag import make_bag
+from depthgate_ros.tools.bags import BagWriter, header, image_msg, open_bag, read_topics
+from depthgate_ros.node.image_codec import image_to_array
+from depthgate_ros.tools.make_bag import make_bag
 import numpy as np
 import pytest
 from rosbags.typesys import get_typestore, Stores
@@ -366,7 +366,7 @@ def test_ros1_messages_become_the_ros2_types(raw, tmp_path):
 
 def test_realtime_plays_a_ros1_bag_into_the_node(raw, model, tmp_path):
     from conftest import node_on_bag_topics
-    from depthgate_ros.ros.player import Player
+    from depthgate_ros.tools.player import Player
     messages = _messages(raw)
     bag = _write_ros1(tmp_path / 'drive.bag', messages)
     h = Player()

@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """Gate-switch logging: debounced (a change must hold) and throttled (announcements apart)."""
-from depthgate_ros.ros.switch_log import SwitchLog
+from depthgate_ros.node.switch_log import SwitchLog
 
 
 def feed(log, values, t0=0.0, dt=0.1):

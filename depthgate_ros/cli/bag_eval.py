@@ -19,7 +19,7 @@ depthgate-bag-eval: numbers and pictures from a rosbag2 recording.
     depthgate-bag-eval BAG --out report_dir [--checkpoint m.pt] [--labels /camera/labels]
     depthgate-bag-eval BAG --out report_dir --realtime [--rate 1.0] [--node /perception_node]
 
-What offline and realtime mode measure: depthgate_ros/ros/bag_eval.py. The report folder
+What offline and realtime mode measure: depthgate_ros/tools/bag_eval.py. The report folder
 is written to a temporary name and renamed at the end: a failed run leaves nothing
 half-written.
 """
@@ -34,9 +34,9 @@ from ..files import staged_folder
 from ..model.checkpoint import CheckpointError
 from ..options import (add_arguments, check_args, from_args, PairingOptions,
                        PredictorOptions)
-from ..ros.bag_eval import latency_histogram, offline, realtime, Window, write_markdown
-from ..ros.bags import ACCEPTED, BagError, choose_topics, describe, open_bag
-from ..ros.image_codec import ImageDecodeError
+from ..tools.bag_eval import latency_histogram, offline, realtime, Window, write_markdown
+from ..tools.bags import ACCEPTED, BagError, choose_topics, describe, open_bag
+from ..node.image_codec import ImageDecodeError
 from ..weights import bundled_checkpoint
 
 

@@ -91,14 +91,14 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
     # The node in its own process, as `ros2 launch` starts it; this process is the camera.
     # The large-image DDS profile (both sides) carries camera-sized images in shared memory.
     # Fast DDS reads it when this process first uses DDS: call this from a fresh process.
-    from ..ros import dds
+    from ..tools import dds
     env = dds.ros_environment(profile=dds_profile)
     if dds_profile:
         os.environ[dds.PROFILE_VARIABLE] = env[dds.PROFILE_VARIABLE]
     else:
         os.environ.pop(dds.PROFILE_VARIABLE, None)
-    from ..ros.node_process import NodeProcess
-    from ..ros.player import CameraFrame, play_camera
+    from ..tools.node_process import NodeProcess
+    from ..tools.player import CameraFrame, play_camera
 
     h, w = size
     f = 560.0 * w / 512

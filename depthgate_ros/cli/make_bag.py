@@ -17,7 +17,7 @@ depthgate-make-bag: a synthetic drive as a rosbag2 (sqlite3 or mcap).
 
     depthgate-make-bag drive_bag --storage mcap --frames 40 --sensor realsense_d435
 
-Its topics and what the depth on them is: depthgate_ros/ros/make_bag.py.
+Its topics and what the depth on them is: depthgate_ros/tools/make_bag.py.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from pathlib import Path
 import sys
 
 from ..data.sensors import CHOICES as SENSOR_CHOICES
-from ..ros.bags import BagError
-from ..ros.make_bag import make_bag
+from ..tools.bags import BagError
+from ..tools.make_bag import make_bag
 
 
 def main(argv: list[str] | None = None) -> int:

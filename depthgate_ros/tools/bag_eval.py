@@ -34,7 +34,7 @@ import numpy as np
 
 from .bags import (BagError, BagWriter, depth_kind, header, IMAGE, image_msg, OUTPUT_QOS,
                    read_topics, Topics, TYPESTORE)
-from .image_codec import (camera_focal, decode_partner, decode_rgb, image_to_array,
+from ..node.image_codec import (camera_focal, decode_partner, decode_rgb, image_to_array,
                           ImageDecodeError)
 from ..frames import FramePipeline, FrameSettings
 from ..inference import Predictor

@@ -37,7 +37,7 @@ from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, Q
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import get_typestore, Stores
 
-from .image_codec import COLOR_ENCODINGS, DEPTH_ENCODINGS
+from ..node.image_codec import COLOR_ENCODINGS, DEPTH_ENCODINGS
 
 TYPESTORE = get_typestore(Stores.ROS2_KILTED)
 IMAGE, DISPARITY, CAMERA_INFO = ('sensor_msgs/msg/Image', 'stereo_msgs/msg/DisparityImage',

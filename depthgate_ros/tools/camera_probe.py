@@ -15,14 +15,14 @@
 """
 A camera and a listener in their own processes, for what crosses DDS between processes.
 
-    python -m depthgate_ros.ros.camera_probe camera --size 480 640 --rate 5 --count 50
-    python -m depthgate_ros.ros.camera_probe listen --seconds 15
+    python -m depthgate_ros.tools.camera_probe camera --size 480 640 --rate 5 --count 50
+    python -m depthgate_ros.tools.camera_probe listen --seconds 15
 
 `camera` publishes rgb8 images (optionally with 32FC1 depth on `depth`) on `image`, stamped
 at the camera period from a fixed start as a driver stamps them, and prints {"sent": N, ...}
 as JSON. `listen` counts what arrives on `image` and what DDS reports lost, and prints
 {"received": N, "lost": M}. The benchmark's transport table and the node tests use them;
-`depthgate_ros.ros.dds.ros_environment` sets up their environment.
+`depthgate_ros.tools.dds.ros_environment` sets up their environment.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def camera(args, player) -> dict:
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
 
-    from .image_codec import array_to_msg
+    from ..node.image_codec import array_to_msg
     h, w = args.size
     rng = np.random.default_rng(0)
     # noise costs the encoder nothing and defeats no compression: the transport sees the
@@ -83,7 +83,7 @@ def listen(args, player) -> dict:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from .compat import SubscriptionEventCallbacks
+    from ..node.compat import SubscriptionEventCallbacks
     got, lost = [], [0]
 
     def on_lost(event):
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def start(role: str, env: dict, **options) -> subprocess.Popen:
     """Start this module in its own process, e.g. as ("camera", env, size=(480, 640), rate=5)."""
-    args = [sys.executable, '-m', 'depthgate_ros.ros.camera_probe', role]
+    args = [sys.executable, '-m', 'depthgate_ros.tools.camera_probe', role]
     for key, value in options.items():
         flag = '--' + key.replace('_', '-')
         if value is True:

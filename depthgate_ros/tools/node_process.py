@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 
-from .perception import STATUS_NAME
+from ..node.perception import STATUS_NAME
 
 
 class NodeProcess:
@@ -38,7 +38,7 @@ class NodeProcess:
 
     def __init__(self, params: dict, env: dict, log_level: str = 'info',
                  remap: dict | None = None):
-        args = [sys.executable, '-m', 'depthgate_ros.ros.node', '--ros-args',
+        args = [sys.executable, '-m', 'depthgate_ros.node.perception_node', '--ros-args',
                 '--log-level', log_level]
         for name, value in params.items():
             args += ['-p', f'{name}:={_yaml(value)}']

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCallbackReturn
 
-from .node import spin
+from .perception_node import spin
 from .parameters import ParameterError
 from .perception import Perception
 

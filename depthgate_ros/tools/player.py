@@ -157,7 +157,7 @@ def play_camera(frames: list[CameraFrame], rate_hz: float, node, outputs: tuple[
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import Header
 
-    from .image_codec import array_to_msg, image_to_array
+    from ..node.image_codec import array_to_msg, image_to_array
     from .node_process import node_status
     status: dict[str, str] = {}
     with Player('depthgate_camera') as player:

@@ -244,7 +244,7 @@ def lifecycle_memory(model_path: str, cycles: int = 3, size=(480, 640)) -> dict:
 
     from rclpy.parameter import Parameter
 
-    from .lifecycle_node import PerceptionLifecycleNode
+    from ..node.perception_lifecycle_node import PerceptionLifecycleNode
     pid = os.getpid()
     rows = []
     with Player('depthgate_bench_lifecycle') as player:
