@@ -41,6 +41,7 @@ from torch import nn
 
 from .model.checkpoint import ModelInfo
 from .model.config import DEPTH_GATES
+from .model.interface import require_gate
 from .model.network import DepthGatedNet
 from .onnx_backend import METADATA_KEY
 
@@ -77,7 +78,7 @@ def metadata(model: DepthGatedNet, info: ModelInfo, gate: str, loops: int) -> st
 def _prepare(model: DepthGatedNet, gate: str | None, loops: int | None, hard_gate: bool):
     model = model.eval()
     model.hard_gate = hard_gate
-    gate = model.resolve_gate(gate, have_depth=True)
+    gate = require_gate(model, gate or model.cfg.gate_source, have_depth=True)
     loops = model.cfg.loops if loops is None else loops
     return ExportWrapper(model, gate, loops).eval(), gate, loops
 

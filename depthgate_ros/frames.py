@@ -29,7 +29,6 @@ from typing import Any, Callable
 import numpy as np
 
 from .inference import OPTIONAL_OUTPUTS, Prediction, Predictor
-from .model.config import DEPTH_GATES
 from .pairing import DepthPairing, Partner
 from .visualize import colorize_labels, palette
 
@@ -102,12 +101,28 @@ class FramePipeline:
     def add_depth(self, stamp_ns: int, item: Any, arrival_ns: int) -> None:
         self.pairing.add(stamp_ns, item, arrival_ns)
 
+    def configure_pairing(self, sync_slop: float, depth_timeout: float) -> None:
+        self.pairing.configure(sync_slop, depth_timeout)
+
     def wants_depth(self, gate: str) -> bool:
-        """Tell whether a frame run with `gate` would read sensor depth (worth waiting for)."""
-        return self.predictor.resolve_gate(True, gate) in DEPTH_GATES
+        """Tell whether a frame run with `gate` reads sensor depth: worth pairing, waiting for."""
+        return self.predictor.wants_depth(gate)
 
     def partner(self, stamp_ns: int) -> Partner | None:
         return self.pairing.match(stamp_ns) if stamp_ns else None
+
+    @property
+    def depth_timeout_ns(self) -> int:
+        return self.pairing.timeout_ns
+
+    @property
+    def pairing_window_ns(self) -> int:
+        """How far ahead of an image its partner may have been recorded: timeout plus slop."""
+        return self.pairing.timeout_ns + self.pairing.slop_ns
+
+    def should_wait(self, image_arrival_ns: int, now_ns: int, expected: bool) -> bool:
+        """Tell whether an image without a partner yet is worth waiting for (DepthPairing)."""
+        return self.pairing.should_wait(image_arrival_ns, now_ns, expected=expected)
 
     def check_stamp(self, stamp_ns: int) -> str | None:
         """
@@ -130,12 +145,14 @@ class FramePipeline:
         """
         Predict one frame, with the paired depth item `partner` (None: monocular).
 
+        Pair only for a gate that `wants_depth`: a partner given is decoded.
+
         `focal_px`: the camera's focal length at the image's width, so depth stays metric on a
         camera unlike the training one. `every_loop`: a Prediction per recurrent loop.
         """
         depth = error = None
         t0 = time.monotonic()
-        if partner is not None and self.wants_depth(settings.gate):
+        if partner is not None:
             try:
                 depth = self.decode_depth(partner, settings.depth_unit_scale)
             except ValueError as e:

@@ -38,11 +38,11 @@ from .label_upsampling import integer_factor, upsampled_labels, upsampled_planes
 from .model.checkpoint import load_checkpoint, ModelInfo
 from .model.config import DEPTH_GATES, GATE_SOURCES
 from .model.folding import fold_batchnorm
-from .model.network import DepthGatedNet
+from .model.interface import decide_gate, SegmentationModel
 
 log = logging.getLogger(__name__)
 
-# `auto`: the Predictor picks per frame (resolve_gate); the rest are the model's gate sources.
+# `auto`: the Predictor picks per frame (decide_gate); the rest are the model's gate sources.
 GATES = ('auto',) + GATE_SOURCES
 
 
@@ -114,7 +114,7 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(self, model: DepthGatedNet, info: ModelInfo, *, device: str = 'auto',
+    def __init__(self, model: SegmentationModel, info: ModelInfo, *, device: str = 'auto',
                  fp16: bool = False, channels_last: bool = False, loops: int | None = None,
                  gate: str = 'auto', size: Sequence[int] | None = None,
                  tta_scales: Sequence[float] = (1.0,), tta_flip: bool = False,
@@ -175,31 +175,14 @@ class Predictor:
         # (a pass less over every activation map: 10% of the fast model's time on a CPU).
         return cls(fold_batchnorm(model.eval()), info, **options)
 
-    def resolve_gate(self, have_depth: bool, gate: str | None = None) -> str:
-        """
-        Resolve the gate source for one frame.
-
-        `auto`: `hybrid` when this frame has depth and the model was trained with a
-        depth-driven gate, otherwise the model's own (monocular) gate. A gate that reads depth
-        (`sensor`, `hybrid`) falls back to `predicted` on a frame without depth.
-        """
-        gate = gate or self.gate
-        trained = self.cfg.gate_source
-        fixed = getattr(self.model, 'fixed_gate', None)       # an exported graph's gate
-        depth_driven = trained in DEPTH_GATES + ('predicted',)
-        if gate == 'auto':
-            gate = fixed or ('hybrid' if depth_driven else trained)
-        # A sensor-only export has no predicted gate to fall back on (it asks for depth); a
-        # hybrid one gates on predicted depth wherever depth has no valid pixel.
-        if gate in DEPTH_GATES and not have_depth and depth_driven and fixed != 'sensor':
-            return 'predicted'
-        return gate
+    def wants_depth(self, gate: str | None = None) -> bool:
+        """Tell whether a frame run with `gate` would read sensor depth (worth waiting for)."""
+        return decide_gate(self.model, gate or self.gate, have_depth=True) in DEPTH_GATES
 
     @property
     def gates(self) -> tuple[str, ...]:
         """Return the gate sources this model runs with, `auto` first (an export has one)."""
-        fixed = getattr(self.model, 'fixed_gate', None)
-        return ('auto',) + ((fixed,) if fixed is not None else self.model.available_gates())
+        return ('auto',) + self.model.gates
 
     @property
     def hard_gate(self) -> bool:
@@ -270,7 +253,8 @@ class Predictor:
         if budget_ms is not None and (self.tta_flip or self.tta_scales != (1.0,)):
             raise ValueError('a latency budget needs a single view: turn test-time '
                              'augmentation off')
-        g = self.resolve_gate(depth is not None, gate)
+        # the frame's one gate decision; the model runs the gate it is given
+        g = decide_gate(self.model, gate or self.gate, have_depth=depth is not None)
         image = image_input(rgb, self._mean, self._std, self.device)
         sensor = None
         if depth is not None and g in DEPTH_GATES:

@@ -29,6 +29,7 @@ import torch
 
 from .model.checkpoint import CheckpointError, ModelInfo
 from .model.config import ModelConfig
+from .model.interface import require_gate
 
 METADATA_KEY = 'depthgate'      # where depthgate-export puts model info and config
 
@@ -70,6 +71,10 @@ class OnnxModel:
         self.path = path
 
     @property
+    def gates(self) -> tuple[str, ...]:
+        return (self.fixed_gate,)
+
+    @property
     def hard_gate(self) -> bool:
         return self._hard
 
@@ -107,6 +112,7 @@ class OnnxModel:
         if gate is not None and gate != self.fixed_gate:
             raise ValueError(f'{self.path.name} was exported with gate {self.fixed_gate!r}, '
                              f'not {gate!r}')
+        require_gate(self, self.fixed_gate, depth is not None)
         if max_loops > self.loops:
             raise ValueError(f'{self.path.name} was exported with {self.loops} loops')
         out = dict(zip(self.outputs, self.run_flat(image, depth)))

@@ -30,10 +30,10 @@ from depthgate_ros.inference import Predictor
 from depthgate_ros.metrics import DepthMetric, SegmentationMetric
 from depthgate_ros.model import DepthGatedNet, ModelConfig
 from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
+from depthgate_ros.node.image_codec import image_to_array
 from depthgate_ros.options import PredictorOptions
 from depthgate_ros.tools.bags import (BagWriter, COMPRESSED, header, IMAGE, image_msg, open_bag,
-                                    read_topics, TYPESTORE)
-from depthgate_ros.node.image_codec import image_to_array
+                                      read_topics, TYPESTORE)
 from depthgate_ros.tools.make_bag import make_bag, START_NS
 from depthgate_ros.tools.player import Player
 import numpy as np

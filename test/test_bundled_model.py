@@ -70,7 +70,7 @@ def test_bundled_street_model_is_the_default_and_keeps_depth():
     model, info, _ = load_checkpoint(path)
     assert info.provenance['dataset'] == 'camvid' and len(info.class_names) == 19
     assert model.cfg.backbone == 'espnetv2' and model.cfg.loops == 1
-    assert {'hybrid', 'predicted'} <= set(model.available_gates())
+    assert {'hybrid', 'predicted'} <= set(model.gates)
     data = SyntheticStreetDataset(4, SYNTHETIC_VAL_FIRST_SEED + 500, (360, 480))
     r = evaluate_dataset(Predictor(model, info, device='cpu'), data, max_depth=80.0)
     assert r['final']['depth']['delta1'] > 0.55 and r['final']['iou']['road'] > 0.8

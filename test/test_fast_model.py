@@ -258,7 +258,7 @@ def test_peer_is_torchvisions_network(name, tmp_path):
     torch.testing.assert_close(torch.nn.functional.interpolate(
         low, size=(64, 96), mode='bilinear', align_corners=False), out[0]['seg'])
     assert len(out) == 1 and out[0]['log_depth'] is None and out[0]['gate'] is None
-    assert peer.available_gates() == ('none',)
+    assert peer.gates == ('none',)
     with pytest.raises(ValueError, match='has no gate'):
         peer(x, gate='predicted')
     with pytest.raises(ValueError, match='no recurrent module'):

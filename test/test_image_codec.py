@@ -19,8 +19,8 @@ And image_transport's compressed and compressedDepth formats, as its plugins enc
 """
 import cv2
 from depthgate_ros.node.image_codec import (array_to_msg, camera_focal, decode_depth,
-                                           decode_rgb, depth_from_msg, image_to_array,
-                                           ImageDecodeError, rgb_from_msg)
+                                            decode_rgb, depth_from_msg, image_to_array,
+                                            ImageDecodeError, rgb_from_msg)
 import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image

@@ -19,8 +19,8 @@ Parameters read back through the node's own parameter services, then SIGINT.
 """
 import importlib.util
 import os
-import re
 from pathlib import Path
+import re
 import shutil
 import signal
 import subprocess
@@ -28,8 +28,8 @@ import sys
 import textwrap
 import time
 
-from depthgate_ros.tools.dds import ros_environment
 from depthgate_ros.node.parameters import PARAMETERS
+from depthgate_ros.tools.dds import ros_environment
 from depthgate_ros.tools.player import Player
 from lifecycle_msgs.srv import GetState
 import pytest

@@ -18,8 +18,8 @@ from dataclasses import fields
 import io
 
 from depthgate_ros.cli import bag_eval, demo, evaluate
-from depthgate_ros.options import PairingOptions, PredictorOptions
 from depthgate_ros.node.parameters import check, PARAMETERS, STATIC
+from depthgate_ros.options import PairingOptions, PredictorOptions
 import pytest
 import torch
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import sys
 
 from depthgate_ros.cli.bag_eval import main as bag_eval
-from depthgate_ros.tools.bags import BagWriter, header, image_msg, open_bag, read_topics
 from depthgate_ros.node.image_codec import image_to_array
+from depthgate_ros.tools.bags import BagWriter, header, image_msg, open_bag, read_topics
 from depthgate_ros.tools.make_bag import make_bag
 import numpy as np
 import pytest

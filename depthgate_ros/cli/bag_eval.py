@@ -32,11 +32,11 @@ import sys
 
 from ..files import staged_folder
 from ..model.checkpoint import CheckpointError
+from ..node.image_codec import ImageDecodeError
 from ..options import (add_arguments, check_args, from_args, PairingOptions,
                        PredictorOptions)
 from ..tools.bag_eval import latency_histogram, offline, realtime, Window, write_markdown
 from ..tools.bags import ACCEPTED, BagError, choose_topics, describe, open_bag
-from ..node.image_codec import ImageDecodeError
 from ..weights import bundled_checkpoint
 
 

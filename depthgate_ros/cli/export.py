@@ -32,6 +32,7 @@ import torch
 from ..export import export_onnx, export_torchscript, label_agreement, parity, quantize_int8
 from ..model.checkpoint import CheckpointError, load_checkpoint
 from ..model.config import GATE_SOURCES
+from ..model.interface import require_gate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error('--calibration-frames must be >= 1')
     try:
         model, info, _ = load_checkpoint(args.checkpoint)
-        gate = model.resolve_gate(args.gate, have_depth=True)
+        gate = require_gate(model, args.gate or model.cfg.gate_source, have_depth=True)
         loops = model.cfg.loops if args.loops is None else args.loops
         opts = {'gate': gate, 'loops': loops, 'hard_gate': args.hard_gate,
                 'size': tuple(args.size)}

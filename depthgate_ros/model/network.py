@@ -41,6 +41,7 @@ from .config import DEPTH_GATES, ModelConfig, PEERS
 from .depth_bins import harden_gate, hybrid_gate, sensor_evidence, sensor_gate
 from .gating import average_gate, conv_bn_relu, DepthGatingModule
 from .heads import DepthHead
+from .interface import require_gate
 
 
 class LoopHead(nn.Module):
@@ -174,24 +175,19 @@ class DepthGatedNet(nn.Module):
         # distribution, so the gating module can run sparse.
         self.hard_gate = False
 
-    def available_gates(self) -> tuple[str, ...]:
+    fixed_gate = None                    # any of `gates`, chosen per call
+
+    @property
+    def gates(self) -> tuple[str, ...]:
         """Return the gate sources this model can run with (a baseline has no gate to choose)."""
         if self.cfg.gate_source == 'none':
             return ('none',)
         return ('average',) + DEPTH_GATES + ('predicted',) + (
             ('attention',) if self.cfg.gate_source == 'attention' else ())
 
-    def resolve_gate(self, gate: str | None, have_depth: bool) -> str:
-        g = gate or self.cfg.gate_source
-        allowed = self.available_gates()
-        if g not in allowed:
-            if allowed == ('none',):
-                raise ValueError(f'gate {g!r} needs a gated model; this one is a baseline '
-                                 '(gate_source: none)')
-            raise ValueError(f'gate {g!r} is not available for this model; choose from {allowed}')
-        if g in DEPTH_GATES and not have_depth:
-            raise ValueError(f'gate {g!r} needs a depth map')
-        return g
+    @property
+    def loops(self) -> int:
+        return self.cfg.loops
 
     def forward(self, image: torch.Tensor, depth: torch.Tensor | None = None,
                 loops: int | None = None, gate: str | None = None,
@@ -230,7 +226,7 @@ class DepthGatedNet(nn.Module):
         max_loops = self.cfg.loops if max_loops is None else max_loops
         if max_loops < 0 or (max_loops > 0 and self.refine is None):
             raise ValueError(f'loops={max_loops} needs a recurrent model (recurrent: true)')
-        g = self.resolve_gate(gate, depth is not None)
+        g = require_gate(self, gate or self.cfg.gate_source, depth is not None)
         hard = self.hard_gate and not self.training
         size = image.shape[-2:]
         detail, feat = self.features(image)

@@ -26,6 +26,7 @@ from torch import nn
 from torchvision.models import segmentation
 
 from .config import ModelConfig, PEERS
+from .interface import require_gate
 
 
 class PeerNet(nn.Module):
@@ -40,14 +41,9 @@ class PeerNet(nn.Module):
         self.register_buffer('depth_edges', torch.tensor(cfg.depth_edges, dtype=torch.float32))
         self.hard_gate = False
 
-    def available_gates(self) -> tuple[str, ...]:
-        return ('none',)
-
-    def resolve_gate(self, gate: str | None, have_depth: bool) -> str:
-        if gate not in (None, 'none'):
-            raise ValueError(f'gate {gate!r} needs a depth-gated model; '
-                             f'{self.cfg.architecture} has no gate')
-        return 'none'
+    fixed_gate = None
+    gates = ('none',)
+    loops = 0
 
     def _low_res_scores(self, image: torch.Tensor) -> torch.Tensor:
         features = self.net.backbone(image)
@@ -73,7 +69,7 @@ class PeerNet(nn.Module):
         if max_loops:
             raise ValueError(f'loops={max_loops}: {self.cfg.architecture} has no recurrent '
                              'module')
-        self.resolve_gate(gate, depth is not None)
+        require_gate(self, gate or 'none', depth is not None)
         seg = self.net(image)['out'] if full_size else self._low_res_scores(image)
         yield {'seg': seg, 'log_depth': None, 'depth_logits': None, 'gate': None,
                'features': None}

@@ -13,7 +13,7 @@
 # limitations under the License.
 
 """
-The ROS side of perception_node, shared by the plain and the managed (lifecycle) node.
+The ROS shell of perception_node, shared by the plain and the managed (lifecycle) node.
 
 Subscribes (relative names, remappable): `image` (sensor_msgs/Image, or `image/compressed` with
 image_transport:=compressed), optional `depth` (REP 118 Image, or `depth/compressedDepth`),
@@ -24,24 +24,16 @@ image's header, and `/diagnostics`.
 
 The life cycle follows ROS 2 managed nodes: `configure` reads the parameters, loads the model
 and creates the publishers; `activate` subscribes and starts the worker; `deactivate` and
-`cleanup` undo them in reverse. Subscription callbacks only store messages: the worker thread
-always takes the newest image (at most one waits; a replaced one is counted), so a slow model
-never builds a backlog of stale frames. The per-frame work is frames.FramePipeline's.
-
-Every torch call runs on the worker's thread, loading the model included (`_torch`): torch's
-OpenMP gives each thread that runs parallel work its own pool of threads, and once the pools
-hold more threads than there are cores, libgomp stops spinning between parallel regions. With
-the model loaded on the executor's thread and run on the worker's, the fast model took 70 ms
-instead of 44 at 480 x 640 on 2 cores.
+`cleanup` undo them in reverse. The worker (worker.py) owns the frames: the newest-frame slot,
+the torch thread, waiting for depth and the frame run. This shell owns what is ROS:
+parameters, subscriptions, publishers and diagnostics.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor, wait
 import ctypes
 from dataclasses import replace
 import gc
 import threading
-import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
@@ -52,17 +44,15 @@ from stereo_msgs.msg import DisparityImage
 import torch
 
 from .compat import SubscriptionEventCallbacks
-from .health import Health, SILENCE_WARN_S
-from .image_codec import (array_to_msg, camera_focal, decode_partner, decode_rgb,
-                          ImageDecodeError)
+from .health import SILENCE_WARN_S
+from .image_codec import array_to_msg, camera_focal, decode_partner, decode_rgb
 from .parameters import check, declare, ModelFacts, ParameterError, PARAMETERS, STATIC
 from .pointcloud import depth_to_cloud
-from .switch_log import SwitchLog
-from ..frames import FramePipeline, FrameSettings, IMAGE_OUTPUTS, mask_names
+from .worker import FrameWorker
+from ..frames import Frame, FramePipeline, FrameSettings, IMAGE_OUTPUTS, mask_names
 from ..inference import Predictor
 from ..model.checkpoint import CheckpointError
 from ..options import PredictorOptions
-from ..pairing import stamp_ns
 from ..weights import bundled_checkpoint
 
 OUTPUTS = IMAGE_OUTPUTS + ('points',)
@@ -80,25 +70,20 @@ def _return_freed_memory() -> None:
 
 class Perception:
     """
-    Parameters, subscriptions, worker, publishers and health of one perception node.
+    Parameters, subscriptions, publishers and diagnostics of one perception node.
 
     Declares the node's parameters. `create_publisher` / `destroy_publisher` are the node's
     (lifecycle publishers for the managed node). `configure` raises ParameterError, naming
-    the parameter.
+    the parameter. It is the worker's host (worker.WorkerHost).
     """
 
     def __init__(self, node, create_publisher, destroy_publisher):
         self.node = node
         self._create_publisher, self._destroy_publisher = create_publisher, destroy_publisher
-        self._wake = threading.Condition()
-        self._publishing = threading.Lock()
-        self._lock = threading.Lock()       # guards settings, pairing, camera info
-        self._stop = True
-        self._torch: ThreadPoolExecutor | None = None   # the one thread that runs torch
-        self._worker = None                             # its Future while frames are processed
-        self.predictor: Predictor | None = None
-        self.pipeline: FramePipeline | None = None
+        self._lock = threading.Lock()       # guards publishers and camera info
+        self.worker = FrameWorker(self)
         self.model_facts: ModelFacts | None = None
+        self.camera_info: CameraInfo | None = None
         self.pubs: dict[str, object] = {}       # by output name, masks as 'masks/<class>'
         self.subs: dict[str, object] = {}
         self._timers: list = []
@@ -110,6 +95,22 @@ class Perception:
     def log(self):
         return self.node.get_logger()
 
+    @property
+    def pipeline(self) -> FramePipeline | None:
+        return self.worker.pipeline
+
+    @property
+    def predictor(self) -> Predictor | None:
+        return self.worker.pipeline.predictor if self.worker.pipeline else None
+
+    @property
+    def health(self):
+        return self.worker.health
+
+    @property
+    def last_gate_source(self) -> str | None:
+        return self.worker.last_gate_source
+
     # -- transitions --------------------------------------------------------------------
 
     def configure(self) -> None:
@@ -120,11 +121,12 @@ class Perception:
         path = p['model_path'] or bundled_checkpoint()       # a name resolves on loading
         if not path:
             raise ParameterError('model_path', 'no model: this build ships no bundled model')
-        self._torch = ThreadPoolExecutor(1, thread_name_prefix='depthgate-inference')
+        self.worker.start_torch()
         try:
             self._configure(p, path)
         except BaseException:
-            self._stop_torch()
+            self.worker.attach(None)
+            self.worker.stop_torch()
             raise
 
     def _configure(self, p: dict, path) -> None:
@@ -132,7 +134,7 @@ class Perception:
         # the dynamic options are applied per frame, after the model-dependent check
         options = replace(PredictorOptions.from_values(p), loops=-1, gate_source='auto',
                           hard_gate=False)
-        predictor = self._torch.submit(self._load, path, options, p['num_threads']).result()
+        predictor = self.worker.on_torch(self._load, path, options, p['num_threads'])
         pipeline = FramePipeline(predictor, decode_partner, sync_slop=p['sync_slop'],
                                  depth_timeout=p['depth_timeout'],
                                  queue_size=max(10, p['input_queue_depth']))
@@ -140,13 +142,13 @@ class Perception:
                            predictor.gates)
         if problem := check(p, facts):
             raise problem
-        self.model_path, self.params = str(path), p
-        self.predictor, self.pipeline, self.model_facts = predictor, pipeline, facts
-        self._apply_dynamic(p)
-        self.camera_info: CameraInfo | None = None
+        self.model_path, self.params, self.model_facts = str(path), p, facts
+        self.camera_info = None
+        self.worker.reset()
+        self.worker.attach(pipeline, self._settings(p, predictor))
         # allocations, lazy init; with depth, which an export gated on sensor depth needs
-        self._torch.submit(predictor.predict, np.zeros((64, 64, 3), np.uint8),
-                           np.full((64, 64), 10.0, np.float32)).result()
+        self.worker.on_torch(predictor.predict, np.zeros((64, 64, 3), np.uint8),
+                             np.full((64, 64), 10.0, np.float32))
 
         out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
                              history=HistoryPolicy.KEEP_LAST)
@@ -158,7 +160,6 @@ class Perception:
                                                          out_qos)
         self.pubs['diagnostics'] = self._create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._add_mask_publishers(p['mask_classes'])
-        self._reset_health()
         self.log.info(f'model {self.model_path} on {predictor.device}, '
                       f'{len(predictor.info.class_names)} classes, loops {self.loops}')
 
@@ -171,12 +172,6 @@ class Perception:
             return Predictor.from_checkpoint(path, **options.predictor_kwargs())
         except (CheckpointError, OSError) as e:
             raise ParameterError('model_path', str(e)) from None
-
-    def _stop_torch(self) -> None:
-        """End the torch thread (after stop_worker); its OpenMP pool goes with it."""
-        if self._torch is not None:
-            self._torch.shutdown(wait=True)
-            self._torch = None
 
     def activate(self) -> None:
         """Subscribe and start the worker."""
@@ -202,7 +197,7 @@ class Perception:
         self.subs = {role: self.node.create_subscription(
             msg_type, topic, callback, qos, event_callbacks=self._qos_events(role))
             for role, msg_type, topic, callback, qos in (
-                ('image', image_type, image, self._on_image, image_qos),
+                ('image', image_type, image, self.worker.image, image_qos),
                 ('depth', depth_type, depth, self._on_depth(depth_kind), in_qos),
                 ('disparity', DisparityImage, 'disparity', self._on_depth('disparity'),
                  in_qos),
@@ -212,22 +207,18 @@ class Perception:
         self._name_checks = 0
         self._name_check = self.node.create_timer(2.0, self._check_duplicate_name)
         self._timers.append(self._name_check)
-        self._stop = False
-        self._worker = self._torch.submit(self._run)
-        self._worker.add_done_callback(self._worker_ended)
+        self.worker.start()
         self.active = True
 
     def deactivate(self) -> None:
         """Stop processing and publishing; keep the model and the publishers."""
         self.active = False
-        self.stop_worker()
+        self.worker.stop()
         for sub in self.subs.values():
             self.node.destroy_subscription(sub)
         for timer in self._timers:
             self.node.destroy_timer(timer)
         self.subs, self._timers = {}, []
-        with self._wake:
-            self._slot = None
 
     def cleanup(self) -> None:
         """Destroy the publishers, free the model (and the CUDA cache), end the torch thread."""
@@ -235,32 +226,36 @@ class Perception:
             self._destroy_publisher(pub)
         self.pubs = {}
         cuda = self.predictor is not None and self.predictor.device.type == 'cuda'
-        self.predictor = self.pipeline = self.model_facts = None
-        self._stop_torch()
+        self.worker.attach(None)
+        self.model_facts = None
+        self.worker.stop_torch()
         gc.collect()
         if cuda:
             torch.cuda.empty_cache()
         _return_freed_memory()
 
-    def _reset_health(self) -> None:
-        self._slot: tuple[Image, int, float] | None = None
-        self.health = Health()
-        self.gate_log = SwitchLog()
-        self.last_gate_source: str | None = None
-        self._throttle: dict[str, float] = {}
+    def close(self) -> None:
+        """Stop the worker and end the torch thread: the node is being destroyed."""
+        self.worker.stop()
+        self.worker.stop_torch()
+
+    def stop_worker(self) -> None:
+        """Stop inference; once this returns no frame will be published."""
+        self.worker.stop()
 
     # -- parameters ---------------------------------------------------------------------
 
-    def _apply_dynamic(self, p: dict) -> None:
-        self.loops = self.predictor.loops if p['loops'] < 0 else p['loops']
-        self.predictor.hard_gate = p['hard_gate']
-        self.settings = FrameSettings(
+    def _settings(self, p: dict, predictor: Predictor) -> FrameSettings:
+        """Apply the dynamic parameters that are not per frame; return the per-frame ones."""
+        self.loops = predictor.loops if p['loops'] < 0 else p['loops']
+        predictor.hard_gate = p['hard_gate']
+        self.publish_points = bool(p['publish_points'])
+        return FrameSettings(
             gate=p['gate_source'], loops=self.loops, budget_ms=p['latency_budget_ms'] or None,
             depth_unit_scale=p['depth_unit_scale'],
             outputs=frozenset(n for n in IMAGE_OUTPUTS if p[f'publish_{n}']),
             labels_color_alpha=p['labels_color_alpha'],
             mask_classes=mask_names(p['mask_classes']))
-        self.publish_points = bool(p['publish_points'])
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         changes = {x.name: x.value for x in params}
@@ -278,9 +273,8 @@ class Perception:
             return SetParametersResult(successful=True)
         # publishers first: a frame that sees the new mask classes finds theirs
         self._add_mask_publishers(current['mask_classes'])
-        with self._lock:
-            self._apply_dynamic(current)
-            self.pipeline.pairing.configure(current['sync_slop'], current['depth_timeout'])
+        self.worker.update(self._settings(current, self.predictor), current['sync_slop'],
+                           current['depth_timeout'])
         return SetParametersResult(successful=True)
 
     def _add_mask_publishers(self, classes: list[str]) -> None:
@@ -322,152 +316,60 @@ class Perception:
 
     # -- callbacks: store only ------------------------------------------------------------
 
-    def _now_ns(self) -> int:
-        return self.node.get_clock().now().nanoseconds
-
-    def _on_image(self, msg) -> None:
-        with self._wake:
-            replaced = self._slot is not None
-            self._slot = (msg, self._now_ns(), time.monotonic())
-            self._wake.notify()
-        self.health.received(stamp_ns(msg), replaced)
-
     def _on_depth(self, kind: str):
         def store(msg) -> None:
-            with self._lock:
-                self.pipeline.add_depth(stamp_ns(msg), (kind, msg), self._now_ns())
-            with self._wake:
-                self._wake.notify()
+            self.worker.depth(msg, (kind, msg))
         return store
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         with self._lock:
             self.camera_info = msg
 
-    # -- the worker -------------------------------------------------------------------------
+    # -- the worker's host ----------------------------------------------------------------
 
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                while self._slot is None and not self._stop:
-                    self._wake.wait()
-                if self._stop:
-                    return
-                msg, arrival_ns, arrival_mono = self._slot
-                self._slot = None
-            try:
-                done = self._process(msg, arrival_ns, arrival_mono)
-            except Exception as e:  # never let one frame kill the node
-                done = False
-                self.health.count('errors')
-                self._warn('frame', f'frame skipped: {type(e).__name__}: {e}')
-            if not done:
-                self.health.failed()
+    decode_rgb = staticmethod(decode_rgb)
 
-    def _worker_ended(self, worker) -> None:
-        # a Future keeps its exception to itself: say that frames are no longer processed
-        if not worker.cancelled() and (e := worker.exception()) is not None:
-            self.log.error(f'inference worker stopped: {type(e).__name__}: {e}')
+    def focal_px(self, width: int) -> float | None:
+        with self._lock:
+            return camera_focal(self.camera_info, width)
 
-    def _partner(self, stamp: int, arrival_ns: int):
-        """
-        Return the paired depth item, waiting while depth flows (bounded by depth_timeout).
+    def now_ns(self) -> int:
+        return self.node.get_clock().now().nanoseconds
 
-        None = monocular. Gives up early when a newer image arrives.
-        """
-        expected = self._depth_expected         # once a frame, not every 5 ms of waiting
-        while True:
-            with self._lock:
-                match = self.pipeline.partner(stamp)
-                wait = match is None and stamp and self.pipeline.pairing.should_wait(
-                    arrival_ns, self._now_ns(), expected=expected)
-            if not wait:
-                return match.item if match else None
-            with self._wake:
-                if self._slot is not None or self._stop:
-                    return None
-                self._wake.wait(timeout=0.005)
-
-    @property
-    def _depth_expected(self) -> bool:
-        """Tell whether a depth or disparity publisher is matched (a silent stream may resume)."""
+    def depth_expected(self) -> bool:
         return any(self.subs[t].get_publisher_count() for t in ('depth', 'disparity'))
 
-    def _process(self, msg, arrival_ns: int, arrival_mono: float) -> bool:
-        """Run one frame; False when it produced no output."""
-        t_decode = time.monotonic()
-        try:
-            rgb = decode_rgb(msg)
-        except ImageDecodeError as e:
-            self.health.count('errors')
-            self._warn('decode', f'image dropped: {e}')
-            return False
-        decode_s = time.monotonic() - t_decode
-        stamp = stamp_ns(msg)
+    def publish(self, msg, frame: Frame, settings: FrameSettings) -> None:
         with self._lock:
-            warning = self.pipeline.check_stamp(stamp)
-            settings, pubs = self.settings, dict(self.pubs)
-            info, points = self.camera_info, self.publish_points
-        if warning:
-            self.health.count('stamp_warnings')
-            self._warn('stamp', warning)
-        partner = self._partner(stamp, arrival_ns) if \
-            self.pipeline.wants_depth(settings.gate) else None
-        # depth stays metric on a camera unlike the training one (Predictor.camera_scale)
-        focal = camera_focal(info, rgb.shape[1])
-        try:
-            frame = self.pipeline.run(rgb, settings, partner=partner, focal_px=focal)
-        except torch.cuda.OutOfMemoryError:
-            self.health.count('oom')
-            torch.cuda.empty_cache()
-            self._warn('oom', 'CUDA out of memory: frame skipped, cache freed')
-            return False
-        if frame.depth_error:
-            self.health.count('depth_errors')
-            self._warn('depth', f'{partner[0]} ignored, running monocular: {frame.depth_error}')
-        model_s = frame.seconds['model_s']
-        t_out = time.monotonic()
-        # Publishing holds _publishing: stop_worker() takes it, so no publish can run into a
-        # context that is about to shut down.
-        with self._publishing:
-            if self._stop:
-                return False
-            header = msg.header
-            for name, (array, encoding) in self.pipeline.images(frame, settings).items():
-                pubs[name].publish(array_to_msg(array, encoding, header))
-            if points:
-                if info is None:
-                    self._warn('points', '~/points needs camera_info; none received yet')
-                else:
-                    self.pubs['points'].publish(depth_to_cloud(
-                        FramePipeline.fused_depth(frame), rgb, frame.prediction.labels, info,
-                        header))
-            done = time.monotonic()
-            # decode_ms: image (and depth) conversion in; publish_ms: conversion out and
-            # publish; latency_ms: arrival to published, including any wait for depth.
-            self._publish_frame_info(header, frame.prediction, {
-                'model_ms': model_s, 'decode_ms': decode_s + frame.seconds['depth_decode_s'],
-                'publish_ms': done - t_out, 'latency_ms': done - arrival_mono})
-        self.health.processed(done, done - arrival_mono, model_s)
-        gate = frame.prediction.gate_source
-        self.last_gate_source = gate
-        if switch := self.gate_log.update(gate, done):
-            self.log.info(f'gate source: {switch[0]} -> {switch[1]}')
-        return True
+            pubs, info = dict(self.pubs), self.camera_info
+        header = msg.header
+        for name, (array, encoding) in self.pipeline.images(frame, settings).items():
+            pubs[name].publish(array_to_msg(array, encoding, header))
+        if self.publish_points:
+            if info is None:
+                self.worker.warn('points', '~/points needs camera_info; none received yet')
+            else:
+                pubs['points'].publish(depth_to_cloud(
+                    FramePipeline.fused_depth(frame), frame.rgb, frame.prediction.labels, info,
+                    header))
 
-    def _publish_frame_info(self, header, pred, seconds: dict[str, float]) -> None:
+    def publish_info(self, msg, frame: Frame, milliseconds: dict[str, float]) -> None:
+        pred = frame.prediction
         status = DiagnosticStatus(name='depthgate_ros: frame', level=DiagnosticStatus.OK,
                                   message=pred.gate_source)
         status.values = [KeyValue(key='gate_source', value=pred.gate_source),
                          KeyValue(key='loops', value=str(pred.loops))] + [
-            KeyValue(key=k, value=f'{v * 1e3:.2f}') for k, v in seconds.items()]
-        self.pubs['frame_info'].publish(DiagnosticArray(header=header, status=[status]))
+            KeyValue(key=k, value=f'{v:.2f}') for k, v in milliseconds.items()]
+        self.pubs['frame_info'].publish(DiagnosticArray(header=msg.header, status=[status]))
 
-    def _warn(self, key: str, text: str, period: float = 5.0) -> None:
-        now = time.monotonic()
-        if now - self._throttle.get(key, -1e9) >= period:
-            self._throttle[key] = now
-            self.log.warning(text)
+    def info(self, text: str) -> None:
+        self.log.info(text)
+
+    def warn(self, text: str) -> None:
+        self.log.warning(text)
+
+    def error(self, text: str) -> None:
+        self.log.error(text)
 
     # -- health -----------------------------------------------------------------------------
 
@@ -506,19 +408,3 @@ class Perception:
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.node.get_clock().now().to_msg()
         self.pubs['diagnostics'].publish(array)
-
-    def close(self) -> None:
-        """Stop the worker and end the torch thread: the node is being destroyed."""
-        self.stop_worker()
-        self._stop_torch()
-
-    def stop_worker(self, timeout: float = 10.0) -> None:
-        """Stop inference; once this returns no frame will be published."""
-        with self._wake:
-            self._stop = True
-            self._wake.notify_all()
-        with self._publishing:      # waits for a publish under way
-            pass
-        if self._worker is not None:
-            wait([self._worker], timeout)
-            self._worker = None

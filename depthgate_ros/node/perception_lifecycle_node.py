@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from rclpy.lifecycle import LifecycleState, Node as LifecycleNode, TransitionCallbackReturn
 
-from .perception_node import spin
 from .parameters import ParameterError
 from .perception import Perception
+from .perception_node import spin
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 

@@ -34,11 +34,11 @@ import numpy as np
 
 from .bags import (BagError, BagWriter, depth_kind, header, IMAGE, image_msg, OUTPUT_QOS,
                    read_topics, Topics, TYPESTORE)
-from ..node.image_codec import (camera_focal, decode_partner, decode_rgb, image_to_array,
-                          ImageDecodeError)
 from ..frames import FramePipeline, FrameSettings
 from ..inference import Predictor
 from ..metrics import DepthMetric, percentiles, SegmentationMetric
+from ..node.image_codec import (camera_focal, decode_partner, decode_rgb, image_to_array,
+                                ImageDecodeError)
 from ..options import PairingOptions
 from ..pairing import DepthPairing, NS, stamp_ns
 from ..visualize import colorize_depth, colorize_gate, colorize_labels, panel, write_png
@@ -102,7 +102,7 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
             skip(f'image: {e}')
             return
         t = stamp_ns(msg)
-        partner = pipeline.partner(t)
+        partner = pipeline.partner(t) if pipeline.wants_depth(settings.gate) else None
         gt = None
         if topics.labels:
             lab = label_pairing.match(t)
@@ -152,7 +152,7 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
     first, last = window.bounds(reader.start_time)
     # read from a depth timeout before the window (partners recorded just ahead of its first
     # image) to one after it; the rest of the recording is never read
-    margin = pipeline.pairing.timeout_ns + pipeline.pairing.slop_ns
+    margin = pipeline.pairing_window_ns
     in_window = 0
     try:
         for topic, log_ns, msg in read_topics(reader, wanted, start=first - margin,
@@ -170,7 +170,7 @@ def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
                 camera['info'] = msg
             # An image is complete once the recording has moved depth_timeout past it: a
             # partner recorded later than that would also reach the live node too late.
-            while pending and log_ns - pending[0][0] > pipeline.pairing.timeout_ns:
+            while pending and log_ns - pending[0][0] > pipeline.depth_timeout_ns:
                 process(*pending.popleft(), n_images)
         while pending:
             process(*pending.popleft(), n_images)

@@ -415,13 +415,13 @@ def markdown(r: dict) -> str:
                 f"(export took {o['export_s']:.0f} s)", '']
     out += ['## One 3x3 convolution per dilation', '']
     out += table(r['dilations'], [('dilation', 'dilation'), ('channels', 'channels'),
-                                   ('median_ms', 'median ms'),
-                                   ('fraction_of_peak', 'of peak')])
+                                  ('median_ms', 'median ms'),
+                                  ('fraction_of_peak', 'of peak')])
     out += ['## Gating module: dense vs sparse (same input, real gate maps)', '']
     out += table(r['gating'], [('channels', 'channels'), ('gate', 'gate'),
-                                ('branches_per_pixel', 'branches/pixel'),
-                                ('dense_ms', 'dense ms'), ('sparse_ms', 'sparse ms'),
-                                ('speedup', 'speed-up'), ('max_abs_diff', 'max |diff|')])
+                               ('branches_per_pixel', 'branches/pixel'),
+                               ('dense_ms', 'dense ms'), ('sparse_ms', 'sparse ms'),
+                               ('speedup', 'speed-up'), ('max_abs_diff', 'max |diff|')])
     if r.get('transport'):
         out += transport_table(r['transport'])
     if r.get('node'):
@@ -429,7 +429,7 @@ def markdown(r: dict) -> str:
     if r.get('peers'):
         out += ['## Peers (torchvision, random weights, same input)', '']
         out += table(r['peers'], [('model', 'model'), ('median_ms', 'median ms'),
-                                   ('p95_ms', 'p95 ms')])
+                                  ('p95_ms', 'p95 ms')])
     return '\n'.join(out)
 
 
@@ -440,7 +440,6 @@ def bench_nodes(path: str, s: Settings) -> list[dict]:
     runs.insert(1, (s.camera_sizes[0], True, max(1, cores - 1)))   # a core left to ROS
     return [bench_node(path, s.size, size, profile, threads, s.frames, s.overload_s)
             for size, profile, threads in dict.fromkeys(runs)]
-
 
 
 def run(s: Settings, quick: bool, no_onnx: bool = False, no_node: bool = False) -> dict:

@@ -88,9 +88,7 @@ def _compiled(name, model, info, x, loops, flops) -> _Candidate:
             super().__init__()
             self.inner = model
             self.cfg, self.hard_gate = model.cfg, False
-
-        def available_gates(self):
-            return model.available_gates()
+            self.fixed_gate, self.gates, self.loops = None, model.gates, model.loops
 
         def iter_loops(self, image, depth=None, max_loops=None, gate=None, full_size=True):
             yield from compiled(image, depth, max_loops, gate, full_size)
