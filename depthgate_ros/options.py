@@ -15,12 +15,14 @@
 """
 Run-time options, declared once: the node's parameters and every tool's flags come from here.
 
-PredictorOptions holds everything that shapes a Predictor; PairingOptions how sensor depth is
-paired with images. perception_node declares a parameter per field (ros/parameters.py),
-depthgate-eval, depthgate-bag-eval and depthgate-demo a flag per field (`add_arguments`), and
-training validation builds its Predictor through PredictorOptions too, so every tool has the
-same options under the same names (`--tta-scales` is the parameter `tta_scales`) with the same
-checks (`problem`).
+PredictorOptions holds everything that shapes a Predictor, PairingOptions how sensor depth is
+paired with images, NodeOptions what only the node has (model path, threads, QoS, transports,
+outputs). perception_node declares a parameter per field of all three (node/parameters.py,
+which also writes config/perception.yaml and README's parameter table from them);
+depthgate-eval, depthgate-bag-eval and depthgate-demo add a flag per field of the first two
+(`add_arguments`), and training validation builds its Predictor through PredictorOptions too,
+so every tool has the same options under the same names (`--tta-scales` is the parameter
+`tta_scales`) with the same checks (`problem`).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ import re
 from typing import Any
 
 from .model.config import CALL_GATES
+from .weights import ALIASES, BUNDLED
 
 
 def option(default, text: str, *, lo=None, hi=None, choices=None, dynamic=False,
@@ -70,8 +73,8 @@ class Options:
 class PredictorOptions(Options):
     device: str = option('auto', 'auto | cpu | cuda[:N]; auto picks CUDA when present')
     fp16: bool = option(False, 'float16 autocast (CUDA only)')
-    channels_last: bool = option(True, 'channels-last memory format (torch models; on a 2-core '
-                                       'CPU twice as fast for MobileNetV3)')
+    channels_last: bool = option(True, 'channels-last memory format (torch models; faster for '
+                                       'the MobileNetV3 and ESPNetv2 models on a CPU)')
     inference_height: int = option(0, "inference resolution, 0 = the input's own", lo=0,
                                    hi=4096)
     inference_width: int = option(0, "inference resolution, 0 = the input's own", lo=0,
@@ -80,9 +83,12 @@ class PredictorOptions(Options):
                         dynamic=True)
     gate_source: str = option(
         'auto', 'auto = hybrid (sensor depth, predicted in its holes) when depth is paired, '
-        'else predicted', choices=('auto',) + CALL_GATES, dynamic=True, aliases=('--gate',))
+        'else predicted; a baseline model runs only auto, an .onnx file only the gate it was '
+        'exported with', choices=('auto',) + CALL_GATES, dynamic=True, aliases=('--gate',))
     hard_gate: bool = option(False, 'gate on the most likely depth bin only (any gate '
-                             'source), so the gating module runs sparse', dynamic=True)
+                             'source; cells without sensor depth stay uniform), so the gating '
+                             'module evaluates one branch per pixel (sparse gating)',
+                             dynamic=True)
     tta_flip: bool = option(False, 'flip test-time augmentation')
     tta_scales: tuple[float, ...] = option((1.0,), 'test-time scales, each > 0')
     depth_blur_sigma: float = option(0.0, 'Gaussian smoothing of predicted depth (pixels)',
@@ -140,6 +146,55 @@ class PairingOptions(Options):
                                   dynamic=True)
     depth_unit_scale: float = option(0.001, 'metres per unit of 16UC1 depth', lo=1e-6, hi=1.0,
                                      dynamic=True)
+
+
+# image_transport's names: `<image>/compressed` and `<depth>/compressedDepth` are the topics.
+IMAGE_TRANSPORTS = ('raw', 'compressed')
+DEPTH_TRANSPORTS = ('raw', 'compressedDepth')
+
+
+@dataclass(frozen=True)
+class NodeOptions(Options):
+    """The node's own parameters, beside the options it shares with the tools."""
+
+    model_path: str = option('', 'checkpoint or .onnx file, or a bundled model: ' + ', '.join(
+        name + ''.join(f' (also {alias}{", or empty" if alias == "default" else ""})'
+                       for alias, to in ALIASES.items() if to == name) for name in BUNDLED))
+    num_threads: int = option(0, "torch CPU threads, 0 = torch's default (one per core); "
+                              'bound it on a robot running other nodes', lo=0, hi=256)
+    latency_budget_ms: float = option(
+        0.0, 'anytime refinement: run only the recurrent loops that fit in this many ms per '
+        'frame (loop 0 always runs; ~/frame_info reports the loops used), 0 = always `loops`; '
+        'needs test-time augmentation off', lo=0.0, hi=10000.0, dynamic=True)
+    input_reliability: str = option('best_effort', 'QoS reliability of the inputs',
+                                    choices=('best_effort', 'reliable'))
+    image_transport: str = option('raw', 'raw: `image` (sensor_msgs/Image); compressed: '
+                                  '`image/compressed` (jpeg or png CompressedImage), below '
+                                  'the remapped name as image_transport does',
+                                  choices=IMAGE_TRANSPORTS)
+    depth_transport: str = option('raw', 'raw: `depth` (REP 118 Image); compressedDepth: '
+                                  "`depth/compressedDepth` (image_transport's png format)",
+                                  choices=DEPTH_TRANSPORTS)
+    input_queue_depth: int = option(5, 'QoS history depth of depth, disparity and camera_info '
+                                    '(images: 1, only the newest is ever processed)', lo=1,
+                                    hi=100)
+    publish_labels: bool = option(True, 'publish ~/labels: class ids, mono8', dynamic=True)
+    publish_labels_color: bool = option(True, 'publish ~/labels_color: the palette, rgb8',
+                                        dynamic=True)
+    publish_depth: bool = option(True, 'publish ~/depth: metres, 32FC1', dynamic=True)
+    publish_confidence: bool = option(False, "publish ~/confidence: the top class's "
+                                      'probability, 32FC1', dynamic=True)
+    publish_gate: bool = option(True, 'publish ~/gate: the dominant gating branch, mono8, 0 '
+                                '(far) .. 4 (near)', dynamic=True)
+    publish_points: bool = option(False, 'publish ~/points: PointCloud2 x y z rgb label; '
+                                  'needs camera_info', dynamic=True)
+    labels_color_alpha: float = option(0.0, 'blend of the image over ~/labels_color', lo=0.0,
+                                       hi=1.0, dynamic=True)
+    mask_classes: tuple[str, ...] = option(
+        ('',), 'class names published as ~/masks/<name> (e.g. [road, person, car]); spaces '
+        'become underscores in topic names; blank entries are ignored', dynamic=True)
+    diagnostics_period: float = option(1.0, 'seconds between /diagnostics messages', lo=0.1,
+                                       hi=60.0)
 
 
 def device_problem(spec: str) -> str | None:

@@ -13,9 +13,16 @@
 # limitations under the License.
 
 """The one parameter check behind start-up and `ros2 param set` (no DDS needed)."""
-from depthgate_ros.node.parameters import check, ModelFacts, PARAMETERS
+import ast
+from pathlib import Path
+import re
+
+from depthgate_ros.node.parameters import (check, FIELDS, ModelFacts, PARAMETERS,
+                                           parameters_table, parameters_yaml, STATIC,
+                                           TABLE_BEGIN, TABLE_END)
 import pytest
 import torch
+import yaml
 
 DEFAULTS = {name: default for name, (default, _) in PARAMETERS.items()}
 MODEL = ModelFacts(frozenset({'road', 'car', 'traffic_light'}), recurrent=False,
@@ -70,3 +77,43 @@ def test_model_rules_wait_for_the_model():
 def test_cuda_requested_without_cuda():
     problem = check({**DEFAULTS, 'device': 'cuda:0'})
     assert problem.name == 'device' and 'CUDA is not available' in problem.reason
+
+
+# -- one declaration: the parameters file, README's table and the launch file follow it -----
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_shipped_parameters_file_is_written_from_the_options():
+    """config/perception.yaml: every parameter, its one default and its one description."""
+    shipped = (ROOT / 'config' / 'perception.yaml').read_text()
+    assert shipped == parameters_yaml(), \
+        'config/perception.yaml is stale: run `python -m depthgate_ros.node.parameters`'
+    values = yaml.safe_load(shipped)['/**']['ros__parameters']
+    assert values == DEFAULTS                              # parsed back: the same values
+    for name, f in FIELDS.items():                         # and each comment is its help
+        assert ' '.join(f.metadata['help'].split()) in ' '.join(
+            line.strip().removeprefix('# ') for line in shipped.splitlines()), name
+
+
+def test_readme_parameter_table_is_written_from_the_options():
+    readme = (ROOT / 'README.md').read_text()
+    table = readme[readme.index(TABLE_BEGIN):readme.index(TABLE_END) + len(TABLE_END)]
+    assert table == parameters_table(), \
+        "README's parameter table is stale: run `python -m depthgate_ros.node.parameters`"
+    rows = re.findall(r'^\| `(\w+)` \| `([^`]*)` \| (yes|no) \|', table, re.M)
+    assert [(name, dynamic == 'no') for name, _, dynamic in rows] == \
+        [(name, name in STATIC) for name in PARAMETERS]
+
+
+def test_launch_arguments_that_set_parameters_are_parameters():
+    source = (ROOT / 'launch' / 'perception.launch.py').read_text()
+    overrides = ast.literal_eval(re.search(r'OVERRIDES = (\{.*?\n\})', source, re.S).group(1))
+    assert overrides and set(overrides) <= set(PARAMETERS)
+    # the module docstring lists every launch argument
+    declared = set(re.findall(r"DeclareLaunchArgument\(\s*'(\w+)'", source))
+    declared |= set(ast.literal_eval(re.search(r'REMAPS = (\{.*?\n\})', source, re.S).group(1)))
+    declared |= set(overrides)
+    doc = ast.get_docstring(ast.parse(source))
+    listed = set(re.findall(r'^  (\w+)\s+\[', doc, re.M))
+    assert listed == declared

@@ -13,35 +13,43 @@
 # limitations under the License.
 
 """
-perception_node's parameters.
+perception_node's parameters, all generated from options.py's dataclasses.
 
 Declarations (defaults, descriptors with ranges) and the one check that both start-up and `ros2
-param set` go through. The Predictor and pairing options are options.py's dataclasses, so the
-node and the command-line tools share names, defaults, limits and checks; this module adds the
-node's own (model path, QoS, transports, outputs).
+param set` go through. Each parameter is a field of PredictorOptions or PairingOptions (shared
+with the command-line tools) or NodeOptions (the node's own), with one default and one
+description; config/perception.yaml and README's parameter table are written from the same
+fields (`python -m depthgate_ros.node.parameters` rewrites both; test_parameters holds them).
 
 rclpy enforces the descriptors' ranges and types; `check` adds what a descriptor cannot say:
 choices, CUDA present, positive TTA scales, classes, loops and gates the loaded model has.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, Field, fields
+from pathlib import Path
+import re
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-from ..frames import IMAGE_OUTPUTS, topic_name
-from ..options import Options, PairingOptions, PredictorOptions
+from ..frames import topic_name
+from ..options import NodeOptions, Options, PairingOptions, PredictorOptions
 
-RELIABILITY_CHOICES = ('best_effort', 'reliable')
-# image_transport's names: `<image>/compressed` and `<depth>/compressedDepth` are the topics.
-IMAGE_TRANSPORTS = ('raw', 'compressed')
-DEPTH_TRANSPORTS = ('raw', 'compressedDepth')
+# Every parameter's dataclass, in the order they are declared, listed and written.
+OPTION_CLASSES: tuple[type[Options], ...] = (NodeOptions, PredictorOptions, PairingOptions)
+FIELDS: dict[str, Field] = {f.name: f for cls in OPTION_CLASSES for f in fields(cls)}
 
 
-def _desc(text: str, *, lo=None, hi=None, choices=None, dynamic=False) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=text + (' (dynamic)' if dynamic else ''))
-    if choices:
-        d.additional_constraints = 'one of: ' + ', '.join(choices)
+def _default(f: Field):
+    return list(f.default) if isinstance(f.default, tuple) else f.default
+
+
+def _descriptor(f: Field) -> ParameterDescriptor:
+    meta = f.metadata
+    d = ParameterDescriptor(description=meta['help'] + (' (dynamic)' if meta['dynamic'] else ''))
+    if meta['choices']:
+        d.additional_constraints = 'one of: ' + ', '.join(meta['choices'])
+    lo, hi = meta['lo'], meta['hi']
     if isinstance(lo, int) and isinstance(hi, int):
         d.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=1)]
     elif lo is not None:
@@ -50,53 +58,9 @@ def _desc(text: str, *, lo=None, hi=None, choices=None, dynamic=False) -> Parame
     return d
 
 
-def _param(default, text: str, *, lo=None, hi=None, choices=None, dynamic=False) -> tuple:
-    """One parameter: (default, descriptor, dynamic, choices)."""
-    return default, _desc(text, lo=lo, hi=hi, choices=choices, dynamic=dynamic), dynamic, choices
-
-
-def _from_options(cls: type[Options]) -> dict:
-    return {f.name: _param(list(f.default) if isinstance(f.default, tuple) else f.default,
-                           f.metadata['help'], lo=f.metadata['lo'], hi=f.metadata['hi'],
-                           choices=f.metadata['choices'], dynamic=f.metadata['dynamic'])
-            for f in fields(cls)}
-
-
-# The node's own parameters, beside the options it shares with the tools.
-_NODE = {
-    'model_path': _param('', 'checkpoint or .onnx file, or a bundled model: street (also '
-                         'default, or empty), synthetic_fast (also fast), synthetic_resnet18'),
-    'num_threads': _param(0, "torch CPU threads, 0 = torch's default; bound it on a robot "
-                          'running other nodes', lo=0, hi=256),
-    'latency_budget_ms': _param(0.0, 'anytime refinement: run only the recurrent loops that '
-                                'fit in this many ms per frame, 0 = always `loops` (needs '
-                                'TTA off)', lo=0.0, hi=10000.0, dynamic=True),
-    'input_reliability': _param('best_effort', 'QoS reliability of the inputs',
-                                choices=RELIABILITY_CHOICES),
-    'image_transport': _param('raw', 'raw: `image` (sensor_msgs/Image); compressed: '
-                              '`image/compressed` (jpeg or png CompressedImage)',
-                              choices=IMAGE_TRANSPORTS),
-    'depth_transport': _param('raw', 'raw: `depth` (REP 118 Image); compressedDepth: '
-                              "`depth/compressedDepth` (image_transport's png format)",
-                              choices=DEPTH_TRANSPORTS),
-    'input_queue_depth': _param(5, 'QoS history depth of depth, disparity and camera_info '
-                                '(images: 1, only the newest is ever processed)', lo=1, hi=100),
-    **{f'publish_{name}': _param(name not in ('confidence', 'points'), f'publish ~/{name}' + (
-        ', needs camera_info' if name == 'points' else ''), dynamic=True)
-       for name in IMAGE_OUTPUTS + ('points',)},
-    'labels_color_alpha': _param(0.0, 'blend of the image over ~/labels_color', lo=0.0,
-                                 hi=1.0, dynamic=True),
-    'mask_classes': _param([''], 'class names published as ~/masks/<name>; spaces become '
-                           'underscores in topic names', dynamic=True),
-    'diagnostics_period': _param(1.0, 'seconds between /diagnostics messages', lo=0.1,
-                                 hi=60.0),
-}
-_ALL = {**_from_options(PredictorOptions), **_from_options(PairingOptions), **_NODE}
-PARAMETERS = {name: (default, desc) for name, (default, desc, _, _) in _ALL.items()}
+PARAMETERS = {name: (_default(f), _descriptor(f)) for name, f in FIELDS.items()}
 # Read once at configure; changing them needs a restart (or cleanup, for the managed node).
-STATIC = tuple(name for name, (_, _, dynamic, _) in _ALL.items() if not dynamic)
-# The node's own choice parameters (the shared options check theirs in Options.problem).
-CHOICES = {name: choices for name, (_, _, _, choices) in _NODE.items() if choices}
+STATIC = tuple(name for name, f in FIELDS.items() if not f.metadata['dynamic'])
 
 
 class ParameterError(ValueError):
@@ -123,13 +87,10 @@ def check(values: dict, model: ModelFacts | None = None) -> ParameterError | Non
     `values` are all of them, or the ones a `param set` changes merged over the current ones.
     Model-dependent rules need `model`.
     """
-    predictor = PredictorOptions.from_values(values)
-    for options in (predictor, PairingOptions.from_values(values)):
-        if found := options.problem():
+    for cls in OPTION_CLASSES:
+        if found := cls.from_values(values).problem():
             return ParameterError(*found)
-    for name, choices in CHOICES.items():
-        if name in values and values[name] not in choices:
-            return ParameterError(name, f'{values[name]!r} is not one of ' + ', '.join(choices))
+    predictor = PredictorOptions.from_values(values)
     if values.get('latency_budget_ms', 0.0) > 0 and not predictor.single_view:
         return ParameterError('latency_budget_ms', 'a latency budget needs test-time '
                               'augmentation off (tta_flip, tta_scales)')
@@ -161,3 +122,75 @@ def declare(node) -> dict:
             reason = str(e).split('Reason: ', 1)[-1]
             raise ParameterError(name, reason.removesuffix(f': {name}')) from None
     return {name: node.get_parameter(name).value for name in PARAMETERS}
+
+
+# -- the parameters file and README's table, written from the fields -----------------------
+
+_YAML_HEAD = """\
+# Parameters of depthgate_ros' perception_node (ROS 2 parameters file), at their defaults.
+# Written from depthgate_ros/options.py by `python -m depthgate_ros.node.parameters`.
+# `ros2 param describe` shows the same descriptions and ranges. "dynamic" ones can be changed
+# at run time with `ros2 param set`; the rest need a restart.
+# `/**` applies them to the node under any namespace and name the launch file gives it.
+/**:
+  ros__parameters:
+"""
+TABLE_BEGIN = '<!-- parameters: written by `python -m depthgate_ros.node.parameters` -->'
+TABLE_END = '<!-- end of parameters -->'
+
+
+def _yaml_value(value) -> str:
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, str):
+        return f'"{value}"' if value == '' or not re.fullmatch(r'[\w.:\-]+', value) else value
+    if isinstance(value, list):
+        return '[' + ', '.join(_yaml_value(v) for v in value) + ']'
+    return repr(value)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    lines, line = [], ''
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f'{line} {word}' if line else word
+    return lines + [line]
+
+
+def parameters_yaml() -> str:
+    """Return config/perception.yaml: every parameter at its default, its description above."""
+    out = [_YAML_HEAD.rstrip('\n')]
+    for name, f in FIELDS.items():
+        text = f.metadata['help'] + (' (dynamic)' if f.metadata['dynamic'] else '')
+        out += ['    # ' + line for line in _wrap(text, 90)]
+        out.append(f'    {name}: {_yaml_value(_default(f))}')
+    return '\n'.join(out) + '\n'
+
+
+def parameters_table() -> str:
+    """Return README's parameter table (between its markers)."""
+    rows = [TABLE_BEGIN, '', '| parameter | default | dynamic | meaning |', '|---|---|---|---|']
+    for name, f in FIELDS.items():
+        meta = f.metadata
+        text = meta['help'] + (f" ({', '.join(f'`{c}`' for c in meta['choices'])})"
+                               if meta['choices'] else '')
+        dynamic = 'yes' if meta['dynamic'] else 'no'
+        rows.append(f'| `{name}` | `{_yaml_value(_default(f))}` | {dynamic} | '
+                    f"{text.replace('|', '/')} |")
+    return '\n'.join(rows + ['', TABLE_END])
+
+
+def write_files(root: Path) -> None:
+    """Rewrite config/perception.yaml and README's table under `root` (a source checkout)."""
+    (root / 'config' / 'perception.yaml').write_text(parameters_yaml())
+    readme = root / 'README.md'
+    text = readme.read_text()
+    start, end = text.index(TABLE_BEGIN), text.index(TABLE_END) + len(TABLE_END)
+    readme.write_text(text[:start] + parameters_table() + text[end:])
+
+
+if __name__ == '__main__':
+    write_files(Path(__file__).resolve().parents[2])
