@@ -34,7 +34,7 @@ import numpy as np
 
 from .bags import (BagError, BagWriter, depth_kind, header, IMAGE, image_msg, OUTPUT_QOS,
                    read_topics, Topics, TYPESTORE)
-from ..frames import FramePipeline, FrameSettings
+from ..frames import Frame, FramePipeline, FrameSettings
 from ..inference import Predictor
 from ..metrics import DepthMetric, percentiles, SegmentationMetric
 from ..node.image_codec import (camera_focal, decode_partner, decode_rgb, image_to_array,
@@ -60,141 +60,177 @@ class Window:
         return start, None if self.duration_s is None else start + round(self.duration_s * NS)
 
 
-def offline(reader, topics: Topics, predictor: Predictor, work: Path, *,
-            pairing: PairingOptions, panels: int, out_bag: Path | None, storage: str,
-            max_depth: float | None = None, window: Window = Window()) -> dict:
-    names = predictor.info.class_names
-    loops = predictor.loops
-    seg = [SegmentationMetric(len(names)) for _ in range(loops + 1)]
-    mono_depth = DepthMetric(max_depth)
-    agree_pixels = agree_total = 0
-    latencies: list[float] = []
-    skipped: dict[str, int] = {}
-    frames_with_depth = evaluated = 0
-    depth_topic = topics.depth or topics.disparity
-    kind = depth_kind(reader, topics)
-    slop, timeout = pairing.sync_slop, pairing.depth_timeout
-    pipeline = FramePipeline(predictor, decode_partner, sync_slop=slop, depth_timeout=timeout,
-                             queue_size=64)
-    settings = FrameSettings(gate=predictor.gate, depth_unit_scale=pairing.depth_unit_scale,
-                             outputs=frozenset(BAG_OUTPUTS))
-    monocular = FrameSettings(gate='predicted', outputs=frozenset())
-    label_pairing = DepthPairing(slop, timeout, queue_size=64)
-    pending: deque = deque()
-    lut = pipeline.lut
-    (work / 'panels').mkdir(parents=True)
-    writer = None
-    if out_bag is not None:
-        writer = BagWriter(out_bag, storage)
-        for name in BAG_OUTPUTS:
-            writer.add(f'/depthgate/{name}', IMAGE, OUTPUT_QOS)
-    written = {'panels': 0}
-    camera = {'info': None}             # the latest CameraInfo: the camera's focal length
+def offline(reader, topics: Topics, predictor: Predictor, work: Path, **options) -> dict:
+    """Evaluate a recording frame by frame (OfflineEvaluation); return the report."""
+    return OfflineEvaluation(reader, topics, predictor, work, **options).run()
 
-    def skip(reason):
-        skipped[reason] = skipped.get(reason, 0) + 1
 
-    def process(log_ns, msg, total_images):
-        nonlocal frames_with_depth, evaluated, agree_pixels, agree_total
+class OfflineEvaluation:
+    """
+    One pass over a recording, as the node would see it, at no particular speed.
+
+    Each image in the window is paired with depth (and labels) exactly as the live node pairs
+    them, run through the FramePipeline, scored per loop against the labels, compared with a
+    monocular run where depth was paired, drawn into a few panels and, with `out_bag`,
+    recorded.
+    """
+
+    def __init__(self, reader, topics: Topics, predictor: Predictor, work: Path, *,
+                 pairing: PairingOptions, panels: int, out_bag: Path | None, storage: str,
+                 max_depth: float | None = None, window: Window = Window()):
+        self.reader, self.topics, self.work, self.window = reader, topics, work, window
+        self.panels, self.out_bag, self.storage = panels, out_bag, storage
+        self.names, self.loops = predictor.info.class_names, predictor.loops
+        self.slop, self.timeout = pairing.sync_slop, pairing.depth_timeout
+        self.pipeline = FramePipeline(predictor, decode_partner, sync_slop=self.slop,
+                                      depth_timeout=self.timeout, queue_size=64)
+        self.settings = FrameSettings(gate=predictor.gate,
+                                      depth_unit_scale=pairing.depth_unit_scale,
+                                      outputs=frozenset(BAG_OUTPUTS))
+        self.monocular = FrameSettings(gate='predicted', outputs=frozenset())
+        self.labels = DepthPairing(self.slop, self.timeout, queue_size=64)
+        # scores
+        self.seg = [SegmentationMetric(len(self.names)) for _ in range(self.loops + 1)]
+        self.mono_depth = DepthMetric(max_depth)
+        self.agree_pixels = self.agree_total = 0
+        self.latencies: list[float] = []
+        self.skipped: dict[str, int] = {}
+        self.evaluated = self.with_depth = self.drawn = self.in_window = 0
+        self.camera_info = None             # the latest CameraInfo: the camera's focal length
+        self.writer: BagWriter | None = None
+        self.n_images = next(c.msgcount for c in reader.connections if c.topic == topics.image)
+
+    def run(self) -> dict:
+        (self.work / 'panels').mkdir(parents=True)
+        if self.out_bag is not None:
+            self.writer = BagWriter(self.out_bag, self.storage)
+            for name in BAG_OUTPUTS:
+                self.writer.add(f'/depthgate/{name}', IMAGE, OUTPUT_QOS)
         try:
-            rgb = np.ascontiguousarray(decode_rgb(msg))
-        except ImageDecodeError as e:
-            skip(f'image: {e}')
-            return
-        t = stamp_ns(msg)
-        partner = pipeline.partner(t) if pipeline.wants_depth(settings.gate) else None
-        gt = None
-        if topics.labels:
-            lab = label_pairing.match(t)
-            if lab is None:
-                skip('no label message within the slop')
-            else:
-                gt = image_to_array(lab.item)
-        focal = camera_focal(camera['info'], rgb.shape[1])
-        frame = pipeline.run(rgb, settings, partner=partner and partner.item, focal_px=focal,
-                             every_loop=True)
-        if frame.depth_error:
-            skip(f'depth: {frame.depth_error}')
-        latencies.append(frame.seconds['model_s'])
-        preds, depth = frame.predictions, frame.sensor_depth
-        evaluated += 1
-        if gt is not None:
-            for loop, p in enumerate(preds):
-                seg[loop].update(p.labels, gt)
-        if depth is not None:
-            frames_with_depth += 1
-            mono = pipeline.run(rgb, monocular, focal_px=focal).prediction
-            mono_depth.update(mono.depth, depth)
-            agree_pixels += int((mono.labels == preds[-1].labels).sum())
-            agree_total += mono.labels.size
-        final = preds[-1]
-        every = max(1, total_images // max(1, panels))   # spread the panels over the bag
-        if written['panels'] < panels and (evaluated - 1) % every == 0:
-            written['panels'] += 1
-            pics = [rgb, colorize_labels(final.labels, lut, rgb, 0.3),
-                    colorize_depth(final.depth)]
-            titles = ['image', f'labels ({final.gate_source})', 'predicted depth']
-            if gt is not None:
-                pics.insert(1, colorize_labels(gt, lut))
-                titles.insert(1, 'ground truth')
-            if final.gate is not None:
-                pics.append(colorize_gate(final.gate))
-                titles.append('gate')
-            write_png(work / 'panels' / f'frame_{evaluated - 1:05d}.png',
-                      panel(pics, titles, width=256))
-        if writer is not None:
-            hdr = header(t, msg.header.frame_id)
-            for name, (array, encoding) in pipeline.images(frame, settings).items():
-                writer.write(f'/depthgate/{name}', log_ns, image_msg(array, encoding, hdr))
+            self._read()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        return self.report()
 
-    wanted = [x for x in (topics.image, depth_topic, topics.labels, topics.camera_info) if x]
-    n_images = next(c.msgcount for c in reader.connections if c.topic == topics.image)
-    first, last = window.bounds(reader.start_time)
-    # read from a depth timeout before the window (partners recorded just ahead of its first
-    # image) to one after it; the rest of the recording is never read
-    margin = pipeline.pairing_window_ns
-    in_window = 0
-    try:
-        for topic, log_ns, msg in read_topics(reader, wanted, start=first - margin,
+    def _read(self) -> None:
+        """Read the window (and a pairing margin around it) in recording order."""
+        topics = self.topics
+        depth_topic = topics.depth or topics.disparity
+        kind = depth_kind(self.reader, topics)
+        wanted = [x for x in (topics.image, depth_topic, topics.labels, topics.camera_info) if x]
+        first, last = self.window.bounds(self.reader.start_time)
+        # read from a depth timeout before the window (partners recorded just ahead of its
+        # first image) to one after it; the rest of the recording is never read
+        margin = self.pipeline.pairing_window_ns
+        pending: deque = deque()
+        for topic, log_ns, msg in read_topics(self.reader, wanted, start=first - margin,
                                               stop=None if last is None else last + margin):
             if topic == topics.image:
                 if first <= log_ns and (last is None or log_ns < last):
-                    if in_window % window.every == 0:
+                    if self.in_window % self.window.every == 0:
                         pending.append((log_ns, msg))
-                    in_window += 1
+                    self.in_window += 1
             elif topic == depth_topic:
-                pipeline.add_depth(stamp_ns(msg), (kind, msg), log_ns)
+                self.pipeline.add_depth(stamp_ns(msg), (kind, msg), log_ns)
             elif topic == topics.labels:
-                label_pairing.add(stamp_ns(msg), msg, log_ns)
+                self.labels.add(stamp_ns(msg), msg, log_ns)
             elif topic == topics.camera_info:
-                camera['info'] = msg
+                self.camera_info = msg
             # An image is complete once the recording has moved depth_timeout past it: a
             # partner recorded later than that would also reach the live node too late.
-            while pending and log_ns - pending[0][0] > pipeline.depth_timeout_ns:
-                process(*pending.popleft(), n_images)
+            while pending and log_ns - pending[0][0] > self.pipeline.depth_timeout_ns:
+                self._process(*pending.popleft())
         while pending:
-            process(*pending.popleft(), n_images)
-    finally:
-        if writer is not None:
-            writer.close()
+            self._process(*pending.popleft())
 
-    if evaluated == 0:
-        raise BagError(f'no frame of {topics.image} could be evaluated: {skipped}')
-    lat = np.array(latencies) * 1e3
-    report = {'mode': 'offline', 'frames_in_bag': n_images, 'frames_in_window': in_window,
-              'window': vars(window), 'frames_evaluated': evaluated,
-              'frames_with_sensor_depth': frames_with_depth, 'skipped': skipped,
-              'topics': vars(topics), 'sync_slop_s': slop, 'depth_timeout_s': timeout,
-              'latency_ms': percentiles(lat), 'latencies_ms': lat.tolist()}
-    if topics.labels:
-        for loop in range(loops + 1):
-            s = seg[loop].compute()
-            report[f'loop{loop}'] = {'miou': s['miou'], 'pixel_accuracy': s['pixel_accuracy'],
-                                     'iou': dict(zip(names, s['iou']))}
-    if frames_with_depth:
-        report['monocular_depth'] = mono_depth.compute()
-        report['sensor_vs_predicted_gate_agreement'] = agree_pixels / agree_total
-    return report
+    def _skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+    def _process(self, log_ns: int, msg) -> None:
+        """Pair, predict, score, draw and record one image."""
+        try:
+            rgb = np.ascontiguousarray(decode_rgb(msg))
+        except ImageDecodeError as e:
+            self._skip(f'image: {e}')
+            return
+        t = stamp_ns(msg)
+        pipeline = self.pipeline
+        partner = pipeline.partner(t) if pipeline.wants_depth(self.settings.gate) else None
+        gt = None
+        if self.topics.labels:
+            lab = self.labels.match(t)
+            if lab is None:
+                self._skip('no label message within the slop')
+            else:
+                gt = image_to_array(lab.item)
+        focal = camera_focal(self.camera_info, rgb.shape[1])
+        frame = pipeline.run(rgb, self.settings, partner=partner and partner.item,
+                             focal_px=focal, every_loop=True)
+        if frame.depth_error:
+            self._skip(f'depth: {frame.depth_error}')
+        self.latencies.append(frame.seconds['model_s'])
+        self.evaluated += 1
+        self._score(frame, gt, focal)
+        self._draw(frame, gt)
+        if self.writer is not None:
+            hdr = header(t, msg.header.frame_id)
+            for name, (array, encoding) in pipeline.images(frame, self.settings).items():
+                self.writer.write(f'/depthgate/{name}', log_ns, image_msg(array, encoding, hdr))
+
+    def _score(self, frame: Frame, gt: np.ndarray | None, focal: float | None) -> None:
+        """Score each loop against the labels; where depth was paired, the monocular run too."""
+        preds = frame.predictions
+        if gt is not None:
+            for loop, p in enumerate(preds):
+                self.seg[loop].update(p.labels, gt)
+        if frame.sensor_depth is not None:
+            self.with_depth += 1
+            mono = self.pipeline.run(frame.rgb, self.monocular, focal_px=focal).prediction
+            self.mono_depth.update(mono.depth, frame.sensor_depth)
+            self.agree_pixels += int((mono.labels == preds[-1].labels).sum())
+            self.agree_total += mono.labels.size
+
+    def _draw(self, frame: Frame, gt: np.ndarray | None) -> None:
+        """Draw a panel for every Nth frame, spread over the recording."""
+        every = max(1, self.n_images // max(1, self.panels))
+        if self.drawn >= self.panels or (self.evaluated - 1) % every:
+            return
+        self.drawn += 1
+        final, rgb, lut = frame.prediction, frame.rgb, self.pipeline.lut
+        pics = [rgb, colorize_labels(final.labels, lut, rgb, 0.3), colorize_depth(final.depth)]
+        titles = ['image', f'labels ({final.gate_source})', 'predicted depth']
+        if gt is not None:
+            pics.insert(1, colorize_labels(gt, lut))
+            titles.insert(1, 'ground truth')
+        if final.gate is not None:
+            pics.append(colorize_gate(final.gate))
+            titles.append('gate')
+        write_png(self.work / 'panels' / f'frame_{self.evaluated - 1:05d}.png',
+                  panel(pics, titles, width=256))
+
+    def report(self) -> dict:
+        if self.evaluated == 0:
+            raise BagError(f'no frame of {self.topics.image} could be evaluated: '
+                           f'{self.skipped}')
+        lat = np.array(self.latencies) * 1e3
+        report = {'mode': 'offline', 'frames_in_bag': self.n_images,
+                  'frames_in_window': self.in_window, 'window': vars(self.window),
+                  'frames_evaluated': self.evaluated,
+                  'frames_with_sensor_depth': self.with_depth, 'skipped': self.skipped,
+                  'topics': vars(self.topics), 'sync_slop_s': self.slop,
+                  'depth_timeout_s': self.timeout, 'latency_ms': percentiles(lat),
+                  'latencies_ms': lat.tolist()}
+        if self.topics.labels:
+            for loop in range(self.loops + 1):
+                s = self.seg[loop].compute()
+                report[f'loop{loop}'] = {'miou': s['miou'],
+                                         'pixel_accuracy': s['pixel_accuracy'],
+                                         'iou': dict(zip(self.names, s['iou']))}
+        if self.with_depth:
+            report['monocular_depth'] = self.mono_depth.compute()
+            report['sensor_vs_predicted_gate_agreement'] = self.agree_pixels / self.agree_total
+        return report
 
 
 def realtime(reader, topics: Topics, *, rate: float, node_name: str,
