@@ -208,8 +208,7 @@ def quantize_int8(model_path: str | Path, path: str | Path, info: ModelInfo, *,
     try:
         quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
         # reduce_range: 7-bit weights, so the u8 x s8 products of CPUs without VNNI (AVX2
-        # alone) cannot saturate their 16-bit sums; on such a CPU the fast model's int8 labels
-        # matched eager's on 99.50% of pixels with 8-bit weights and 99.76% with 7
+        # alone) cannot saturate their 16-bit sums, which costs such CPUs label agreement
         quantize_static(str(prepared), str(tmp), Frames(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, reduce_range=True)

@@ -79,8 +79,7 @@ def normalize_image(image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) 
     pixels = out.permute(0, 2, 3, 1)
     if pixels.is_contiguous():
         # Channels last (a camera image as it arrives): a per-channel broadcast over the 3-wide
-        # inner dimension does not vectorise, the same factors repeated along whole rows do
-        # (a 480 x 640 frame: 0.2 ms instead of 2 on a 2-core AVX2 CPU).
+        # inner dimension does not vectorise, the same factors repeated along whole rows do.
         rows = pixels.view(-1, pixels.shape[2] * 3)
         rows.mul_(scale.repeat(pixels.shape[2])).add_(shift.repeat(pixels.shape[2]))
         return out
@@ -172,7 +171,7 @@ class Predictor:
             return cls(model, model.info, **options)
         model, info, _ = load_checkpoint(path)
         # The model is the Predictor's alone: BatchNorm can be folded into the convolutions
-        # (a pass less over every activation map: 10% of the fast model's time on a CPU).
+        # (a pass less over every activation map).
         return cls(fold_batchnorm(model.eval()), info, **options)
 
     def wants_depth(self, gate: str | None = None) -> bool:
@@ -421,8 +420,8 @@ def _depth_tensor(depth) -> torch.Tensor:
 
 
 def _resize_channels_last(x: torch.Tensor, size) -> torch.Tensor:
-    # Channels last: the resize and a max over channels then read contiguous memory (2-core
-    # CPU, 480 x 640, 19 classes: 10 ms instead of 50 for an argmax across planes).
+    # Channels last: the resize and a max over channels then read contiguous memory, where an
+    # argmax across planes strides through the whole map once per class.
     return _resize(x.contiguous(memory_format=torch.channels_last), size, 'bilinear')
 
 
@@ -444,9 +443,9 @@ def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:
     if mode == 'nearest':
         return F.interpolate(x, size=size, mode='nearest-exact')
     # Antialiasing only matters when shrinking; enlarging takes the faster plain kernel (the
-    # same weights), or for planes on a coarse grid (the fast model's depth: 15 x 20 at 480 x
-    # 640) two small matrix products, whose cost grows with the grid: a third of interpolate's
-    # time from 15 x 20, break-even near 60 x 80, twice it from 120 x 160 (2-core CPU).
+    # same weights), or for planes on a coarse grid (the fast model's depth at stride 32) two
+    # small matrix products, whose cost grows with the grid: below _MATRIX_GRID they beat
+    # interpolate's kernel (test_label_upsampling and depthgate-bench compare the two).
     shrink = any(s < old for s, old in zip(size, x.shape[-2:]))
     if not shrink and x.is_contiguous() and max(x.shape[-2:]) <= _MATRIX_GRID:
         return upsampled_planes(x, size)

@@ -25,7 +25,7 @@ cell's block of output pixels the same, so one weight matrix serves all blocks (
 resize the scores).
 
 Planes (depth): interpolate's weights as two small matrices, the enlargement as two matrix
-products (on a 2-core CPU, 15 x 20 to 480 x 640: 0.1 ms instead of 0.3).
+products, which run as GEMMs where interpolate's kernel walks every output pixel.
 """
 from __future__ import annotations
 

@@ -46,8 +46,7 @@ class OnnxModel:
             raise CheckpointError(f'{path}: no such file')
         options = ort.SessionOptions()
         # ONNX Runtime's workers spin for a while after each run; the Predictor's
-        # post-processing then competes with them for the same cores (measured on the fast
-        # model at 480 x 640, 2 cores: predict 44 ms around a 26 ms graph).
+        # post-processing would then compete with them for the same cores.
         options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         if threads:
             options.intra_op_num_threads = threads

@@ -291,7 +291,7 @@ def test_compressed_topics_give_the_raw_labels(model_path, tmp_path):
     assert len(png_labels) == len(raw_labels) == 4
     for a, b in zip(png_labels, raw_labels):
         np.testing.assert_array_equal(a, b)
-    # jpeg changes pixels: labels agree on at least 90% of them (measured: see the note)
+    # jpeg changes pixels: labels still agree on at least 90% of them
     jpeg_report, jpeg_labels = reports['jpeg']
     agree = np.mean([np.mean(a == b) for a, b in zip(jpeg_labels, raw_labels)])
     print(f'jpeg vs raw label agreement {agree:.4f}')

@@ -148,8 +148,8 @@ def test_every_torch_call_runs_on_one_thread(tiny_checkpoint, tmp_path, frames, 
     Loading, warm-up and every frame run on the inference thread, never the executor's.
 
     A second thread running parallel torch work gets its own OpenMP pool, and pools holding
-    more threads than cores stop spinning between parallel regions (the fast model 70 ms
-    instead of 44 on 2 cores). Driven as a lifecycle node, whose transitions run on the
+    more threads than cores stop spinning between parallel regions, which slows the model.
+    Driven as a lifecycle node, whose transitions run on the
     executor's thread; tried: a failed configure (a broken checkpoint), two activations,
     cleanup, and a second configure.
     """

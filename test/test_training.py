@@ -223,7 +223,7 @@ def test_shipped_training_configs_load():
     heads = load_head_ablation(root / 'ablation_heads.yaml')
     assert [r['name'] for r in heads.rows][:5] == [
         'baseline', 'average', 'sensor', 'predicted', 'hybrid']
-    assert heads.size[0] >= 256 and heads.eval_frames >= 200       # issue #11's protocol
+    assert heads.size[0] >= 256 and heads.eval_frames >= 200       # the ablation's protocol
 
 
 def test_ablation_runs_variants_from_one_baseline_and_tabulates(tmp_path):

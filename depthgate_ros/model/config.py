@@ -64,8 +64,8 @@ class ModelConfig:
     # Share one 3x3 kernel across all branches ("tied") instead of one kernel per branch.
     tied: bool = False
     # Each branch a depthwise 3x3 (one kernel per channel; the 1x1 fuse after the gated sum
-    # mixes channels) instead of the paper's full 3x3: 1/channels of its multiply-adds. Tried
-    # on the fast preset, with detail_kernel 1: 0.86x the time, 0.043 less mIoU (results.md).
+    # mixes channels) instead of the paper's full 3x3: 1/channels of its multiply-adds. On the
+    # fast preset it saved little time for a clear loss of mIoU (docs/results.md).
     depthwise_branches: bool = False
     # Gate used when the caller does not name one: "none" is the paper's baseline (a plain 3x3
     # conv, no branches); docs/architecture.md lists the others.
@@ -100,11 +100,11 @@ class ModelConfig:
     # head layer; 1 as LR-ASPP's, where the context is at stride 32 and costs 9x less).
     stem_kernel: int = 3
     # Scale the stem's output per channel by a sigmoid of the backbone's last map averaged over
-    # the image (LR-ASPP's image-level context). Tried on the fast preset: 0.604 and 0.606 mIoU
-    # for seeds 0 and 1 against 0.593 and 0.612 without, at the same time (results.md): not kept.
+    # the image (LR-ASPP's image-level context). On the fast preset its gain stayed within the
+    # spread of seeds (docs/results.md): not kept.
     stem_scale: bool = False
     # Kernel of the detail path's stride-8 conv (1 as LR-ASPP's stride-8 classifier: on the
-    # fast preset 0.94x the time and 0.027 less mIoU, most of it on traffic signs).
+    # fast preset a little faster, and worse on thin classes such as traffic signs).
     detail_kernel: int = 3
 
     def __post_init__(self) -> None:
@@ -201,15 +201,13 @@ class ModelConfig:
 
 # Named architectures; a training config picks one with `model: {preset: NAME}`.
 PRESETS = {
-    # Real time on a CPU: MobileNetV3-Large at stride 32 with its reduced tail (0.91-0.96x
-    # the full tail's time, mIoU within the spread of two seeds, docs/results.md), gating and
-    # the recurrent loops on its 1/32 map (64 channels: 128 labelled 0.005 better and ran 11%
-    # slower, docs/results.md), a 64-channel detail path at stride 8 that each loop's
-    # classifier adds its own scores to, as LR-ASPP does, and an 8-channel one at stride 4
-    # added the same way (0.02-0.05 better on the held-out frames over three seeds, for 3-6%
-    # more time, docs/results.md). Small dilations: the head ablation
-    # (docs/results.md) found large ones cost accuracy, and at stride 32 a cell already spans
-    # 4x the paper's.
+    # Real time on a CPU: MobileNetV3-Large at stride 32 with its reduced tail (faster, mIoU
+    # within the spread of seeds), gating and the recurrent loops on its 1/32 map (64
+    # channels: twice as many bought too little for their time), a 64-channel detail path at
+    # stride 8 that each loop's classifier adds its own scores to, as LR-ASPP does, and an
+    # 8-channel one at stride 4 added the same way (better on thin classes for a few percent
+    # more time). Small dilations: the head ablation found large ones cost accuracy, and at
+    # stride 32 a cell already spans 4x the paper's. docs/results.md has the evidence.
     'fast': {'backbone': 'mobilenet_v3_large', 'output_stride': 32, 'frozen_bn': False,
              'backbone_reduced_tail': True,
              'channels': 64, 'depth_channels': [64, 32], 'detail_channels': 64,

@@ -81,9 +81,7 @@ def timed_together(fns: dict, rounds: int, warmup: int, samples: bool = False) -
 
     Each round calls them in a new order (seeded): a call runs slower after one that evicted
     its weights from the cache, and in a fixed order the same row always pays for its
-    predecessor. The fast model's row, always after the default model's 45 MB of weights,
-    measured LR-ASPP at 0.91-0.93x its time in a fixed order and 1.08-1.10x shuffled, on the
-    same machine the same evening.
+    predecessor (a small model's row after a large one's weights reads slower than it is).
 
     `samples`: also each round's time (`samples_ms`), for comparisons paired by round.
     """

@@ -40,7 +40,7 @@ class Player:
     Its own rclpy context, one node (`peer`), a single-threaded executor spinning behind.
 
     Single-threaded on purpose: more executor threads fight a node's inference thread for the
-    GIL (each torch op needs it back), which stretched 20 ms passes to seconds on two cores.
+    GIL (each torch op needs it back), which can stretch a model pass many times over.
     """
 
     def __init__(self, name: str = 'depthgate_player', args: list[str] | None = None):
