@@ -88,6 +88,7 @@ def trained_size(model_path: str) -> tuple[int, int] | None:
 def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: float,
              checkpoint: str | None, options: PredictorOptions = PredictorOptions(),
              dds_profile: bool = True, sensor: str = 'stereo') -> dict:
+    """Drive the node through a synthetic street; write panels, a GIF and summary.json."""
     # The node in its own process, as `ros2 launch` starts it; this process is the camera.
     # The large-image DDS profile (both sides) carries camera-sized images in shared memory.
     # Fast DDS reads it when this process first uses DDS: call this from a fresh process.
@@ -97,95 +98,28 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
         os.environ[dds.PROFILE_VARIABLE] = env[dds.PROFILE_VARIABLE]
     else:
         os.environ.pop(dds.PROFILE_VARIABLE, None)
-    from ..tools.node_process import NodeProcess
-    from ..tools.player import CameraFrame, play_camera
-
-    h, w = size
-    f = 560.0 * w / 512
-    cam = Camera(width=w, height=h, fx=f, fy=f)
-    sequence = list(render_sequence(seed, frames, cam))
-    half = (frames + 1) // 2
-    device_model = sensor_by_name(sensor)
-    measured = [measure(device_model, fr.depth, cam.fx, np.random.default_rng((seed, i)),
-                        fr.rgb) for i, fr in enumerate(sequence[:half])]
-    # sensor depth for the first half of the drive only: the gate source must switch
-    camera = [CameraFrame(1_700_000_000 * 10 ** 9 + int(fr.meta['stamp_s'] * 1e9), fr.rgb,
-                          measured[i] if i < half else None, cam.k_matrix())
-              for i, fr in enumerate(sequence)]
+    drive = _Drive(seed, frames, size, sensor)
     out.mkdir(parents=True, exist_ok=True)
-    outputs = ('labels', 'depth', 'gate') + tuple(f'masks/{m}' for m in MASKS)
     with tempfile.TemporaryDirectory() as scratch:
         model_path, model_name = _model_path(checkpoint, Path(scratch))
-        # the Predictor options are the node's parameters of the same names
-        params = {**asdict(options), 'model_path': model_path, 'mask_classes': list(MASKS),
-                  'depth_timeout': max(0.3, 1.5 / rate_hz), 'diagnostics_period': 0.5}
-        inference_size = (options.inference_height, options.inference_width) if \
-            options.inference_height else trained_size(model_path)
-        if inference_size:
-            params.update(inference_height=inference_size[0],
-                          inference_width=inference_size[1])
-        node = NodeProcess(params, env, log_level='warn').start()
-        try:
-            session = play_camera(camera, rate_hz, node, outputs)
-        finally:
-            node.stop()
-        if node.returncode != 0:
-            log.warning('perception_node exited with %s:\n%s', node.returncode, node.log)
-    received, status = session.outputs, session.status
-    stamps = [c.stamp_ns for c in camera]
-
-    lut = palette(CITYSCAPES_COLORS)
-    per_frame, pictures, latencies = [], [], []
-    for i, (key, fr) in enumerate(zip(stamps, sequence)):
-        values = session.frame_info.get(key)
-        entry = {'index': i, 'stamp_ns': key, 'sensor_depth_sent': i < half,
-                 'processed': values is not None}
-        if values is None or key not in received['labels']:
-            per_frame.append(entry)
-            continue
-        latency = (received['labels'][key][0] - session.sent[key]) * 1e3
-        latencies.append(latency)
-        entry.update(gate_source=values['gate_source'], loops=int(values['loops']),
-                     model_ms=float(values['model_ms']), latency_ms=round(latency, 2))
-        labels = received['labels'][key][1]
-        images = [fr.rgb, colorize_labels(labels, lut, fr.rgb, 0.25),
-                  colorize_depth(received['depth'][key][1])]
-        titles = ['image', 'labels', 'depth (network)']
-        if i < half:                    # what the gate was given; its holes are white
-            images.append(colorize_depth(measured[i]))
-            titles.append(f'sensor depth ({sensor})')
-        if key in received['gate']:
-            images.append(colorize_gate(received['gate'][key][1]))
-            titles.append(f"gate ({values['gate_source']})")
-        for m in MASKS:
-            if key in received[f'masks/{m}']:
-                images.append(received[f'masks/{m}'][key][1])
-                titles.append(f'mask: {m}')
-        pictures.append(panel(images, titles, width=min(w, 320)))
-        name = f'frame_{i:04d}.png'
-        write_png(out / name, pictures[-1])
-        entry['panel'] = name
-        per_frame.append(entry)
-    if pictures:
-        from PIL import Image as PILImage
-        gif = [PILImage.fromarray(p) for p in pictures]
-        gif[0].save(out / 'sequence.gif', save_all=True, append_images=gif[1:],
-                    duration=int(1000 / rate_hz), loop=0)
+        session, inference_size = _run_node(drive, model_path, options, rate_hz, env)
+    per_frame, latencies = _draw(drive, session, out, rate_hz)
     processed = [e for e in per_frame if e['processed']]
     lat = np.array(latencies) if latencies else np.array([np.nan])
     counts = ('received', 'processed', 'replaced', 'lost_in_transport', 'missed_by_stamps',
               'dropped')
+    status, sent = session.status, len(drive.camera)
     summary = {
         'model': model_name, 'model_path': model_path, 'device': status.get('device', '?'),
         'dds_profile': env.get(dds.PROFILE_VARIABLE, 'none (Fast DDS defaults)'),
-        'frames_sent': len(stamps), 'frames_processed': len(processed),
+        'frames_sent': sent, 'frames_processed': len(processed),
         # sent but never output: the node's own account (/diagnostics) says where they went
-        'frames_dropped': len(stamps) - len(processed),
+        'frames_dropped': sent - len(processed),
         'node_accounting': {k: int(status[k]) for k in counts if k in status},
         'publish_rate_hz': rate_hz,
-        'image_size': [h, w],
-        'inference_size': list(inference_size) if inference_size else [h, w],
-        'fps': len(processed) / (len(stamps) / rate_hz) if stamps else 0.0,
+        'image_size': list(size),
+        'inference_size': list(inference_size) if inference_size else list(size),
+        'fps': len(processed) / (sent / rate_hz) if sent else 0.0,
         'latency_ms': percentiles(lat),
         'sensor': sensor,
         'gate_sources': dict(Counter(e['gate_source'] for e in processed)),
@@ -195,6 +129,91 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
     tmp.write_text(json.dumps(summary, indent=2))
     tmp.replace(out / 'summary.json')
     return summary
+
+
+class _Drive:
+    """The synthetic drive: rendered frames, with sensor depth for the first half only."""
+
+    def __init__(self, seed: int, frames: int, size: tuple[int, int], sensor: str):
+        from ..tools.player import CameraFrame
+        h, w = size
+        f = 560.0 * w / 512
+        cam = Camera(width=w, height=h, fx=f, fy=f)
+        self.sequence = list(render_sequence(seed, frames, cam))
+        self.half = (frames + 1) // 2
+        self.sensor, self.width = sensor, w
+        device_model = sensor_by_name(sensor)
+        self.measured = [measure(device_model, fr.depth, cam.fx,
+                                 np.random.default_rng((seed, i)), fr.rgb)
+                         for i, fr in enumerate(self.sequence[:self.half])]
+        # sensor depth for the first half of the drive only: the gate source must switch
+        self.camera = [CameraFrame(1_700_000_000 * 10 ** 9 + int(fr.meta['stamp_s'] * 1e9),
+                                   fr.rgb, self.measured[i] if i < self.half else None,
+                                   cam.k_matrix())
+                       for i, fr in enumerate(self.sequence)]
+
+
+def _run_node(drive: _Drive, model_path: str, options: PredictorOptions, rate_hz: float,
+              env: dict):
+    """Start the node, play the drive to it, stop it; return the session and inference size."""
+    from ..tools.node_process import NodeProcess
+    from ..tools.player import play_camera
+    outputs = ('labels', 'depth', 'gate') + tuple(f'masks/{m}' for m in MASKS)
+    # the Predictor options are the node's parameters of the same names
+    params = {**asdict(options), 'model_path': model_path, 'mask_classes': list(MASKS),
+              'depth_timeout': max(0.3, 1.5 / rate_hz), 'diagnostics_period': 0.5}
+    inference_size = (options.inference_height, options.inference_width) if \
+        options.inference_height else trained_size(model_path)
+    if inference_size:
+        params.update(inference_height=inference_size[0], inference_width=inference_size[1])
+    node = NodeProcess(params, env, log_level='warn').start()
+    try:
+        session = play_camera(drive.camera, rate_hz, node, outputs)
+    finally:
+        node.stop()
+    if node.returncode != 0:
+        log.warning('perception_node exited with %s:\n%s', node.returncode, node.log)
+    return session, inference_size
+
+
+def _draw(drive: _Drive, session, out: Path, rate_hz: float) -> tuple[list[dict], list[float]]:
+    """Write a panel per processed frame and the GIF; return per-frame entries and latencies."""
+    received, lut = session.outputs, palette(CITYSCAPES_COLORS)
+    per_frame, pictures, latencies = [], [], []
+    for i, (cam, fr) in enumerate(zip(drive.camera, drive.sequence)):
+        key = cam.stamp_ns
+        values = session.frame_info.get(key)
+        entry = {'index': i, 'stamp_ns': key, 'sensor_depth_sent': i < drive.half,
+                 'processed': values is not None}
+        per_frame.append(entry)
+        if values is None or key not in received['labels']:
+            continue
+        latency = (received['labels'][key][0] - session.sent[key]) * 1e3
+        latencies.append(latency)
+        entry.update(gate_source=values['gate_source'], loops=int(values['loops']),
+                     model_ms=float(values['model_ms']), latency_ms=round(latency, 2))
+        images = [fr.rgb, colorize_labels(received['labels'][key][1], lut, fr.rgb, 0.25),
+                  colorize_depth(received['depth'][key][1])]
+        titles = ['image', 'labels', 'depth (network)']
+        if i < drive.half:                  # what the gate was given; its holes are white
+            images.append(colorize_depth(drive.measured[i]))
+            titles.append(f'sensor depth ({drive.sensor})')
+        if key in received['gate']:
+            images.append(colorize_gate(received['gate'][key][1]))
+            titles.append(f"gate ({values['gate_source']})")
+        for m in MASKS:
+            if key in received[f'masks/{m}']:
+                images.append(received[f'masks/{m}'][key][1])
+                titles.append(f'mask: {m}')
+        pictures.append(panel(images, titles, width=min(drive.width, 320)))
+        entry['panel'] = f'frame_{i:04d}.png'
+        write_png(out / entry['panel'], pictures[-1])
+    if pictures:
+        from PIL import Image as PILImage
+        gif = [PILImage.fromarray(p) for p in pictures]
+        gif[0].save(out / 'sequence.gif', save_all=True, append_images=gif[1:],
+                    duration=int(1000 / rate_hz), loop=0)
+    return per_frame, latencies
 
 
 def main(argv: list[str] | None = None) -> int:
