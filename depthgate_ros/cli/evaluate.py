@@ -29,6 +29,7 @@ import argparse
 import json
 import logging
 import math
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -105,68 +106,88 @@ def main(argv: list[str] | None = None) -> int:
         print(f'depthgate-eval: {e}', file=sys.stderr)
         return 2
 
-    lut = palette(predictor.info.colors)
     # a dataset with classes of its own (CamVid, a labelled folder) shows them in its colours
-    truth_lut = palette(dataset.colors) if getattr(dataset, 'covers', None) is not None else lut
-    rows = []
-    gate_rows: dict[int, tuple[list, list]] = {}    # several gates: gates.png, frame by frame
-
-    def picture(i, sample, preds):
-        if i >= args.grid_frames:
-            return
-        if 'sensor_depth' in sample:
-            row = gate_rows.setdefault(i, ([sample['rgb'], colorize_depth(
-                sample['sensor_depth'])], ['image', f'{args.sensor_depth} depth (white: none)']))
-            if preds[-1].gate is not None:
-                row[0].append(colorize_gate(preds[-1].gate))
-                row[1].append(f'{preds[-1].gate_source} gate')
-        images = [sample['rgb'], colorize_labels(sample['labels'], truth_lut)]
-        titles = ['image', 'ground truth']
-        for p in preds:
-            images.append(colorize_labels(p.labels, lut))
-            titles.append(f'loop {p.loops}')
-        if preds[-1].depth is not None:      # a peer (model/peers.py) predicts no depth
-            images.append(colorize_depth(preds[-1].depth))
-            titles.append('predicted depth')
-        if preds[-1].gate is not None:
-            images.append(colorize_gate(preds[-1].gate))
-            titles.append(f'gate ({preds[-1].gate_source})')
-        rows.append(panel(images, titles, width=256))
-
+    pictures = _Pictures(palette(predictor.info.colors),
+                         palette(dataset.colors) if getattr(dataset, 'covers', None) is not None
+                         else None, args.grid_frames, args.sensor_depth)
     gates = [None if g == 'auto' else g for g in args.gate_source]
     if len(gates) > 1:          # every gate on the same frames: render them once
         n = len(dataset) if args.max_frames is None else min(args.max_frames, len(dataset))
         dataset = [dataset[i] for i in range(n)]
     try:
         with staged_folder(args.out) as out:
-            title = f'{args.dataset} {args.split}'
-            results = {}
-            for gate in gates:
-                result = evaluate_dataset(predictor, dataset, gate=gate,
-                                          sensor_depth=args.sensor_depth,
-                                          max_frames=args.max_frames, max_depth=args.max_depth,
-                                          on_frame=picture)
-                result['checkpoint'] = str(args.checkpoint)
-                result['settings'] = {k: v for k, v in vars(args).items() if k != 'checkpoint'}
-                results[gate or 'default'] = result
-                suffix = '' if len(gates) == 1 else f'_{gate}'
-                (out / f'metrics{suffix}.json').write_text(json.dumps(result, indent=2))
-                (out / f'metrics{suffix}.md').write_text(markdown_table(result, title))
-                if rows:
-                    write_png(out / f'grid{suffix}.png', np.concatenate(rows, 0))
-                    rows.clear()
-                print(markdown_table(result, f'{title}, gate {gate or "default"}'))
-            if len(gates) > 1:
-                (out / 'compare.md').write_text(compare_table(results, args))
-                print(compare_table(results, args))
-                if gate_rows:
-                    write_png(out / 'gates.png', np.concatenate(
-                        [panel(images, titles, width=256)
-                         for images, titles in gate_rows.values()], 0))
+            _evaluate_gates(predictor, dataset, gates, args, out, pictures)
     except FolderExists as e:
         print(f'depthgate-eval: {e}', file=sys.stderr)
         return 2
     return 0
+
+
+class _Pictures:
+    """The first frames' panels (grid.png) and, over several gates, each gate per frame."""
+
+    def __init__(self, lut, truth_lut, frames: int, sensor: str | None):
+        self.lut, self.truth_lut = lut, lut if truth_lut is None else truth_lut
+        self.frames, self.sensor = frames, sensor
+        self.rows: list[np.ndarray] = []
+        self.gate_rows: dict[int, tuple[list, list]] = {}
+
+    def __call__(self, i: int, sample: dict, preds: list) -> None:
+        if i >= self.frames:
+            return
+        final = preds[-1]
+        if 'sensor_depth' in sample:
+            row = self.gate_rows.setdefault(i, ([sample['rgb'], colorize_depth(
+                sample['sensor_depth'])], ['image', f'{self.sensor} depth (white: none)']))
+            if final.gate is not None:
+                row[0].append(colorize_gate(final.gate))
+                row[1].append(f'{final.gate_source} gate')
+        images = [sample['rgb'], colorize_labels(sample['labels'], self.truth_lut)]
+        titles = ['image', 'ground truth']
+        for p in preds:
+            images.append(colorize_labels(p.labels, self.lut))
+            titles.append(f'loop {p.loops}')
+        if final.depth is not None:          # a peer (model/peers.py) predicts no depth
+            images.append(colorize_depth(final.depth))
+            titles.append('predicted depth')
+        if final.gate is not None:
+            images.append(colorize_gate(final.gate))
+            titles.append(f'gate ({final.gate_source})')
+        self.rows.append(panel(images, titles, width=256))
+
+    def write_grid(self, path: Path) -> None:
+        """Write the panels drawn since the last call (one gate's run)."""
+        if self.rows:
+            write_png(path, np.concatenate(self.rows, 0))
+            self.rows.clear()
+
+    def write_gates(self, path: Path) -> None:
+        if self.gate_rows:
+            write_png(path, np.concatenate([panel(images, titles, width=256)
+                                            for images, titles in self.gate_rows.values()], 0))
+
+
+def _evaluate_gates(predictor, dataset, gates: list, args, out: Path,
+                    pictures: _Pictures) -> None:
+    """Evaluate with each gate; write metrics, tables and pictures per gate and compared."""
+    title = f'{args.dataset} {args.split}'
+    results = {}
+    for gate in gates:
+        result = evaluate_dataset(predictor, dataset, gate=gate, sensor_depth=args.sensor_depth,
+                                  max_frames=args.max_frames, max_depth=args.max_depth,
+                                  on_frame=pictures)
+        result['checkpoint'] = str(args.checkpoint)
+        result['settings'] = {k: v for k, v in vars(args).items() if k != 'checkpoint'}
+        results[gate or 'default'] = result
+        suffix = '' if len(gates) == 1 else f'_{gate}'
+        (out / f'metrics{suffix}.json').write_text(json.dumps(result, indent=2))
+        (out / f'metrics{suffix}.md').write_text(markdown_table(result, title))
+        pictures.write_grid(out / f'grid{suffix}.png')
+        print(markdown_table(result, f'{title}, gate {gate or "default"}'))
+    if len(gates) > 1:
+        (out / 'compare.md').write_text(compare_table(results, args))
+        print(compare_table(results, args))
+        pictures.write_gates(out / 'gates.png')
 
 
 def compare_table(results: dict, args) -> str:
