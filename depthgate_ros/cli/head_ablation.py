@@ -82,6 +82,7 @@ def _f(x: float) -> str:
 
 def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit,
            base) -> str:
+    """Tabulate the finished runs: the rows, by distance, per class, the gate, forced branches."""
     runs = {r.name: [np.load(p) for p in sorted((out / r.name).glob('seed*.npz'))
                      if '.tmp' not in p.name] for r in rows}
     runs = {k: v for k, v in runs.items() if v}
@@ -90,46 +91,61 @@ def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit
     conf = {k: [r['confusion'] for r in v] for k, v in runs.items()}
     # the classes the held-out frames contain (the renderer draws 11 of the 19)
     present = np.nonzero(conf['baseline'][0][:, 0].sum((0, 2)))[0].tolist()
+    iterations = {r.name: r.iterations or cfg.iterations for r in rows}
+    # each row against the plain head trained for as long (the row named baseline by default)
+    reference = {name: next((r.name for r in rows if r.model.get('gate_source') == 'none' and
+                             iterations[r.name] == iterations[name] and r.name in conf),
+                            'baseline') for name in conf}
+    dilations = {r.name: r.model.get('dilations', base.dilations) for r in rows}
+    uniform = {r.name for r in rows if r.model.get('gate_source') == 'average'}
+    table = {name: {'minutes': [float(r['minutes']) for r in rs]} for name, rs in runs.items()}
+    lines = _rows_table(cfg, len(val), conf, present, iterations, reference, table)
+    lines += _by_distance(conf, present, reference)
+    lines += _per_class(conf, present)
+    lines += _gate_choice(runs, dilations, uniform, base.depth_edges, table)
+    lines += _forced_branches(cfg.forced_branches, runs, dilations, present)
+    (out / 'results.json').write_text(json.dumps(table, indent=1))
+    return '\n'.join(lines) + '\n'
+
+
+def _rows_table(cfg, frames: int, conf: dict, present: list, iterations: dict,
+                reference: dict, table: dict) -> list[str]:
+    """One line per row: mIoU over seeds, against its reference, by distance, minutes."""
     edges = cfg.distance_edges_m
-    lines = [f'{len(val)} held-out frames, {cfg.iterations} iterations x batch '
+    lines = [f'{frames} held-out frames, {cfg.iterations} iterations x batch '
              f'{cfg.batch_size} per run; mIoU over the {len(present)} classes present. '
              f'Distance bins: near < {edges[0]:g} m <= middle < {edges[1]:g} m <= far '
              '(sky, without depth, only in "all").', '',
              '| row | iterations | seeds | mIoU (mean ± sample std) | vs baseline (paired, 95% CI '
              'over frames) | ± over seeds | near | middle | far | min/run |',
              '|---|---|---|---|---|---|---|---|---|---|']
-    iterations = {r.name: r.iterations or cfg.iterations for r in rows}
-    # each row against the plain head trained for as long (the row named baseline by default)
-    reference = {name: next((r.name for r in rows if r.model.get('gate_source') == 'none' and
-                             iterations[r.name] == iterations[name] and r.name in conf),
-                            'baseline') for name in conf}
-    all_scores = {name: [miou(c[:, 0].sum(0), present) for c in confs]
-                  for name, confs in conf.items()}
-    table = {}
+    scores = {name: [miou(c[:, 0].sum(0), present) for c in confs]
+              for name, confs in conf.items()}
     for name, confs in conf.items():
-        scores = all_scores[name]
         dist = [np.mean([miou(c[:, b + 1].sum(0), present) for c in confs]) for b in range(3)]
         ref = reference[name]
-        diff = '-' if name == ref else None
-        if diff is None:
+        diff = '-'
+        if name != ref:
             d = paired_bootstrap([c[:, 0] for c in confs],
                                  [c[:, 0] for c in conf[ref]], classes=present)
             diff = f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]" + (
                 '' if ref == 'baseline' else f' vs {ref}')
-            table[name] = {'bootstrap': d}
+            table[name]['bootstrap'] = d
         # the seeds' share: standard error of the difference of the two means
-        other = all_scores[ref]
-        seeds_se = '-' if name == ref or min(len(scores), len(other)) < 2 else _f(math.sqrt(
-            np.var(scores, ddof=1) / len(scores) + np.var(other, ddof=1) / len(other)))
-        table.setdefault(name, {}).update(
-            {'miou': scores, 'distance_miou': dist,
-             'minutes': [float(r['minutes']) for r in runs[name]]})
-        spread = np.std(scores, ddof=1) if len(scores) > 1 else 0.0
-        lines.append(f'| {name} | {iterations[name]} | {len(confs)} | {_f(np.mean(scores))} ± '
+        mine, other = scores[name], scores[ref]
+        seeds_se = '-' if name == ref or min(len(mine), len(other)) < 2 else _f(math.sqrt(
+            np.var(mine, ddof=1) / len(mine) + np.var(other, ddof=1) / len(other)))
+        table[name].update({'miou': mine, 'distance_miou': dist})
+        spread = np.std(mine, ddof=1) if len(mine) > 1 else 0.0
+        lines.append(f'| {name} | {iterations[name]} | {len(confs)} | {_f(np.mean(mine))} ± '
                      f'{_f(spread)} | {diff} | {seeds_se} | ' + ' | '.join(map(_f, dist)) +
                      f" | {np.mean(table[name]['minutes']):.1f} |")
-    lines += ['', '### Difference to the baseline by distance (paired bootstrap, 95% CI)', '',
-              '| row | near | middle | far |', '|---|---|---|---|']
+    return lines
+
+
+def _by_distance(conf: dict, present: list, reference: dict) -> list[str]:
+    lines = ['', '### Difference to the baseline by distance (paired bootstrap, 95% CI)', '',
+             '| row | near | middle | far |', '|---|---|---|---|']
     for name, confs in conf.items():
         ref = reference[name]
         if name == ref:
@@ -140,32 +156,42 @@ def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit
                                  classes=present, draws=300)
             cells.append(f"{d['difference']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
         lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-    lines += ['', '### Per-class IoU (mean over seeds)', '',
-              '| row | ' + ' | '.join(CITYSCAPES_NAMES[c] for c in present) + ' |',
-              '|---|' + '---|' * len(present)]
+    return lines
+
+
+def _per_class(conf: dict, present: list) -> list[str]:
+    lines = ['', '### Per-class IoU (mean over seeds)', '',
+             '| row | ' + ' | '.join(CITYSCAPES_NAMES[c] for c in present) + ' |',
+             '|---|' + '---|' * len(present)]
     for name, confs in conf.items():
-        per = []
-        for c in present:
-            vals = [miou(x[:, 0].sum(0), [c]) for x in confs]
-            per.append(_f(np.mean(vals)))
+        per = [_f(np.mean([miou(x[:, 0].sum(0), [c]) for x in confs])) for c in present]
         lines.append(f'| {name} | ' + ' | '.join(per) + ' |')
-    lines += ['', '### The gate: chosen branch (dilation) per true depth bin, % of cells', '']
-    dilations = {r.name: r.model.get('dilations', base.dilations) for r in rows}
-    uniform = {r.name for r in rows if r.model.get('gate_source') == 'average'}
+    return lines
+
+
+def _gate_choice(runs: dict, dilations: dict, uniform: set, depth_edges,
+                 table: dict) -> list[str]:
+    """The branch each gated row chose per true depth bin (an average gate has no choice)."""
+    lines = ['', '### The gate: chosen branch (dilation) per true depth bin, % of cells', '']
     for name, rs in runs.items():
         hist = sum(r['gate_hist'] for r in rs)
-        if not hist.sum() or name in uniform:       # an average gate has no choice to show
+        if not hist.sum() or name in uniform:
             continue
         lines += [f'{name}:', '', '| true depth (m) | ' +
                   ' | '.join(f'd={d}' for d in dilations[name]) + ' |',
                   '|---|' + '---|' * len(dilations[name])]
         for k, counts in enumerate(hist):
             share = counts / max(1, counts.sum()) * 100
-            lines.append(f'| {_bin_range(base.depth_edges, k)} | ' +
+            lines.append(f'| {_bin_range(depth_edges, k)} | ' +
                          ' | '.join(f'{s:.0f}' for s in share) + ' |')
         lines.append('')
         table[name]['gate_hist'] = hist.tolist()
-    for name in cfg.forced_branches:
+    return lines
+
+
+def _forced_branches(names, runs: dict, dilations: dict, present: list) -> list[str]:
+    lines = []
+    for name in names:
         rs = [r for r in runs.get(name, []) if 'forced_0' in r.files]
         if not rs:
             continue
@@ -176,8 +202,7 @@ def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit
             lines.append(f'| d={d} | ' + ' | '.join(
                 _f(miou(c[:, i].sum(0), present)) for i in range(4)) + ' |')
         lines.append('')
-    (out / 'results.json').write_text(json.dumps(table, indent=1))
-    return '\n'.join(lines) + '\n'
+    return lines
 
 
 def scale_variation(val: CachedSplit) -> str:
