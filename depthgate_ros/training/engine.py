@@ -221,6 +221,8 @@ class StageRunner:
                  raw_val):
         self.cfg, self.stage, self.ctx = cfg, stage, ctx
         self.model_cfg, self.info = model_cfg, info
+        self._mean = torch.tensor(info.mean, device=ctx.device)
+        self._std = torch.tensor(info.std, device=ctx.device)
         self.dir = Path(cfg.output_dir) / stage.name
         self.seed = cfg.seed * 1000 + index
         self.raw_train, self.raw_val = raw_train, raw_val
@@ -285,25 +287,13 @@ class StageRunner:
             self.dir.mkdir(parents=True, exist_ok=True)
         total = stage.iterations
         stop = total if max_steps is None else min(total, start + max_steps)
-        train_set = AugmentedDataset(self.raw_train, cfg.data, self.seed,
-                                     sensor_depth=self.needs_sensor)
-        sampler = IterationSampler(len(train_set), cfg.optim.batch_size, self.seed, start,
-                                   stop - start, ctx.rank, ctx.world_size)
-        # An explicit generator keeps the loader from drawing its worker seed from the global
-        # RNG, which a resumed run restores: the dropout stream must continue unshifted.
-        loader = DataLoader(train_set, batch_size=cfg.optim.batch_size, sampler=sampler,
-                            num_workers=cfg.data.num_workers,
-                            pin_memory=ctx.device.type == 'cuda',
-                            generator=torch.Generator().manual_seed(self.seed))
+        loader = self._loader(start, stop)
         net = model
         if ctx.distributed:
             net = sync_batchnorm(model, ctx.device)
             # Stages train only part of the heads (e.g. depth losses off): unused is normal.
             net = DistributedDataParallel(net, find_unused_parameters=True)
-        mean = torch.tensor(self.info.mean, device=ctx.device)
-        std = torch.tensor(self.info.std, device=ctx.device)
         use_amp = ctx.device.type == 'cuda' and cfg.optim.amp != 'none'
-        amp_dtype = torch.float16 if cfg.optim.amp == 'fp16' else torch.bfloat16
         scaler = torch.amp.GradScaler('cuda', enabled=use_amp and cfg.optim.amp == 'fp16')
         logger = _Logger(self.dir, ctx.is_main, resume and start > 0)
         bar = _progress_bar(ctx.is_main, total, start, stage.name)
@@ -314,19 +304,7 @@ class StageRunner:
             lr = self.base_lr * (1 - it / total) ** cfg.optim.poly_power
             for group in opt.param_groups:
                 group['lr'] = lr
-            image = normalize_image(batch['rgb'].to(ctx.device, non_blocking=True), mean, std)
-            labels = batch['labels'].to(ctx.device, non_blocking=True)
-            depth = batch['depth'].to(ctx.device, non_blocking=True) if self.needs_depth \
-                else None
-            gate = self._gate(it)
-            sensor = batch['sensor_depth'].to(ctx.device, non_blocking=True).unsqueeze(1) \
-                if gate in DEPTH_GATES else None
-            with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=use_amp):
-                outs = net(image, sensor, loops=self.model_cfg.loops, gate=gate)
-            outs = [{k: v.float() if v is not None else None for k, v in o.items()}
-                    for o in outs]
-            loss, parts = multitask_loss(outs, labels, depth, model.depth_edges, self.weights,
-                                         self.cover)
+            loss, parts = self._loss(net, model, batch, self._gate(it), use_amp)
             opt.zero_grad(set_to_none=True)
             if not ctx.all_true(bool(torch.isfinite(loss))):
                 nonfinite_run += 1
@@ -370,6 +348,34 @@ class StageRunner:
         if ctx.is_main:
             (self.dir / 'last.pt').unlink(missing_ok=True)
         return True, steps_done
+
+    def _loader(self, start: int, stop: int) -> DataLoader:
+        """Batches for iterations start..stop-1, the same whether resumed or not."""
+        cfg, ctx = self.cfg, self.ctx
+        train_set = AugmentedDataset(self.raw_train, cfg.data, self.seed,
+                                     sensor_depth=self.needs_sensor)
+        sampler = IterationSampler(len(train_set), cfg.optim.batch_size, self.seed, start,
+                                   stop - start, ctx.rank, ctx.world_size)
+        # An explicit generator keeps the loader from drawing its worker seed from the global
+        # RNG, which a resumed run restores: the dropout stream must continue unshifted.
+        return DataLoader(train_set, batch_size=cfg.optim.batch_size, sampler=sampler,
+                          num_workers=cfg.data.num_workers, pin_memory=ctx.device.type == 'cuda',
+                          generator=torch.Generator().manual_seed(self.seed))
+
+    def _loss(self, net, model, batch: dict, gate: str, use_amp: bool):
+        """Run one batch with its gate; return the multi-task loss and its parts."""
+        device = self.ctx.device
+        image = normalize_image(batch['rgb'].to(device, non_blocking=True), self._mean,
+                                self._std)
+        labels = batch['labels'].to(device, non_blocking=True)
+        depth = batch['depth'].to(device, non_blocking=True) if self.needs_depth else None
+        sensor = batch['sensor_depth'].to(device, non_blocking=True).unsqueeze(1) \
+            if gate in DEPTH_GATES else None
+        amp_dtype = torch.float16 if self.cfg.optim.amp == 'fp16' else torch.bfloat16
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            outs = net(image, sensor, loops=self.model_cfg.loops, gate=gate)
+        outs = [{k: v.float() if v is not None else None for k, v in o.items()} for o in outs]
+        return multitask_loss(outs, labels, depth, model.depth_edges, self.weights, self.cover)
 
     def _gate(self, iteration: int) -> str:
         """Draw the batch's gate source from (seed, iteration): all ranks and resumes agree."""
