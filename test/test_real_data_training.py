@@ -122,6 +122,30 @@ def test_a_dataset_with_its_own_classes_is_scored_in_them(tmp_path):
     assert r['miou'] == pytest.approx((1.0 + 0.25 + 0.0) / 3)   # classes absent: not scored
 
 
+class _TwoClasses:
+    """A dataset with classes of its own that leave most model classes uncovered."""
+
+    class_names = ('road', 'vehicle')
+    covers = (('road',), ('car', 'truck'))
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        labels = np.zeros((4, 8), np.uint8)              # left half road, right half vehicle
+        labels[:, 4:] = 1
+        return {'rgb': np.zeros((4, 8, 3), np.uint8), 'labels': labels}
+
+
+def test_a_model_class_no_dataset_class_covers_is_wrong_where_predicted():
+    # predicted: person (covered by neither class) | car; truth: road | vehicle. The person
+    # half is a miss for road, not a pixel left out: road 0, vehicle 1, mIoU 0.5
+    predictor = _Fixed([CITYSCAPES_NAMES.index('person'), CITYSCAPES_NAMES.index('car')])
+    r = evaluate_dataset(predictor, _TwoClasses())['final']
+    assert r['iou'] == {'road': 0.0, 'vehicle': 1.0}
+    assert r['miou'] == pytest.approx(0.5)
+
+
 def test_train_on_camvid_and_synthetic_validates_in_camvid_classes(trees, tmp_path):
     cam, synth = trees
     raw = {
