@@ -303,11 +303,11 @@ class Predictor:
         labels = _upsampled_argmax(scores, size, torch.int32 if wide else torch.uint8)
         conf = None
         if 'confidence' in wanted:
-            scores = _resize_channels_last(scores, size)
+            # the top class's softmax probability, exp(top) / sum(exp(scores)), where the
+            # network computes its scores; then one plane is enlarged, not every class's
             top = scores[0].max(0).values
-            # the top class's softmax probability: exp(top) / sum(exp(scores))
-            conf = (scores[0] - top).exp_().sum(0).reciprocal_() if logits else top
-            conf = conf.float().cpu().numpy()
+            conf = (scores[0] - top).exp().sum(0).reciprocal_() if logits else top
+            conf = _resize(conf[None, None], size, 'bilinear')[0, 0].float().cpu().numpy()
         depth = None
         if log_depth is not None:
             depth_m = _resize(log_depth, size, 'bilinear')

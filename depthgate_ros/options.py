@@ -182,8 +182,9 @@ class NodeOptions(Options):
     publish_labels_color: bool = option(True, 'publish ~/labels_color: the palette, rgb8',
                                         dynamic=True)
     publish_depth: bool = option(True, 'publish ~/depth: metres, 32FC1', dynamic=True)
-    publish_confidence: bool = option(False, "publish ~/confidence: the top class's "
-                                      'probability, 32FC1', dynamic=True)
+    publish_confidence: bool = option(False, "publish ~/confidence: the top class's softmax "
+                                      "probability at the network's resolution, enlarged, "
+                                      '32FC1', dynamic=True)
     publish_gate: bool = option(True, 'publish ~/gate: the dominant gating branch, mono8, 0 '
                                 '(far) .. 4 (near)', dynamic=True)
     publish_points: bool = option(False, 'publish ~/points: PointCloud2 x y z rgb label; '

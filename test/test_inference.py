@@ -81,9 +81,14 @@ def test_matches_the_network_run_by_hand(predictor, make_model):
     x = (x - torch.tensor(INFO.mean).view(1, 3, 1, 1)) / torch.tensor(INFO.std).view(1, 3, 1, 1)
     with torch.no_grad():
         o = model(x, loops=1)[-1]
+        low = model(x, loops=1, full_size=False)[-1]['seg']
     probs = o['seg'].softmax(1)[0]
     np.testing.assert_array_equal(out.labels, probs.argmax(0).numpy())
-    np.testing.assert_allclose(out.confidence, probs.max(0).values.numpy(), rtol=1e-5)
+    # confidence: the top class's probability at the network's resolution, enlarged
+    top = low.softmax(1).max(1, keepdim=True).values
+    expected = torch.nn.functional.interpolate(top, size=(40, 72), mode='bilinear',
+                                               align_corners=False)[0, 0]
+    np.testing.assert_allclose(out.confidence, expected.numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out.depth, o['log_depth'][0, 0].exp().numpy(), rtol=1e-5)
 
 
@@ -91,9 +96,10 @@ def test_full_resolution_work_only_for_what_is_asked(predictor, monkeypatch):
     """
     Only depth is upsampled whole; labels and the gate map come from label_upsampling.
 
-    Class scores are resized whole only for confidence, and nothing is computed for an output
-    that is not asked for. Input tried: a 96 x 160 image (the scores' 12 x 20 times 8), all
-    outputs vs outputs=() (labels and depth only) vs outputs=('gate',).
+    Class scores are never resized whole (confidence is one plane), and nothing is computed for
+    an output that is not asked for. Input tried: a 96 x 160 image (the scores' 12 x 20 times
+    8), all outputs vs outputs=() (labels and depth only) vs outputs=('gate',) and
+    ('confidence',).
     """
     import depthgate_ros.inference as inference
     import torch.nn.functional as F
@@ -127,6 +133,11 @@ def test_full_resolution_work_only_for_what_is_asked(predictor, monkeypatch):
     with_gate = p.predict(rgb, outputs=('gate',))
     assert upsampled == [1] and with_gate.confidence is None
     np.testing.assert_array_equal(with_gate.gate, full.gate)
+    upsampled.clear(), softmax.clear()
+    confident = p.predict(rgb, outputs=('confidence',))
+    # one plane of confidence beside log depth; no softmax of the 19 classes at full size
+    assert upsampled == [1, 1] and not [s for s in softmax if s[-2:] == (96, 160)]
+    np.testing.assert_array_equal(confident.confidence, full.confidence)
 
 
 def test_auto_gate_is_hybrid_with_sensor_depth_and_predicted_without(predictor):
