@@ -70,6 +70,9 @@ def test_quick_bench_writes_valid_json_and_markdown(tmp_path):
     cores = r['machine']['logical_cores']
     runs = [(n['image_size'], n['profile'], n['threads']) for n in r['node']]
     assert runs[0] == ('640x480', True, cores) and ('640x480', False, cores) in runs
+    # one run publishes ~/confidence as well (its cost in the node), the others do not
+    assert [(n['image_size'], n['threads']) for n in r['node'] if n['confidence']] == \
+        [('640x480', cores)]
     for node in r['node']:                       # the node in its own process, over rclpy
         if not node['profile']:
             continue                             # most frames lost: timings are not the point

@@ -81,8 +81,10 @@ def _ros_only(args, s: Settings) -> int:
         if args.inference_size:
             s = replace(s, size=tuple(args.inference_size))
         rows = bench_nodes(str(resolve_model(args.model)), s)
-        lines = node_section(rows)
-        (out / 'node.json').write_text(json.dumps(rows, indent=2))
+        m = machine()
+        lines = [f"{m['cpu']} ({m['cpu_capability']}), {m['logical_cores']} cores, "
+                 f"torch {m['torch']}; model {args.model}", ''] + node_section(rows)
+        (out / 'node.json').write_text(json.dumps({'machine': m, 'rows': rows}, indent=2))
     (out / f"{'soak' if args.soak else args.only}.md").write_text('\n'.join(lines))
     print('\n'.join(lines))
     return 0
@@ -114,7 +116,7 @@ def _models_only(args, s: Settings) -> int:
                                     int8=not args.no_onnx, compile_=not args.quick)
     m = result['machine']
     lines = ['# Trained models at camera size', '',
-             f"{m['cpu']}, {m['logical_cores']} cores, torch {m['torch']} "
+             f"{m['cpu']} ({m['cpu_capability']}), {m['logical_cores']} cores, torch {m['torch']} "
              f"({m['torch_threads']} threads); fp32 peak {result['gemm']['gflops']:.0f} "
              f'GFLOP/s; mIoU and delta1 on {args.eval_frames} held-out frames', '']
     lines += table(result['models'], COLUMNS) + summary(result['models'])

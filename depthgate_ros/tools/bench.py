@@ -114,7 +114,9 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {'cpu': cpu, 'logical_cores': os.cpu_count(), 'torch': torch.__version__,
+    # the vector extensions torch's kernels use here (AVX2, AVX512, ...): machines differ
+    return {'cpu': cpu, 'cpu_capability': torch.backends.cpu.get_cpu_capability(),
+            'logical_cores': os.cpu_count(), 'torch': torch.__version__,
             'torch_threads': torch.get_num_threads(), 'python': platform.python_version(),
             'mkldnn': torch.backends.mkldnn.is_available(),
             'cuda': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
@@ -362,7 +364,9 @@ def node_section(rows: list[dict]) -> list[str]:
     for n in rows:
         st = n['stage_median_ms']
         head = (f"**{n['image_size']} images, profile {'on' if n['profile'] else 'off'}, "
-                f"torch threads {n['threads']}, inference {n['inference_size'][0]}x"
+                f"torch threads {n['threads']}, "
+                f"{'confidence on, ' if n.get('confidence') else ''}"
+                f"inference {n['inference_size'][0]}x"
                 f"{n['inference_size'][1]}.** Delivered {n['delivered']}/{n['sent']}.")
         if 'overload' not in n:
             out += [head + ' No frame arrived: nothing to time.', '']
@@ -394,7 +398,7 @@ def transport_table(rows: list[dict]) -> list[str]:
 def markdown(r: dict) -> str:
     m, g = r['machine'], r['gemm']
     out = [f"# depthgate-bench ({'quick' if r['quick'] else 'full'})", '',
-           f"{m['cpu']}, {m['logical_cores']} cores, torch {m['torch']} "
+           f"{m['cpu']} ({m['cpu_capability']}), {m['logical_cores']} cores, torch {m['torch']} "
            f"({m['torch_threads']} threads); model: {r['model']}", '',
            f"Measured fp32 peak: **{g['gflops']:.1f} GFLOP/s**, the larger of torch's sgemm "
            f"(best of {g['runs']} at {g['n']}^3: {g['sgemm_gflops']:.1f}) and oneDNN's 3x3 "
@@ -434,10 +438,13 @@ def markdown(r: dict) -> str:
 def bench_nodes(path: str, s: Settings) -> list[dict]:
     from .bench_node import bench_node
     cores = os.cpu_count() or 1
-    runs = [(size, profile, cores) for size in s.camera_sizes for profile in (True, False)]
-    runs.insert(1, (s.camera_sizes[0], True, max(1, cores - 1)))   # a core left to ROS
-    return [bench_node(path, s.size, size, profile, threads, s.frames, s.overload_s)
-            for size, profile, threads in dict.fromkeys(runs)]
+    runs = [(size, profile, cores, False) for size in s.camera_sizes
+            for profile in (True, False)]
+    runs.insert(1, (s.camera_sizes[0], True, max(1, cores - 1), False))   # a core left to ROS
+    runs.insert(2, (s.camera_sizes[0], True, cores, True))       # with ~/confidence published
+    return [bench_node(path, s.size, size, profile, threads, s.frames, s.overload_s,
+                       confidence=confidence)
+            for size, profile, threads, confidence in dict.fromkeys(runs)]
 
 
 def run(s: Settings, quick: bool, no_onnx: bool = False, no_node: bool = False) -> dict:

@@ -120,11 +120,12 @@ def _delta(after: dict, before: dict) -> dict:
 
 
 def bench_node(model_path: str, inference_size, image_size, profile: bool, threads: int,
-               frames: int, overload_s: float) -> dict:
+               frames: int, overload_s: float, confidence: bool = False) -> dict:
     env = ros_environment(profile=profile)
     params = {'model_path': model_path, 'device': 'cpu', 'num_threads': threads,
               'inference_height': inference_size[0], 'inference_width': inference_size[1],
-              'publish_points': False, 'diagnostics_period': 0.5}
+              'publish_points': False, 'publish_confidence': confidence,
+              'diagnostics_period': 0.5}
     listener = _Listener()
     node = NodeProcess(params, env, log_level='warn').start()
     try:
@@ -143,6 +144,7 @@ def bench_node(model_path: str, inference_size, image_size, profile: bool, threa
         med = {k: float(np.median(v)) if v else float('nan') for k, v in stages.items()}
         e2e = [(got[t][0] - t) / 1e6 for t in ones]
         row = {'image_size': f'{w}x{h}', 'profile': profile, 'threads': threads,
+               'confidence': confidence,
                'inference_size': list(inference_size), 'frames': len(ones),
                'sent': sent['sent'], 'delivered': single.get('received', 0),
                'stage_median_ms': med,
