@@ -171,7 +171,7 @@ def _per_class(conf: dict, present: list) -> list[str]:
 
 def _gate_choice(runs: dict, dilations: dict, uniform: set, depth_edges,
                  table: dict) -> list[str]:
-    """The branch each gated row chose per true depth bin (an average gate has no choice)."""
+    """Tabulate the branch each gated row chose per true depth bin (an average gate has none)."""
     lines = ['', '### The gate: chosen branch (dilation) per true depth bin, % of cells', '']
     for name, rs in runs.items():
         hist = sum(r['gate_hist'] for r in rs)
