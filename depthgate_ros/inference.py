@@ -149,7 +149,7 @@ class Predictor:
         self.loop_seconds: float | None = None
         self.info = info
         self.cfg = model.cfg
-        self.loops = self.cfg.loops if loops is None else loops
+        self.loops = model.loops if loops is None else loops
         if self.loops > 0 and not self.cfg.recurrent:
             raise ValueError(f'loops={self.loops} but the model has no recurrent module')
         self.gate = gate
@@ -167,7 +167,6 @@ class Predictor:
             from .onnx_backend import OnnxModel
             model = OnnxModel(path, device=options.get('device', 'cpu'))
             options.setdefault('hard_gate', model.hard_gate)
-            options.setdefault('loops', model.loops)
             return cls(model, model.info, **options)
         model, info, _ = load_checkpoint(path)
         # The model is the Predictor's alone: BatchNorm can be folded into the convolutions

@@ -35,8 +35,8 @@ import sys
 
 import torch
 
-from ..tools.bench import (bench_nodes, count_flops, FULL, gemm_peak, machine, markdown,
-                           MODEL_ROUNDS, node_section, QUICK, run, Settings, table,
+from ..tools.bench import (bench_nodes, count_flops, FULL, gemm_peak, machine, machine_line,
+                           markdown, MODEL_ROUNDS, node_section, QUICK, run, Settings, table,
                            timed_together, transport_table)
 from ..weights import bundled_checkpoint, resolve_model
 
@@ -82,8 +82,7 @@ def _ros_only(args, s: Settings) -> int:
             s = replace(s, size=tuple(args.inference_size))
         rows = bench_nodes(str(resolve_model(args.model)), s)
         m = machine()
-        lines = [f"{m['cpu']} ({m['cpu_capability']}), {m['logical_cores']} cores, "
-                 f"torch {m['torch']}; model {args.model}", ''] + node_section(rows)
+        lines = [f'{machine_line(m)}; model {args.model}', ''] + node_section(rows)
         (out / 'node.json').write_text(json.dumps({'machine': m, 'rows': rows}, indent=2))
     (out / f"{'soak' if args.soak else args.only}.md").write_text('\n'.join(lines))
     print('\n'.join(lines))
@@ -116,9 +115,9 @@ def _models_only(args, s: Settings) -> int:
                                     int8=not args.no_onnx, compile_=not args.quick)
     m = result['machine']
     lines = ['# Trained models at camera size', '',
-             f"{m['cpu']} ({m['cpu_capability']}), {m['logical_cores']} cores, torch {m['torch']} "
-             f"({m['torch_threads']} threads); fp32 peak {result['gemm']['gflops']:.0f} "
-             f'GFLOP/s; mIoU and delta1 on {args.eval_frames} held-out frames', '']
+             f"{machine_line(m)} ({m['torch_threads']} threads); fp32 peak "
+             f"{result['gemm']['gflops']:.0f} GFLOP/s; mIoU and delta1 on "
+             f'{args.eval_frames} held-out frames', '']
     lines += table(result['models'], COLUMNS) + summary(result['models'])
     (out / 'models.json').write_text(json.dumps(result, indent=2))
     (out / 'models.md').write_text('\n'.join(lines))

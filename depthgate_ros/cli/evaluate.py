@@ -107,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     # a dataset with classes of its own (CamVid, a labelled folder) shows them in its colours
-    pictures = _Pictures(palette(predictor.info.colors),
-                         palette(dataset.colors) if getattr(dataset, 'covers', None) is not None
-                         else None, args.grid_frames, args.sensor_depth)
+    lut = palette(predictor.info.colors)
+    truth_lut = palette(dataset.colors) if getattr(dataset, 'covers', None) is not None else lut
+    pictures = _Pictures(lut, truth_lut, args.grid_frames, args.sensor_depth)
     gates = [None if g == 'auto' else g for g in args.gate_source]
     if len(gates) > 1:          # every gate on the same frames: render them once
         n = len(dataset) if args.max_frames is None else min(args.max_frames, len(dataset))
@@ -127,7 +127,7 @@ class _Pictures:
     """The first frames' panels (grid.png) and, over several gates, each gate per frame."""
 
     def __init__(self, lut, truth_lut, frames: int, sensor: str | None):
-        self.lut, self.truth_lut = lut, lut if truth_lut is None else truth_lut
+        self.lut, self.truth_lut = lut, truth_lut
         self.frames, self.sensor = frames, sensor
         self.rows: list[np.ndarray] = []
         self.gate_rows: dict[int, tuple[list, list]] = {}

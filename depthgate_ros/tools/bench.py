@@ -122,6 +122,11 @@ def machine() -> dict:
             'cuda': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def machine_line(m: dict) -> str:
+    """Return the machine as the tables' headers name it: CPU, vector capability, cores."""
+    return f"{m['cpu']} ({m['cpu_capability']}), {m['logical_cores']} cores, torch {m['torch']}"
+
+
 def gemm_peak(n: int, s: Settings) -> dict:
     """
     Measure the machine's fp32 peak.
@@ -398,8 +403,7 @@ def transport_table(rows: list[dict]) -> list[str]:
 def markdown(r: dict) -> str:
     m, g = r['machine'], r['gemm']
     out = [f"# depthgate-bench ({'quick' if r['quick'] else 'full'})", '',
-           f"{m['cpu']} ({m['cpu_capability']}), {m['logical_cores']} cores, torch {m['torch']} "
-           f"({m['torch_threads']} threads); model: {r['model']}", '',
+           f"{machine_line(m)} ({m['torch_threads']} threads); model: {r['model']}", '',
            f"Measured fp32 peak: **{g['gflops']:.1f} GFLOP/s**, the larger of torch's sgemm "
            f"(best of {g['runs']} at {g['n']}^3: {g['sgemm_gflops']:.1f}) and oneDNN's 3x3 "
            f"convolution ({g['conv3x3_gflops']:.1f}); 'of peak' below is relative to it.", '',
