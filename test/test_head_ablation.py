@@ -15,8 +15,10 @@
 """The head ablation: cached features equal the network's, heads on them equal the network."""
 import json
 
+import cv2
 from depthgate_ros.cli.head_ablation import main as head_ablation_main
 from depthgate_ros.data.sensors import sensor_by_name
+from depthgate_ros.data.synthetic import Camera, export_cityscapes
 from depthgate_ros.inference import normalize_image
 from depthgate_ros.metrics import SegmentationMetric
 from depthgate_ros.model.checkpoint import load_checkpoint
@@ -182,3 +184,44 @@ def test_cli_tabulates_rows_and_skips_finished_runs(tiny_checkpoint, tmp_path, c
     capsys.readouterr()
     assert head_ablation_main(['--config', str(path), 'rows=[]']) == 2
     assert 'unique name' in capsys.readouterr().err
+
+
+def test_cli_on_real_frames_trains_through_the_cover_and_scores_in_their_classes(
+        tiny_checkpoint, tmp_path):
+    # a CamVid tree (11 classes, no depth) beside a synthetic one (19 classes and depth), as
+    # the street model trains; rows are scored on CamVid's val frames in CamVid's classes
+    rng = np.random.default_rng(2)
+    cam = tmp_path / 'camvid'
+    for split in ('train', 'val'):
+        (cam / split).mkdir(parents=True)
+        (cam / f'{split}annot').mkdir()
+        for i in range(3):
+            cv2.imwrite(str(cam / split / f'f{i}.png'),
+                        rng.integers(0, 256, (*SIZE, 3), dtype=np.uint8))
+            cv2.imwrite(str(cam / f'{split}annot' / f'f{i}.png'),
+                        rng.integers(0, 12, SIZE).astype(np.uint8))
+    synth = tmp_path / 'synthetic'
+    export_cityscapes(synth, 'train', range(2), Camera(width=SIZE[1], height=SIZE[0], fx=140.0,
+                                                       fy=140.0))
+    cfg = {'checkpoint': str(tiny_checkpoint), 'cache_dir': str(tmp_path / 'cache'),
+           'output_dir': str(tmp_path / 'out'), 'iterations': 2, 'batch_size': 2,
+           'data': {'dataset': 'camvid', 'root': str(cam), 'val_split': 'val',
+                    'also': [{'dataset': 'cityscapes', 'root': str(synth)}]},
+           'rows': [{'name': 'baseline', 'model': {'gate_source': 'none'}, 'seeds': 1},
+                    {'name': 'predicted', 'model': {'gate_source': 'predicted'}, 'seeds': 1}]}
+    path = tmp_path / 'heads.yaml'
+    path.write_text(yaml.safe_dump(cfg))
+    assert head_ablation_main(['--config', str(path)]) == 0
+    train = CachedSplit.load(tmp_path / 'cache' / 'train')
+    assert len(train) == 5
+    # CamVid frames: targets after the 19 model classes, no depth; synthetic: depth
+    assert np.asarray(train.labels[:3]).max() >= 19 and np.isnan(train.depth[0]).all()
+    assert np.isfinite(np.asarray(train.depth[3], np.float32)).any()
+    conf = np.load(tmp_path / 'out' / 'baseline' / 'seed0.npz')['confusion']
+    assert conf.shape[-2:] == (11, 11)
+    labelled = sum((cv2.imread(str(cam / 'valannot' / f'f{i}.png'), 0) < 11).sum()
+                   for i in range(3))
+    assert conf[:, 0].sum() == labelled            # every labelled pixel, once
+    md = (tmp_path / 'out' / 'results.md').read_text()
+    assert '| row | sky | building |' in md and 'bicyclist' in md
+    assert 'by distance' not in md                 # real frames have no depth to split by

@@ -27,6 +27,7 @@ bin and what each branch does on its own.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 import json
 import logging
 import math
@@ -34,13 +35,15 @@ from pathlib import Path
 import sys
 
 import numpy as np
+import torch
 
-from ..data.labels import CITYSCAPES_NAMES
+from ..data.cityscapes import DatasetError
+from ..data.labels import cover_matrix, model_to_dataset
 from ..data.sensors import sensor_from_config
 from ..model.checkpoint import CheckpointError, load_checkpoint
 from ..training.config import ConfigError, HeadAblationConfig, load_head_ablation
-from ..training.datasets import SYNTHETIC_VAL_FIRST_SEED
-from ..training.feature_cache import cache_split, CachedSplit
+from ..training.datasets import build_dataset, SYNTHETIC_VAL_FIRST_SEED, TrainingSet
+from ..training.feature_cache import cache_frames, cache_split, CachedSplit
 from ..training.head_ablation import (evaluate_head, miou, paired_bootstrap, Row,
                                       train_head)
 
@@ -48,19 +51,59 @@ log = logging.getLogger('depthgate_ros.head_ablation')
 ROW_DEFAULTS = {'recurrent': False, 'loops': 0}      # a row names what it adds
 
 
-def run_row(cfg: HeadAblationConfig, base, row: Row, seed: int, train: CachedSplit,
-            val: CachedSplit, out: Path) -> None:
+@dataclass
+class Frames:
+    """The cached frames, and what training on and scoring them needs."""
+
+    train: CachedSplit
+    val: CachedSplit
+    class_names: tuple[str, ...]           # the held-out frames' classes, scored in
+    cover: torch.Tensor | None = None      # training targets -> model classes (mixed datasets)
+    to_dataset: np.ndarray | None = None   # model class -> held-out class
+
+
+def cache_frames_of(cfg: HeadAblationConfig, model, info, cache: Path) -> Frames:
+    """Cache the training and held-out frames (once; resumable) and load them."""
+    sensor = sensor_from_config(cfg.sensor)
+    if not cfg.data:
+        for name, frames, first in (('train', cfg.train_frames, 0),
+                                    ('val', cfg.eval_frames, SYNTHETIC_VAL_FIRST_SEED)):
+            cache_split(model, info, cache / name, frames=frames, first_seed=first,
+                        size=tuple(cfg.size), sensor=sensor, log=log.info)
+        return Frames(CachedSplit.load(cache / 'train'), CachedSplit.load(cache / 'val'),
+                      tuple(info.class_names))
+    data = cfg.data
+    train = TrainingSet(data, tuple(info.class_names))
+    held = build_dataset(data, data.val_split)
+    sources = [[data.dataset, str(data.root), data.train_split]] + [
+        [a['dataset'], str(a['root']), a.get('train_split', 'train')] for a in data.also]
+    cache_frames(model, info, cache / 'train', train, {'sources': sources}, sensor=sensor,
+                 log=log.info)
+    cache_frames(model, info, cache / 'val', held,
+                 {'sources': [[data.dataset, str(data.root), data.val_split]]}, sensor=sensor,
+                 log=log.info)
+    covers = getattr(held, 'covers', None)
+    return Frames(CachedSplit.load(cache / 'train'), CachedSplit.load(cache / 'val'),
+                  tuple(getattr(held, 'class_names', info.class_names)), train.cover,
+                  model_to_dataset(cover_matrix(covers, tuple(info.class_names)))
+                  if covers is not None else None)
+
+
+def run_row(cfg: HeadAblationConfig, base, row: Row, seed: int, frames: Frames,
+            out: Path) -> None:
     """Train and evaluate one (row, seed); the files appear only once both are done."""
-    net, minutes = train_head(base, row, seed, train, iterations=row.iterations or cfg.iterations,
-                              batch_size=cfg.batch_size, lr=cfg.lr, log=log.info)
-    result = evaluate_head(net, row, val, num_classes=base.num_classes,
-                           distance_edges_m=cfg.distance_edges_m)
+    net, minutes = train_head(base, row, seed, frames.train,
+                              iterations=row.iterations or cfg.iterations,
+                              batch_size=cfg.batch_size, lr=cfg.lr, cover=frames.cover,
+                              log=log.info)
+    scoring = {'num_classes': len(frames.class_names), 'to_dataset': frames.to_dataset,
+               'distance_edges_m': cfg.distance_edges_m}
+    result = evaluate_head(net, row, frames.val, **scoring)
     arrays = {'confusion': result['confusion'], 'gate_hist': result['gate_hist']}
     if row.name in cfg.forced_branches and seed == 0:
         for b in range(net.cfg.num_bins):
-            arrays[f'forced_{b}'] = evaluate_head(
-                net, row, val, num_classes=base.num_classes,
-                distance_edges_m=cfg.distance_edges_m, forced_branch=b)['confusion']
+            arrays[f'forced_{b}'] = evaluate_head(net, row, frames.val, forced_branch=b,
+                                                  **scoring)['confusion']
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f'seed{seed}.tmp.npz'
     np.savez_compressed(tmp, minutes=minutes, **arrays)
@@ -80,7 +123,7 @@ def _f(x: float) -> str:
     return f'{x:.3f}'
 
 
-def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit,
+def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, frames: Frames,
            base) -> str:
     """Tabulate the finished runs: the rows, by distance, per class, the gate, forced branches."""
     runs = {r.name: [np.load(p) for p in sorted((out / r.name).glob('seed*.npz'))
@@ -99,9 +142,10 @@ def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, val: CachedSplit
     dilations = {r.name: r.model.get('dilations', base.dilations) for r in rows}
     uniform = {r.name for r in rows if r.model.get('gate_source') == 'average'}
     table = {name: {'minutes': [float(r['minutes']) for r in rs]} for name, rs in runs.items()}
-    lines = _rows_table(cfg, len(val), conf, present, iterations, reference, table)
-    lines += _by_distance(conf, present, reference)
-    lines += _per_class(conf, present)
+    lines = _rows_table(cfg, len(frames.val), conf, present, iterations, reference, table)
+    if np.isfinite(np.asarray(frames.val.depth[:, ::8, ::8], np.float32)).any():
+        lines += _by_distance(conf, present, reference)     # real frames have no depth
+    lines += _per_class(conf, present, frames.class_names)
     lines += _gate_choice(runs, dilations, uniform, base.depth_edges, table)
     lines += _forced_branches(cfg.forced_branches, runs, dilations, present)
     (out / 'results.json').write_text(json.dumps(table, indent=1))
@@ -159,9 +203,9 @@ def _by_distance(conf: dict, present: list, reference: dict) -> list[str]:
     return lines
 
 
-def _per_class(conf: dict, present: list) -> list[str]:
+def _per_class(conf: dict, present: list, names) -> list[str]:
     lines = ['', '### Per-class IoU (mean over seeds)', '',
-             '| row | ' + ' | '.join(CITYSCAPES_NAMES[c] for c in present) + ' |',
+             '| row | ' + ' | '.join(names[c] for c in present) + ' |',
              '|---|' + '---|' * len(present)]
     for name, confs in conf.items():
         per = [_f(np.mean([miou(x[:, 0].sum(0), [c]) for x in confs])) for c in present]
@@ -205,17 +249,18 @@ def _forced_branches(names, runs: dict, dilations: dict, present: list) -> list[
     return lines
 
 
-def scale_variation(val: CachedSplit) -> str:
+def scale_variation(frames: Frames) -> str:
     """Per class in the frames, the spread of true depth: how much its apparent size varies."""
     lines = ['| class | pixels | depth p10 (m) | p50 | p90 | p90 / p10 |',
              '|---|---|---|---|---|---|']
+    val = frames.val
     labels, depth = np.asarray(val.labels), np.asarray(val.depth, np.float32)
-    for c in range(len(CITYSCAPES_NAMES)):
+    for c, name in enumerate(frames.class_names):
         d = depth[(labels == c) & np.isfinite(depth)]
         if d.size == 0:
             continue
         p10, p50, p90 = np.percentile(d, [10, 50, 90])
-        lines.append(f'| {CITYSCAPES_NAMES[c]} | {d.size} | {p10:.1f} | {p50:.1f} | '
+        lines.append(f'| {name} | {d.size} | {p10:.1f} | {p50:.1f} | '
                      f'{p90:.1f} | {p90 / p10:.1f} |')
     return '\n'.join(lines) + '\n'
 
@@ -237,14 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, OSError, TypeError) as e:
         print(f'depthgate-head-ablation: {e}', file=sys.stderr)
         return 2
-    cache, out = Path(cfg.cache_dir), Path(cfg.output_dir)
-    size = tuple(cfg.size)
-    sensor = sensor_from_config(cfg.sensor)
-    for name, frames, first in (('train', cfg.train_frames, 0),
-                                ('val', cfg.eval_frames, SYNTHETIC_VAL_FIRST_SEED)):
-        cache_split(model, info, cache / name, frames=frames, first_seed=first, size=size,
-                    sensor=sensor, log=log.info)
-    train, val = CachedSplit.load(cache / 'train'), CachedSplit.load(cache / 'val')
+    out = Path(cfg.output_dir)
+    try:
+        frames = cache_frames_of(cfg, model, info, Path(cfg.cache_dir))
+    except (DatasetError, ValueError) as e:
+        print(f'depthgate-head-ablation: {e}', file=sys.stderr)
+        return 2
     base = model.cfg.replace(**{**ROW_DEFAULTS, **cfg.head})
     del model
     if not args.report_only:
@@ -254,13 +297,14 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(max((r.seeds for r in todo), default=0)):
             for row in todo:
                 if seed < row.seeds and not (out / row.name / f'seed{seed}.npz').is_file():
-                    run_row(cfg, base, row, seed, train, val, out / row.name)
+                    run_row(cfg, base, row, seed, frames, out / row.name)
     try:
-        text = report(cfg, rows, out, val, base)
+        text = report(cfg, rows, out, frames, base)
     except ValueError as e:
         print(f'depthgate-head-ablation: {e}', file=sys.stderr)
         return 2
-    text += '\n### Scale variation per class (held-out frames)\n\n' + scale_variation(val)
+    if not cfg.data:
+        text += '\n### Scale variation per class (held-out frames)\n\n' + scale_variation(frames)
     (out / 'results.md').write_text(text)
     print(text)
     return 0

@@ -43,10 +43,15 @@ class Disparity(tv_tensors.Mask):
     """Stereo disparity in pixels, resampled like a mask; 0 marks invalid."""
 
 
+class SoftTarget(tv_tensors.Mask):
+    """A teacher's class probabilities (C, H, W), resampled like a mask; all-zero = no target."""
+
+
 # Sample keys resampled as depth or disparity: the ground truth and what a sensor measured.
 DEPTH_KINDS = {'depth': Depth, 'sensor_depth': Depth, 'disparity': Disparity}
 # The fill for uncovered areas, per kind of data (exact types: torchvision matches by type).
-FILL = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_ID, Depth: 0.0, Disparity: 0.0}
+FILL = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_ID, Depth: 0.0, Disparity: 0.0,
+        SoftTarget: 0.0}
 
 
 class RandomScale(v2.Transform):
@@ -81,8 +86,10 @@ class PairedAugment:
     Training augmentation on a sample dict.
 
     The sample holds rgb (H, W, 3) uint8, labels (H, W), and any of depth, sensor_depth,
-    disparity (H, W) float with NaN invalid. Returns tensors: rgb (3, h, w) uint8, labels (h, w)
-    int64, depth / sensor_depth / disparity (h, w) float32 with NaN invalid, and the scale s.
+    disparity (H, W) float with NaN invalid, and teacher (C, H, W) soft targets. Returns
+    tensors: rgb (3, h, w) uint8, labels (h, w) int64, depth / sensor_depth / disparity (h, w)
+    float32 with NaN invalid, teacher (C, h, w) (zero where the frame does not reach), and
+    the scale s.
     `crop` is (height, width), both divisible by 8 (the network's output stride).
     """
 
@@ -113,6 +120,9 @@ class PairedAugment:
                 d = np.asarray(sample[key], np.float32)
                 valid = np.isfinite(d) & (d > 0)
                 inputs[key] = kind(torch.from_numpy(np.where(valid, d, 0.0)).unsqueeze(0))
+        if sample.get('teacher') is not None:
+            inputs['teacher'] = SoftTarget(torch.from_numpy(np.asarray(sample['teacher'],
+                                                                       np.float32)))
         # The scale factor is needed afterwards, so draw it here rather than inside Compose.
         params = self.scale.make_params(list(inputs.values()))
         inputs = {k: self.scale.transform(v, params) for k, v in inputs.items()}
@@ -121,6 +131,8 @@ class PairedAugment:
         out = {'rgb': inputs['rgb'].as_subclass(torch.Tensor),
                'labels': inputs['labels'].as_subclass(torch.Tensor),
                'scale': params['scale']}
+        if 'teacher' in inputs:
+            out['teacher'] = inputs['teacher'].as_subclass(torch.Tensor)
         for key in DEPTH_KINDS:
             if key in inputs:
                 d = inputs[key].as_subclass(torch.Tensor)[0]

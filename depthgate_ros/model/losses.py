@@ -23,6 +23,10 @@ coarser classes (CamVid's "car": car, truck, bus, train) trains the same model.
 depth_reg: 0.5 * mean over valid pixels of (pred - log d)^2 (authors' code). depth_cls:
 K-way cross-entropy on the depth bins of valid pixels. Invalid ground-truth depth never
 reaches the arithmetic, so its value cannot change the loss or its gradient.
+
+distill (not in the paper): the cross-entropy of the student's class distribution against a
+real-image teacher's (training/teacher.py), over the pixels that have a target. It differs from
+KL(teacher || student) by the teacher's entropy, a constant, so the gradients are the same.
 """
 from __future__ import annotations
 
@@ -35,6 +39,8 @@ import torch.nn.functional as F
 from .depth_bins import quantize_depth, valid_depth_mask
 
 IGNORE_INDEX = 255
+# The terms multitask_loss reports, per loop ("name/loopN")
+TERMS = ('seg_cls', 'depth_reg', 'depth_cls', 'distill')
 
 
 def _per_loop(w: float | Sequence[float], loop: int, n_loops: int) -> float:
@@ -84,11 +90,24 @@ def depth_cls_loss(depth_logits: torch.Tensor, depth: torch.Tensor,
     return F.cross_entropy(depth_logits, bins, ignore_index=-1)
 
 
+def distill_loss(logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Soft cross-entropy to `teacher` (N, C, H, W) probabilities; all-zero pixels are skipped."""
+    valid = teacher.sum(1) > 0.5
+    if not valid.any():
+        return logits.sum() * 0.0
+    log_p = logits.float().log_softmax(1)
+    return -(teacher * log_p).sum(1)[valid].mean()
+
+
 @dataclass
 class LossWeights:
     seg: float | Sequence[float] = 1.0
     depth_reg: float | Sequence[float] = 0.0
     depth_cls: float | Sequence[float] = 0.0
+    distill: float | Sequence[float] = 0.0
+
+    def uses(self, name: str) -> bool:
+        return _nonzero(getattr(self, name))
 
 
 def _nonzero(w: float | Sequence[float]) -> bool:
@@ -97,23 +116,28 @@ def _nonzero(w: float | Sequence[float]) -> bool:
 
 def multitask_loss(outputs: list[dict], labels: torch.Tensor, depth: torch.Tensor | None,
                    edges: torch.Tensor, weights: LossWeights,
-                   cover: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                   cover: torch.Tensor | None = None,
+                   teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """
     Eq. 1 over the loops in `outputs`.
 
     Returns (total, {"name/loopN": value} for logging).
 
     `labels` (N, H, W) int with 255 ignored; `depth` (N, H, W) metres, NaN/0 invalid, may be
-    None when both depth weights are zero. `cover`: see `seg_cls_loss`.
+    None when both depth weights are zero. `cover`: see `seg_cls_loss`. `teacher` (N, C, H, W)
+    soft targets, needed when the distill weight is not zero.
     """
-    if depth is None and (_nonzero(weights.depth_reg) or _nonzero(weights.depth_cls)):
+    if depth is None and (weights.uses('depth_reg') or weights.uses('depth_cls')):
         raise ValueError('depth losses have non-zero weights but no ground-truth depth was given')
+    if teacher is None and weights.uses('distill'):
+        raise ValueError('the distill loss has a non-zero weight but no teacher targets were '
+                         'given')
     n = len(outputs)
     total = outputs[0]['seg'].new_zeros(())
     parts: dict[str, float] = {}
     for loop, out in enumerate(outputs):
-        w_s, w_r, w_c = (_per_loop(w, loop, n)
-                         for w in (weights.seg, weights.depth_reg, weights.depth_cls))
+        w_s, w_r, w_c, w_d = (_per_loop(w, loop, n) for w in (
+            weights.seg, weights.depth_reg, weights.depth_cls, weights.distill))
         terms = {}
         if w_s:
             terms['seg_cls'] = (w_s, seg_cls_loss(out['seg'], labels, cover))
@@ -121,6 +145,8 @@ def multitask_loss(outputs: list[dict], labels: torch.Tensor, depth: torch.Tenso
             terms['depth_reg'] = (w_r, depth_reg_loss(out['log_depth'], depth))
         if w_c:
             terms['depth_cls'] = (w_c, depth_cls_loss(out['depth_logits'], depth, edges))
+        if w_d:
+            terms['distill'] = (w_d, distill_loss(out['seg'], teacher))
         for name, (w, value) in terms.items():
             total = total + w * value
             parts[f'{name}/loop{loop}'] = float(value.detach())

@@ -30,6 +30,7 @@ import yaml
 
 from ..data.sensors import sensor_from_config
 from ..model.config import CALL_GATES, ModelConfig, PRESETS
+from ..model.losses import LossWeights
 
 DATASETS = ('synthetic', 'cityscapes', 'camvid', 'folder', 'nyuv2', 'sunrgbd', 'stanford2d3d')
 ALSO_KEYS = ('dataset', 'root', 'train_split')    # data.also entries
@@ -72,6 +73,17 @@ class DataConfig:
     # [1/sensor_jitter, sensor_jitter]. Empty: the dataset's own depth, as it is.
     sensors: list = field(default_factory=list)
     sensor_jitter: float = 2.0
+
+
+@dataclass
+class DistillConfig:
+    # A published ESPNetv2 segmentation file (the 19 Cityscapes classes and background) whose
+    # probabilities on data.dataset's training frames are the soft targets of a stage's
+    # `distill` loss (training/teacher.py). None: no teacher.
+    teacher: str | None = None
+    input_size: list[int] = field(default_factory=lambda: [512, 1024])  # the teacher's (H, W)
+    flip: bool = False                  # average in the mirrored frame's probabilities
+    cache_dir: str | None = None        # where its targets are kept; None: <output_dir>/teacher
 
 
 @dataclass
@@ -120,6 +132,7 @@ class TrainConfig:
     # and its BN, the 1x1 fuse as identity, so gating starts where the baseline stopped.
     gating_init: str = 'scratch'
     optim: OptimConfig = field(default_factory=OptimConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig()])
     checkpoint_every: int = 200
     val_every: int = 500
@@ -130,7 +143,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {'data': DataConfig, 'optim': OptimConfig}
+_SECTIONS = {'data': DataConfig, 'optim': OptimConfig, 'distill': DistillConfig}
 
 
 def _build(cls, values: dict, where: str):
@@ -197,11 +210,15 @@ def validate(cfg: TrainConfig) -> None:
         if bad:
             raise ConfigError(f'unknown config key {where}.{bad[0]} (ModelConfig keys: '
                               f"{', '.join(sorted(model_keys))})")
+    loss_keys = [f.name for f in dataclasses.fields(LossWeights)]
     for s in cfg.stages:
-        bad = sorted(set(s.loss) - {'seg', 'depth_reg', 'depth_cls'})
+        bad = sorted(set(s.loss) - set(loss_keys))
         if bad:
             raise ConfigError(f'unknown config key stages[{s.name}].loss.{bad[0]} '
-                              '(seg, depth_reg, depth_cls)')
+                              f"({', '.join(loss_keys)})")
+        if LossWeights(**s.loss).uses('distill') and not cfg.distill.teacher:
+            raise ConfigError(f'stages[{s.name}].loss.distill needs a teacher: set '
+                              'distill.teacher to a published ESPNetv2 segmentation file')
         if s.iterations < 1:
             raise ConfigError(f'stages[{s.name}].iterations must be >= 1')
         if s.gate_mix is not None:
@@ -216,6 +233,10 @@ def validate(cfg: TrainConfig) -> None:
             if gate_source in ('none', 'attention'):
                 raise ConfigError(f'stages[{s.name}].gate_mix needs a depth-gated model '
                                   '(model.gate_source predicted, sensor or hybrid)')
+    size = cfg.distill.input_size
+    if len(size) != 2 or any(not isinstance(v, int) or v <= 0 or v % 32 for v in size):
+        raise ConfigError(f'distill.input_size must be two positive multiples of 32 (the '
+                          f'published networks halve their input five times), got {size}')
     if cfg.data.sensor_jitter < 1:
         raise ConfigError(f'data.sensor_jitter must be >= 1, got {cfg.data.sensor_jitter}')
     for spec in cfg.data.sensors:
@@ -268,6 +289,11 @@ class HeadAblationConfig:
     checkpoint: str = 'runs/ablation_backbone/model.pt'   # the frozen backbone and stem
     cache_dir: str = 'runs/ablation_cache'
     output_dir: str = 'runs/ablation_heads'
+    # Frames on disk instead of rendered ones (DataConfig keys: dataset, root, also,
+    # train_split, val_split): training frames as depthgate-train takes them, rows scored on
+    # val_split in that dataset's classes (a DataConfig once loaded). Empty: synthetic frames,
+    # as below.
+    data: Any = field(default_factory=dict)
     size: list = field(default_factory=lambda: [256, 512])
     train_frames: int = 1200
     eval_frames: int = 200
@@ -290,6 +316,9 @@ def load_head_ablation(path: str | Path, overrides: list[str] = ()) -> HeadAblat
     except yaml.YAMLError as e:
         raise ConfigError(f'{path} is not valid YAML: {e}') from e
     cfg = _build(HeadAblationConfig, apply_overrides(raw, list(overrides)), '')
+    if cfg.data:
+        cfg.data = _build(DataConfig, cfg.data, 'data')
+        validate(TrainConfig(data=cfg.data))
     names = [r.get('name') for r in cfg.rows]
     if not names or None in names or len(set(names)) != len(names):
         raise ConfigError('rows: give each row a unique name')

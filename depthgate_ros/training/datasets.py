@@ -120,6 +120,11 @@ class TrainingSet:
         self.cover = None if len(rows) == len(model_names) else \
             torch.tensor(rows, dtype=torch.float32)
         self.camera = getattr(self.parts[0], 'camera', None) if len(parts) == 1 else None
+        self.teacher = None
+
+    def teach(self, targets) -> None:
+        """Give the first dataset's frames a teacher's soft targets (training/teacher.py)."""
+        self.teacher = targets
 
     def __len__(self) -> int:
         return sum(len(p) for p in self.parts)
@@ -130,7 +135,11 @@ class TrainingSet:
         k = int(np.searchsorted(self.starts, i, side='right')) - 1
         sample = self.parts[k][i - self.starts[k]]
         lut = self.to_target[k]
-        return sample if lut is None else {**sample, 'labels': lut[sample['labels']]}
+        if lut is not None:
+            sample = {**sample, 'labels': lut[sample['labels']]}
+        if k == 0 and self.teacher is not None:
+            sample = {**sample, 'teacher': self.teacher(sample['name'], sample['labels'].shape)}
+        return sample
 
 
 def class_table(dataset_name: str) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
@@ -145,13 +154,16 @@ def class_table(dataset_name: str) -> tuple[tuple[str, ...], tuple[tuple[int, in
 class AugmentedDataset(Dataset):
     """Raw samples -> augmented tensors (rgb uint8, labels int64, depth float NaN-invalid)."""
 
-    def __init__(self, raw, cfg: DataConfig, seed: int, sensor_depth: bool = False):
+    def __init__(self, raw, cfg: DataConfig, seed: int, sensor_depth: bool = False,
+                 teacher: bool = False):
         self.raw, self.seed = raw, seed
         self.augment = PairedAugment(cfg.crop, cfg.scale_range, cfg.max_rotation_deg,
                                      cfg.flip_p, cfg.color_jitter)
         self.epoch = 0
         # `sensor_depth`: also return what a depth sensor measures of the scene, for the gate
         self.sensor_depth = sensor_depth
+        # `teacher`: also return soft targets (C, h, w), all zero for frames without any
+        self.teacher = teacher
         self.sensors = [sensor_from_config(s) for s in cfg.sensors]
         self.jitter = cfg.sensor_jitter
 
@@ -166,6 +178,8 @@ class AugmentedDataset(Dataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hash((self.seed, epoch, i)) & 0x7FFF_FFFF)
             inputs = {k: sample.get(k) for k in ('rgb', 'labels', 'depth')}
+            if self.teacher:
+                inputs['teacher'] = sample.get('teacher')
             if self.sensor_depth:
                 inputs['sensor_depth'] = self._measure(sample, epoch, i)
             out = self.augment(inputs)
@@ -173,6 +187,10 @@ class AugmentedDataset(Dataset):
         for key in keys:
             if out.get(key) is None:
                 out[key] = torch.full(out['labels'].shape, float('nan'))
+        if self.teacher:
+            keys += ('teacher',)
+            if 'teacher' not in out:
+                out['teacher'] = torch.zeros((len(CITYSCAPES_NAMES), *out['labels'].shape))
         return {'rgb': out['rgb'], 'labels': out['labels'], **{k: out[k] for k in keys}}
 
     def _measure(self, sample: dict, epoch: int, i: int):

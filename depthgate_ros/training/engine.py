@@ -43,13 +43,15 @@ from .config import StageConfig, TrainConfig
 from .datasets import (AugmentedDataset, build_dataset, class_table, IterationSampler,
                        TrainingSet)
 from .distributed import DistContext
+from .teacher import SoftTargets, Teacher, TeacherError
+from ..data.labels import CITYSCAPES_NAMES
 from ..data.sensors import sample_focal
 from ..evaluation import evaluate_dataset
 from ..inference import normalize_image, Predictor
 from ..model import build_model, DepthGatedNet, ModelConfig, quantile_edges
 from ..model.checkpoint import load_checkpoint, ModelInfo, read_checkpoint, save_checkpoint
 from ..model.config import DEPTH_GATES
-from ..model.losses import LossWeights, multitask_loss
+from ..model.losses import LossWeights, multitask_loss, TERMS
 from ..options import PredictorOptions
 from ..weights import resolve_model
 
@@ -97,6 +99,8 @@ def run_training(cfg: TrainConfig, ctx: DistContext, resume: bool = False,
     torch.manual_seed(cfg.seed)
     names, colors = class_table(cfg.data.dataset)
     raw_train = TrainingSet(cfg.data, names)
+    if cfg.distill.teacher:
+        raw_train.teach(soft_targets(cfg, raw_train, names, ctx))
     raw_val = build_dataset(cfg.data, cfg.data.val_split)
     # a bundled model's name (street, ...) is a checkpoint too: fine-tuning starts from it
     previous: Path | None = resolve_model(cfg.init_from) if cfg.init_from else None
@@ -138,6 +142,24 @@ def run_training(cfg: TrainConfig, ctx: DistContext, resume: bool = False,
         log.info('all stages done: %s', model_path)
     ctx.barrier()
     return model_path
+
+
+def soft_targets(cfg: TrainConfig, raw_train: TrainingSet, names, ctx: DistContext):
+    """Return the teacher's targets for data.dataset's training frames, run where not cached."""
+    if tuple(names) != CITYSCAPES_NAMES:
+        raise TrainingError('distill: the published teachers label the 19 Cityscapes classes; '
+                            f'a {cfg.data.dataset} model has other classes')
+    targets = SoftTargets(cfg.distill.cache_dir or Path(cfg.output_dir) / 'teacher')
+    if ctx.is_main:
+        try:
+            teacher = Teacher(cfg.distill.teacher, cfg.distill.input_size, cfg.distill.flip,
+                              ctx.device)
+        except TeacherError as e:
+            raise TrainingError(f'distill.teacher: {e}') from e
+        targets.build(raw_train.parts[0], teacher)
+        del teacher
+    ctx.barrier()
+    return targets
 
 
 def gating_from_context(state: dict, own: dict) -> dict:
@@ -234,9 +256,8 @@ class StageRunner:
         self.gate_p = np.array([mix[g] for g in self.gates], np.float64)
         self.gate_p /= self.gate_p.sum()
         self.needs_sensor = any(g in DEPTH_GATES for g in self.gates)
-        self.needs_depth = any(
-            (v if isinstance(v, (int, float)) else max(v)) != 0
-            for v in (self.weights.depth_reg, self.weights.depth_cls))
+        self.needs_depth = self.weights.uses('depth_reg') or self.weights.uses('depth_cls')
+        self.needs_teacher = self.weights.uses('distill')
         self.base_lr = stage.lr if stage.lr is not None else cfg.optim.lr
 
     # -- set-up -------------------------------------------------------------------------
@@ -353,7 +374,8 @@ class StageRunner:
         """Batches for iterations start..stop-1, the same whether resumed or not."""
         cfg, ctx = self.cfg, self.ctx
         train_set = AugmentedDataset(self.raw_train, cfg.data, self.seed,
-                                     sensor_depth=self.needs_sensor)
+                                     sensor_depth=self.needs_sensor,
+                                     teacher=self.needs_teacher)
         sampler = IterationSampler(len(train_set), cfg.optim.batch_size, self.seed, start,
                                    stop - start, ctx.rank, ctx.world_size)
         # An explicit generator keeps the loader from drawing its worker seed from the global
@@ -371,11 +393,13 @@ class StageRunner:
         depth = batch['depth'].to(device, non_blocking=True) if self.needs_depth else None
         sensor = batch['sensor_depth'].to(device, non_blocking=True).unsqueeze(1) \
             if gate in DEPTH_GATES else None
+        teacher = batch['teacher'].to(device, non_blocking=True) if self.needs_teacher else None
         amp_dtype = torch.float16 if self.cfg.optim.amp == 'fp16' else torch.bfloat16
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             outs = net(image, sensor, loops=self.model_cfg.loops, gate=gate)
         outs = [{k: v.float() if v is not None else None for k, v in o.items()} for o in outs]
-        return multitask_loss(outs, labels, depth, model.depth_edges, self.weights, self.cover)
+        return multitask_loss(outs, labels, depth, model.depth_edges, self.weights, self.cover,
+                              teacher)
 
     def _gate(self, iteration: int) -> str:
         """Draw the batch's gate source from (seed, iteration): all ranks and resumes agree."""
@@ -429,8 +453,8 @@ class StageRunner:
 class _Logger:
     """CSV always; TensorBoard event files when tensorboard is installed."""
 
-    FIELDS = ['iteration', 'loss', 'seg_cls', 'depth_reg', 'depth_cls', 'lr', 'seconds',
-              'nonfinite_skipped', 'val_miou', 'val_delta1']
+    FIELDS = ['iteration', 'loss', *TERMS, 'lr', 'seconds', 'nonfinite_skipped', 'val_miou',
+              'val_delta1']
 
     def __init__(self, directory: Path, active: bool, append: bool):
         self.active, self.nonfinite, self.tb = active, 0, None
@@ -450,7 +474,7 @@ class _Logger:
 
     def row(self, step, loss, parts, lr, seconds) -> None:
         sums = {k: sum(v for name, v in parts.items() if name.startswith(k + '/'))
-                for k in ('seg_cls', 'depth_reg', 'depth_cls')}
+                for k in TERMS}
         self.csv.writerow({'iteration': step, 'loss': f'{loss:.5f}', 'lr': f'{lr:.3e}',
                            'seconds': f'{seconds:.2f}', 'nonfinite_skipped': self.nonfinite,
                            **{k: f'{v:.5f}' for k, v in sums.items()}})

@@ -13,17 +13,18 @@
 # limitations under the License.
 
 """
-A frozen network's stride-8 features F of synthetic frames, cached as float16 on disk.
+A frozen network's features F of synthetic or real frames, cached as float16 on disk.
 
 F is what every loop head reads (the output of backbone and stem, network.py), so heads can be
 trained and compared on it without running the backbone again: the cheap half of an ablation
 whose rows differ only in the head (docs/results.md). Each split is a directory of .npy
 arrays, filled in chunks with a progress file, so an interrupted caching run continues.
 
-    features  (N, C, h, w) float16     F, h x w = image / 8
-    labels    (N, H, W) uint8          train ids, 255 ignored
+    features  (N, C, h, w) float16     F, h x w = image / the network's stride (8 or 16)
+    labels    (N, H, W) uint8          training targets (train ids, or a coarser dataset's
+                                       targets after them, training/datasets.py), 255 ignored
     depth     (N, H, W) float16        exact depth in metres (at most 60 km), NaN where there
-                                       is none (sky)
+                                       is none (sky, and every pixel of a real frame)
     sensor    (N, H, W) float16        what the configured depth sensor measures, NaN = hole
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from .datasets import SyntheticStreetDataset
-from ..data.sensors import measure, Sensor
+from ..data.sensors import measure, sample_focal, Sensor
 from ..inference import image_input
 from ..model import DepthGatedNet
 from ..model.checkpoint import ModelInfo
@@ -82,46 +83,65 @@ def _read_progress(directory: Path) -> dict | None:
 def cache_split(model: DepthGatedNet, info: ModelInfo, directory: Path, *, frames: int,
                 first_seed: int, size: tuple[int, int], sensor: Sensor | None,
                 chunk: int = 25, log=print) -> None:
-    """
-    Render `frames` synthetic frames from `first_seed`, run backbone and stem, store F.
+    """Render `frames` synthetic frames from `first_seed` and cache them (`cache_frames`)."""
+    cache_frames(model, info, directory, SyntheticStreetDataset(frames, first_seed, size),
+                 {'frames': frames, 'size': list(size), 'first_seed': first_seed},
+                 sensor=sensor, chunk=chunk, log=log)
 
-    Resumes where a previous call stopped; a finished split is left as it is. The sensor's
-    noise is seeded per frame, so a split is the same whoever caches it.
+
+def cache_frames(model: DepthGatedNet, info: ModelInfo, directory: Path, data,
+                 identity: dict, *, sensor: Sensor | None, chunk: int = 25, log=print) -> None:
+    """
+    Run backbone and stem on every frame of `data` (samples of one size), store F and truth.
+
+    Resumes where a previous call stopped; a finished split is left as it is, and a directory
+    that caches other frames (another `identity`) is refused. Frames without depth (real
+    images) get NaN depth and NaN sensor. The sensor's noise is seeded per frame, so a split
+    is the same whoever caches it.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    data = SyntheticStreetDataset(frames, first_seed, size)
-    h, w = size
-    c = model.cfg.channels
-    shapes = {'features': ((frames, c, h // 8, w // 8), np.float16),
+    frames = len(data)
+    identity = {**identity, 'frames': frames}
+    first = data[0]
+    h, w = first['labels'].shape
+    mean, std = (torch.tensor(v) for v in (info.mean, info.std))
+    model.eval()
+    with torch.inference_mode():
+        feat_shape = tuple(model.features(image_input(first['rgb'], mean, std))[1].shape[1:])
+    shapes = {'features': ((frames, *feat_shape), np.float16),
               'labels': ((frames, h, w), np.uint8), 'depth': ((frames, h, w), np.float16),
               'sensor': ((frames, h, w), np.float16)}
     progress = _read_progress(directory)
-    if progress is not None and (progress['frames'], progress['size'], progress['first_seed']) \
-            != (frames, list(size), first_seed):
-        raise ValueError(f'{directory} caches another split ({progress}); choose another '
+    if progress is not None and {k: progress.get(k) for k in identity} != identity:
+        raise ValueError(f'{directory} caches other frames ({progress}); choose another '
                          'cache_dir')
     done = 0 if progress is None else progress['done']
     arrays = {name: np.lib.format.open_memmap(
         directory / f'{name}.npy', mode='w+' if done == 0 else 'r+', dtype=dtype, shape=shape)
         for name, (shape, dtype) in shapes.items()}
-    mean, std = (torch.tensor(v) for v in (info.mean, info.std))
-    model.eval()
     while done < frames:
         stop = min(frames, done + chunk)
         for i in range(done, stop):
             s = data[i]
+            if s['labels'].shape != (h, w):
+                raise ValueError(f"{s.get('name', i)}: {s['labels'].shape[::-1]} frame; a cache "
+                                 f'holds frames of one size ({w}x{h})')
             with torch.inference_mode():
                 feat = model.features(image_input(s['rgb'], mean, std))[1]
             arrays['features'][i] = feat[0].numpy().astype(np.float16)
             arrays['labels'][i] = s['labels']
+            depth = s.get('depth')
+            if depth is None:
+                arrays['depth'][i] = arrays['sensor'][i] = np.nan
+                continue
             # float16 ends at 65504: farther (ray-cast ground near the horizon) stays far
-            arrays['depth'][i] = np.minimum(s['depth'], 6e4)
-            arrays['sensor'][i] = measure(sensor, s['depth'], s['focal_px'],
-                                          np.random.default_rng((23, first_seed + i)), s['rgb'])
+            arrays['depth'][i] = np.minimum(depth, 6e4)
+            arrays['sensor'][i] = measure(sensor, depth, sample_focal(s),
+                                          np.random.default_rng((23, identity.get(
+                                              'first_seed', 0) + i)), s['rgb'])
         for a in arrays.values():
             a.flush()
         done = stop
         # the progress file moves only after the chunk is on disk
-        (directory / 'progress.json').write_text(json.dumps(
-            {'frames': frames, 'done': done, 'size': list(size), 'first_seed': first_seed}))
+        (directory / 'progress.json').write_text(json.dumps({**identity, 'done': done}))
         log(f'{directory.name}: {done}/{frames} frames cached')

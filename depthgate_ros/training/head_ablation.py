@@ -90,8 +90,13 @@ def _forward(net: DepthGatedNet, batch: dict, row: Row) -> list[dict]:
 
 
 def train_head(base: ModelConfig, row: Row, seed: int, data: CachedSplit, *, iterations: int,
-               batch_size: int, lr: float, log=print) -> tuple[DepthGatedNet, float]:
-    """Train one row from its seed's random start; returns the head and the minutes it took."""
+               batch_size: int, lr: float, cover: torch.Tensor | None = None,
+               log=print) -> tuple[DepthGatedNet, float]:
+    """
+    Train one row from its seed's random start; returns the head and the minutes it took.
+
+    `cover`: the training targets' cover matrix when the frames mix datasets (seg_cls_loss).
+    """
     torch.manual_seed(seed)
     net = head_model(base, row)
     params = [p for p in net.parameters() if p.requires_grad]
@@ -108,7 +113,7 @@ def train_head(base: ModelConfig, row: Row, seed: int, data: CachedSplit, *, ite
         batch = data.batch(index)
         depth = batch['depth'] if weights.depth_reg or weights.depth_cls else None
         loss, _ = multitask_loss(_forward(net, batch, row), batch['labels'], depth,
-                                 net.depth_edges, weights)
+                                 net.depth_edges, weights, cover)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -125,12 +130,13 @@ def distance_bin(depth: np.ndarray, edges_m) -> np.ndarray:
 
 def evaluate_head(net: DepthGatedNet, row: Row, data: CachedSplit, *, num_classes: int,
                   distance_edges_m, forced_branch: int | None = None,
-                  batch_size: int = 8) -> dict:
+                  batch_size: int = 8, to_dataset: np.ndarray | None = None) -> dict:
     """
     Per frame: a confusion matrix, overall and per distance bin; gate choice per depth bin.
 
     `forced_branch`: every pixel uses that branch of the gating module (one-hot gate), to see
-    what each branch has learnt on its own.
+    what each branch has learnt on its own. `to_dataset`: model class -> the evaluated
+    dataset's class (`num_classes` of them), for frames labelled in a dataset's own classes.
     """
     n_bins = len(distance_edges_m) + 1
     k = net.cfg.num_bins
@@ -145,6 +151,8 @@ def evaluate_head(net: DepthGatedNet, row: Row, data: CachedSplit, *, num_classe
             else:
                 out = _forced(net, batch, forced_branch)
             pred = out['seg'].argmax(1).numpy()
+            if to_dataset is not None:
+                pred = to_dataset[pred]
             gt = batch['labels'].numpy()
             depth = batch['depth'].numpy()
             for j, i in enumerate(index):
