@@ -205,6 +205,7 @@ def test_cli_on_real_frames_trains_through_the_cover_and_scores_in_their_classes
                                                        fy=140.0))
     cfg = {'checkpoint': str(tiny_checkpoint), 'cache_dir': str(tmp_path / 'cache'),
            'output_dir': str(tmp_path / 'out'), 'iterations': 2, 'batch_size': 2,
+           'label_scale': 0.5,
            'data': {'dataset': 'camvid', 'root': str(cam), 'val_split': 'val',
                     'also': [{'dataset': 'cityscapes', 'root': str(synth)}]},
            'rows': [{'name': 'baseline', 'model': {'gate_source': 'none'}, 'seeds': 1},
@@ -219,7 +220,9 @@ def test_cli_on_real_frames_trains_through_the_cover_and_scores_in_their_classes
     assert np.isfinite(np.asarray(train.depth[3], np.float32)).any()
     conf = np.load(tmp_path / 'out' / 'baseline' / 'seed0.npz')['confusion']
     assert conf.shape[-2:] == (11, 11)
-    labelled = sum((cv2.imread(str(cam / 'valannot' / f'f{i}.png'), 0) < 11).sum()
+    # labels at half size: every other pixel of every other row
+    assert train.labels.shape == (5, SIZE[0] // 2, SIZE[1] // 2)
+    labelled = sum((cv2.imread(str(cam / 'valannot' / f'f{i}.png'), 0)[::2, ::2] < 11).sum()
                    for i in range(3))
     assert conf[:, 0].sum() == labelled            # every labelled pixel, once
     md = (tmp_path / 'out' / 'results.md').read_text()

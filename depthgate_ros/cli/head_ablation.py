@@ -77,11 +77,11 @@ def cache_frames_of(cfg: HeadAblationConfig, model, info, cache: Path) -> Frames
     held = build_dataset(data, data.val_split)
     sources = [[data.dataset, str(data.root), data.train_split]] + [
         [a['dataset'], str(a['root']), a.get('train_split', 'train')] for a in data.also]
-    cache_frames(model, info, cache / 'train', train, {'sources': sources}, sensor=sensor,
-                 log=log.info)
-    cache_frames(model, info, cache / 'val', held,
-                 {'sources': [[data.dataset, str(data.root), data.val_split]]}, sensor=sensor,
-                 log=log.info)
+    for name, frames, split_sources in (
+            ('train', train, sources),
+            ('val', held, [[data.dataset, str(data.root), data.val_split]])):
+        cache_frames(model, info, cache / name, frames, {'sources': split_sources},
+                     sensor=sensor, label_scale=cfg.label_scale, log=log.info)
     covers = getattr(held, 'covers', None)
     return Frames(CachedSplit.load(cache / 'train'), CachedSplit.load(cache / 'val'),
                   tuple(getattr(held, 'class_names', info.class_names)), train.cover,

@@ -294,6 +294,8 @@ class HeadAblationConfig:
     # val_split in that dataset's classes (a DataConfig once loaded). Empty: synthetic frames,
     # as below.
     data: Any = field(default_factory=dict)
+    # labels and depth cached at this fraction of the frame's size (feature_cache.py)
+    label_scale: float = 1.0
     size: list = field(default_factory=lambda: [256, 512])
     train_frames: int = 1200
     eval_frames: int = 200

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -90,10 +91,14 @@ def cache_split(model: DepthGatedNet, info: ModelInfo, directory: Path, *, frame
 
 
 def cache_frames(model: DepthGatedNet, info: ModelInfo, directory: Path, data,
-                 identity: dict, *, sensor: Sensor | None, chunk: int = 25, log=print) -> None:
+                 identity: dict, *, sensor: Sensor | None, label_scale: float = 1.0,
+                 chunk: int = 25, log=print) -> None:
     """
     Run backbone and stem on every frame of `data` (samples of one size), store F and truth.
 
+    `label_scale` < 1 stores labels, depth and sensor depth at that fraction of the frame's
+    size (nearest neighbour: no value is invented), so the heads' losses and scores, which
+    work at the labels' size, cost that fraction squared.
     Resumes where a previous call stopped; a finished split is left as it is, and a directory
     that caches other frames (another `identity`) is refused. Frames without depth (real
     images) get NaN depth and NaN sensor. The sensor's noise is seeded per frame, so a split
@@ -102,8 +107,11 @@ def cache_frames(model: DepthGatedNet, info: ModelInfo, directory: Path, data,
     directory.mkdir(parents=True, exist_ok=True)
     frames = len(data)
     identity = {**identity, 'frames': frames}
+    if label_scale != 1.0:
+        identity['label_scale'] = label_scale
     first = data[0]
-    h, w = first['labels'].shape
+    full = first['labels'].shape
+    h, w = (max(1, round(full[0] * label_scale)), max(1, round(full[1] * label_scale)))
     mean, std = (torch.tensor(v) for v in (info.mean, info.std))
     model.eval()
     with torch.inference_mode():
@@ -123,22 +131,25 @@ def cache_frames(model: DepthGatedNet, info: ModelInfo, directory: Path, data,
         stop = min(frames, done + chunk)
         for i in range(done, stop):
             s = data[i]
-            if s['labels'].shape != (h, w):
+            if s['labels'].shape != full:
                 raise ValueError(f"{s.get('name', i)}: {s['labels'].shape[::-1]} frame; a cache "
-                                 f'holds frames of one size ({w}x{h})')
+                                 f'holds frames of one size ({full[1]}x{full[0]})')
             with torch.inference_mode():
                 feat = model.features(image_input(s['rgb'], mean, std))[1]
             arrays['features'][i] = feat[0].numpy().astype(np.float16)
-            arrays['labels'][i] = s['labels']
+            small = (lambda a: a) if (h, w) == full else (  # noqa: E731
+                lambda a: cv2.resize(a, (w, h), interpolation=cv2.INTER_NEAREST))
+            arrays['labels'][i] = small(s['labels'])
             depth = s.get('depth')
             if depth is None:
                 arrays['depth'][i] = arrays['sensor'][i] = np.nan
                 continue
             # float16 ends at 65504: farther (ray-cast ground near the horizon) stays far
-            arrays['depth'][i] = np.minimum(depth, 6e4)
-            arrays['sensor'][i] = measure(sensor, depth, sample_focal(s),
-                                          np.random.default_rng((23, identity.get(
-                                              'first_seed', 0) + i)), s['rgb'])
+            arrays['depth'][i] = small(np.minimum(depth, 6e4).astype(np.float32))
+            arrays['sensor'][i] = small(measure(
+                sensor, depth, sample_focal(s),
+                np.random.default_rng((23, identity.get('first_seed', 0) + i)),
+                s['rgb']).astype(np.float32))
         for a in arrays.values():
             a.flush()
         done = stop
