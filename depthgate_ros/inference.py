@@ -23,7 +23,7 @@ normalisation, test-time augmentation and argmax exist once.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import logging
 import math
 from pathlib import Path
@@ -237,6 +237,73 @@ class Predictor:
                              last_only=False)
 
     @torch.inference_mode()
+    def predict_batch(self, rgbs: Sequence[np.ndarray],
+                      depths: Sequence[np.ndarray | None] | None = None,
+                      focals: Sequence[float | None] | None = None, *,
+                      loops: int | None = None, outputs=None) -> list[Prediction]:
+        """
+        Predict several frames (one per camera, say) in one pass of the network.
+
+        Each frame is resized to the inference size (frames of different sizes need one) and
+        its outputs come back at its own size. Each keeps its own gate decision: a frame with
+        depth runs `hybrid` under `auto`, one without `predicted`, in the same batch, because
+        the hybrid gate of a frame with no valid depth is exactly its predicted gate (every
+        cell a hole: votes 0, hole 1). Gates that cannot share a pass that way (a `sensor`
+        frame beside a `predicted` one) run as separate batches. No test-time augmentation,
+        no latency budget; a model that is not a torch module runs frame by frame.
+        """
+        n = len(rgbs)
+        depths = list(depths) if depths is not None else [None] * n
+        focals = list(focals) if focals is not None else [None] * n
+        if not (len(depths) == len(focals) == n):
+            raise ValueError(f'{n} images, {len(depths)} depth maps and {len(focals)} focal '
+                             'lengths: give one of each per frame (None where there is none)')
+        if self.tta_flip or self.tta_scales != (1.0,):
+            raise ValueError('a batch needs a single view: turn test-time augmentation off')
+        sizes = [_check_rgb(rgb) for rgb in rgbs]
+        if self.size is None and len(set(sizes)) > 1:
+            raise ValueError(f'frames of sizes {sorted(set(sizes))} need an inference size '
+                             'to share a batch')
+        gates = [decide_gate(self.model, self.gate, d is not None) for d in depths]
+        if not isinstance(self.model, torch.nn.Module):
+            return [self.predict(r, d, loops=loops, focal_px=f, outputs=outputs)
+                    for r, d, f in zip(rgbs, depths, focals)]
+        # one pass per gate the batch needs; frames without depth join the hybrid pass
+        runs: dict[str, list[int]] = {}
+        for i, g in enumerate(gates):
+            runs.setdefault('hybrid' if g == 'predicted' and 'hybrid' in gates else g,
+                            []).append(i)
+        results: list[Prediction | None] = [None] * n
+        for run, index in runs.items():
+            for i, p in zip(index, self._predict_batch(
+                    [rgbs[i] for i in index], [depths[i] for i in index],
+                    [focals[i] for i in index], [sizes[i] for i in index], run,
+                    self.loops if loops is None else loops, outputs)):
+                results[i] = replace(p, gate_source=gates[i])
+        return results
+
+    def _predict_batch(self, rgbs, depths, focals, sizes, gate, loops, outputs):
+        """Run frames through the network as one batch with one gate; NaN depth where none."""
+        inf_size = self.size or sizes[0]
+        image = torch.cat([_resize(image_input(rgb, self._mean, self._std, self.device),
+                                   inf_size, 'bilinear') for rgb in rgbs])
+        sensor = None
+        if gate in DEPTH_GATES:
+            sensor = torch.cat([
+                _resize(_depth_tensor(d).to(self.device), inf_size, 'nearest') if d is not None
+                else torch.full((1, 1, *inf_size), float('nan'), device=self.device)
+                for d in depths])
+        camera = torch.tensor([self.camera_scale(f, size[1]) for f, size in zip(focals, sizes)],
+                              device=self.device).view(-1, 1, 1, 1)
+        wanted = set(OPTIONAL_OUTPUTS if outputs is None else outputs)
+        (loop, scores, log_depth, gate_w), = self._run_view(
+            image, sensor, 1.0, False, loops, gate, inf_size, last_only=True, camera=camera,
+            probabilities=False)
+        part = lambda t, i: None if t is None else t[i:i + 1]   # noqa: E731
+        return [self._finish(part(scores, i), part(log_depth, i), part(gate_w, i), size, gate,
+                             loop, wanted, logits=True) for i, size in enumerate(sizes)]
+
+    @torch.inference_mode()
     def _predict(self, rgb, depth, loops, gate, budget_ms, focal_px, outputs,
                  last_only: bool) -> list[Prediction]:
         """
@@ -345,13 +412,14 @@ class Predictor:
         training augmentation, paper section 5); `camera` (camera_scale) acts the same way.
         """
         size = inf_size
+        # a float, or (N, 1, 1, 1) with a value per frame of a batch (predict_batch)
         looks_closer = scale * camera
         if scale != 1.0:
             size = (max(8, round(inf_size[0] * scale)), max(8, round(inf_size[1] * scale)))
             image = _resize(image, size, 'bilinear')
             if sensor is not None:
                 sensor = _resize(sensor, size, 'nearest')
-        if sensor is not None and looks_closer != 1.0:
+        if sensor is not None and (torch.is_tensor(looks_closer) or looks_closer != 1.0):
             sensor = sensor / looks_closer
         if flip:
             image = image.flip(-1)
@@ -381,7 +449,8 @@ class Predictor:
             seg, log_depth, gate_w = (None if out[k] is None else out[k].float()
                                       for k in ('seg', 'log_depth', 'gate'))
             if log_depth is not None:
-                log_depth = log_depth + math.log(looks_closer)
+                log_depth = log_depth + (looks_closer.log() if torch.is_tensor(looks_closer)
+                                         else math.log(looks_closer))
             if probabilities:
                 # views are averaged as probabilities on the inference grid
                 seg = _resize(seg, size, 'bilinear').softmax(1)
