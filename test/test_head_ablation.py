@@ -227,4 +227,4 @@ def test_cli_on_real_frames_trains_through_the_cover_and_scores_in_their_classes
     assert conf[:, 0].sum() == labelled            # every labelled pixel, once
     md = (tmp_path / 'out' / 'results.md').read_text()
     assert '| row | sky | building |' in md and 'bicyclist' in md
-    assert 'by distance' not in md                 # real frames have no depth to split by
+    assert 'by distance' not in md and 'nan' not in md   # real frames: no depth to bin by

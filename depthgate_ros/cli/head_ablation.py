@@ -120,7 +120,7 @@ def _bin_range(edges, k: int) -> str:
 
 
 def _f(x: float) -> str:
-    return f'{x:.3f}'
+    return f'{x:.3f}' if math.isfinite(x) else '-'     # real frames: no depth to bin by
 
 
 def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, frames: Frames,
@@ -216,11 +216,14 @@ def _per_class(conf: dict, present: list, names) -> list[str]:
 def _gate_choice(runs: dict, dilations: dict, uniform: set, depth_edges,
                  table: dict) -> list[str]:
     """Tabulate the branch each gated row chose per true depth bin (an average gate has none)."""
-    lines = ['', '### The gate: chosen branch (dilation) per true depth bin, % of cells', '']
+    lines = []
     for name, rs in runs.items():
         hist = sum(r['gate_hist'] for r in rs)
         if not hist.sum() or name in uniform:
             continue
+        if not lines:
+            lines = ['', '### The gate: chosen branch (dilation) per true depth bin, % of '
+                     'cells', '']
         lines += [f'{name}:', '', '| true depth (m) | ' +
                   ' | '.join(f'd={d}' for d in dilations[name]) + ' |',
                   '|---|' + '---|' * len(dilations[name])]
