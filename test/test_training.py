@@ -218,8 +218,13 @@ def test_shipped_training_configs_load():
         # the street model on CamVid beside such renders
         assert cfg.stages and cfg.data.dataset == {
             'train_fast.yaml': 'cityscapes', 'train_peer.yaml': 'cityscapes',
-            'train_street.yaml': 'camvid', 'train_street_peer.yaml': 'camvid'}.get(
-                path.name, 'synthetic')
+            'train_street.yaml': 'camvid', 'train_street_peer.yaml': 'camvid',
+            'train_street_distill.yaml': 'camvid'}.get(path.name, 'synthetic')
+    # the distillation stage has its teacher
+    assert load_config(root / 'train_street_distill.yaml').distill.teacher.endswith(
+        'espnetv2_s_2.0_city_1024x512.pth')
+    camvid = load_head_ablation(root / 'ablation_heads_camvid.yaml')
+    assert camvid.data.dataset == 'camvid' and camvid.data.val_split == 'test'
     heads = load_head_ablation(root / 'ablation_heads.yaml')
     assert [r['name'] for r in heads.rows][:5] == [
         'baseline', 'average', 'sensor', 'predicted', 'hybrid']
