@@ -15,6 +15,7 @@
 import os
 
 from depthgate_ros.model import DepthGatedNet, ModelConfig
+import numpy as np
 import pytest
 import torch
 
@@ -59,6 +60,25 @@ def make_model():
         torch.manual_seed(seed)
         return DepthGatedNet(small_config(**changes))
     return make
+
+
+def camvid_tree(root, n=3, h=64, w=96, seed=0, label=None):
+    """
+    Write a CamVid tree in the 360x480 release's layout: random frames and labels, 2 splits.
+
+    `label`: one id for every labelled pixel (11 = unlabelled), else random ids 0-11.
+    """
+    import cv2
+    rng = np.random.default_rng(seed)
+    for split in ('train', 'val'):
+        (root / split).mkdir(parents=True)
+        (root / f'{split}annot').mkdir()
+        for i in range(n):
+            cv2.imwrite(str(root / split / f'f{i}.png'),
+                        rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+            labels = rng.integers(0, 12, (h, w)) if label is None else np.full((h, w), label)
+            cv2.imwrite(str(root / f'{split}annot' / f'f{i}.png'), labels.astype(np.uint8))
+    return root
 
 
 @pytest.fixture(scope='session')

@@ -21,6 +21,7 @@ teacher where the labels say nothing.
 import csv
 import math
 
+from conftest import camvid_tree
 import cv2
 from depthgate_ros.cli.train import main as train_main
 from depthgate_ros.data.labels import CITYSCAPES_NAMES
@@ -127,24 +128,11 @@ def test_a_distill_weight_without_a_teacher_is_a_config_error():
         from_dict({'distill': {'teacher': 'x.pth', 'input_size': [360, 480]}})
 
 
-def _camvid(root, n=4, h=64, w=96):
-    rng = np.random.default_rng(3)
-    for split in ('train', 'val'):
-        (root / split).mkdir(parents=True)
-        (root / f'{split}annot').mkdir()
-        for i in range(n):
-            cv2.imwrite(str(root / split / f'f{i}.png'),
-                        rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-            # labelled "unlabelled" (11) only: the labels give no signal at all
-            cv2.imwrite(str(root / f'{split}annot' / f'f{i}.png'), np.full((h, w), 11, np.uint8))
-    return root
-
-
 def test_a_student_trained_on_the_teacher_alone_learns_what_the_teacher_says(tmp_path):
     # The teacher's targets say "car" everywhere; the labels are all "unlabelled". A student
     # that learns car from this learnt it from the teacher (through the cache, the dataset,
     # the augmentation and the loss); without the distill term it has nothing to learn from.
-    cam = _camvid(tmp_path / 'camvid')
+    cam = camvid_tree(tmp_path / 'camvid', n=4, seed=3, label=11)   # all unlabelled
     cache = tmp_path / 'cache'
     cache.mkdir()
     car = np.zeros((19, 32, 48), np.float16)

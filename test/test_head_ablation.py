@@ -15,6 +15,7 @@
 """The head ablation: cached features equal the network's, heads on them equal the network."""
 import json
 
+from conftest import camvid_tree
 import cv2
 from depthgate_ros.cli.head_ablation import main as head_ablation_main
 from depthgate_ros.data.sensors import sensor_by_name
@@ -190,16 +191,7 @@ def test_cli_on_real_frames_trains_through_the_cover_and_scores_in_their_classes
         tiny_checkpoint, tmp_path):
     # a CamVid tree (11 classes, no depth) beside a synthetic one (19 classes and depth), as
     # the street model trains; rows are scored on CamVid's val frames in CamVid's classes
-    rng = np.random.default_rng(2)
-    cam = tmp_path / 'camvid'
-    for split in ('train', 'val'):
-        (cam / split).mkdir(parents=True)
-        (cam / f'{split}annot').mkdir()
-        for i in range(3):
-            cv2.imwrite(str(cam / split / f'f{i}.png'),
-                        rng.integers(0, 256, (*SIZE, 3), dtype=np.uint8))
-            cv2.imwrite(str(cam / f'{split}annot' / f'f{i}.png'),
-                        rng.integers(0, 12, SIZE).astype(np.uint8))
+    cam = camvid_tree(tmp_path / 'camvid', h=SIZE[0], w=SIZE[1], seed=2)
     synth = tmp_path / 'synthetic'
     export_cityscapes(synth, 'train', range(2), Camera(width=SIZE[1], height=SIZE[0], fx=140.0,
                                                        fy=140.0))

@@ -22,6 +22,7 @@ import csv
 from pathlib import Path
 from types import SimpleNamespace
 
+from conftest import camvid_tree
 import cv2
 from depthgate_ros.cli.train import main as train_main
 from depthgate_ros.data.labelled import camvid
@@ -38,23 +39,10 @@ import torch
 import yaml
 
 
-def _camvid_tree(root, n=3, h=64, w=96, seed=0):
-    rng = np.random.default_rng(seed)
-    for split in ('train', 'val'):
-        (root / split).mkdir(parents=True)
-        (root / f'{split}annot').mkdir()
-        for i in range(n):
-            cv2.imwrite(str(root / split / f'f{i}.png'),
-                        rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-            cv2.imwrite(str(root / f'{split}annot' / f'f{i}.png'),
-                        rng.integers(0, 12, (h, w)).astype(np.uint8))
-    return root
-
-
 @pytest.fixture(scope='module')
 def trees(tmp_path_factory):
     root = tmp_path_factory.mktemp('data')
-    cam = _camvid_tree(root / 'camvid')
+    cam = camvid_tree(root / 'camvid')
     synth = root / 'synthetic'
     camera = Camera(width=96, height=64, fx=105.0, fy=105.0)
     export_cityscapes(synth, 'train', range(3), camera)
