@@ -34,7 +34,7 @@ def test_demo_end_to_end(tmp_path):
     # its own process, as the README runs it: Fast DDS reads its profile once per process,
     # and this one has used rclpy with default settings in earlier tests
     run = subprocess.run([sys.executable, '-m', 'depthgate_ros.cli.demo', '--out', str(out),
-                          '--checkpoint', str(ckpt), '--frames', '6', '--rate', '2',
+                          '--checkpoint', str(ckpt), '--frames', '6', '--rate', '1',
                           '--device', 'cpu'], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     s = json.loads((out / 'summary.json').read_text())
@@ -44,8 +44,9 @@ def test_demo_end_to_end(tmp_path):
     assert acc['received'] == 6 and acc['lost_in_transport'] == 0, acc
     assert acc['processed'] == s['frames_processed']
     assert acc['processed'] + acc['dropped'] == 6, acc
-    # Latest-frame-only may drop frames on a loaded machine (CI once processed 4 of 6);
-    # every frame is accounted for, and both halves of the drive must be seen.
+    # Latest-frame-only may drop frames on a loaded machine (CI once processed 4 of 6 at
+    # 2 Hz, and a suite run with a training test beside it 2 of 6: hence 1 Hz); every frame
+    # is accounted for, and both halves of the drive must be seen.
     assert s['frames_sent'] == 6 and s['frames_processed'] >= 3
     assert s['frames_processed'] + s['frames_dropped'] == 6
     # depth for the first half, RGB only after: both gate sources appear, in that order
