@@ -17,7 +17,7 @@ depthgate-head-ablation: paper Table 2 rows as heads on one frozen network's fea
 
     depthgate-head-ablation --config config/ablation_heads.yaml [key=value ...]
 
-Caches the frozen network's stride-8 features of the training and held-out frames (once,
+Caches the frozen network's features of the training and held-out frames (once,
 resumable), trains every row's head from scratch with each of its seeds (a finished run is
 skipped, so the study can be spread over sessions), and writes results.md / results.json:
 mIoU with its spread over seeds, the paired difference to the baseline with a bootstrap

@@ -16,7 +16,7 @@
 Paper Table 2 on equal terms: loop heads trained from scratch on one frozen network's features.
 
 Every row (baseline, average, sensor, predicted, hybrid, attention, loops) is the same
-`LoopHead` code as the full network, given the cached stride-8 features F of one frozen
+`LoopHead` code as the full network, given the cached features F (stride 8 or 16) of one frozen
 backbone and stem (feature_cache.py), trained for the same iterations on the same frames in
 the same order from its own random start, with several seeds. Outputs are upsampled to the
 label size exactly as DepthGatedNet does, so the losses are the training losses.
