@@ -61,6 +61,11 @@ class Frames:
     cover: torch.Tensor | None = None      # training targets -> model classes (mixed datasets)
     to_dataset: np.ndarray | None = None   # model class -> held-out class
 
+    @property
+    def has_depth(self) -> bool:
+        """Tell whether the held-out frames have true depth to split by (real frames do not)."""
+        return bool(np.isfinite(np.asarray(self.val.depth[:, ::8, ::8], np.float32)).any())
+
 
 def cache_frames_of(cfg: HeadAblationConfig, model, info, cache: Path) -> Frames:
     """Cache the training and held-out frames (once; resumable) and load them."""
@@ -143,8 +148,8 @@ def report(cfg: HeadAblationConfig, rows: list[Row], out: Path, frames: Frames,
     uniform = {r.name for r in rows if r.model.get('gate_source') == 'average'}
     table = {name: {'minutes': [float(r['minutes']) for r in rs]} for name, rs in runs.items()}
     lines = _rows_table(cfg, len(frames.val), conf, present, iterations, reference, table)
-    if np.isfinite(np.asarray(frames.val.depth[:, ::8, ::8], np.float32)).any():
-        lines += _by_distance(conf, present, reference)     # real frames have no depth
+    if frames.has_depth:
+        lines += _by_distance(conf, present, reference)
     lines += _per_class(conf, present, frames.class_names)
     lines += _gate_choice(runs, dilations, uniform, base.depth_edges, table)
     lines += _forced_branches(cfg.forced_branches, runs, dilations, present)
@@ -306,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         print(f'depthgate-head-ablation: {e}', file=sys.stderr)
         return 2
-    if not cfg.data:
+    if frames.has_depth:
         text += '\n### Scale variation per class (held-out frames)\n\n' + scale_variation(frames)
     (out / 'results.md').write_text(text)
     print(text)

@@ -112,6 +112,8 @@ def cache_frames(model: DepthGatedNet, info: ModelInfo, directory: Path, data,
     first = data[0]
     full = first['labels'].shape
     h, w = (max(1, round(full[0] * label_scale)), max(1, round(full[1] * label_scale)))
+    small = (lambda a: a) if (h, w) == full else (  # noqa: E731
+        lambda a: cv2.resize(a, (w, h), interpolation=cv2.INTER_NEAREST))
     mean, std = (torch.tensor(v) for v in (info.mean, info.std))
     model.eval()
     with torch.inference_mode():
@@ -137,8 +139,6 @@ def cache_frames(model: DepthGatedNet, info: ModelInfo, directory: Path, data,
             with torch.inference_mode():
                 feat = model.features(image_input(s['rgb'], mean, std))[1]
             arrays['features'][i] = feat[0].numpy().astype(np.float16)
-            small = (lambda a: a) if (h, w) == full else (  # noqa: E731
-                lambda a: cv2.resize(a, (w, h), interpolation=cv2.INTER_NEAREST))
             arrays['labels'][i] = small(s['labels'])
             depth = s.get('depth')
             if depth is None:

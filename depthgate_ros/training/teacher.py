@@ -31,13 +31,11 @@ import torch
 import torch.nn.functional as F
 
 from ..data.labels import CITYSCAPES_NAMES
+from ..inference import image_input
+from ..model.checkpoint import IMAGENET_MEAN, IMAGENET_STD
 from ..model.espnetv2 import ESPNetv2Segmentation, WIDTHS
 
 log = logging.getLogger(__name__)
-
-# The published networks take ImageNet-normalised RGB.
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
 
 
 class TeacherError(ValueError):
@@ -76,15 +74,15 @@ class Teacher:
         self.net = load_published(weights).to(device)
         self.input_size = tuple(int(s) for s in input_size)
         self.flip, self.device = flip, torch.device(device)
-        self.mean = torch.tensor(_MEAN, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(_STD, device=self.device).view(1, 3, 1, 1)
+        # the published networks take ImageNet-normalised RGB, as this package's models do
+        self.mean = torch.tensor(IMAGENET_MEAN, device=self.device)
+        self.std = torch.tensor(IMAGENET_STD, device=self.device)
 
     @torch.no_grad()
     def probabilities(self, rgb: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 RGB -> (19, ceil(H/2), ceil(W/2)) float16 class probabilities."""
         h, w = rgb.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
-        x = (x.permute(2, 0, 1)[None].float() / 255 - self.mean) / self.std
+        x = image_input(rgb, self.mean, self.std, self.device)
         x = F.interpolate(x, size=self.input_size, mode='bilinear', align_corners=False)
         p = self.net(x).softmax(1)
         if self.flip:
