@@ -193,3 +193,51 @@ class FramePipeline:
         if frame.sensor_depth is None:
             return pred
         return np.where(np.isfinite(frame.sensor_depth), frame.sensor_depth, pred)
+
+
+@dataclass
+class Job:
+    """One camera's frame in a batch: its pipeline (pairing, depth decoder), image and inputs."""
+
+    pipeline: FramePipeline
+    rgb: np.ndarray
+    settings: FrameSettings
+    partner: Any = None
+    focal_px: float | None = None
+
+
+def run_batch(jobs: list[Job]) -> list[Frame]:
+    """
+    Predict several cameras' frames in one pass of their shared predictor (predict_batch).
+
+    Each frame's depth is decoded with its own pipeline and unit scale, and keeps its own gate;
+    loops, gate source, budget and outputs are the first job's (the node shares them between
+    cameras). Without a fixed inference size, frames of one size share a pass.
+    """
+    predictor, shared = jobs[0].pipeline.predictor, jobs[0].settings
+    t0 = time.monotonic()
+    depths, errors = [], []
+    for job in jobs:
+        depth = error = None
+        if job.partner is not None:
+            try:
+                depth = job.pipeline.decode_depth(job.partner, job.settings.depth_unit_scale)
+            except ValueError as e:
+                error = str(e)
+        depths.append(depth)
+        errors.append(error)
+    t1 = time.monotonic()
+    groups: dict[Any, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(predictor.size or job.rgb.shape[:2], []).append(i)
+    preds: list[Prediction | None] = [None] * len(jobs)
+    for index in groups.values():
+        out = predictor.predict_batch(
+            [jobs[i].rgb for i in index], [depths[i] for i in index],
+            [jobs[i].focal_px for i in index], loops=shared.loops, gate=shared.gate,
+            budget_ms=shared.budget_ms, outputs=shared.outputs & set(OPTIONAL_OUTPUTS))
+        for i, pred in zip(index, out):
+            preds[i] = pred
+    seconds = {'depth_decode_s': (t1 - t0) / len(jobs), 'model_s': time.monotonic() - t1}
+    return [Frame([pred], job.rgb, depth, error, dict(seconds))
+            for job, pred, depth, error in zip(jobs, preds, depths, errors)]

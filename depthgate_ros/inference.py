@@ -240,7 +240,8 @@ class Predictor:
     def predict_batch(self, rgbs: Sequence[np.ndarray],
                       depths: Sequence[np.ndarray | None] | None = None,
                       focals: Sequence[float | None] | None = None, *,
-                      loops: int | None = None, outputs=None) -> list[Prediction]:
+                      loops: int | None = None, gate: str | None = None,
+                      budget_ms: float | None = None, outputs=None) -> list[Prediction]:
         """
         Predict several frames (one per camera, say) in one pass of the network.
 
@@ -249,9 +250,11 @@ class Predictor:
         depth runs `hybrid` under `auto`, one without `predicted`, in the same batch, because
         the hybrid gate of a frame with no valid depth is exactly its predicted gate (every
         cell a hole: votes 0, hole 1). Gates that cannot share a pass that way (a `sensor`
-        frame beside a `predicted` one) run as separate batches. No test-time augmentation,
-        no latency budget; a model that is not a torch module runs frame by frame.
+        frame beside a `predicted` one) run as separate batches. `budget_ms` bounds the
+        whole batch's loops, as `predict_loops` does one frame's. No test-time augmentation;
+        a model that is not a torch module runs frame by frame.
         """
+        t_start = time.perf_counter()
         n = len(rgbs)
         depths = list(depths) if depths is not None else [None] * n
         focals = list(focals) if focals is not None else [None] * n
@@ -264,10 +267,11 @@ class Predictor:
         if self.size is None and len(set(sizes)) > 1:
             raise ValueError(f'frames of sizes {sorted(set(sizes))} need an inference size '
                              'to share a batch')
-        gates = [decide_gate(self.model, self.gate, d is not None) for d in depths]
+        gates = [decide_gate(self.model, gate or self.gate, d is not None) for d in depths]
         if not isinstance(self.model, torch.nn.Module):
-            return [self.predict(r, d, loops=loops, focal_px=f, outputs=outputs)
+            return [self.predict(r, d, loops=loops, gate=gate, focal_px=f, outputs=outputs)
                     for r, d, f in zip(rgbs, depths, focals)]
+        deadline = None if budget_ms is None else t_start + budget_ms / 1e3
         # one pass per gate the batch needs; frames without depth join the hybrid pass
         runs: dict[str, list[int]] = {}
         for i, g in enumerate(gates):
@@ -278,11 +282,11 @@ class Predictor:
             for i, p in zip(index, self._predict_batch(
                     [rgbs[i] for i in index], [depths[i] for i in index],
                     [focals[i] for i in index], [sizes[i] for i in index], run,
-                    self.loops if loops is None else loops, outputs)):
+                    self.loops if loops is None else loops, outputs, deadline)):
                 results[i] = replace(p, gate_source=gates[i])
         return results
 
-    def _predict_batch(self, rgbs, depths, focals, sizes, gate, loops, outputs):
+    def _predict_batch(self, rgbs, depths, focals, sizes, gate, loops, outputs, deadline):
         """Run frames through the network as one batch with one gate; NaN depth where none."""
         inf_size = self.size or sizes[0]
         image = torch.cat([_resize(image_input(rgb, self._mean, self._std, self.device),
@@ -297,8 +301,8 @@ class Predictor:
                               device=self.device).view(-1, 1, 1, 1)
         wanted = set(OPTIONAL_OUTPUTS if outputs is None else outputs)
         (loop, scores, log_depth, gate_w), = self._run_view(
-            image, sensor, 1.0, False, loops, gate, inf_size, last_only=True, camera=camera,
-            probabilities=False)
+            image, sensor, 1.0, False, loops, gate, inf_size, deadline, last_only=True,
+            camera=camera, probabilities=False)
         part = lambda t, i: None if t is None else t[i:i + 1]   # noqa: E731
         return [self._finish(part(scores, i), part(log_depth, i), part(gate_w, i), size, gate,
                              loop, wanted, logits=True) for i, size in enumerate(sizes)]

@@ -148,6 +148,10 @@ class PairingOptions(Options):
                                      dynamic=True)
 
 
+# What each camera of several may set for itself, as the parameter `<camera>.<option>` (its
+# default: the node's own value); everything else is shared by the cameras.
+CAMERA_OPTIONS = ('sync_slop', 'depth_unit_scale', 'image_transport', 'depth_transport')
+
 # image_transport's names: `<image>/compressed` and `<depth>/compressedDepth` are the topics.
 IMAGE_TRANSPORTS = ('raw', 'compressed')
 DEPTH_TRANSPORTS = ('raw', 'compressedDepth')
@@ -196,6 +200,15 @@ class NodeOptions(Options):
         'become underscores in topic names; blank entries are ignored', dynamic=True)
     diagnostics_period: float = option(1.0, 'seconds between /diagnostics messages', lo=0.1,
                                        hi=60.0)
+    cameras: tuple[str, ...] = option(
+        ('',), 'camera names (e.g. [front, left, right]): each reads <name>/image, '
+        '<name>/depth, <name>/disparity and <name>/camera_info, publishes under ~/<name>/ and '
+        'may set <name>.' + ', <name>.'.join(CAMERA_OPTIONS) +
+        '; one model serves them all, in batches. One blank entry: one camera on image, depth, '
+        '... and outputs under ~/')
+    max_batch: int = option(0, 'at most this many cameras per batch, 0 = one frame of every '
+                            'camera that has one; a camera left out goes first next time',
+                            lo=0, hi=64)
 
 
 def device_problem(spec: str) -> str | None:

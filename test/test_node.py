@@ -513,7 +513,7 @@ def test_timeouts_follow_sim_time(checkpoint, frames, monkeypatch):
         # With no depth publisher at all, an image does not wait for depth: the clock stands
         # still from here, so any wait (even the slop's) would never end.
         h.peer.destroy_publisher(depth)
-        assert h.wait_for(lambda: not node.perception.depth_expected(), timeout=10)
+        assert h.wait_for(lambda: not node.perception.depth_expected(''), timeout=10)
         tick(0, sec=1002)
         image.publish(array_to_msg(frames[2].rgb, 'rgb8', _header(1002)))
         assert h.wait_for(lambda: node.perception.stats['processed'] == 5, timeout=10)

@@ -43,20 +43,20 @@ class Host:
             raise ValueError('not an RGB image')
         return msg.rgb
 
-    def focal_px(self, width):
+    def focal_px(self, camera, width):
         return None
 
     def now_ns(self):
         return time.monotonic_ns()
 
-    def depth_expected(self):
+    def depth_expected(self, camera):
         return self.expected
 
-    def publish(self, msg, frame, settings):
+    def publish(self, camera, msg, frame, settings):
         self.published.append((msg.header.stamp.sec, frame))
         self.done.set()
 
-    def publish_info(self, msg, frame, milliseconds):
+    def publish_info(self, camera, msg, frame, milliseconds, batch):
         self.infos.append(milliseconds)
 
     def info(self, text):
@@ -79,8 +79,8 @@ def worker_for(tiny_checkpoint):
         predictor = worker.on_torch(lambda: Predictor.from_checkpoint(tiny_checkpoint,
                                                                       device='cpu'))
         # a depth item is its array in metres already
-        worker.attach(FramePipeline(predictor, lambda item, scale: item, **pairing),
-                      FrameSettings())
+        worker.attach({'': FramePipeline(predictor, lambda item, scale: item, **pairing)},
+                      {'': FrameSettings()})
         made.append(worker)
         return worker
     yield make
@@ -105,10 +105,10 @@ def test_the_newest_image_is_processed_and_replaced_ones_are_counted(worker_for)
     assert _wait(host, 1)
     time.sleep(0.2)
     assert [sec for sec, _ in host.published] == [3]
-    stats = worker.health.stats
+    stats = worker.stats()
     assert (stats['received'], stats['replaced'], stats['processed']) == (3, 2, 1)
     assert set(host.infos[0]) == {'model_ms', 'decode_ms', 'publish_ms', 'latency_ms'}
-    assert worker.last_gate_source == 'predicted'       # no depth: the monocular gate
+    assert worker.streams[''].last_gate_source == 'predicted'   # no depth: the monocular gate
 
 
 def test_a_frame_waits_for_depth_that_flows_and_runs_hybrid(worker_for):
@@ -139,7 +139,7 @@ def test_a_bad_image_is_counted_and_the_next_one_runs(worker_for):
     worker.image(_msg(2))
     assert _wait(host, 1)
     assert [sec for sec, _ in host.published] == [2]
-    assert worker.health.stats['errors'] == 1 and not host.errors
+    assert worker.stats()['errors'] == 1 and not host.errors
 
 
 def test_nothing_is_published_after_stop(worker_for):

@@ -80,18 +80,18 @@ class Health:
 
     def diagnostics(self) -> dict:
         """Rates and latency percentiles over the last `span_s`, and every counter."""
-        now = time.monotonic()
-        with self._lock:
-            window = [w for w in self._window if now - w[0] <= self.span_s]
-            received = sum(1 for t in self._received if now - t <= self.span_s)
         stats = self.stats
-        lat = percentiles([w[1] * 1e3 for w in window])
+        window, received = self._recent()
         return {'camera_rate_hz': stats.pop('camera_rate_hz'),
                 'input_rate_hz': received / self.span_s,
-                'processed_rate_hz': len(window) / self.span_s,
-                'latency_p50_ms': lat['p50'], 'latency_p95_ms': lat['p95'],
-                'model_p50_ms': percentiles([w[2] * 1e3 for w in window], (50,))['p50'],
-                **stats}
+                'processed_rate_hz': len(window) / self.span_s, **_times(window), **stats}
+
+    def _recent(self) -> tuple[list, int]:
+        """Return the frames finished and the count of images received in the last span."""
+        now = time.monotonic()
+        with self._lock:
+            return ([w for w in self._window if now - w[0] <= self.span_s],
+                    sum(1 for t in self._received if now - t <= self.span_s))
 
     def transport_problem(self, publishers: int) -> tuple[int, int] | None:
         """
@@ -118,3 +118,28 @@ class Health:
             return None
         self._warned = True
         return got, lost
+
+
+def _times(window: list) -> dict:
+    lat = percentiles([w[1] * 1e3 for w in window])
+    return {'latency_p50_ms': lat['p50'], 'latency_p95_ms': lat['p95'],
+            'model_p50_ms': percentiles([w[2] * 1e3 for w in window], (50,))['p50']}
+
+
+def total(parts: list[dict], healths: list[Health]) -> dict:
+    """
+    Return the node's total over its cameras' `diagnostics()` (`parts`, in their order).
+
+    Counters and rates are the sums of the parts, so the parts add up to it exactly; latency
+    percentiles are over every camera's frames.
+    """
+    out = {}
+    for key in parts[0]:
+        values = [p[key] for p in parts]
+        if key.endswith('_rate_hz'):        # a camera not yet timed has NaN
+            known = [v for v in values if v == v]
+            out[key] = sum(known) if known else float('nan')
+        elif not key.endswith('_ms'):
+            out[key] = sum(values)
+    window = [w for h in healths for w in h._recent()[0]]
+    return {**out, **_times(window)}

@@ -22,7 +22,12 @@ description; config/perception.yaml and README's parameter table are written fro
 fields (`python -m depthgate_ros.node.parameters` rewrites both; test_parameters holds them).
 
 rclpy enforces the descriptors' ranges and types; `check` adds what a descriptor cannot say:
-choices, CUDA present, positive TTA scales, classes, loops and gates the loaded model has.
+choices, CUDA present, positive TTA scales, classes, loops and gates the loaded model has,
+camera names.
+
+Named cameras (`cameras`) each get CAMERA_OPTIONS of their own, `<camera>.<option>`, declared at
+configure (when the names are known) with the node's value as default, so a parameters file or
+launch override of `front.sync_slop` wins, and undeclared at cleanup.
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ import re
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
 from ..frames import topic_name
-from ..options import NodeOptions, Options, PairingOptions, PredictorOptions
+from ..options import CAMERA_OPTIONS, NodeOptions, Options, PairingOptions, PredictorOptions
 
 # Every parameter's dataclass, in the order they are declared, listed and written.
 OPTION_CLASSES: tuple[type[Options], ...] = (NodeOptions, PredictorOptions, PairingOptions)
@@ -44,9 +49,10 @@ def _default(f: Field):
     return list(f.default) if isinstance(f.default, tuple) else f.default
 
 
-def _descriptor(f: Field) -> ParameterDescriptor:
+def _descriptor(f: Field, prefix: str = '') -> ParameterDescriptor:
     meta = f.metadata
-    d = ParameterDescriptor(description=meta['help'] + (' (dynamic)' if meta['dynamic'] else ''))
+    d = ParameterDescriptor(description=prefix + meta['help'] +
+                            (' (dynamic)' if meta['dynamic'] else ''))
     if meta['choices']:
         d.additional_constraints = 'one of: ' + ', '.join(meta['choices'])
     lo, hi = meta['lo'], meta['hi']
@@ -80,16 +86,54 @@ class ModelFacts:
     gates: tuple[str, ...]
 
 
+# A camera name is one token of a ROS topic name: it prefixes the camera's topics.
+CAMERA_NAME = re.compile(r'[A-Za-z][A-Za-z0-9_]*')
+
+
+def camera_names(values: dict) -> tuple[str, ...]:
+    """Return the `cameras` parameter's names; ('',) is the one unnamed camera."""
+    return tuple(c.strip() for c in values.get('cameras', ['']))
+
+
+def camera_parameter(camera: str, option: str) -> str:
+    return f'{camera}.{option}'
+
+
+def camera_values(values: dict, camera: str) -> dict:
+    """Return `values` as `camera` sees them: its own `<camera>.<option>` over the node's."""
+    own = {o: values[camera_parameter(camera, o)] for o in CAMERA_OPTIONS
+           if camera and camera_parameter(camera, o) in values}
+    return {**values, **own}
+
+
+def _camera_problem(names: tuple[str, ...]) -> ParameterError | None:
+    if names == ('',):
+        return None
+    if bad := [n for n in names if not CAMERA_NAME.fullmatch(n)]:
+        return ParameterError('cameras', f'{bad[0]!r} is not a camera name: a letter, then '
+                              'letters, digits or underscores (blank only for a single, '
+                              'unnamed camera)')
+    if len(set(names)) < len(names):
+        return ParameterError('cameras', f'names repeat in {list(names)}')
+    return None
+
+
 def check(values: dict, model: ModelFacts | None = None) -> ParameterError | None:
     """
     Return the first problem with these parameter values, or None.
 
-    `values` are all of them, or the ones a `param set` changes merged over the current ones.
-    Model-dependent rules need `model`.
+    `values` are all of them, or the ones a `param set` changes merged over the current ones,
+    with any `<camera>.<option>` declared. Model-dependent rules need `model`.
     """
-    for cls in OPTION_CLASSES:
-        if found := cls.from_values(values).problem():
-            return ParameterError(*found)
+    if problem := _camera_problem(camera_names(values)):
+        return problem
+    for camera in camera_names(values):
+        for cls in OPTION_CLASSES:
+            if found := cls.from_values(camera_values(values, camera)).problem():
+                name, reason = found
+                if camera_parameter(camera, name) in values:
+                    name = camera_parameter(camera, name)
+                return ParameterError(name, reason)
     predictor = PredictorOptions.from_values(values)
     if values.get('latency_budget_ms', 0.0) > 0 and not predictor.single_view:
         return ParameterError('latency_budget_ms', 'a latency budget needs test-time '
@@ -114,14 +158,40 @@ def declare(node) -> dict:
 
     A value rclpy refuses (out of range, wrong type) becomes a ParameterError naming it.
     """
-    from rclpy.exceptions import ParameterException
     for name, (default, descriptor) in PARAMETERS.items():
-        try:
-            node.declare_parameter(name, default, descriptor)
-        except ParameterException as e:
-            reason = str(e).split('Reason: ', 1)[-1]
-            raise ParameterError(name, reason.removesuffix(f': {name}')) from None
+        _declare(node, name, default, descriptor)
     return {name: node.get_parameter(name).value for name in PARAMETERS}
+
+
+def _declare(node, name: str, default, descriptor: ParameterDescriptor) -> None:
+    from rclpy.exceptions import ParameterException
+    try:
+        node.declare_parameter(name, default, descriptor)
+    except ParameterException as e:
+        reason = str(e).split('Reason: ', 1)[-1]
+        raise ParameterError(name, reason.removesuffix(f': {name}')) from None
+
+
+def declare_cameras(node, cameras: tuple[str, ...]) -> list[str]:
+    """
+    Declare `<camera>.<option>` for named cameras, defaulting to the node's value.
+
+    Returns the names declared (undeclared again at cleanup).
+    """
+    declared = []
+    for camera in (c for c in cameras if c):
+        for option in CAMERA_OPTIONS:
+            name = camera_parameter(camera, option)
+            if not node.has_parameter(name):
+                _declare(node, name, node.get_parameter(option).value,
+                         _descriptor(FIELDS[option], f'camera {camera}: '))
+            declared.append(name)
+    return declared
+
+
+def is_static(name: str) -> bool:
+    """Tell whether a parameter (a node's or a camera's) is read only at configure."""
+    return name.rsplit('.', 1)[-1] in STATIC
 
 
 # -- the parameters file and README's table, written from the fields -----------------------
