@@ -48,9 +48,8 @@ from stereo_msgs.msg import DisparityImage
 import torch
 
 from .compat import SubscriptionEventCallbacks
-from .health import SILENCE_WARN_S
+from .health import SILENCE_WARN_S, total
 from .image_codec import array_to_msg, camera_focal, decode_partner, decode_rgb
-from .health import total
 from .parameters import (camera_names, camera_parameter, camera_values, check, declare,
                          declare_cameras, is_static, ModelFacts, ParameterError, PARAMETERS)
 from .pointcloud import depth_to_cloud
@@ -125,7 +124,7 @@ class Perception:
 
     @property
     def last_gate_source(self) -> str | None:
-        """The gate of the first camera's last frame."""
+        """Return the gate of the first camera's last frame."""
         streams = list(self.worker.streams.values())
         return streams[0].last_gate_source if streams else None
 
@@ -446,7 +445,7 @@ class Perception:
         return self.worker.stats()
 
     def diagnostics(self) -> dict:
-        """The node's total: rates, latencies, counters (for one camera, that camera's)."""
+        """Return the node's total: rates, latencies, counters (one camera: that camera's)."""
         return self.camera_diagnostics()['']
 
     def camera_diagnostics(self) -> dict[str, dict]:

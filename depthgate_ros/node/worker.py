@@ -13,8 +13,7 @@
 # limitations under the License.
 
 """
-The node's worker: the newest-frame slot of each camera, the torch thread, the wait for depth,
-and one batch of frames through the model.
+The node's worker: newest-frame slots, the torch thread, depth waits, batches of frames.
 
 No rclpy. The ROS shell (perception.py) hands it messages and takes finished frames back
 through a WorkerHost, so the worker is tested without DDS (test_worker.py).
@@ -143,7 +142,7 @@ class FrameWorker:
 
     @property
     def pipeline(self) -> FramePipeline | None:
-        """The first camera's pipeline (every camera's shares its predictor)."""
+        """Return the first camera's FramePipeline; every camera's shares its predictor."""
         return next(iter(self.streams.values())).pipeline if self.streams else None
 
     def attach(self, pipelines: dict[str, FramePipeline] | None,
