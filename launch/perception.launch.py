@@ -24,6 +24,12 @@ Arguments (defaults in brackets):
   depth         [/camera/depth/image_raw]             remap of the REP 118 depth topic
   disparity     [/camera/disparity]                   remap of the stereo disparity topic
   camera_info   [/camera/camera_info]                 remap of the camera info topic
+  cameras       ['' = as params_file says]            camera names, e.g. '[front, left, right]':
+                one node serves them all; each camera's inputs are remapped by the patterns
+  image_pattern [/{name}/image_raw]                   remap of each named camera's image topic,
+                {name} standing for its name; likewise depth_pattern
+                [/{name}/depth/image_raw], disparity_pattern [/{name}/disparity] and
+                camera_info_pattern [/{name}/camera_info]
   model_path    ['' = as params_file says]            overrides params_file's model_path
   device        ['' = as params_file says]            overrides params_file's device
   log_level     [info]                                debug, info, warn, error or fatal
@@ -43,13 +49,16 @@ from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
+import yaml
 
 PACKAGE = 'depthgate_ros'
+# Each input's topic, as a pattern on the camera's name: the single camera's default remap is
+# the pattern for `camera`, a named camera's the pattern for its name.
 REMAPS = {
-    'image': ('/camera/image_raw', 'colour image topic (sensor_msgs/Image)'),
-    'depth': ('/camera/depth/image_raw', 'depth topic, REP 118 (32FC1 m or 16UC1 mm)'),
-    'disparity': ('/camera/disparity', 'stereo disparity topic (stereo_msgs/DisparityImage)'),
-    'camera_info': ('/camera/camera_info', 'camera info topic (for ~/points)'),
+    'image': ('/{name}/image_raw', 'colour image topic (sensor_msgs/Image)'),
+    'depth': ('/{name}/depth/image_raw', 'depth topic, REP 118 (32FC1 m or 16UC1 mm)'),
+    'disparity': ('/{name}/disparity', 'stereo disparity topic (stereo_msgs/DisparityImage)'),
+    'camera_info': ('/{name}/camera_info', 'camera info topic (for ~/points)'),
 }
 # Launch arguments that override params_file, only when given a non-empty value.
 OVERRIDES = {
@@ -63,6 +72,13 @@ def _node(context):
     value = {name: LaunchConfiguration(name).perform(context)
              for name in ('params_file', 'log_level', 'dds_profile', *OVERRIDES)}
     overrides = {name: value[name] for name in OVERRIDES if value[name]}
+    remappings = [(topic, LaunchConfiguration(topic)) for topic in REMAPS]
+    if cameras := LaunchConfiguration('cameras').perform(context).strip():
+        names = yaml.safe_load(cameras)
+        names = [str(n) for n in (names if isinstance(names, list) else [names])]
+        overrides['cameras'] = names
+        remappings += [(f'{name}/{topic}', LaunchConfiguration(f'{topic}_pattern').perform(
+            context).replace('{name}', name)) for name in names if name for topic in REMAPS]
     env = {}
     if value['dds_profile']:
         env['FASTDDS_DEFAULT_PROFILES_FILE'] = os.path.join(
@@ -73,7 +89,7 @@ def _node(context):
         'namespace': LaunchConfiguration('namespace'),
         # later entries win: the file first, then only the overrides the user gave
         'parameters': [value['params_file']] + ([overrides] if overrides else []),
-        'remappings': [(topic, LaunchConfiguration(topic)) for topic in REMAPS],
+        'remappings': remappings,
         'ros_arguments': ['--log-level', value['log_level']],
         'additional_env': env, 'output': 'screen'}
     if LaunchConfiguration('managed').perform(context).lower() not in ('true', '1'):
@@ -98,8 +114,17 @@ def generate_launch_description():
         DeclareLaunchArgument(
             'params_file', default_value=os.path.join(share, 'config', 'perception.yaml'),
             description="ROS 2 parameters file (keys under /** or the node's full name)"),
-        *[DeclareLaunchArgument(topic, default_value=default, description=f'remap: {text}')
-          for topic, (default, text) in REMAPS.items()],
+        *[DeclareLaunchArgument(topic, default_value=pattern.format(name='camera'),
+                                description=f'remap: {text}')
+          for topic, (pattern, text) in REMAPS.items()],
+        DeclareLaunchArgument(
+            'cameras', default_value='',
+            description="camera names, e.g. '[front, left, right]', served by one node; "
+                        'empty: as params_file says'),
+        *[DeclareLaunchArgument(f'{topic}_pattern', default_value=pattern,
+                                description=f"each named camera's {text}, {{name}} standing "
+                                'for its name')
+          for topic, (pattern, text) in REMAPS.items()],
         *[DeclareLaunchArgument(name, default_value='', description=text)
           for name, text in OVERRIDES.items()],
         DeclareLaunchArgument('managed', default_value='false',

@@ -206,3 +206,43 @@ def test_managed_starts_the_lifecycle_node_and_drives_it_to_active(prefix, tiny_
         assert h.wait_for(lambda: h.peer.count_subscribers('/camera/image_raw') == 1)
     out = run_launch(prefix, [f'params_file:={user}', 'managed:=true'], active)
     assert 'perception_lifecycle_node' in out
+
+
+@needs_launch
+def test_cameras_serves_a_camera_ring_remapped_by_the_driver_layout(prefix, tiny_checkpoint,
+                                                                    tmp_path):
+    # tried: three cameras as a RealSense driver lays out its topics, one image on each
+    from depthgate_ros.node.image_codec import array_to_msg
+    import numpy as np
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+    user = tmp_path / 'mine.yaml'
+    user.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
+        'model_path': str(tiny_checkpoint), 'device': 'cpu', 'num_threads': 1}}}))
+    names = ('front', 'left', 'right')
+
+    def served(h):
+        assert get_parameters(h, ['cameras']) == {'cameras': list(names)}
+        pubs = {n: h.publisher(Image, f'/{n}/color/image_raw') for n in names}
+        for n in names:
+            h.collect(Image, f'{NODE}/{n}/labels')
+            assert h.wait_for(lambda n=n: h.peer.count_subscribers(
+                f'/{n}/aligned_depth_to_color/image_raw') == 1, timeout=30)
+            h.wait_for_subscribers(pubs[n])
+        assert h.wait_for(lambda: all(h.peer.count_publishers(f'{NODE}/{n}/labels') == 1
+                                      for n in names), timeout=30)
+        time.sleep(1.0)
+        for k, n in enumerate(names):
+            header = Header(frame_id=f'{n}_optical')
+            header.stamp.sec = 10 + k
+            msg = array_to_msg(np.full((48, 64, 3), 60 * k, np.uint8), 'rgb8', header)
+            pubs[n].publish(msg)
+        assert h.wait_for(lambda: all(h.messages(f'{NODE}/{n}/labels') for n in names),
+                          timeout=30)
+        # each camera's outputs carry its own image's header
+        headers = [h.messages(f'{NODE}/{n}/labels')[0][1].header for n in names]
+        assert [(x.stamp.sec, x.frame_id) for x in headers] == [
+            (10, 'front_optical'), (11, 'left_optical'), (12, 'right_optical')]
+    run_launch(prefix, [f'params_file:={user}', 'cameras:=[front, left, right]',
+                        'image_pattern:=/{name}/color/image_raw',
+                        'depth_pattern:=/{name}/aligned_depth_to_color/image_raw'], served)
