@@ -245,3 +245,27 @@ def test_pre_post_row_runs_the_network_once_and_gives_the_same_outputs(make_mode
         np.testing.assert_array_equal(p.labels, direct.labels)
         np.testing.assert_array_equal(p.depth, direct.depth)
     assert predictor.model is model  # the original Predictor keeps its own model
+
+
+def test_camera_ring_bench_compares_one_node_with_a_node_per_camera(tmp_path, tiny_checkpoint):
+    # tried: 2 cameras at 5 Hz for 3 s, 640x480, the tiny model (fast: nothing is dropped)
+    out = tmp_path / 'ring'
+    assert bench_main(['--only', 'cameras', '--cameras', '2', '--camera-rate', '5',
+                       '--camera-seconds', '3', '--model', str(tiny_checkpoint),
+                       '--out', str(out)]) == 0
+    r = json.loads((out / 'cameras.json').read_text())['cameras']
+    assert r['cameras'] == ['front', 'left'] and r['size'] == '640x480'
+    for key, nodes in (('one_node', 1), ('separate_nodes', 2), ('separate_nodes_split', 2)):
+        row = r[key]
+        assert row['nodes'] == nodes and set(row['per_camera']) == {'front', 'left'}
+        for cam in row['per_camera'].values():
+            assert cam['sent'] == 15 and 1 <= cam['processed'] <= 15
+            assert cam['model_ms_median'] <= cam['latency_p50_ms']
+        assert row['processed_hz'] == pytest.approx(sum(
+            c['processed_hz'] for c in row['per_camera'].values()))
+        assert 0 <= row['spread'] <= 1
+    # one process holds one torch and one model, two hold two
+    assert r['rss_ratio'] == pytest.approx(
+        r['one_node']['rss_median_mib'] / r['separate_nodes']['rss_median_mib']) and \
+        r['rss_ratio'] < 0.8
+    assert '## 2 cameras, 640x480 at 5 Hz each: one node or 2' in (out / 'cameras.md').read_text()

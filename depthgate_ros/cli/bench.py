@@ -19,6 +19,8 @@ depthgate-bench: latency, FLOPs, memory and the node pipeline, measured in one r
     depthgate-bench --quick --out /tmp/bench     # seconds; what the test suite runs
     depthgate-bench --only models --compare NAME=CHECKPOINT ... --out bench/
                                                  # trained models at a camera's size
+    depthgate-bench --only cameras --cameras 3 --out bench/
+                                                 # one node for 3 cameras vs 3 nodes
 
 Writes `bench.json` (every figure, with the machine) and `bench.md` (the tables). Each
 latency is the median and p95 of repeated runs after warm-up, all in this one process, next
@@ -35,14 +37,14 @@ import sys
 
 import torch
 
-from ..tools.bench import (bench_nodes, count_flops, FULL, gemm_peak, machine, machine_line,
-                           markdown, MODEL_ROUNDS, node_section, QUICK, run, Settings, table,
-                           timed_together, transport_table)
+from ..tools.bench import (bench_nodes, cameras_section, count_flops, FULL, gemm_peak,
+                           machine, machine_line, markdown, MODEL_ROUNDS, node_section, QUICK,
+                           run, Settings, table, timed_together, transport_table)
 from ..weights import bundled_checkpoint, resolve_model
 
 
 def _ros_only(args, s: Settings) -> int:
-    from ..tools.bench_node import bench_transport, lifecycle_memory, soak
+    from ..tools.bench_node import bench_cameras, bench_transport, lifecycle_memory, soak
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.soak:
@@ -80,10 +82,14 @@ def _ros_only(args, s: Settings) -> int:
     else:
         if args.inference_size:
             s = replace(s, size=tuple(args.inference_size))
-        rows = bench_nodes(str(resolve_model(args.model)), s)
-        m = machine()
-        lines = [f'{machine_line(m)}; model {args.model}', ''] + node_section(rows)
-        (out / 'node.json').write_text(json.dumps({'machine': m, 'rows': rows}, indent=2))
+        m, path = machine(), str(resolve_model(args.model))
+        rows = bench_nodes(path, s) if args.only == 'node' else []
+        ring = bench_cameras(path, args.cameras, s.camera_sizes[0], args.camera_rate,
+                             args.camera_seconds) if args.cameras else None
+        lines = [f'{machine_line(m)}; model {args.model}', ''] + node_section(rows) + (
+            cameras_section(ring) if ring else [])
+        (out / f'{args.only}.json').write_text(json.dumps(
+            {'machine': m, 'rows': rows, 'cameras': ring}, indent=2))
     (out / f"{'soak' if args.soak else args.only}.md").write_text('\n'.join(lines))
     print('\n'.join(lines))
     return 0
@@ -134,10 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--no-node', action='store_true', help='skip the rclpy pipeline')
     parser.add_argument('--no-onnx', action='store_true',
                         help='skip the ONNX Runtime rows (fp32 and int8)')
-    parser.add_argument('--only', choices=('transport', 'node', 'lifecycle', 'models'),
-                        help='only the images-across-processes table, only the node rows, '
-                             'only the lifecycle node memory through configure / cleanup, or '
-                             'only trained models side by side (bench_models.py)')
+    parser.add_argument('--only', choices=('transport', 'node', 'cameras', 'lifecycle',
+                                            'models'),
+                        help='only the images-across-processes table, only the node rows '
+                             '(with the camera ring), only the camera ring, only the '
+                             'lifecycle node memory through configure / cleanup, or only '
+                             'trained models side by side (bench_models.py)')
+    parser.add_argument('--cameras', type=int, default=3,
+                        help='--only node / cameras: cameras in the ring (0: no ring)')
+    parser.add_argument('--camera-rate', type=float, default=15.0,
+                        help='--only node / cameras: Hz of each camera of the ring')
+    parser.add_argument('--camera-seconds', type=float, default=20.0,
+                        help='--only node / cameras: how long the ring runs per setup')
     parser.add_argument('--model', default='default',
                         help='--only node: the model the node runs (a bundled name or a path)')
     parser.add_argument('--inference-size', type=int, nargs=2, metavar=('H', 'W'),

@@ -393,6 +393,32 @@ def node_section(rows: list[dict]) -> list[str]:
     return out
 
 
+def cameras_section(r: dict) -> list[str]:
+    """The camera ring: one node serving every camera beside a node per camera."""
+    n = len(r['cameras'])
+    setups = (('one node', r['one_node']), (f'{n} nodes', r['separate_nodes']),
+              (f"{n} nodes, {r['split_threads']} thread(s) each", r['separate_nodes_split']))
+    out = [f"## {n} cameras, {r['size']} at {r['rate_hz']:.0f} Hz each: one node or {n}", '',
+           f"Counted over {r['seconds'] - r['warmup_s']:.0f} s of each camera's stamps "
+           f"(after {r['warmup_s']:.0f} s of warm-up); RSS: the nodes' sum, sampled every "
+           'second. Nodes at their defaults (torch threads: one per core) unless stated.', '',
+           '| setup | camera | processed | frames/s | latency p50 ms | p95 ms | mean batch |',
+           '|---|---|---|---|---|---|---|']
+    for name, row in setups:
+        for cam, c in row['per_camera'].items():
+            out.append(f"| {name} | {cam} | {c['processed']} / {c['sent']} | "
+                       f"{c['processed_hz']:.2f} | {c['latency_p50_ms']:.0f} | "
+                       f"{c['latency_p95_ms']:.0f} | {c['batch_mean']:.2f} |")
+    out += ['', '| setup | frames/s, all cameras | spread between cameras | RSS median MiB | '
+            'RSS peak MiB |', '|---|---|---|---|---|']
+    for name, row in setups:
+        out.append(f"| {name} | {row['processed_hz']:.2f} | {100 * row['spread']:.1f}% | "
+                   f"{row['rss_median_mib']:.0f} | {row['rss_peak_mib']:.0f} |")
+    out += ['', f"One node / {n} nodes: RSS **{r['rss_ratio']:.2f}x**; frames/s "
+            f"**{r['throughput_ratio']:.2f}x** the better of the two {n}-node setups.", '']
+    return out
+
+
 def transport_table(rows: list[dict]) -> list[str]:
     return ['## Images across processes (camera_probe to camera_probe, no node)', ''] + table(
         rows, [('size', 'image'), ('mb', 'MB'), ('reliability', 'QoS'),

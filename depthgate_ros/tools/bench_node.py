@@ -21,6 +21,8 @@ The ROS half of depthgate-bench: what crosses DDS between processes, and the nod
   times one frame at a time, then 3x overload, with the node's own account of every image.
 - soak: the node for minutes at 5 Hz 640x480 with depth: RSS over time, errors, and
   whether every image sent is accounted for.
+- cameras: a ring of cameras at a rate beyond the model's, served by one node (`cameras`)
+  and by a node per camera: RSS, frames/s, per-camera counts and latencies.
 This process only listens (small messages), so a DDS profile applies to exactly the camera
 and the node, as on a robot.
 """
@@ -65,22 +67,25 @@ def bench_transport(sizes, reliabilities, profiles, count: int, rate: float) -> 
 class _Listener:
     """Records ~/frame_info and /diagnostics of perception_node (a Player in this process)."""
 
-    def __init__(self):
+    def __init__(self, frame_topics: tuple[str, ...] = ('/perception_node/frame_info',)):
         from diagnostic_msgs.msg import DiagnosticArray
         self.player = Player('depthgate_bench_listener')   # the domain ros_environment gives
-        self.frames: dict[int, tuple[int, dict]] = {}          # stamp ns -> (arrival, info)
+        # per topic: stamp ns -> (arrival, info)
+        self.frames_of: dict[str, dict[int, tuple[int, dict]]] = {t: {} for t in frame_topics}
+        self.frames = self.frames_of[frame_topics[0]]
         self.status: dict[str, str] = {}
         self._lock = threading.Lock()
-        self.player.collect(DiagnosticArray, '/perception_node/frame_info', depth=100,
-                            on_message=self._on_frame, keep=False)
+        for topic in frame_topics:
+            self.player.collect(DiagnosticArray, topic, depth=100, keep=False,
+                                on_message=lambda m, t=topic: self._on_frame(t, m))
         self.player.collect(DiagnosticArray, '/diagnostics', depth=10,
                             on_message=self._on_diag, keep=False)
 
-    def _on_frame(self, msg):
+    def _on_frame(self, topic, msg):
         stamp = stamp_ns(msg)
         with self._lock:
-            self.frames[stamp] = (time.time_ns(), {kv.key: kv.value
-                                                   for kv in msg.status[0].values})
+            self.frames_of[topic][stamp] = (time.time_ns(), {kv.key: kv.value
+                                                             for kv in msg.status[0].values})
 
     def _on_diag(self, msg):
         if (status := node_status(msg)) is not None:
@@ -177,9 +182,10 @@ def bench_node(model_path: str, inference_size, image_size, profile: bool, threa
         listener.close()
 
 
-def _rss_mib(pid: int) -> float:
+def _rss_mib(pid: int, field: str = 'VmRSS') -> float:
+    """Resident memory of a process now (VmRSS) or at its peak (VmHWM)."""
     text = Path(f'/proc/{pid}/status').read_text()
-    return int(re.search(r'VmRSS:\s+(\d+)', text).group(1)) / 1024
+    return int(re.search(field + r':\s+(\d+)', text).group(1)) / 1024
 
 
 def soak(model_path: str, seconds: float, size=(480, 640), rate: float = 5.0,
@@ -269,3 +275,95 @@ def lifecycle_memory(model_path: str, cycles: int = 3, size=(480, 640)) -> dict:
             'returned_by_cleanup_mib': [b['rss_mib'] - a['rss_mib'] for b, a in
                                         zip(rows[2::3], rows[3::3])],
             'growth_over_cycles_mib': cleaned[-1] - cleaned[0]}
+
+
+# Names of a car's camera ring, in the order the benchmark takes them.
+RING = ('front', 'left', 'right', 'rear', 'front_left', 'front_right')
+INPUTS = ('image', 'depth', 'disparity', 'camera_info')
+
+
+def bench_cameras(model_path: str, n: int = 3, size=(480, 640), rate: float = 15.0,
+                  seconds: float = 20.0) -> dict:
+    """
+    Serve `n` cameras at `rate` Hz each with one node, then with a node per camera.
+
+    Each camera is a camera_probe process; every node runs with its defaults (torch threads:
+    one per core) and the large-image profile. Counted over the cameras' stamps after
+    a warm-up (4 s at most): frames processed per camera, latencies; RSS sampled every second.
+    """
+    names, warmup_s = RING[:n], min(4.0, seconds / 4)
+    env = ros_environment(profile=True)
+    params = {'model_path': model_path, 'device': 'cpu'}
+    # a node per camera with torch's default threads (one per core each), and with the cores
+    # shared out between them, as one would tune them by hand
+    split = max(1, (os.cpu_count() or 1) // n)
+
+    def separate(threads: int):
+        return ([NodeProcess({**params, 'num_threads': threads}, env, log_level='warn', remap={
+            '__node': f'perception_{c}', **{r: f'{c}/{r}' for r in INPUTS}}) for c in names],
+            {c: f'/perception_{c}/frame_info' for c in names})
+    setups = {'separate_nodes': separate(0), 'separate_nodes_split': separate(split),
+              'one_node': ([NodeProcess({**params, 'cameras': list(names)}, env,
+                                        log_level='warn')],
+                           {c: f'/perception_node/{c}/frame_info' for c in names})}
+    result = {'cameras': list(names), 'size': f'{size[1]}x{size[0]}', 'rate_hz': rate,
+              'seconds': seconds, 'warmup_s': warmup_s, 'split_threads': split}
+    for key, (nodes, topics) in setups.items():
+        result[key] = _ring(nodes, topics, env, size, rate, seconds, warmup_s)
+    one = result['one_node']
+    best = max((result[k] for k in ('separate_nodes', 'separate_nodes_split')),
+               key=lambda r: r['processed_hz'])
+    result['rss_ratio'] = one['rss_median_mib'] / result['separate_nodes']['rss_median_mib']
+    result['throughput_ratio'] = one['processed_hz'] / best['processed_hz']
+    return result
+
+
+def _ring(nodes: list[NodeProcess], topics: dict[str, str], env: dict, size, rate: float,
+          seconds: float, warmup_s: float) -> dict:
+    listener = _Listener(tuple(topics.values()))
+    for node in nodes:
+        node.start()
+    try:
+        end = time.monotonic() + 180
+        while not all(listener.player.peer.count_publishers(t) for t in topics.values()):
+            if time.monotonic() > end or not all(node.running() for node in nodes):
+                raise RuntimeError('a node did not start:\n' + '\n'.join(n.log for n in nodes))
+            time.sleep(0.2)
+        cams = {c: camera_probe.start('camera', env, size=size, rate=rate,
+                                      count=int(rate * seconds), wall_stamps=True,
+                                      prefix=f'{c}/') for c in topics}
+        t0, rss = time.monotonic(), []
+        while any(cam.poll() is None for cam in cams.values()):
+            if time.monotonic() - t0 > warmup_s + 1.0:
+                rss.append(sum(_rss_mib(node.proc.pid) for node in nodes))
+            time.sleep(1.0)
+        sent = {c: camera_probe.result(cam) for c, cam in cams.items()}
+        time.sleep(2.0)                                      # the last frames finish
+        peak = sum(_rss_mib(node.proc.pid, 'VmHWM') for node in nodes)
+        with listener._lock:
+            frames = {c: dict(listener.frames_of[t]) for c, t in topics.items()}
+    finally:
+        for node in nodes:
+            node.stop()
+        listener.close()
+    per_camera, window_s = {}, seconds - warmup_s
+    for c, got in frames.items():
+        start = sent[c]['first_stamp_ns'] + int(warmup_s * 1e9)
+        infos = [info for stamp, (_, info) in got.items()
+                 if start <= stamp < sent[c]['first_stamp_ns'] + int(seconds * 1e9)]
+        lat = percentiles([float(i['latency_ms']) for i in infos])
+        per_camera[c] = {'sent': sent[c]['sent'], 'processed': len(infos),
+                         'processed_hz': len(infos) / window_s,
+                         'latency_p50_ms': lat['p50'], 'latency_p95_ms': lat['p95'],
+                         **{f'{k}_median': float(np.median([float(i[k]) for i in infos]))
+                            if infos else float('nan')
+                            for k in ('decode_ms', 'model_ms', 'publish_ms')},
+                         'batch_mean': float(np.mean([int(i.get('batch', 1)) for i in infos]))
+                         if infos else float('nan')}
+    counts = [p['processed'] for p in per_camera.values()]
+    return {'nodes': len(nodes), 'per_camera': per_camera,
+            'processed_hz': sum(p['processed_hz'] for p in per_camera.values()),
+            # fairness: how far the least-served camera is below the best-served one
+            'spread': 1 - min(counts) / max(counts) if max(counts) else float('nan'),
+            'rss_median_mib': float(np.median(rss)) if rss else float('nan'),
+            'rss_peak_mib': peak}

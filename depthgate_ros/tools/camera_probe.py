@@ -18,11 +18,12 @@ A camera and a listener in their own processes, for what crosses DDS between pro
     python -m depthgate_ros.tools.camera_probe camera --size 480 640 --rate 5 --count 50
     python -m depthgate_ros.tools.camera_probe listen --seconds 15
 
-`camera` publishes rgb8 images (optionally with 32FC1 depth on `depth`) on `image`, stamped
-at the camera period from a fixed start as a driver stamps them, and prints {"sent": N, ...}
-as JSON. `listen` counts what arrives on `image` and what DDS reports lost, and prints
-{"received": N, "lost": M}. The benchmark's transport table and the node tests use them;
-`depthgate_ros.tools.dds.ros_environment` sets up their environment.
+`camera` publishes rgb8 images (optionally with 32FC1 depth on `depth`) on `image` (or
+`<prefix>image`: one camera of a ring), stamped at the camera period from a fixed start as a
+driver stamps them, and prints {"sent": N, ...} as JSON. `listen` counts what arrives on
+`image` and what DDS reports lost, and prints {"received": N, "lost": M}. The benchmark's
+transport table and the node tests use them; `depthgate_ros.tools.dds.ros_environment` sets up
+their environment.
 """
 from __future__ import annotations
 
@@ -49,9 +50,9 @@ def camera(args, player) -> dict:
     frames = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for _ in range(3)]
     depth = np.linspace(2.0, 40.0, h, dtype=np.float32)[:, None].repeat(w, 1)
     reliable = args.reliability == 'reliable'
-    pub = player.publisher(Image, 'image', reliable, depth=5)
-    depth_pub = player.publisher(Image, 'depth', reliable, depth=5) if args.depth_every \
-        else None
+    pub = player.publisher(Image, args.prefix + 'image', reliable, depth=5)
+    depth_pub = player.publisher(Image, args.prefix + 'depth', reliable, depth=5) \
+        if args.depth_every else None
     deadline = time.monotonic() + args.wait
     while time.monotonic() < deadline and pub.get_subscription_count() < args.subscribers:
         time.sleep(0.05)
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                         help='then wait this long for the reverse discovery, s')
     parser.add_argument('--linger', type=float, default=1.0, help='wait after the last, s')
     parser.add_argument('--seconds', type=float, default=15.0, help='listen: how long')
+    parser.add_argument('--prefix', default='',
+                        help="camera: topic names' start, e.g. 'front/' for front/image")
     args = parser.parse_args(argv)
     from .player import Player
     with Player(f'camera_probe_{args.role}') as player:
