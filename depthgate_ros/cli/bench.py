@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--no-node', action='store_true', help='skip the rclpy pipeline')
     parser.add_argument('--no-onnx', action='store_true',
                         help='skip the ONNX Runtime rows (fp32 and int8)')
-    parser.add_argument('--only', choices=('transport', 'node', 'cameras', 'lifecycle',
-                                            'models'),
+    parser.add_argument('--only',
+                        choices=('transport', 'node', 'cameras', 'lifecycle', 'models'),
                         help='only the images-across-processes table, only the node rows '
                              '(with the camera ring), only the camera ring, only the '
                              'lifecycle node memory through configure / cleanup, or only '

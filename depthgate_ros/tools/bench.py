@@ -394,7 +394,7 @@ def node_section(rows: list[dict]) -> list[str]:
 
 
 def cameras_section(r: dict) -> list[str]:
-    """The camera ring: one node serving every camera beside a node per camera."""
+    """Return the camera ring's section: one node serving every camera, a node per camera."""
     n = len(r['cameras'])
     setups = (('one node', r['one_node']), (f'{n} nodes', r['separate_nodes']),
               (f"{n} nodes, {r['split_threads']} thread(s) each", r['separate_nodes_split']))
