@@ -59,3 +59,32 @@ def test_demo_end_to_end(tmp_path):
     assert img.shape[1] > 5 * 300          # image, labels, depth, gate, two masks
     with PILImage.open(out / 'sequence.gif') as gif:
         assert gif.n_frames == len(panels)
+
+
+def test_demo_drives_a_camera_ring_into_one_node(tmp_path):
+    # --cameras 3: front (with sensor depth for the first half), left and right (none)
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / 'tiny.pt', DepthGatedNet(ModelConfig(
+        channels=16, depth_channels=(8, 8))), ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
+    out = tmp_path / 'demo'
+    run = subprocess.run([sys.executable, '-m', 'depthgate_ros.cli.demo', '--out', str(out),
+                          '--checkpoint', str(ckpt), '--frames', '4', '--rate', '1',
+                          '--size', '240', '320', '--device', 'cpu', '--cameras', '3'],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    s = json.loads((out / 'summary.json').read_text())
+    cams = s['cameras']
+    assert list(cams) == ['front', 'left', 'right']
+    for name, c in cams.items():
+        acc = c['node_accounting']                  # that camera's own /diagnostics entry
+        assert acc['received'] == 4 and acc['processed'] == c['frames_processed'] >= 2, name
+    assert s['frames_sent'] == 12 and s['node_accounting']['received'] == 12
+    # each camera's own gate: only front has depth, and only in the first half
+    assert 'hybrid' in cams['front']['gate_sources']
+    assert set(cams['left']['gate_sources']) == set(cams['right']['gate_sources']) == {
+        'predicted'}
+    # a panel per moment, a row per camera; the side cameras see other things than the front
+    panels = sorted(out.glob('frame_*.png'))
+    assert len(panels) == 4
+    rows = cv2.imread(str(panels[0])).reshape(3, -1, 4 * 242, 3)[:, 22:, :240]
+    assert abs(rows[0].astype(int) - rows[1]).mean() > 10

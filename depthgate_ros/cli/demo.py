@@ -23,6 +23,10 @@ The depth is what a sensor measures (`--sensor`, default the car stereo rig: noi
 a range limit), so the panels show where the hybrid gate takes the network's depth over.
 It collects what the node publishes and writes panels, an animated GIF and summary.json
 (including the node's own account of every image) to the output folder.
+
+`--cameras N` drives N cameras looking in different directions (front, left, right, rear, ...)
+into one node serving them all (its `cameras` parameter): only the front camera has sensor
+depth, so each panel row shows its own camera's gate.
 """
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ import numpy as np
 
 from ..data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
 from ..data.sensors import CHOICES as SENSOR_CHOICES, measure, sensor_by_name
-from ..data.synthetic import Camera, render_sequence
+from ..data.synthetic import Camera, CAMERA_RING, render_sequence
 from ..metrics import percentiles
 from ..model import DepthGatedNet, ModelConfig
 from ..model.checkpoint import ModelInfo, save_checkpoint
@@ -87,8 +91,12 @@ def trained_size(model_path: str) -> tuple[int, int] | None:
 
 def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: float,
              checkpoint: str | None, options: PredictorOptions = PredictorOptions(),
-             dds_profile: bool = True, sensor: str = 'stereo') -> dict:
-    """Drive the node through a synthetic street; write panels, a GIF and summary.json."""
+             dds_profile: bool = True, sensor: str = 'stereo', cameras: int = 1) -> dict:
+    """
+    Drive the node through a synthetic street; write panels, a GIF and summary.json.
+
+    `cameras` > 1: that many cameras of CAMERA_RING, served by one node.
+    """
     # The node in its own process, as `ros2 launch` starts it; this process is the camera.
     # The large-image DDS profile (both sides) carries camera-sized images in shared memory.
     # Fast DDS reads it when this process first uses DDS: call this from a fresh process.
@@ -98,49 +106,85 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
         os.environ[dds.PROFILE_VARIABLE] = env[dds.PROFILE_VARIABLE]
     else:
         os.environ.pop(dds.PROFILE_VARIABLE, None)
-    drive = _Drive(seed, frames, size, sensor)
+    # one unnamed camera as the node's default, else named cameras of the ring
+    names = ('',) if cameras == 1 else tuple(CAMERA_RING)[:cameras]
+    drives = {name: _Drive(seed, frames, size, sensor, CAMERA_RING[name or 'front'],
+                           with_depth=i == 0) for i, name in enumerate(names)}
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         model_path, model_name = _model_path(checkpoint, Path(scratch))
-        session, inference_size = _run_node(drive, model_path, options, rate_hz, env)
-    per_frame, latencies = _draw(drive, session, out, rate_hz)
-    processed = [e for e in per_frame if e['processed']]
-    lat = np.array(latencies) if latencies else np.array([np.nan])
-    counts = ('received', 'processed', 'replaced', 'lost_in_transport', 'missed_by_stamps',
-              'dropped')
-    status, sent = session.status, len(drive.camera)
+        sessions, inference_size = _run_node(drives, model_path, options, rate_hz, env)
+    if cameras == 1:
+        per_frame, latencies = _draw(drives[''], sessions[''], out, rate_hz)
+        accounts = {'': _account(drives[''], sessions[''], per_frame, latencies, rate_hz)}
+    else:
+        per_frame, accounts = _draw_ring(drives, sessions, out, rate_hz)
+    first = accounts[names[0]]
+    every_latency = [v for a in accounts.values() for v in a['latencies']]
     summary = {
-        'model': model_name, 'model_path': model_path, 'device': status.get('device', '?'),
+        'model': model_name, 'model_path': model_path,
+        'device': sessions[names[0]].status.get('device', '?'),
         'dds_profile': env.get(dds.PROFILE_VARIABLE, 'none (Fast DDS defaults)'),
-        'frames_sent': sent, 'frames_processed': len(processed),
-        # sent but never output: the node's own account (/diagnostics) says where they went
-        'frames_dropped': sent - len(processed),
-        'node_accounting': {k: int(status[k]) for k in counts if k in status},
+        **{k: sum(a[k] for a in accounts.values()) for k in (
+            'frames_sent', 'frames_processed', 'frames_dropped')},
+        'node_accounting': {k: sum(a['node_accounting'].get(k, 0) for a in accounts.values())
+                            for k in first['node_accounting']},
         'publish_rate_hz': rate_hz,
         'image_size': list(size),
         'inference_size': list(inference_size) if inference_size else list(size),
-        'fps': len(processed) / (sent / rate_hz) if sent else 0.0,
-        'latency_ms': percentiles(lat),
+        'fps': sum(a['fps'] for a in accounts.values()),
+        'latency_ms': _latency(every_latency),
         'sensor': sensor,
-        'gate_sources': dict(Counter(e['gate_source'] for e in processed)),
+        'gate_sources': dict(sum((Counter(a['gate_sources']) for a in accounts.values()),
+                                 Counter())),
         'per_frame': per_frame,
     }
+    if cameras > 1:
+        summary['cameras'] = {name: {k: v for k, v in a.items() if k != 'latencies'}
+                              for name, a in accounts.items()}
     tmp = out / 'summary.json.tmp'
     tmp.write_text(json.dumps(summary, indent=2))
     tmp.replace(out / 'summary.json')
     return summary
 
 
-class _Drive:
-    """The synthetic drive: rendered frames, with sensor depth for the first half only."""
+def _account(drive: '_Drive', session, per_frame: list[dict], latencies: list[float],
+             rate_hz: float) -> dict:
+    """One camera's figures: frames sent and processed, the node's account, gates, latency."""
+    processed = [e for e in per_frame if e['processed']]
+    status, sent = session.status, len(drive.camera)
+    counts = ('received', 'processed', 'replaced', 'lost_in_transport', 'missed_by_stamps',
+              'dropped')
+    return {'frames_sent': sent, 'frames_processed': len(processed),
+            # sent but never output: the node's own account (/diagnostics) says where they went
+            'frames_dropped': sent - len(processed),
+            'node_accounting': {k: int(status[k]) for k in counts if k in status},
+            'fps': len(processed) / (sent / rate_hz) if sent else 0.0,
+            'latency_ms': _latency(latencies),
+            'latencies': latencies,
+            'gate_sources': dict(Counter(e['gate_source'] for e in processed))}
 
-    def __init__(self, seed: int, frames: int, size: tuple[int, int], sensor: str):
+
+def _latency(values: list[float]) -> dict:
+    return percentiles(np.array(values) if values else np.array([np.nan]))
+
+
+class _Drive:
+    """
+    One camera's synthetic drive: rendered frames, with sensor depth for the first half only.
+
+    `yaw_deg`: where the camera looks, from the driving direction; `with_depth`: False for a
+    camera without a depth sensor.
+    """
+
+    def __init__(self, seed: int, frames: int, size: tuple[int, int], sensor: str,
+                 yaw_deg: float = 0.0, with_depth: bool = True):
         from ..tools.player import CameraFrame
         h, w = size
         f = 560.0 * w / 512
-        cam = Camera(width=w, height=h, fx=f, fy=f)
+        cam = Camera(width=w, height=h, fx=f, fy=f, yaw_deg=yaw_deg)
         self.sequence = list(render_sequence(seed, frames, cam))
-        self.half = (frames + 1) // 2
+        self.half = (frames + 1) // 2 if with_depth else 0
         self.sensor, self.width = sensor, w
         device_model = sensor_by_name(sensor)
         self.measured = [measure(device_model, fr.depth, cam.fx,
@@ -153,11 +197,11 @@ class _Drive:
                        for i, fr in enumerate(self.sequence)]
 
 
-def _run_node(drive: _Drive, model_path: str, options: PredictorOptions, rate_hz: float,
-              env: dict):
-    """Start the node, play the drive to it, stop it; return the session and inference size."""
+def _run_node(drives: dict[str, _Drive], model_path: str, options: PredictorOptions,
+              rate_hz: float, env: dict):
+    """Start the node, play the drives to it, stop it; return the sessions, inference size."""
     from ..tools.node_process import NodeProcess
-    from ..tools.player import play_camera
+    from ..tools.player import play_cameras
     outputs = ('labels', 'depth', 'gate') + tuple(f'masks/{m}' for m in MASKS)
     # the Predictor options are the node's parameters of the same names
     params = {**asdict(options), 'model_path': model_path, 'mask_classes': list(MASKS),
@@ -166,14 +210,17 @@ def _run_node(drive: _Drive, model_path: str, options: PredictorOptions, rate_hz
         options.inference_height else trained_size(model_path)
     if inference_size:
         params.update(inference_height=inference_size[0], inference_width=inference_size[1])
+    if list(drives) != ['']:
+        params['cameras'] = list(drives)
     node = NodeProcess(params, env, log_level='warn').start()
     try:
-        session = play_camera(drive.camera, rate_hz, node, outputs)
+        sessions = play_cameras({name: d.camera for name, d in drives.items()}, rate_hz, node,
+                                outputs)
     finally:
         node.stop()
     if node.returncode != 0:
         log.warning('perception_node exited with %s:\n%s', node.returncode, node.log)
-    return session, inference_size
+    return sessions, inference_size
 
 
 def _draw(drive: _Drive, session, out: Path, rate_hz: float) -> tuple[list[dict], list[float]]:
@@ -208,12 +255,63 @@ def _draw(drive: _Drive, session, out: Path, rate_hz: float) -> tuple[list[dict]
         pictures.append(panel(images, titles, width=min(drive.width, 320)))
         entry['panel'] = f'frame_{i:04d}.png'
         write_png(out / entry['panel'], pictures[-1])
+    _write_gif(out, pictures, rate_hz)
+    return per_frame, latencies
+
+
+def _draw_ring(drives: dict[str, _Drive], sessions: dict, out: Path,
+               rate_hz: float) -> tuple[list[dict], dict[str, dict]]:
+    """
+    Write a panel per moment, a row per camera (image, labels, depth, gate), and the GIF.
+
+    Returns per-frame entries (one per camera and moment) and each camera's account.
+    """
+    lut = palette(CITYSCAPES_COLORS)
+    per_frame, pictures, accounts = [], [], {}
+    width = min(next(iter(drives.values())).width, 240)
+    entries = {name: [] for name in drives}
+    latencies = {name: [] for name in drives}
+    for i in range(len(next(iter(drives.values())).camera)):
+        rows = []
+        for name, drive in drives.items():
+            session, cam, fr = sessions[name], drive.camera[i], drive.sequence[i]
+            values, got = session.frame_info.get(cam.stamp_ns), session.outputs
+            entry = {'camera': name, 'index': i, 'stamp_ns': cam.stamp_ns,
+                     'sensor_depth_sent': i < drive.half, 'processed': values is not None}
+            entries[name].append(entry)
+            images = [fr.rgb] + [np.full_like(fr.rgb, 255)] * 3
+            titles = [f'{name}: image', 'labels: not processed', '', '']
+            if values is not None and cam.stamp_ns in got['labels']:
+                latency = (got['labels'][cam.stamp_ns][0] - session.sent[cam.stamp_ns]) * 1e3
+                latencies[name].append(latency)
+                entry.update(gate_source=values['gate_source'], batch=int(values['batch']),
+                             model_ms=float(values['model_ms']), latency_ms=round(latency, 2))
+                images[1:3] = [colorize_labels(got['labels'][cam.stamp_ns][1], lut, fr.rgb,
+                                               0.25),
+                               colorize_depth(got['depth'][cam.stamp_ns][1])]
+                titles[1:3] = ['labels', 'depth (network)']
+                if cam.stamp_ns in got['gate']:
+                    images[3] = colorize_gate(got['gate'][cam.stamp_ns][1])
+                    titles[3] = f"gate ({values['gate_source']})"
+            rows.append(panel(images, titles, width=width))
+        pictures.append(np.concatenate(rows, 0))
+        write_png(out / f'frame_{i:04d}.png', pictures[-1])
+        for name in drives:
+            entries[name][-1]['panel'] = f'frame_{i:04d}.png'
+    for name, drive in drives.items():
+        per_frame += entries[name]
+        accounts[name] = _account(drive, sessions[name], entries[name], latencies[name],
+                                  rate_hz)
+    _write_gif(out, pictures, rate_hz)
+    return per_frame, accounts
+
+
+def _write_gif(out: Path, pictures: list[np.ndarray], rate_hz: float) -> None:
     if pictures:
         from PIL import Image as PILImage
         gif = [PILImage.fromarray(p) for p in pictures]
         gif[0].save(out / 'sequence.gif', save_all=True, append_images=gif[1:],
                     duration=int(1000 / rate_hz), loop=0)
-    return per_frame, latencies
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--rate', type=float, default=2.0, help='publish rate, Hz')
     parser.add_argument('--sensor', default='stereo', choices=SENSOR_CHOICES,
                         help='the depth sensor the camera side simulates (exact: the render)')
+    parser.add_argument('--cameras', type=int, default=1, choices=range(1, len(CAMERA_RING) + 1),
+                        metavar='N', help='cameras looking in different directions, served '
+                        f"by one node: {', '.join(CAMERA_RING)} (default: %(default)s)")
     parser.add_argument('--no-dds-profile', action='store_true',
                         help='Fast DDS defaults instead of the large-image profile: shows how '
                         'camera-sized best-effort images are lost between processes')
@@ -241,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     options = from_args(PredictorOptions, args)
     s = run_demo(Path(args.out), args.frames, args.seed, tuple(args.size), args.rate,
                  args.checkpoint, options, dds_profile=not args.no_dds_profile,
-                 sensor=args.sensor)
+                 sensor=args.sensor, cameras=args.cameras)
     acc = s['node_accounting']
     print(f"{s['frames_processed']}/{s['frames_sent']} frames processed (node: received "
           f"{acc.get('received')}, lost in transport {acc.get('lost_in_transport')}), gate "

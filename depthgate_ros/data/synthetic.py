@@ -52,6 +52,7 @@ class Camera:
     height_m: float = 1.4           # above the road
     pitch_deg: float = 2.0          # positive: looking down
     baseline_m: float = 0.22        # stereo baseline, for disparity = fx * B / depth
+    yaw_deg: float = 0.0            # positive: turned to the right of the driving direction
 
     @property
     def u0(self) -> float:
@@ -70,10 +71,12 @@ class Camera:
         return [self.fx, 0.0, self.u0 - 0.5, 0.0, self.fy, self.v0 - 0.5, 0.0, 0.0, 1.0]
 
     def axes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(right, down, forward) unit vectors in the world frame."""
-        p = np.deg2rad(self.pitch_deg)
-        return (np.array([1.0, 0.0, 0.0]), np.array([0.0, -np.cos(p), -np.sin(p)]),
-                np.array([0.0, -np.sin(p), np.cos(p)]))
+        """(right, down, forward) unit vectors in the world frame (x right, y up, z ahead)."""
+        p, y = np.deg2rad(self.pitch_deg), np.deg2rad(self.yaw_deg)
+        level = np.array([np.sin(y), 0.0, np.cos(y)])        # forward, before the pitch
+        up = np.array([0.0, 1.0, 0.0])
+        return (np.array([np.cos(y), 0.0, -np.sin(y)]), -np.cos(p) * up - np.sin(p) * level,
+                np.cos(p) * level - np.sin(p) * up)
 
     def rays(self) -> np.ndarray:
         """(H*W, 3) world directions through pixel centres, forward component 1."""
@@ -92,6 +95,11 @@ class Camera:
             px = np.stack([rel @ right / z * self.fx + self.u0,
                            rel @ down / z * self.fy + self.v0], 1)
         return px, z
+
+
+# A car's camera ring: each camera's name and its yaw from the driving direction (degrees).
+CAMERA_RING = {'front': 0.0, 'left': -60.0, 'right': 60.0, 'rear': 180.0, 'front_left': -30.0,
+               'front_right': 30.0}
 
 
 @dataclass(frozen=True)

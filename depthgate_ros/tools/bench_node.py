@@ -41,6 +41,7 @@ from . import camera_probe
 from .dds import ros_environment
 from .node_process import node_status, NodeProcess
 from .player import Player
+from ..data.synthetic import CAMERA_RING
 from ..metrics import percentiles
 from ..pairing import stamp_ns
 
@@ -277,8 +278,6 @@ def lifecycle_memory(model_path: str, cycles: int = 3, size=(480, 640)) -> dict:
             'growth_over_cycles_mib': cleaned[-1] - cleaned[0]}
 
 
-# Names of a car's camera ring, in the order the benchmark takes them.
-RING = ('front', 'left', 'right', 'rear', 'front_left', 'front_right')
 INPUTS = ('image', 'depth', 'disparity', 'camera_info')
 
 
@@ -291,7 +290,7 @@ def bench_cameras(model_path: str, n: int = 3, size=(480, 640), rate: float = 15
     one per core) and the large-image profile. Counted over the cameras' stamps after
     a warm-up (4 s at most): frames processed per camera, latencies; RSS sampled every second.
     """
-    names, warmup_s = RING[:n], min(4.0, seconds / 4)
+    names, warmup_s = tuple(CAMERA_RING)[:n], min(4.0, seconds / 4)
     env = ros_environment(profile=True)
     params = {'model_path': model_path, 'device': 'cpu'}
     # a node per camera with torch's default threads (one per core each), and with the cores

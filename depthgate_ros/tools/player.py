@@ -153,50 +153,77 @@ def play_camera(frames: list[CameraFrame], rate_hz: float, node, outputs: tuple[
     little ahead of the image, as depth cameras deliver) and the image, then collects the
     node's `outputs` (image topics under `node_name`), ~/frame_info and /diagnostics.
     """
+    return play_cameras({'': frames}, rate_hz, node, outputs, node_name, start_timeout)['']
+
+
+def play_cameras(cameras: dict[str, list[CameraFrame]], rate_hz: float, node,
+                 outputs: tuple[str, ...], node_name: str = '/perception_node',
+                 start_timeout: float = 120.0) -> dict[str, Session]:
+    """
+    Play several cameras' frames, the i-th of each together, into one node serving them all.
+
+    Each camera publishes on `<name>/image`, ... and its outputs are collected from
+    `node_name/<name>/...` (the unnamed camera '': the node's own topics); each Session has
+    its camera's /diagnostics status.
+    """
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import Header
 
     from ..node.image_codec import array_to_msg, image_to_array
-    from .node_process import node_status
-    status: dict[str, str] = {}
+    from ..node.perception import camera_status_name, prefix, STATUS_NAME
+    statuses: dict[str, dict[str, str]] = {}
+
+    def on_diagnostics(msg):
+        for status in msg.status:
+            statuses[status.name] = {kv.key: kv.value for kv in status.values}
     with Player('depthgate_camera') as player:
-        for topic in outputs:
-            player.collect(Image, f'{node_name}/{topic}', depth=20)
-        player.collect(DiagnosticArray, f'{node_name}/frame_info', depth=20)
+        at = {c: f'{node_name}/{prefix(c)}' for c in cameras}
+        for c in cameras:
+            for topic in outputs:
+                player.collect(Image, at[c] + topic, depth=20)
+            player.collect(DiagnosticArray, at[c] + 'frame_info', depth=20)
         player.collect(DiagnosticArray, '/diagnostics', depth=10, keep=False,
-                       on_message=lambda m: status.update(node_status(m) or {}))
-        pubs = {t: player.publisher(m, t, depth=5) for t, m in (
-            ('image', Image), ('depth', Image), ('camera_info', CameraInfo))}
-        ready = player.wait_for(lambda: not node.running() or (
-            pubs['image'].get_subscription_count() and pubs['depth'].get_subscription_count()
-            and player.peer.count_publishers(f'{node_name}/{outputs[0]}')),
+                       on_message=on_diagnostics)
+        pubs = {c: {t: player.publisher(m, prefix(c) + t, depth=5) for t, m in (
+            ('image', Image), ('depth', Image), ('camera_info', CameraInfo))} for c in cameras}
+        ready = player.wait_for(lambda: not node.running() or all(
+            p['image'].get_subscription_count() and p['depth'].get_subscription_count()
+            for p in pubs.values()) and all(
+            player.peer.count_publishers(at[c] + outputs[0]) for c in cameras),
             timeout=start_timeout, period=0.05)
         if not ready or not node.running():
             raise RuntimeError('perception_node did not come up:\n' + node.log)
         time.sleep(1.0)                              # and the reverse discovery
-        sent: dict[int, float] = {}
+        sent: dict[str, dict[int, float]] = {c: {} for c in cameras}
         t_start = time.monotonic()
-        for i, frame in enumerate(frames):
-            header = Header(frame_id='camera_optical')
-            header.stamp.sec, header.stamp.nanosec = divmod(frame.stamp_ns, NS)
-            h, w = frame.rgb.shape[:2]
-            pubs['camera_info'].publish(_camera_info(header, w, h, frame.k))
-            if frame.depth is not None:
-                pubs['depth'].publish(array_to_msg(frame.depth, '32FC1', header))
-                time.sleep(0.02)
-            sent[frame.stamp_ns] = time.monotonic()
-            pubs['image'].publish(array_to_msg(frame.rgb, 'rgb8', header))
+        for i in range(max(len(f) for f in cameras.values())):
+            for c, frames in cameras.items():
+                if i >= len(frames):
+                    continue
+                frame = frames[i]
+                header = Header(frame_id=f'{prefix(c).replace("/", "_")}camera_optical')
+                header.stamp.sec, header.stamp.nanosec = divmod(frame.stamp_ns, NS)
+                h, w = frame.rgb.shape[:2]
+                pubs[c]['camera_info'].publish(_camera_info(header, w, h, frame.k))
+                if frame.depth is not None:
+                    pubs[c]['depth'].publish(array_to_msg(frame.depth, '32FC1', header))
+                    time.sleep(0.02)
+                sent[c][frame.stamp_ns] = time.monotonic()
+                pubs[c]['image'].publish(array_to_msg(frame.rgb, 'rgb8', header))
             time.sleep(max(0.0, t_start + (i + 1) / rate_hz - time.monotonic()))
-        info_topic = f'{node_name}/frame_info'
-        player.wait_for(lambda: len(player.by_stamp(info_topic)) >= len(sent),
-                        timeout=10 + 2 / rate_hz, period=0.05)
+        player.wait_for(lambda: all(len(player.by_stamp(at[c] + 'frame_info')) >= len(sent[c])
+                                    for c in cameras), timeout=10 + 2 / rate_hz, period=0.05)
         time.sleep(1.2)                              # one more /diagnostics
-        got = {t: {s: (a, image_to_array(m)) for s, (a, m) in player.by_stamp(
-            f'{node_name}/{t}').items()} for t in outputs}
-        infos = {s: {kv.key: kv.value for kv in m.status[0].values}
-                 for s, (_, m) in player.by_stamp(info_topic).items()}
-        return Session(sent, got, infos, dict(status))
+        sessions = {}
+        for c in cameras:
+            got = {t: {s: (a, image_to_array(m)) for s, (a, m) in player.by_stamp(
+                at[c] + t).items()} for t in outputs}
+            infos = {s: {kv.key: kv.value for kv in m.status[0].values}
+                     for s, (_, m) in player.by_stamp(at[c] + 'frame_info').items()}
+            status = statuses.get(camera_status_name(c) if c else STATUS_NAME, {})
+            sessions[c] = Session(sent[c], got, infos, dict(status))
+        return sessions
 
 
 def _camera_info(header, width: int, height: int, k: list[float]):
