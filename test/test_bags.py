@@ -20,7 +20,7 @@ import shutil
 import stat
 import time
 
-from conftest import node_on_bag_topics
+from conftest import node_on_bag_topics, start_node
 from depthgate_ros.cli.bag_eval import main as bag_eval
 from depthgate_ros.cli.make_bag import main as make_bag_main
 from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
@@ -315,3 +315,56 @@ def test_realtime_plays_compressed_topics_into_a_compressed_node(model_path, tmp
     assert r['topics']['image'] == '/camera/image_raw/compressed'
     assert r['frames_sent'] == 4 and r['frames_received'] == 4      # 5 Hz: time for each
     assert stats['errors'] == 0 and stats['depth_errors'] == 0
+
+
+def test_a_camera_ring_recording_is_evaluated_per_camera(model_path, tmp_path):
+    # tried: two cameras (front, left) in one recording, offline then realtime into one node
+    # serving both; the reference for each camera is the tool run on its topics alone
+    bag = make_bag(tmp_path / 'ring', frames=4, size=SIZE, fps=5.0, cameras=('front', 'left'))
+    assert _eval(bag, tmp_path / 'both', model_path, '--cameras', '/front', '/left',
+                 '--write-bag') == 0
+    ring = json.loads((tmp_path / 'both' / 'report.json').read_text())
+    assert set(ring['cameras']) == {'front', 'left'}
+    for name, r in ring['cameras'].items():
+        assert r['topics']['image'] == f'/{name}/image_raw'
+        assert r['topics']['labels'] == f'/{name}/labels'
+        alone = tmp_path / f'alone_{name}'
+        assert _eval(bag, alone, model_path, *(f'--{role}={topic}' for role, topic in (
+            ('image', f'/{name}/image_raw'), ('depth', f'/{name}/depth/image_raw'),
+            ('disparity', f'/{name}/disparity'), ('camera-info', f'/{name}/camera_info'),
+            ('labels', f'/{name}/labels')))) == 0
+        single = json.loads((alone / 'report.json').read_text())
+        for key in ('loop0', 'loop1', 'monocular_depth', 'frames_evaluated'):
+            assert r[key] == single[key], (name, key)
+        assert len(list((tmp_path / 'both' / name / 'panels').glob('*.png'))) == 4
+        assert {c.topic for c in open_bag(tmp_path / 'both' / 'outputs' / name).connections} \
+            == {'/depthgate/labels', '/depthgate/labels_color', '/depthgate/depth'}
+    # the cameras look different ways: their scores differ
+    assert ring['cameras']['front']['loop0'] != ring['cameras']['left']['loop0']
+    md = (tmp_path / 'both' / 'report.md').read_text()
+    assert '## Camera front' in md and '## Camera left' in md
+    # a topic flag names one topic: refused beside --cameras (a usage error, exit 2)
+    with pytest.raises(SystemExit) as stop:
+        _eval(bag, tmp_path / 'bad', model_path, '--cameras', '/front', '--image',
+              '/front/image_raw')
+    assert stop.value.code == 2 and not (tmp_path / 'bad').exists()
+
+    h = Player()
+    try:
+        remaps = ['--ros-args'] + [a for name in ('front', 'left') for role, topic in (
+            ('image', 'image_raw'), ('depth', 'depth/image_raw'),
+            ('camera_info', 'camera_info')) for a in ('-r', f'{name}/{role}:=/{name}/{topic}')]
+        node = start_node(h, model_path, remaps, cameras=['front', 'left'])
+        assert bag_eval([str(bag), '--out', str(tmp_path / 'rt'), '--realtime', '--wait', '5',
+                         '--cameras', '/front', '/left']) == 0
+        streams = node.perception.worker.streams
+        gates = {n: streams[n].last_gate_source for n in ('front', 'left')}
+    finally:
+        h.close()
+    rt = json.loads((tmp_path / 'rt' / 'report.json').read_text())
+    for name in ('front', 'left'):
+        r = rt['cameras'][name]
+        assert r['frames_sent'] == 4 and r['frames_received'] + r['frames_dropped'] == 4
+        assert r['frames_received'] >= 2, r
+    assert len(rt['latencies_ms']) == sum(r['frames_received'] for r in rt['cameras'].values())
+    assert gates == {'front': 'hybrid', 'left': 'hybrid'}       # each with its own depth

@@ -18,6 +18,7 @@ depthgate-bag-eval: numbers and pictures from a rosbag2 recording.
     depthgate-bag-eval BAG --list                                  # topics and types
     depthgate-bag-eval BAG --out report_dir [--checkpoint m.pt] [--labels /camera/labels]
     depthgate-bag-eval BAG --out report_dir --realtime [--rate 1.0] [--node /perception_node]
+    depthgate-bag-eval BAG --out report_dir --cameras /front /left /right    # a camera ring
 
 What offline and realtime mode measure: depthgate_ros/tools/bag_eval.py. The report folder
 is written to a temporary name and renamed at the end: a failed run leaves nothing
@@ -35,9 +36,12 @@ from ..model.checkpoint import CheckpointError
 from ..node.image_codec import ImageDecodeError
 from ..options import (add_arguments, check_args, from_args, PairingOptions,
                        PredictorOptions)
-from ..tools.bag_eval import latency_histogram, offline, realtime, Window, write_markdown
+from ..tools.bag_eval import (latency_histogram, offline, offline_cameras, realtime, Window,
+                              write_markdown)
 from ..tools.bags import ACCEPTED, BagError, choose_topics, describe, open_bag
 from ..weights import bundled_checkpoint
+
+ROLES = ('image', 'depth', 'disparity', 'camera_info', 'labels')     # a camera's topics
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,9 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--list', action='store_true', help='list topics and exit')
     parser.add_argument('--out', default='bag_report')
     parser.add_argument('--checkpoint', help='model (default: the bundled model)')
-    for role in ('image', 'depth', 'disparity', 'camera_info', 'labels'):
+    for role in ROLES:
         parser.add_argument(f"--{role.replace('_', '-')}", dest=role, default=None,
                             help=f'{role} topic (default: found by type)')
+    parser.add_argument('--cameras', nargs='+', metavar='NAMESPACE',
+                        help='several cameras, each found by type under its namespace '
+                             '(/front: /front/image_raw, ...) and reported under its name; '
+                             'realtime: into one node serving them as cameras of those names')
     parser.add_argument('--max-depth', type=float, default=None,
                         help='leave sensor depth beyond this many metres out of the depth '
                              'metrics')
@@ -75,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     check_args(parser, args, PredictorOptions, PairingOptions)
     if args.start < 0 or (args.duration is not None and args.duration <= 0) or args.every < 1:
         parser.error('--start must be >= 0, --duration > 0 and --every >= 1')
+    if args.cameras and (given := [r for r in ROLES if getattr(args, r)]):
+        parser.error(f"--{given[0].replace('_', '-')} names one topic: with --cameras each "
+                     "camera's topics are found under its namespace")
 
     out = Path(args.out)
     try:
@@ -82,23 +93,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             print(describe(reader))
             return 0
-        topics = choose_topics(reader, args.image, args.depth, args.disparity,
-                               args.camera_info, args.labels)
+        # one camera (''), or a ring: name -> its topics
+        cameras = {space.strip('/').replace('/', '_'): choose_topics(reader, under=space)
+                   for space in args.cameras} if args.cameras else {
+            '': choose_topics(reader, *(getattr(args, r) for r in ROLES))}
         with staged_folder(out) as work:
             if args.realtime:
-                report = realtime(reader, topics, rate=args.rate, node_name=args.node,
+                report = realtime(reader, cameras, rate=args.rate, node_name=args.node,
                                   wait_s=args.wait)
             else:
                 model = args.checkpoint or bundled_checkpoint()
                 if model is None:
                     raise CheckpointError('no model: pass --checkpoint (no bundled model)')
                 predictor = from_args(PredictorOptions, args).load(model)
-                report = offline(reader, topics, predictor, work,
-                                 pairing=from_args(PairingOptions, args),
-                                 panels=args.panels,
-                                 out_bag=work / 'outputs' if args.write_bag else None,
-                                 storage=args.storage, max_depth=args.max_depth,
-                                 window=Window(args.start, args.duration, args.every))
+                options = {'pairing': from_args(PairingOptions, args), 'panels': args.panels,
+                           'storage': args.storage, 'max_depth': args.max_depth,
+                           'window': Window(args.start, args.duration, args.every)}
+                out_bag = work / 'outputs' if args.write_bag else None
+                report = offline(reader, cameras[''], predictor, work, out_bag=out_bag,
+                                 **options) if '' in cameras else offline_cameras(
+                    reader, cameras, predictor, work, out_bag, **options)
                 report['checkpoint'] = str(model)
                 report['depth_cap_m'] = args.max_depth
             report['bag'] = [str(p) for p in args.bag]

@@ -16,6 +16,7 @@
 depthgate-make-bag: a synthetic drive as a rosbag2 (sqlite3 or mcap).
 
     depthgate-make-bag drive_bag --storage mcap --frames 40 --sensor realsense_d435
+    depthgate-make-bag ring_bag --cameras front left right     # a camera ring
 
 Its topics and what the depth on them is: depthgate_ros/tools/make_bag.py.
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 import sys
 
 from ..data.sensors import CHOICES as SENSOR_CHOICES
+from ..data.synthetic import CAMERA_RING
 from ..tools.bags import BagError
 from ..tools.make_bag import make_bag
 
@@ -44,10 +46,15 @@ def main(argv: list[str] | None = None) -> int:
                         help='depth and disparity only for the first N frames')
     parser.add_argument('--sensor', default='stereo', choices=SENSOR_CHOICES,
                         help='the depth sensor the bag records (exact: the render itself)')
+    parser.add_argument('--cameras', nargs='+', default=['camera'],
+                        choices=('camera', *CAMERA_RING), metavar='NAME',
+                        help="cameras looking their own ways, each under /NAME/: 'camera' "
+                        f"(ahead, the default) or {', '.join(CAMERA_RING)}")
     args = parser.parse_args(argv)
     try:
         path = make_bag(Path(args.out), args.frames, args.seed, tuple(args.size), args.fps,
-                        args.storage, args.depth_encoding, args.depth_frames, args.sensor)
+                        args.storage, args.depth_encoding, args.depth_frames, args.sensor,
+                        tuple(args.cameras))
     except (BagError, ValueError) as e:      # ValueError: a drive the street cannot hold
         print(f'depthgate-make-bag: {e}', file=sys.stderr)
         return 2

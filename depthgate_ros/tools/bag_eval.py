@@ -21,6 +21,10 @@ monocular depth metrics against the bag's own sensor depth, agreement between se
 predicted-gated labels, latency. Realtime: the bag's messages are published over rclpy at the
 recorded rate into a running perception node, and end-to-end latency, output rate and drops
 are measured as a ROS user would with `ros2 bag play`.
+
+A recording of several cameras is evaluated per camera (`cameras`: name -> that camera's
+topics): offline, each camera on its own; realtime, all played together into one node that
+serves them (its `cameras` parameter), each camera's outputs under the node's `<name>/`.
 """
 from __future__ import annotations
 
@@ -233,12 +237,29 @@ class OfflineEvaluation:
         return report
 
 
-def realtime(reader, topics: Topics, *, rate: float, node_name: str,
+def offline_cameras(reader, cameras: dict[str, Topics], predictor: Predictor, work: Path,
+                    out_bag: Path | None, **options) -> dict:
+    """Evaluate each camera of a ring on its own; its panels and outputs under its name."""
+    reports = {name: offline(reader, topics, predictor, work / name,
+                             out_bag=out_bag / name if out_bag else None, **options)
+               for name, topics in cameras.items()}
+    return combined('offline', reports)
+
+
+def combined(mode: str, reports: dict[str, dict]) -> dict:
+    """One report over several cameras': each camera's, and the latencies of all."""
+    lat = [x for r in reports.values() for x in r['latencies_ms']]
+    return {'mode': mode, 'cameras': reports, 'latency_ms': percentiles(np.array(lat)),
+            'latencies_ms': lat}
+
+
+def realtime(reader, cameras: dict[str, Topics], *, rate: float, node_name: str,
              wait_s: float) -> dict:
     """
     Publish the bag over rclpy at the recorded rate (x `rate`) into a running node.
 
     Messages go out as ROS 2 CDR: a ROS 1 recording's are converted (bags.to_ros2) first.
+    `cameras`: name -> topics; the unnamed camera '' alone is a single-camera node's.
     """
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -248,18 +269,23 @@ def realtime(reader, topics: Topics, *, rate: float, node_name: str,
     types = {'sensor_msgs/msg/Image': Image, 'sensor_msgs/msg/CameraInfo': CameraInfo,
              'sensor_msgs/msg/CompressedImage': CompressedImage,
              'stereo_msgs/msg/DisparityImage': DisparityImage}
-    play = [t for t in (topics.image, topics.depth, topics.disparity, topics.camera_info) if t]
+    from ..node.perception import prefix
+    play = [t for topics in cameras.values() for t in (
+        topics.image, topics.depth, topics.disparity, topics.camera_info) if t]
     msgtypes = {c.topic: c.msgtype for c in reader.connections}
-    outputs = f'{node_name}/frame_info'
-    sent: dict[int, float] = {}
+    images = {topics.image: name for name, topics in cameras.items()}
+    outputs = {name: f'{node_name}/{prefix(name)}frame_info' for name in cameras}
+    sent: dict[str, dict[int, float]] = {name: {} for name in cameras}
     with Player('depthgate_bag_player') as player:
-        player.collect(DiagnosticArray, outputs, depth=100)
+        for topic in outputs.values():
+            player.collect(DiagnosticArray, topic, depth=100)
         pubs = {t: player.publisher(types[msgtypes[t]], t, depth=5) for t in play}
-        try:
-            player.wait_for_subscribers(pubs[topics.image])
-        except TimeoutError:
-            raise BagError(f'no subscriber on {topics.image}: is the perception node '
-                           f'running and remapped to it (node {node_name})?') from None
+        for image in images:
+            try:
+                player.wait_for_subscribers(pubs[image])
+            except TimeoutError:
+                raise BagError(f'no subscriber on {image}: is the perception node running '
+                               f'and remapped to it (node {node_name})?') from None
         time.sleep(0.3)
         t_bag0 = t_wall0 = None
         for topic, log_ns, msg in read_topics(reader, play):
@@ -269,12 +295,18 @@ def realtime(reader, topics: Topics, *, rate: float, node_name: str,
             delay = t_wall0 + (log_ns - t_bag0) / NS / rate - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            if topic == topics.image:
-                sent[stamp_ns(msg)] = time.monotonic()
+            if topic in images:
+                sent[images[topic]][stamp_ns(msg)] = time.monotonic()
             pubs[topic].publish(cdr)                # serialized: rclpy sends it as it is
-        player.wait_for(lambda: len(player.by_stamp(outputs)) >= len(sent), timeout=wait_s,
-                        period=0.05)
-        received = player.by_stamp(outputs)
+        player.wait_for(lambda: all(len(player.by_stamp(outputs[n])) >= len(sent[n])
+                                    for n in cameras), timeout=wait_s, period=0.05)
+        received = {n: player.by_stamp(outputs[n]) for n in cameras}
+    reports = {n: _played(sent[n], received[n], rate, cameras[n]) for n in cameras}
+    return reports[''] if list(cameras) == [''] else combined('realtime', reports)
+
+
+def _played(sent: dict[int, float], received: dict, rate: float, topics: Topics) -> dict:
+    """One camera's realtime figures: what was sent, what came out and when."""
     got = {k: received[k][0] for k in sent if k in received}
     lat = np.array([(got[k] - sent[k]) * 1e3 for k in sorted(got)])
     duration = (max(sent.values()) - min(sent.values())) if len(sent) > 1 else 0.0
@@ -288,31 +320,38 @@ def realtime(reader, topics: Topics, *, rate: float, node_name: str,
 
 def write_markdown(report: dict, path: Path) -> None:
     lines = [f"# Bag evaluation ({report['mode']})", '']
-    if report['mode'] == 'offline':
-        lines += [f"Frames: {report['frames_evaluated']} of {report['frames_in_bag']} "
-                  f"evaluated, {report['frames_with_sensor_depth']} with sensor depth; "
-                  f"skipped: {report['skipped'] or 'none'}.", '']
-        loops = sorted(k for k in report if k.startswith('loop'))
-        if loops:
-            lines += ['| output | mIoU | pixel acc. |', '|---|---|---|']
-            lines += [f"| {k} | {report[k]['miou']:.3f} | {report[k]['pixel_accuracy']:.3f} |"
-                      for k in loops]
-            lines.append('')
-        if 'monocular_depth' in report:
-            d = report['monocular_depth']
-            lines += [f"Monocular depth against the bag's sensor depth: delta1 "
-                      f"{d['delta1']:.3f}, AbsRel {d['abs_rel']:.3f}, RMSE {d['rmse']:.2f} m.",
-                      f'Labels with vs without sensor depth, agreement: '
-                      f"{report['sensor_vs_predicted_gate_agreement']:.3f}.", '']
-    else:
-        lines += [f"Frames sent {report['frames_sent']}, received {report['frames_received']}, "
-                  f"dropped {report['frames_dropped']}; input {report['input_rate_hz']:.1f} Hz, "
-                  f"output {report['output_rate_hz']:.1f} Hz.", '']
+    for name, r in report.get('cameras', {'': report}).items():
+        lines += ([f'## Camera {name}', ''] if name else []) + _camera_lines(r)
     lat = report['latency_ms']
     lines.append(f"Latency p50 {lat['p50']:.1f} ms, p95 {lat['p95']:.1f} ms "
-                 f"({'model only' if report['mode'] == 'offline' else 'publish to output'}).")
+                 f"({'model only' if report['mode'] == 'offline' else 'publish to output'}"
+                 f"{', every camera' if 'cameras' in report else ''}).")
     lines.append('\n![latency histogram](latency_histogram.png)\n')
     path.write_text('\n'.join(lines))
+
+
+def _camera_lines(report: dict) -> list[str]:
+    """Markdown lines of one camera's report."""
+    if report['mode'] != 'offline':
+        return [f"Frames sent {report['frames_sent']}, received {report['frames_received']}, "
+                f"dropped {report['frames_dropped']}; input {report['input_rate_hz']:.1f} Hz, "
+                f"output {report['output_rate_hz']:.1f} Hz.", '']
+    lines = [f"Frames: {report['frames_evaluated']} of {report['frames_in_bag']} "
+             f"evaluated, {report['frames_with_sensor_depth']} with sensor depth; "
+             f"skipped: {report['skipped'] or 'none'}.", '']
+    loops = sorted(k for k in report if k.startswith('loop'))
+    if loops:
+        lines += ['| output | mIoU | pixel acc. |', '|---|---|---|']
+        lines += [f"| {k} | {report[k]['miou']:.3f} | {report[k]['pixel_accuracy']:.3f} |"
+                  for k in loops]
+        lines.append('')
+    if 'monocular_depth' in report:
+        d = report['monocular_depth']
+        lines += [f"Monocular depth against the bag's sensor depth: delta1 "
+                  f"{d['delta1']:.3f}, AbsRel {d['abs_rel']:.3f}, RMSE {d['rmse']:.2f} m.",
+                  f'Labels with vs without sensor depth, agreement: '
+                  f"{report['sensor_vs_predicted_gate_agreement']:.3f}.", '']
+    return lines
 
 
 def latency_histogram(lat_ms: list[float], path: Path, title: str) -> None:

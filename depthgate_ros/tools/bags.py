@@ -150,15 +150,20 @@ class Topics:
 
 
 def choose_topics(reader: AnyReader, image=None, depth=None, disparity=None, camera_info=None,
-                  labels=None) -> Topics:
+                  labels=None, under: str = '') -> Topics:
     """
     Topics from the arguments.
 
     Else by message type (and, for Image topics, by the encoding of their first message) when that
-    is unambiguous.
+    is unambiguous. `under`: only topics in this namespace (one camera of a ring, '/front').
     """
     table = topic_table(reader)
     listing = describe(reader)
+    if under:
+        space = under.rstrip('/') + '/'
+        table = {t: mt for t, mt in table.items() if t.startswith(space)}
+        if not table:
+            raise BagError(f'no topic under {space}; the topics:\n{listing}')
     readable = {'image': (IMAGE, COMPRESSED), 'depth': (IMAGE, COMPRESSED),
                 'disparity': (DISPARITY,), 'camera_info': (CAMERA_INFO,), 'labels': (IMAGE,)}
     for name, topic in (('image', image), ('depth', depth), ('disparity', disparity),
