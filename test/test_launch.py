@@ -217,12 +217,17 @@ def test_cameras_serves_a_camera_ring_remapped_by_the_driver_layout(prefix, tiny
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
     user = tmp_path / 'mine.yaml'
+    # a camera's own setting nested under its name, as README shows it
     user.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
-        'model_path': str(tiny_checkpoint), 'device': 'cpu', 'num_threads': 1}}}))
+        'model_path': str(tiny_checkpoint), 'device': 'cpu', 'num_threads': 1,
+        'left': {'depth_unit_scale': 0.01}}}}))
     names = ('front', 'left', 'right')
 
     def served(h):
-        assert get_parameters(h, ['cameras']) == {'cameras': list(names)}
+        assert get_parameters(h, ['cameras', 'left.depth_unit_scale',
+                                  'front.depth_unit_scale']) == {
+            'cameras': list(names), 'left.depth_unit_scale': 0.01,
+            'front.depth_unit_scale': 0.001}
         pubs = {n: h.publisher(Image, f'/{n}/color/image_raw') for n in names}
         for n in names:
             h.collect(Image, f'{NODE}/{n}/labels')
