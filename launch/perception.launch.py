@@ -26,10 +26,11 @@ Arguments (defaults in brackets):
   camera_info   [/camera/camera_info]                 remap of the camera info topic
   cameras       ['' = as params_file says]            camera names, e.g. '[front, left, right]':
                 one node serves them all; each camera's inputs are remapped by the patterns
-  image_pattern [/{name}/image_raw]                   remap of each named camera's image topic,
-                {name} standing for its name; likewise depth_pattern
-                [/{name}/depth/image_raw], disparity_pattern [/{name}/disparity] and
-                camera_info_pattern [/{name}/camera_info]
+  image_pattern [/{name}/image_raw]                   remap of each named camera's image
+                topic, {name} standing for its name; likewise:
+  depth_pattern [/{name}/depth/image_raw]
+  disparity_pattern [/{name}/disparity]
+  camera_info_pattern [/{name}/camera_info]
   model_path    ['' = as params_file says]            overrides params_file's model_path
   device        ['' = as params_file says]            overrides params_file's device
   log_level     [info]                                debug, info, warn, error or fatal

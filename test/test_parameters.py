@@ -112,7 +112,8 @@ def test_launch_arguments_that_set_parameters_are_parameters():
     assert overrides and set(overrides) <= set(PARAMETERS)
     # the module docstring lists every launch argument
     declared = set(re.findall(r"DeclareLaunchArgument\(\s*'(\w+)'", source))
-    declared |= set(ast.literal_eval(re.search(r'REMAPS = (\{.*?\n\})', source, re.S).group(1)))
+    remaps = ast.literal_eval(re.search(r'REMAPS = (\{.*?\n\})', source, re.S).group(1))
+    declared |= set(remaps) | {f'{topic}_pattern' for topic in remaps}     # and per camera
     declared |= set(overrides)
     doc = ast.get_docstring(ast.parse(source))
     listed = set(re.findall(r'^  (\w+)\s+\[', doc, re.M))

@@ -152,3 +152,19 @@ def test_nothing_is_published_after_stop(worker_for):
     worker.image(_msg(2))
     time.sleep(0.3)
     assert [sec for sec, _ in host.published] == [1]
+
+
+def test_cameras_left_out_of_a_batch_go_first_in_the_next():
+    # tried: three cameras with a frame always waiting, batches of at most two
+    worker = FrameWorker(Host())
+    cameras = ('front', 'left', 'right')
+    worker.attach(dict.fromkeys(cameras), dict.fromkeys(cameras, FrameSettings()), max_batch=2)
+    batches = []
+    for _ in range(4):
+        for name in cameras:
+            worker.streams[name].slot = (_msg(1), 0, 0.0)
+        batches.append([t.stream.name for t in worker._take()])
+    assert batches == [['front', 'left'], ['right', 'front'], ['left', 'right'],
+                       ['front', 'left']]
+    # taken frames leave their slots; the one left out still waits
+    assert [n for n in cameras if worker.streams[n].slot is not None] == ['right']

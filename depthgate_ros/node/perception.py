@@ -135,16 +135,16 @@ class Perception:
         p = self._values()
         if problem := check(p):
             raise problem
-        self.cameras = camera_names(p)
-        self._camera_params = declare_cameras(self.node, self.cameras)
-        p = self._values()
-        if problem := check(p):
-            raise problem
         path = p['model_path'] or bundled_checkpoint()       # a name resolves on loading
         if not path:
             raise ParameterError('model_path', 'no model: this build ships no bundled model')
+        self.cameras = camera_names(p)
         self.worker.start_torch()
         try:
+            self._camera_params = declare_cameras(self.node, self.cameras)
+            p = self._values()
+            if problem := check(p):         # the cameras' own values
+                raise problem
             self._configure(p, path)
         except BaseException:
             self.worker.attach(None)

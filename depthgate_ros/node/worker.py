@@ -86,7 +86,7 @@ class Stream:
     health: Health = field(default_factory=Health)
     gate_log: SwitchLog = field(default_factory=SwitchLog)
     last_gate_source: str | None = None
-    turn: int = -1                  # the last batch it joined: the longest waiting go first
+    turn: int = -1                  # when it was last taken: the longest waiting go first
 
     def says(self, text: str) -> str:
         """Prefix a log line with the camera, when there are named ones."""
@@ -120,7 +120,7 @@ class FrameWorker:
         self._future = None                     # the worker loop while frames are processed
         self.streams: dict[str, Stream] = {}
         self.max_batch = 0                      # 0: every camera with a frame
-        self._batches = 0
+        self._turns = 0
         self._throttle: dict[str, float] = {}
 
     # -- the torch thread -----------------------------------------------------------------
@@ -227,7 +227,12 @@ class FrameWorker:
                 if self._stop:
                     return
                 batch = self._take()
-            self._process(batch)
+            try:
+                self._process(batch)
+            except Exception as e:  # never let a batch kill the node
+                for t in batch:
+                    self._failed(t.stream, 'frame', f'frame skipped: {type(e).__name__}: {e}')
+                    t.stream.health.failed()
 
     def _take(self) -> list[_Taken]:
         """Empty the slots of the cameras that go next (under _wake)."""
@@ -236,8 +241,9 @@ class FrameWorker:
         batch = []
         for stream in ready[:self.max_batch or None]:
             batch.append(_Taken(stream, *stream.slot))
-            stream.slot, stream.turn = None, self._batches
-        self._batches += 1
+            # numbered in the order taken, so that cameras of one batch do not tie next time
+            stream.slot, stream.turn = None, self._turns
+            self._turns += 1
         return batch
 
     def _ended(self, future) -> None:

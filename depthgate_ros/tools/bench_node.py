@@ -43,6 +43,7 @@ from .node_process import node_status, NodeProcess
 from .player import Player
 from ..data.synthetic import CAMERA_RING
 from ..metrics import percentiles
+from ..node.perception import ROLES
 from ..pairing import stamp_ns
 
 COUNTS = ('received', 'processed', 'replaced', 'failed', 'lost_in_transport',
@@ -278,9 +279,6 @@ def lifecycle_memory(model_path: str, cycles: int = 3, size=(480, 640)) -> dict:
             'growth_over_cycles_mib': cleaned[-1] - cleaned[0]}
 
 
-INPUTS = ('image', 'depth', 'disparity', 'camera_info')
-
-
 def bench_cameras(model_path: str, n: int = 3, size=(480, 640), rate: float = 15.0,
                   seconds: float = 20.0) -> dict:
     """
@@ -299,7 +297,7 @@ def bench_cameras(model_path: str, n: int = 3, size=(480, 640), rate: float = 15
 
     def separate(threads: int):
         return ([NodeProcess({**params, 'num_threads': threads}, env, log_level='warn', remap={
-            '__node': f'perception_{c}', **{r: f'{c}/{r}' for r in INPUTS}}) for c in names],
+            '__node': f'perception_{c}', **{r: f'{c}/{r}' for r in ROLES}}) for c in names],
             {c: f'/perception_{c}/frame_info' for c in names})
     setups = {'separate_nodes': separate(0), 'separate_nodes_split': separate(split),
               'one_node': ([NodeProcess({**params, 'cameras': list(names)}, env,
