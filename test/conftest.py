@@ -93,6 +93,14 @@ def tiny_checkpoint(tmp_path_factory):
                            ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
 
 
+def stamped(sec, nanosec=0, frame='camera_optical'):
+    """Return a std_msgs Header stamped sec.nanosec, as a camera driver stamps its images."""
+    from std_msgs.msg import Header
+    hdr = Header(frame_id=frame)
+    hdr.stamp.sec, hdr.stamp.nanosec = sec, nanosec
+    return hdr
+
+
 def start_node(player, model_path, cli_args=None, **params):
     """Start an in-process perception node in `player` with these parameter values."""
     from depthgate_ros.node.perception_node import PerceptionNode

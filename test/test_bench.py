@@ -27,6 +27,7 @@ import pytest
 import torch
 
 
+@pytest.mark.xdist_group('processes')          # its node rows: see test_demo.py
 def test_quick_bench_writes_valid_json_and_markdown(tmp_path):
     out = tmp_path / 'bench'
     assert bench_main(['--quick', '--out', str(out)]) == 0
@@ -247,6 +248,7 @@ def test_pre_post_row_runs_the_network_once_and_gives_the_same_outputs(make_mode
     assert predictor.model is model  # the original Predictor keeps its own model
 
 
+@pytest.mark.xdist_group('processes')
 def test_camera_ring_bench_compares_one_node_with_a_node_per_camera(tmp_path, tiny_checkpoint):
     # tried: 2 cameras at 5 Hz for 3 s, 640x480, the tiny model (fast: nothing is dropped)
     out = tmp_path / 'ring'

@@ -22,14 +22,26 @@ from depthgate_ros.data.labels import CITYSCAPES_COLORS, CITYSCAPES_NAMES
 from depthgate_ros.model import DepthGatedNet, ModelConfig
 from depthgate_ros.model.checkpoint import ModelInfo, save_checkpoint
 from PIL import Image as PILImage
+import pytest
 import torch
 
+# Nodes and cameras in processes of their own, timed across processes: these tests take turns
+# on one xdist worker (pytest.ini: --dist loadgroup), so that none of them runs beside another
+# (beside the camera-ring benchmark's five nodes, this 1 Hz demo camera got 2 of 6 frames
+# processed).
+pytestmark = pytest.mark.xdist_group('processes')
 
-def test_demo_end_to_end(tmp_path):
-    # camera-sized frames (640x480) to a node in its own process, the DDS profile on both
+
+@pytest.fixture
+def ckpt(tmp_path):
+    """Save a tiny untrained network: the demo's pipeline, not its accuracy, is under test."""
     torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / 'tiny.pt', DepthGatedNet(ModelConfig(
+    return save_checkpoint(tmp_path / 'tiny.pt', DepthGatedNet(ModelConfig(
         channels=16, depth_channels=(8, 8))), ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
+
+
+def test_demo_end_to_end(tmp_path, ckpt):
+    # camera-sized frames (640x480) to a node in its own process, the DDS profile on both
     out = tmp_path / 'demo'
     # its own process, as the README runs it: Fast DDS reads its profile once per process,
     # and this one has used rclpy with default settings in earlier tests
@@ -61,11 +73,8 @@ def test_demo_end_to_end(tmp_path):
         assert gif.n_frames == len(panels)
 
 
-def test_demo_drives_a_camera_ring_into_one_node(tmp_path):
+def test_demo_drives_a_camera_ring_into_one_node(tmp_path, ckpt):
     # --cameras 3: front (with sensor depth for the first half), left and right (none)
-    torch.manual_seed(0)
-    ckpt = save_checkpoint(tmp_path / 'tiny.pt', DepthGatedNet(ModelConfig(
-        channels=16, depth_channels=(8, 8))), ModelInfo(CITYSCAPES_NAMES, CITYSCAPES_COLORS))
     out = tmp_path / 'demo'
     run = subprocess.run([sys.executable, '-m', 'depthgate_ros.cli.demo', '--out', str(out),
                           '--checkpoint', str(ckpt), '--frames', '4', '--rate', '1',

@@ -37,6 +37,9 @@ from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters
 import yaml
 
+# nodes in processes of their own, timed: one worker, in turn (test_demo.py says why)
+pytestmark = pytest.mark.xdist_group('processes')
+
 ROOT = Path(__file__).resolve().parents[1]
 NODE = '/depthgate/perception_node'
 

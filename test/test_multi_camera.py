@@ -20,7 +20,7 @@ what each camera would get from a node of its own.
 """
 import time
 
-from conftest import start_node
+from conftest import stamped, start_node
 from depthgate_ros.data.synthetic import Camera, render_sequence
 from depthgate_ros.node.image_codec import array_to_msg, image_to_array
 from depthgate_ros.node.parameters import ParameterError
@@ -32,7 +32,6 @@ import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
-from std_msgs.msg import Header
 
 NODE = '/perception_node'
 CAMERAS = ('front', 'left', 'right')
@@ -42,12 +41,6 @@ CAM = Camera(width=96, height=48, fx=105.0, fy=105.0)
 @pytest.fixture(scope='module')
 def frames():
     return list(render_sequence(11, 4, CAM))
-
-
-def _header(sec, nanosec=0):
-    hdr = Header(frame_id='camera_optical')
-    hdr.stamp.sec, hdr.stamp.nanosec = sec, nanosec
-    return hdr
 
 
 class _Ring:
@@ -99,13 +92,13 @@ class _Ring:
         """
         self.slow_single_frames(1.0)
         blocker, before = self.cameras[-1], self.node.perception.stats['received']
-        self.images[blocker].publish(array_to_msg(rgbs[blocker], 'rgb8', _header(sec - 1)))
+        self.images[blocker].publish(array_to_msg(rgbs[blocker], 'rgb8', stamped(sec - 1)))
         assert self.h.wait_for(lambda: self.node.perception.stats['received'] > before)
         for c, depth in dict(depths).items():
-            self.depths[c].publish(array_to_msg(depth, '32FC1', _header(sec)))
+            self.depths[c].publish(array_to_msg(depth, '32FC1', stamped(sec)))
         time.sleep(0.05)
         for c, rgb in rgbs.items():
-            msg = dict(bad).get(c) or array_to_msg(rgb, 'rgb8', _header(sec))
+            msg = dict(bad).get(c) or array_to_msg(rgb, 'rgb8', stamped(sec))
             self.images[c].publish(msg)
 
     def close(self):
@@ -137,9 +130,9 @@ def single(tiny_checkpoint):
 def _single_labels(h, sec, rgb, depth=None):
     """Labels and gate of the single-camera node for one frame."""
     if depth is not None:
-        h.depth.publish(array_to_msg(depth, '32FC1', _header(sec)))
+        h.depth.publish(array_to_msg(depth, '32FC1', stamped(sec)))
         time.sleep(0.05)
-    h.image.publish(array_to_msg(rgb, 'rgb8', _header(sec)))
+    h.image.publish(array_to_msg(rgb, 'rgb8', stamped(sec)))
 
     def find(topic):
         return next((m for _, m in h.messages(f'{NODE}/{topic}')
@@ -171,9 +164,9 @@ def test_each_camera_keeps_its_gate_and_gets_its_own_nodes_labels(ring, single, 
 def test_a_bad_message_on_one_camera_costs_no_other_camera_its_frame(ring, frames):
     # tried: in one batch, left's image cut short (data < height * step) and front's depth a
     # colour image; right's frame is plain
-    short = array_to_msg(frames[1].rgb, 'rgb8', _header(70))
+    short = array_to_msg(frames[1].rgb, 'rgb8', stamped(70))
     short.data = short.data[:100]
-    ring.depths['front'].publish(array_to_msg(frames[0].rgb, 'rgb8', _header(70)))
+    ring.depths['front'].publish(array_to_msg(frames[0].rgb, 'rgb8', stamped(70)))
     ring.send_batch(70, {c: frames[i].rgb for i, c in enumerate(CAMERAS)},
                     bad={'left': short})
     assert ring.h.wait_for(lambda: 70 in ring.info('front') and 70 in ring.info('right'))
@@ -206,7 +199,7 @@ def test_a_silent_camera_stalls_and_starves_no_other_and_diagnostics_add_up(
         for k in range(60):
             for c in ('front', 'left'):
                 ring.images[c].publish(array_to_msg(frames[k % 4].rgb, 'rgb8',
-                                                    _header(100 + k)))
+                                                    stamped(100 + k)))
             time.sleep(0.025)
         streams = ring.node.perception.worker.streams
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+from conftest import stamped
 from depthgate_ros.data.labels import CITYSCAPES_COLORS
 from depthgate_ros.data.synthetic import Camera, render_sequence
 from depthgate_ros.node.image_codec import array_to_msg, depth_from_msg, image_to_array
@@ -27,7 +28,6 @@ import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from std_msgs.msg import Header
 from stereo_msgs.msg import DisparityImage
 
 NODE = '/perception_node'
@@ -71,19 +71,13 @@ def ros(checkpoint):
     h.close()
 
 
-def _header(sec, nanosec=0, frame='camera_optical'):
-    hdr = Header(frame_id=frame)
-    hdr.stamp.sec, hdr.stamp.nanosec = sec, nanosec
-    return hdr
-
-
 def _count(h, topic):
     return len(h.messages(f'{NODE}/{topic}'))
 
 
 def test_outputs_carry_the_input_header_and_agree(ros, frames):
     f = frames[0]
-    ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(42, 7)))
+    ros.image.publish(array_to_msg(f.rgb, 'rgb8', stamped(42, 7)))
     topics = ('labels', 'labels_color', 'depth', 'confidence', 'gate', 'masks/road',
               'masks/car')
     assert ros.wait_for(lambda: all(_count(ros, t) for t in topics))
@@ -139,7 +133,7 @@ def _send_and_wait(h, frame, sec, with_depth, depth_first=True, gap_s=0.005):
 
     No replacement, whatever the machine's load: this is about which gate each frame gets.
     """
-    hdr = _header(sec)
+    hdr = stamped(sec)
     if with_depth and depth_first:
         h.depth.publish(array_to_msg(frame.depth, '32FC1', hdr))
         time.sleep(gap_s)
@@ -193,13 +187,13 @@ def test_16uc1_and_disparity_give_depth_gating(ros, frames, monkeypatch):
     for i in range(6):
         sec = 300 + i
         if i < 3:                                         # 16UC1 millimetres
-            ros.depth.publish(array_to_msg(mm, '16UC1', _header(sec)))
+            ros.depth.publish(array_to_msg(mm, '16UC1', stamped(sec)))
         else:                                             # stereo disparity
             d = DisparityImage(f=CAM.fx, t=CAM.baseline_m)
-            d.header = _header(sec)
+            d.header = stamped(sec)
             d.image = array_to_msg(np.nan_to_num(f.disparity, nan=0.0), '32FC1', d.header)
             disp_pub.publish(d)
-        ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(sec)))
+        ros.image.publish(array_to_msg(f.rgb, 'rgb8', stamped(sec)))
         assert ros.wait_for(lambda: sec in _frame_info(ros, sec)), sec
         assert _frame_info(ros, sec)[sec]['gate_source'] == 'hybrid', i
     assert node.perception.stats['depth_errors'] == 0
@@ -230,7 +224,7 @@ def test_flood_keeps_latency_bounded_and_counts_drops(ros, frames):
     for i in range(burst):                                  # 1.5 s at 30 Hz
         if i == burst - 1:                  # what the node had finished before the last
             done_before_last = len(_frame_info(ros, 500))
-        ros.image.publish(array_to_msg(frames[i % 6].rgb, 'rgb8', _header(500 + i)))
+        ros.image.publish(array_to_msg(frames[i % 6].rgb, 'rgb8', stamped(500 + i)))
         time.sleep(1 / 30)
     last = 500 + burst - 1
     # the newest frame is always processed: it is the one left in the slot
@@ -256,8 +250,8 @@ def test_bad_inputs_are_survived_logged_and_counted(ros, frames, capfd):
     f = frames[2]
     before = dict(node.perception.stats)
     bad = Image(height=4, width=4, encoding='yuv422', step=8, data=bytes(32))
-    bad.header = _header(700)
-    short = array_to_msg(f.rgb, 'rgb8', _header(701))
+    bad.header = stamped(700)
+    short = array_to_msg(f.rgb, 'rgb8', stamped(701))
     short.data = short.data[:100]
     empty = Image(height=0, width=0, encoding='rgb8', step=0)
     # unknown encoding, data shorter than height*step, zero-size image; spaced out, since a
@@ -268,31 +262,31 @@ def test_bad_inputs_are_survived_logged_and_counted(ros, frames, capfd):
     # depth of another size (resampled), NaN/Inf/negative values, zero and backwards stamps
     d = np.full((24, 48), np.nan, np.float32)
     d[:, :10], d[:, 10:20], d[:, 20:30] = np.inf, -3.0, 15.0
-    ros.depth.publish(array_to_msg(d, '32FC1', _header(702)))
-    ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(702)))
+    ros.depth.publish(array_to_msg(d, '32FC1', stamped(702)))
+    ros.image.publish(array_to_msg(f.rgb, 'rgb8', stamped(702)))
     assert ros.wait_for(lambda: node.perception.stats['processed'] >= before['processed'] + 1)
-    ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(0)))         # zero stamp
+    ros.image.publish(array_to_msg(f.rgb, 'rgb8', stamped(0)))         # zero stamp
     assert ros.wait_for(lambda: node.perception.stats['processed'] >= before['processed'] + 2)
-    ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(650)))       # backwards
+    ros.image.publish(array_to_msg(f.rgb, 'rgb8', stamped(650)))       # backwards
     assert ros.wait_for(lambda: node.perception.stats['processed'] >= before['processed'] + 3)
     assert node.perception.stats['stamp_warnings'] >= before['stamp_warnings'] + 2
     # zero disparity everywhere: invalid depth, still processed
     disp_pub = ros.publisher(DisparityImage, 'disparity')
     ros.wait_for_subscribers(disp_pub)
     zero = DisparityImage(f=CAM.fx, t=CAM.baseline_m)
-    zero.header = _header(800)
-    zero.image = array_to_msg(np.zeros((48, 96), np.float32), '32FC1', _header(800))
+    zero.header = stamped(800)
+    zero.image = array_to_msg(np.zeros((48, 96), np.float32), '32FC1', stamped(800))
     disp_pub.publish(zero)
-    ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(800)))
+    ros.image.publish(array_to_msg(f.rgb, 'rgb8', stamped(800)))
     assert ros.wait_for(lambda: node.perception.stats['processed'] >= before['processed'] + 4)
-    bad_depth = array_to_msg(f.rgb, 'rgb8', _header(801))  # depth topic with a colour image
+    bad_depth = array_to_msg(f.rgb, 'rgb8', stamped(801))  # depth topic with a colour image
     ros.depth.publish(bad_depth)
-    ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(801)))
+    ros.image.publish(array_to_msg(f.rgb, 'rgb8', stamped(801)))
     assert ros.wait_for(
         lambda: node.perception.stats['depth_errors'] >= before['depth_errors'] + 1)
     # and the node still works
     n = _count(ros, 'labels')
-    ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(900)))
+    ros.image.publish(array_to_msg(f.rgb, 'rgb8', stamped(900)))
     assert ros.wait_for(lambda: _count(ros, 'labels') > n)
     diag = ros.node.perception.diagnostics()
     assert diag['errors'] >= before['errors'] + 3 and diag['depth_errors'] >= 1
@@ -326,8 +320,8 @@ def test_incompatible_qos_is_a_warning_not_silence(checkpoint, frames, capfd):
         # and indeed nothing arrives from it: images from a reliable publisher, sent after
         # each best-effort one, arrive alone
         for sec in (1, 3):
-            image.publish(array_to_msg(frames[0].rgb, 'rgb8', _header(sec)))
-            reliable.publish(array_to_msg(frames[0].rgb, 'rgb8', _header(sec + 1)))
+            image.publish(array_to_msg(frames[0].rgb, 'rgb8', stamped(sec)))
+            reliable.publish(array_to_msg(frames[0].rgb, 'rgb8', stamped(sec + 1)))
             assert h.wait_for(lambda: sec + 1 in _frame_info(h, 0))
         assert sorted(_frame_info(h, 0)) == [2, 4]
         assert node.perception.stats['received'] == 2
@@ -341,7 +335,7 @@ def test_disabled_outputs_are_not_published_and_loops_change_live(ros, frames):
                                   Parameter('loops', value=0)])
     assert all(r.successful for r in result)
     for i in range(3):
-        ros.image.publish(array_to_msg(frames[i].rgb, 'rgb8', _header(1000 + i)))
+        ros.image.publish(array_to_msg(frames[i].rgb, 'rgb8', stamped(1000 + i)))
         # one frame at a time: each is processed (its labels and ~/frame_info arrive)
         assert ros.wait_for(lambda i=i: 1000 + i in _frame_info(ros, 1000) and any(
             m.header.stamp.sec == 1000 + i for _, m in ros.messages(f'{NODE}/labels')))
@@ -370,7 +364,7 @@ def test_latency_budget_and_hard_gate_apply_live_and_show_per_frame(ros, frames)
         assert all(r.successful for r in node.set_parameters([
             Parameter('latency_budget_ms', value=budget_ms), Parameter('hard_gate', value=hard)]))
         for i in range(3):
-            ros.image.publish(array_to_msg(frames[i].rgb, 'rgb8', _header(first + i)))
+            ros.image.publish(array_to_msg(frames[i].rgb, 'rgb8', stamped(first + i)))
             assert ros.wait_for(lambda: first + i in _frame_info(ros, first))
         return [int(v['loops']) for v in _frame_info(ros, first).values()]
 
@@ -394,8 +388,8 @@ def test_points_need_camera_info_then_arrive(ros, frames):
     time.sleep(0.2)
     f = frames[0]
     for i in range(3):
-        ros.depth.publish(array_to_msg(f.depth, '32FC1', _header(1100 + i)))
-        ros.image.publish(array_to_msg(f.rgb, 'rgb8', _header(1100 + i)))
+        ros.depth.publish(array_to_msg(f.depth, '32FC1', stamped(1100 + i)))
+        ros.image.publish(array_to_msg(f.rgb, 'rgb8', stamped(1100 + i)))
         time.sleep(0.15)
     assert ros.wait_for(lambda: any(m.header.stamp.sec == 1102 for _, m in
                                     ros.messages(f'{NODE}/points')))
@@ -417,12 +411,12 @@ def test_points_need_camera_info_then_arrive(ros, frames):
 
 
 def test_diagnostics_are_published(ros, frames):
-    ros.image.publish(array_to_msg(frames[0].rgb, 'rgb8', _header(1200)))
+    ros.image.publish(array_to_msg(frames[0].rgb, 'rgb8', stamped(1200)))
     assert ros.wait_for(lambda: any(
         s.name == 'depthgate_ros: perception_node' for _, m in ros.messages('/diagnostics')
         for s in m.status), timeout=5)
     assert ros.wait_for(lambda: 1200 in _frame_info(ros, 1200))
-    ros.image.publish(array_to_msg(frames[1].rgb, 'rgb8', _header(1201)))
+    ros.image.publish(array_to_msg(frames[1].rgb, 'rgb8', stamped(1201)))
     assert ros.wait_for(lambda: 1201 in _frame_info(ros, 1200))
 
     def latest():
@@ -474,12 +468,12 @@ def test_timeouts_follow_sim_time(checkpoint, frames, monkeypatch):
                               sec * 10 ** 9 + nsec)
 
         def stale_depth():          # keeps depth flowing, pairs with nothing
-            depth.publish(array_to_msg(frames[0].depth, '32FC1', _header(990)))
+            depth.publish(array_to_msg(frames[0].depth, '32FC1', stamped(990)))
             time.sleep(0.05)
         for i in range(3):                      # sensor gating at sim time 1000.x
             tick(i * 100_000_000)
-            depth.publish(array_to_msg(frames[0].depth, '32FC1', _header(1000, i * 10 ** 8)))
-            image.publish(array_to_msg(frames[0].rgb, 'rgb8', _header(1000, i * 10 ** 8)))
+            depth.publish(array_to_msg(frames[0].depth, '32FC1', stamped(1000, i * 10 ** 8)))
+            image.publish(array_to_msg(frames[0].rgb, 'rgb8', stamped(1000, i * 10 ** 8)))
             assert h.wait_for(lambda: node.perception.stats['processed'] == i + 1)
         assert node.perception.last_gate_source == 'hybrid'
 
@@ -496,7 +490,7 @@ def test_timeouts_follow_sim_time(checkpoint, frames, monkeypatch):
         # waits until sim 1000.6, however much wall time passes
         tick(300_000_000)
         stale_depth()
-        image.publish(array_to_msg(frames[1].rgb, 'rgb8', _header(1000, 300_000_000)))
+        image.publish(array_to_msg(frames[1].rgb, 'rgb8', stamped(1000, 300_000_000)))
         assert h.wait_for(lambda: checks)
         start = checks[0][1]
         assert h.wait_for(lambda: checks[-1][1] > start + 0.8)   # rechecked after 0.8 s
@@ -515,7 +509,7 @@ def test_timeouts_follow_sim_time(checkpoint, frames, monkeypatch):
         h.peer.destroy_publisher(depth)
         assert h.wait_for(lambda: not node.perception.depth_expected(''), timeout=10)
         tick(0, sec=1002)
-        image.publish(array_to_msg(frames[2].rgb, 'rgb8', _header(1002)))
+        image.publish(array_to_msg(frames[2].rgb, 'rgb8', stamped(1002)))
         assert h.wait_for(lambda: node.perception.stats['processed'] == 5, timeout=10)
         assert _frame_info_at(h, 1002, 0)['gate_source'] == 'predicted'
     finally:

@@ -20,7 +20,7 @@ ONNX file run by ONNX Runtime, millimetres scaled by hand.
 """
 import time
 
-from conftest import start_node
+from conftest import stamped, start_node
 import cv2
 from depthgate_ros.data.synthetic import Camera, render_sequence
 from depthgate_ros.export import export_onnx
@@ -33,7 +33,6 @@ import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
-from std_msgs.msg import Header
 import torch
 
 NODE = '/perception_node'
@@ -43,12 +42,6 @@ CAM = Camera(width=96, height=48, fx=105.0, fy=105.0)
 @pytest.fixture(scope='module')
 def frames():
     return list(render_sequence(5, 3, CAM))
-
-
-def _header(sec, nanosec=0):
-    hdr = Header(frame_id='camera_optical')
-    hdr.stamp.sec, hdr.stamp.nanosec = sec, nanosec
-    return hdr
 
 
 class _Rig:
@@ -72,9 +65,9 @@ class _Rig:
         """Publish one frame (depth first) and wait for its ~/frame_info; return its values."""
         if depth is not None:
             ns = sec * 10 ** 9 + depth_offset_ms * 10 ** 6
-            self.depth.publish(array_to_msg(depth, encoding, _header(*divmod(ns, 10 ** 9))))
+            self.depth.publish(array_to_msg(depth, encoding, stamped(*divmod(ns, 10 ** 9))))
             time.sleep(0.01)
-        self.image.publish(array_to_msg(rgb, 'rgb8', _header(sec)))
+        self.image.publish(array_to_msg(rgb, 'rgb8', stamped(sec)))
         assert self.h.wait_for(lambda: sec in self.info()), sec
         return self.info()[sec]
 

@@ -32,6 +32,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 import pytest
 import torch
 
+# nodes in processes of their own, timed: one worker, in turn (test_demo.py says why)
+pytestmark = pytest.mark.xdist_group('processes')
+
 NODE = '/perception_node'
 
 

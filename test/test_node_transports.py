@@ -18,6 +18,7 @@ Compressed input through perception_node over real rclpy topics.
 The peer encodes as image_transport's compressed and compressed_depth plugins do; a node on raw
 topics sees the same frames, so the two can be compared label for label.
 """
+from conftest import stamped
 from depthgate_ros.data.synthetic import Camera, render_sequence
 from depthgate_ros.node.image_codec import array_to_msg, image_to_array
 from depthgate_ros.node.perception_node import PerceptionNode
@@ -27,7 +28,6 @@ import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header
 from transport_peer import compressed, compressed_depth
 
 CAM = Camera(width=96, height=48, fx=105.0, fy=105.0)
@@ -68,12 +68,6 @@ def ros(tiny_checkpoint):
     h.close()
 
 
-def _header(sec):
-    hdr = Header(frame_id='camera_optical')
-    hdr.stamp.sec = sec
-    return hdr
-
-
 def _by_stamp(h, topic):
     return {m.header.stamp.sec: m for _, m in h.messages(topic)}
 
@@ -87,13 +81,13 @@ def test_png_and_16uc1_compressed_depth_give_the_raw_labels(ros, frames):
     for k, f in enumerate(frames):
         mm = np.where(np.isfinite(f.depth), np.round(f.depth * 1000), 0).astype(np.uint16)
         # depth first: each image finds its partner waiting
-        ros.pubs['depth'].publish(compressed_depth(mm, '16UC1', _header(10 + k)))
-        ros.pubs['raw_depth'].publish(array_to_msg(mm, '16UC1', _header(10 + k)))
+        ros.pubs['depth'].publish(compressed_depth(mm, '16UC1', stamped(10 + k)))
+        ros.pubs['raw_depth'].publish(array_to_msg(mm, '16UC1', stamped(10 + k)))
         assert ros.wait_for(lambda k=k: all(
             node.perception.pipeline.partner(int((10 + k) * 1e9))
             for node in (ros.raw, ros.packed)), timeout=10)
-        ros.pubs['image'].publish(compressed(f.rgb, _header(10 + k), 'png'))
-        ros.pubs['raw_image'].publish(array_to_msg(f.rgb, 'rgb8', _header(10 + k)))
+        ros.pubs['image'].publish(compressed(f.rgb, stamped(10 + k), 'png'))
+        ros.pubs['raw_image'].publish(array_to_msg(f.rgb, 'rgb8', stamped(10 + k)))
         assert ros.wait_for(lambda k=k: all(
             10 + k in _by_stamp(ros, f'/{ns}/perception_node/labels') for ns in ('raw', 'packed')))
     raw = _by_stamp(ros, '/raw/perception_node/labels')
@@ -110,11 +104,11 @@ def test_png_and_16uc1_compressed_depth_give_the_raw_labels(ros, frames):
 def test_jpeg_with_32fc1_compressed_depth_gates_on_the_sensor(ros, frames):
     ros.packed.set_parameters([Parameter('gate_source', value='sensor')])
     for k, f in enumerate(frames):
-        ros.pubs['depth'].publish(compressed_depth(f.depth, '32FC1', _header(30 + k),
+        ros.pubs['depth'].publish(compressed_depth(f.depth, '32FC1', stamped(30 + k),
                                                    depth_max=80.0))
         assert ros.wait_for(lambda k=k: ros.packed.perception.pipeline.partner(
             int((30 + k) * 1e9)), timeout=10)
-        ros.pubs['image'].publish(compressed(f.rgb, _header(30 + k), 'jpeg'))
+        ros.pubs['image'].publish(compressed(f.rgb, stamped(30 + k), 'jpeg'))
         assert ros.wait_for(lambda k=k: 30 + k in _gates(ros, 'packed'))
     assert set(_gates(ros, 'packed').values()) == {'sensor'}
     labels = _by_stamp(ros, '/packed/perception_node/labels')
@@ -124,13 +118,13 @@ def test_jpeg_with_32fc1_compressed_depth_gates_on_the_sensor(ros, frames):
 
 def test_corrupt_compressed_input_is_counted_and_the_node_goes_on(ros, frames):
     node, f = ros.packed, frames[0]
-    ros.pubs['image'].publish(CompressedImage(header=_header(50), format='rgb8; jpeg '
+    ros.pubs['image'].publish(CompressedImage(header=stamped(50), format='rgb8; jpeg '
                                               'compressed bgr8', data=b'\xff\xd8 not a jpeg'))
     assert ros.wait_for(lambda: node.perception.stats['errors'] >= 1)
-    bad = compressed_depth(np.ones((48, 96), np.uint16), '16UC1', _header(51),
+    bad = compressed_depth(np.ones((48, 96), np.uint16), '16UC1', stamped(51),
                            fmt='16UC1; compressedDepth rvl')
     ros.pubs['depth'].publish(bad)
     assert ros.wait_for(lambda: node.perception.pipeline.partner(int(51e9)), timeout=10)
-    ros.pubs['image'].publish(compressed(f.rgb, _header(51), 'jpeg'))
+    ros.pubs['image'].publish(compressed(f.rgb, stamped(51), 'jpeg'))
     assert ros.wait_for(lambda: node.perception.stats['depth_errors'] >= 1)
     assert ros.wait_for(lambda: _gates(ros, 'packed').get(51) == 'predicted')

@@ -167,11 +167,12 @@ class FrameWorker:
             stream.pipeline.configure_pairing(sync_slop, depth_timeout)
 
     def stats(self) -> dict:
-        """Counters since configure, summed over the cameras."""
+        """Counters since configure, summed over the cameras (rates: per camera, Health)."""
         total: dict = {}
         for stream in self.streams.values():
             for key, value in stream.health.stats.items():
-                total[key] = total.get(key, 0) + value
+                if not key.endswith('_hz'):
+                    total[key] = total.get(key, 0) + value
         return total
 
     # -- inputs (callbacks: store only) -----------------------------------------------------
