@@ -17,6 +17,7 @@ import math
 
 from depthgate_ros.model.losses import (depth_cls_loss, depth_reg_loss, LossWeights,
                                         multitask_loss, seg_cls_loss)
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -147,3 +148,38 @@ def test_covered_set_loss_is_finite_where_every_covered_class_is_far_off():
     assert math.isfinite(loss.item()) and loss.item() == pytest.approx(95.0 - math.log1p(
         math.exp(-1.0)), rel=1e-5)
     assert torch.isfinite(logits.grad).all()
+
+
+def test_class_weights_weigh_each_target_as_torch_weighs_cross_entropy():
+    # tried: covered-set targets with a weight each, against a weighted mean by hand; and
+    # one-class targets against torch's weighted cross-entropy
+    torch.manual_seed(4)
+    logits = torch.randn(2, 4, 3, 5, dtype=torch.float64) * 3
+    cover = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1],
+                          [0, 1, 0, 1]], dtype=torch.float32)
+    weight = torch.tensor([1.0, 2.0, 0.5, 4.0, 3.0], dtype=torch.float64)
+    labels = torch.randint(0, 5, (2, 3, 5))
+    labels[1, 2, 1:] = 255
+    p, lab = logits.softmax(1).numpy(), labels.numpy()
+    num = den = 0.0
+    for n, y, x in ((n, y, x) for n in range(2) for y in range(3) for x in range(5)):
+        t = lab[n, y, x]
+        if t == 255:
+            continue
+        prob = p[n, 1, y, x] + p[n, 3, y, x] if t == 4 else p[n, t, y, x]
+        num += -float(weight[t]) * math.log(prob)
+        den += float(weight[t])
+    assert float(seg_cls_loss(logits, labels, cover, weight)) == pytest.approx(num / den,
+                                                                               rel=1e-6)
+    plain = labels.clamp(max=3).where(labels != 255, 255)
+    assert float(seg_cls_loss(logits, plain, cover, weight)) == pytest.approx(float(
+        F.cross_entropy(logits, plain, weight=weight[:4], ignore_index=255)), rel=1e-6)
+
+
+def test_enet_class_weights():
+    # ENet (Paszke et al. 2016): w = 1 / ln(1.02 + p); a class never seen gets the largest
+    from depthgate_ros.training.datasets import enet_weights
+    w = enet_weights(np.array([600, 300, 100, 0]))
+    expected = [1 / math.log(1.02 + s) for s in (0.6, 0.3, 0.1, 0.0)]
+    assert w.tolist() == pytest.approx(expected, rel=1e-6)
+    assert w[0] < w[1] < w[2] < w[3]

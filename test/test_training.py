@@ -219,7 +219,10 @@ def test_shipped_training_configs_load():
         assert cfg.stages and cfg.data.dataset == {
             'train_fast.yaml': 'cityscapes', 'train_peer.yaml': 'cityscapes',
             'train_street.yaml': 'camvid', 'train_street_peer.yaml': 'camvid',
-            'train_street_distill.yaml': 'camvid'}.get(path.name, 'synthetic')
+            'train_street_distill.yaml': 'camvid',
+            'train_street_balanced.yaml': 'camvid'}.get(path.name, 'synthetic')
+        assert cfg.data.class_weights == (
+            'enet' if path.name == 'train_street_balanced.yaml' else 'none')
     # the distillation stage has its teacher
     assert load_config(root / 'train_street_distill.yaml').distill.teacher.endswith(
         'espnetv2_s_2.0_city_1024x512.pth')

@@ -57,12 +57,17 @@ def _per_loop(w: float | Sequence[float], loop: int, n_loops: int) -> float:
 
 
 def seg_cls_loss(logits: torch.Tensor, labels: torch.Tensor,
-                 cover: torch.Tensor | None = None) -> torch.Tensor:
-    """Cross-entropy, or with `cover` (T, C) 0/1 that of the covered set of target T."""
+                 cover: torch.Tensor | None = None,
+                 weight: torch.Tensor | None = None) -> torch.Tensor:
+    """
+    Cross-entropy, or with `cover` (T, C) 0/1 that of the covered set of target T.
+
+    `weight` (T,): a weight per target, the mean weighted as torch's cross-entropy weighs it.
+    """
     if not (labels != IGNORE_INDEX).any():
         return logits.sum() * 0.0  # an all-ignore crop: zero, not NaN
     if cover is None:
-        return F.cross_entropy(logits, labels.long(), ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(logits, labels.long(), weight=weight, ignore_index=IGNORE_INDEX)
     # log of a sum of probabilities, by logsumexp over the covered classes only: exact for a
     # one-class target (plain cross-entropy), and no log of an underflowed sum.
     log_p = logits.float().log_softmax(1)
@@ -70,7 +75,10 @@ def seg_cls_loss(logits: torch.Tensor, labels: torch.Tensor,
     target = torch.where(valid, labels.long(), 0)
     mask = cover.bool()[target].permute(0, 3, 1, 2)          # (N, C, H, W): covered classes
     set_log_p = log_p.masked_fill(~mask, float('-inf')).logsumexp(1)
-    return -(set_log_p[valid]).mean()
+    if weight is None:
+        return -(set_log_p[valid]).mean()
+    w = weight[target][valid]
+    return -(w * set_log_p[valid]).sum() / w.sum()
 
 
 def depth_reg_loss(log_depth: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
@@ -117,15 +125,17 @@ def _nonzero(w: float | Sequence[float]) -> bool:
 def multitask_loss(outputs: list[dict], labels: torch.Tensor, depth: torch.Tensor | None,
                    edges: torch.Tensor, weights: LossWeights,
                    cover: torch.Tensor | None = None,
-                   teacher: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                   teacher: torch.Tensor | None = None,
+                   class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """
     Eq. 1 over the loops in `outputs`.
 
     Returns (total, {"name/loopN": value} for logging).
 
     `labels` (N, H, W) int with 255 ignored; `depth` (N, H, W) metres, NaN/0 invalid, may be
-    None when both depth weights are zero. `cover`: see `seg_cls_loss`. `teacher` (N, C, H, W)
-    soft targets, needed when the distill weight is not zero.
+    None when both depth weights are zero. `cover`, `class_weights`: see `seg_cls_loss`
+    (`weight`). `teacher` (N, C, H, W) soft targets, needed when the distill weight is not
+    zero.
     """
     if depth is None and (weights.uses('depth_reg') or weights.uses('depth_cls')):
         raise ValueError('depth losses have non-zero weights but no ground-truth depth was given')
@@ -140,7 +150,7 @@ def multitask_loss(outputs: list[dict], labels: torch.Tensor, depth: torch.Tenso
             weights.seg, weights.depth_reg, weights.depth_cls, weights.distill))
         terms = {}
         if w_s:
-            terms['seg_cls'] = (w_s, seg_cls_loss(out['seg'], labels, cover))
+            terms['seg_cls'] = (w_s, seg_cls_loss(out['seg'], labels, cover, class_weights))
         if w_r:
             terms['depth_reg'] = (w_r, depth_reg_loss(out['log_depth'], depth))
         if w_c:

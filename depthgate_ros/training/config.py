@@ -73,6 +73,10 @@ class DataConfig:
     # [1/sensor_jitter, sensor_jitter]. Empty: the dataset's own depth, as it is.
     sensors: list = field(default_factory=list)
     sensor_jitter: float = 2.0
+    # none, or enet: each training target's cross-entropy weighted 1 / ln(1.02 + its share of
+    # the training pixels) (ENet's class balancing, as ESPNet trains CamVid), so that rare
+    # classes (pole, sign, bicyclist) are not outvoted by road and sky
+    class_weights: str = 'none'
 
 
 @dataclass
@@ -192,6 +196,9 @@ def validate(cfg: TrainConfig) -> None:
                               f'dataset on disk (one of {DATASETS[1:]}), got {extra}')
     if len(cfg.data.crop) != 2 or any(c <= 0 or c % 8 for c in cfg.data.crop):
         raise ConfigError(f'data.crop must be two positive multiples of 8, got {cfg.data.crop}')
+    if cfg.data.class_weights not in ('none', 'enet'):
+        raise ConfigError(f'data.class_weights {cfg.data.class_weights!r} is not one of none, '
+                          'enet')
     if cfg.optim.amp not in ('none', 'fp16', 'bf16'):
         raise ConfigError(f'optim.amp {cfg.optim.amp!r} is not one of none, fp16, bf16')
     if cfg.optim.freeze_bn not in ('backbone', 'all', 'none'):

@@ -121,6 +121,16 @@ class TrainingSet:
             torch.tensor(rows, dtype=torch.float32)
         self.camera = getattr(self.parts[0], 'camera', None) if len(parts) == 1 else None
         self.teacher = None
+        self.class_weights = enet_weights(self.target_pixels(len(rows))) \
+            if cfg.class_weights == 'enet' else None
+
+    def target_pixels(self, targets: int) -> np.ndarray:
+        """Count the labelled pixels of each training target over every frame (one pass)."""
+        counts = np.zeros(targets, np.int64)
+        for i in range(len(self)):
+            labels = self[i]['labels']
+            counts += np.bincount(labels[labels < targets].ravel(), minlength=targets)
+        return counts
 
     def teach(self, targets) -> None:
         """Give the first dataset's frames a teacher's soft targets (training/teacher.py)."""
@@ -140,6 +150,12 @@ class TrainingSet:
         if k == 0 and self.teacher is not None:
             sample = {**sample, 'teacher': self.teacher(sample['name'], sample['labels'].shape)}
         return sample
+
+
+def enet_weights(pixels: np.ndarray, c: float = 1.02) -> torch.Tensor:
+    """ENet's class balancing (Paszke et al. 2016): 1 / ln(c + share of the pixels)."""
+    share = pixels / max(1, pixels.sum())
+    return torch.tensor(1.0 / np.log(c + share), dtype=torch.float32)
 
 
 def class_table(dataset_name: str) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:

@@ -250,6 +250,8 @@ class StageRunner:
         self.raw_train, self.raw_val = raw_train, raw_val
         cover = getattr(raw_train, 'cover', None)
         self.cover = cover.to(ctx.device) if cover is not None else None
+        weights = getattr(raw_train, 'class_weights', None)
+        self.class_weights = weights.to(ctx.device) if weights is not None else None
         self.weights = LossWeights(**stage.loss)
         mix = stage.gate_mix or {model_cfg.gate_source: 1.0}
         self.gates = sorted(g for g, p in mix.items() if p > 0)
@@ -399,7 +401,7 @@ class StageRunner:
             outs = net(image, sensor, loops=self.model_cfg.loops, gate=gate)
         outs = [{k: v.float() if v is not None else None for k, v in o.items()} for o in outs]
         return multitask_loss(outs, labels, depth, model.depth_edges, self.weights, self.cover,
-                              teacher)
+                              teacher, self.class_weights)
 
     def _gate(self, iteration: int) -> str:
         """Draw the batch's gate source from (seed, iteration): all ranks and resumes agree."""
