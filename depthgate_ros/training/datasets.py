@@ -153,7 +153,7 @@ class TrainingSet:
 
 
 def enet_weights(pixels: np.ndarray, c: float = 1.02) -> torch.Tensor:
-    """ENet's class balancing (Paszke et al. 2016): 1 / ln(c + share of the pixels)."""
+    """Return ENet's class balancing weights (Paszke et al. 2016): 1 / ln(c + pixel share)."""
     share = pixels / max(1, pixels.sum())
     return torch.tensor(1.0 / np.log(c + share), dtype=torch.float32)
 
