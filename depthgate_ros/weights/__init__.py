@@ -22,7 +22,8 @@ from pathlib import Path
 # README "Choosing a model" says what each was trained on.
 BUNDLED = {
     # ESPNetv2 from published Cityscapes weights, trained on CamVid's real frames and on
-    # synthetic streets for depth (config/train_street.yaml)
+    # synthetic streets for depth (config/train_street.yaml), then class-balanced
+    # (config/train_street_balanced.yaml)
     'street': 'street.pt',
     # MobileNetV3-Large at stride 32, synthetic streets only (config/train_fast.yaml)
     'synthetic_fast': 'synthetic_fast.pt',
