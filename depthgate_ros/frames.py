@@ -150,13 +150,8 @@ class FramePipeline:
         `focal_px`: the camera's focal length at the image's width, so depth stays metric on a
         camera unlike the training one. `every_loop`: a Prediction per recurrent loop.
         """
-        depth = error = None
         t0 = time.monotonic()
-        if partner is not None:
-            try:
-                depth = self.decode_depth(partner, settings.depth_unit_scale)
-            except ValueError as e:
-                error = str(e)
+        depth, error = self.decode(partner, settings)
         t1 = time.monotonic()
         run = self.predictor.predict_loops if every_loop else self.predictor.predict
         # confidence and the gate map cost full-resolution work: only for enabled outputs
@@ -165,6 +160,16 @@ class FramePipeline:
                   outputs=settings.outputs & set(OPTIONAL_OUTPUTS))
         return Frame(out if every_loop else [out], rgb, depth, error,
                      {'depth_decode_s': t1 - t0, 'model_s': time.monotonic() - t1})
+
+    def decode(self, partner: Any,
+               settings: FrameSettings) -> tuple[np.ndarray | None, str | None]:
+        """Return a paired depth item in metres (None: none), and why it was refused, if it was."""
+        if partner is None:
+            return None, None
+        try:
+            return self.decode_depth(partner, settings.depth_unit_scale), None
+        except ValueError as e:
+            return None, str(e)
 
     def images(self, frame: Frame, settings: FrameSettings) -> dict[str, tuple[np.ndarray, str]]:
         """Return the enabled image outputs: name -> (array, ROS encoding)."""
@@ -216,16 +221,7 @@ def run_batch(jobs: list[Job]) -> list[Frame]:
     """
     predictor, shared = jobs[0].pipeline.predictor, jobs[0].settings
     t0 = time.monotonic()
-    depths, errors = [], []
-    for job in jobs:
-        depth = error = None
-        if job.partner is not None:
-            try:
-                depth = job.pipeline.decode_depth(job.partner, job.settings.depth_unit_scale)
-            except ValueError as e:
-                error = str(e)
-        depths.append(depth)
-        errors.append(error)
+    depths, errors = zip(*(job.pipeline.decode(job.partner, job.settings) for job in jobs))
     t1 = time.monotonic()
     groups: dict[Any, list[int]] = {}
     for i, job in enumerate(jobs):

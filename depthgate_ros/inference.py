@@ -269,8 +269,8 @@ class Predictor:
                              'to share a batch')
         gates = [decide_gate(self.model, gate or self.gate, d is not None) for d in depths]
         if not isinstance(self.model, torch.nn.Module):
-            return [self.predict(r, d, loops=loops, gate=gate, focal_px=f, outputs=outputs)
-                    for r, d, f in zip(rgbs, depths, focals)]
+            return [self.predict(r, d, loops=loops, gate=gate, budget_ms=budget_ms, focal_px=f,
+                                 outputs=outputs) for r, d, f in zip(rgbs, depths, focals)]
         deadline = None if budget_ms is None else t_start + budget_ms / 1e3
         # one pass per gate the batch needs; frames without depth join the hybrid pass
         runs: dict[str, list[int]] = {}
