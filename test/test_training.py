@@ -221,8 +221,14 @@ def test_shipped_training_configs_load():
             'train_street.yaml': 'camvid', 'train_street_peer.yaml': 'camvid',
             'train_street_distill.yaml': 'camvid',
             'train_street_balanced.yaml': 'camvid'}.get(path.name, 'synthetic')
+        # the street model and its LR-ASPP peer are class-balanced alike
         assert cfg.data.class_weights == (
-            'enet' if path.name == 'train_street_balanced.yaml' else 'none')
+            'enet' if path.name in ('train_street_balanced.yaml', 'train_street_peer.yaml')
+            else 'none')
+    # the street model's second stage goes on at half the first one's learning rate
+    street = load_config(root / 'train_street_balanced.yaml')
+    assert [(s.name, s.lr) for s in street.stages] == [('balanced', None),
+                                                       ('balanced_low', street.optim.lr / 2)]
     # the distillation stage has its teacher
     assert load_config(root / 'train_street_distill.yaml').distill.teacher.endswith(
         'espnetv2_s_2.0_city_1024x512.pth')
