@@ -98,6 +98,8 @@ def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
         result[f'loop{loop}'] = {'miou': float(np.nanmean(s['iou'])),
                                  'pixel_accuracy': s['pixel_accuracy'],
                                  'miiou': s['miiou'], 'iou': dict(zip(names, s['iou'])),
+                                 **{k: dict(zip(names, s[k][:scored]))
+                                    for k in ('recall', 'precision')},
                                  'depth': depth[loop].compute()}
     result['final'] = result[f'loop{loops}']
     return result

@@ -114,6 +114,10 @@ class SegmentationMetric:
         fn = conf.sum(1) - tp
         with np.errstate(divide='ignore', invalid='ignore'):
             iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
+            # IoU alone hides which way a class fails: missed (recall) or spilt onto its
+            # neighbours' pixels (precision), which class weights trade against each other
+            recall = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
+            precision = np.where(tp + fp > 0, tp / (tp + fp), np.nan)
             itp, ifn = self.instance[:, 0], self.instance[:, 1]
             iiou = np.where(itp + fp + ifn > 0, itp / (itp + fp + ifn), np.nan)
         things = sorted(self.avg_instance_size)
@@ -121,6 +125,8 @@ class SegmentationMetric:
         total = conf.sum()
         return {
             'iou': iou.tolist(),
+            'recall': recall.tolist(),
+            'precision': precision.tolist(),
             'miou': _nanmean(iou),
             'pixel_accuracy': float(tp.sum() / total) if total else math.nan,
             'iiou': {int(c): float(iiou[c]) for c in things},

@@ -44,7 +44,11 @@ def test_eval_writes_metrics_table_and_grid(tmp_path, make_model):
         m = SegmentationMetric(19)
         for s in data:
             m.update(predictor.predict(s['rgb'], loops=loop).labels, s['labels'])
-        assert abs(m.compute()['miou'] - result[f'loop{loop}']['miou']) < 1e-12
+        ref = m.compute()
+        assert abs(ref['miou'] - result[f'loop{loop}']['miou']) < 1e-12
+        for key in ('recall', 'precision'):
+            got = list(result[f'loop{loop}'][key].values())
+            assert got == pytest.approx(ref[key], nan_ok=True)
     d = DepthMetric()            # the cap by hand: ground truth beyond 40 m left out
     for s in data:
         gt = np.where(s['depth'] <= 40, s['depth'], np.nan)
@@ -53,6 +57,12 @@ def test_eval_writes_metrics_table_and_grid(tmp_path, make_model):
     assert result['loop2']['depth'] == pytest.approx(d.compute())
     table = (out / 'metrics.md').read_text()
     assert '| loop2 |' in table and 'mIoU' in table and '<= 40 m' in table
+    # a row per class of the final output: IoU, recall, precision ('-' where undefined)
+    final = result['final']
+    for name in final['iou']:
+        cells = [final[k][name] for k in ('iou', 'recall', 'precision')]
+        row = ' | '.join('-' if np.isnan(v) else f'{v:.3f}' for v in cells)
+        assert f'| {name} | {row} |' in table
     grid = cv2.imread(str(out / 'grid.png'))
     assert grid is not None and grid.shape[0] > 2 * 64   # two rows of panels
 

@@ -97,6 +97,19 @@ def test_iou_by_hand_and_pixel_accuracy():
         m.update(np.array([5]), np.array([0]))
 
 
+def test_recall_and_precision_by_hand():
+    # class 0 is missed on two of its three pixels, class 1 spills onto them; class 2 is
+    # never in the ground truth (no recall) and predicted once (precision 0)
+    gt = np.array([0, 0, 0, 1, 1, 255])
+    pred = np.array([0, 1, 1, 1, 2, 0])
+    m = SegmentationMetric(3)
+    m.update(pred, gt)
+    r = m.compute()
+    assert r['recall'][:2] == pytest.approx([1 / 3, 1 / 2]) and np.isnan(r['recall'][2])
+    assert r['precision'] == pytest.approx([1, 1 / 3, 0])
+    assert r['iou'] == pytest.approx([1 / 3, 1 / 4, 0])
+
+
 def test_depth_metrics_by_hand():
     gt = np.array([1.0, 2.0, 4.0, np.nan, 0.0, 10.0])
     pred = np.array([1.2, 2.0, 2.0, 5.0, 3.0, 13.0])

@@ -61,6 +61,11 @@ def markdown_table(result: dict, title: str) -> str:
     lat = result.get('latency_ms', {})
     lines += ['', f"{result['frames']} frames, gate: {result['gate_source']}, latency p50 "
               f"{lat.get('p50', float('nan')):.0f} ms / p95 {lat.get('p95', float('nan')):.0f} ms"]
+    final = result['final']
+    lines += ['', '| class (final output) | IoU | recall | precision |', '|---|---|---|---|']
+    lines += [f'| {name} | ' + ' | '.join('-' if math.isnan(v) else f'{v:.3f}' for v in (
+        iou, final['recall'][name], final['precision'][name])) + ' |'
+        for name, iou in final['iou'].items()]
     return '\n'.join(lines) + '\n'
 
 
