@@ -45,19 +45,7 @@ def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
     was given as sample['sensor_depth'].
     """
     sensor: Sensor | None = sensor_from_config(sensor_depth) if sensor_depth else None
-    names = predictor.info.class_names
-    # a dataset with classes of its own is scored in them: each model class as the one
-    # dataset class that covers it (data/labels.py)
-    to_dataset, scored = None, len(names)
-    if getattr(dataset, 'covers', None) is not None:
-        to_dataset = model_to_dataset(cover_matrix(dataset.covers, names))
-        names = dataset.class_names
-        scored = len(names)
-        # a model class no dataset class covers is a wrong answer wherever it is predicted:
-        # one more column, scored for no class of its own
-        to_dataset[to_dataset == IGNORE_ID] = scored
-        if (to_dataset == scored).any():
-            names = names + ('(not a class of this dataset)',)
+    to_dataset, names, scored = scoring_classes(dataset, predictor.info.class_names)
     sizes = cityscapes_avg_instance_size(names) if len(names) == 19 else {}
     loops = predictor.loops
     seg = [SegmentationMetric(len(names), avg_instance_size=sizes) for _ in range(loops + 1)]
@@ -77,7 +65,7 @@ def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
             valid_fraction.append(float(np.mean(np.isfinite(given) & (given > 0))))
         t0 = time.perf_counter()
         preds = predictor.predict_loops(sample['rgb'], given, gate=gate,
-                                        focal_px=_focal_or_none(sample))
+                                        focal_px=focal_or_none(sample))
         latencies.append(time.perf_counter() - t0)
         for loop, p in enumerate(preds):
             labels = p.labels if to_dataset is None else to_dataset[p.labels]
@@ -105,7 +93,27 @@ def evaluate_dataset(predictor: Predictor, dataset, *, gate: str | None = None,
     return result
 
 
-def _focal_or_none(sample: dict) -> float | None:
+def scoring_classes(dataset, model_names: tuple[str, ...]):
+    """
+    Return (model class -> scored class lookup or None, scored class names, classes in mIoU).
+
+    A dataset with classes of its own is scored in them: each model class as the one dataset
+    class that covers it (data/labels.py). A model class no dataset class covers is a wrong
+    answer wherever it is predicted: one more column, in no class's IoU.
+    """
+    if getattr(dataset, 'covers', None) is None:
+        return None, tuple(model_names), len(model_names)
+    to_dataset = model_to_dataset(cover_matrix(dataset.covers, model_names))
+    names = tuple(dataset.class_names)
+    scored = len(names)
+    to_dataset[to_dataset == IGNORE_ID] = scored
+    if (to_dataset == scored).any():
+        names = names + ('(not a class of this dataset)',)
+    return to_dataset, names, scored
+
+
+def focal_or_none(sample: dict) -> float | None:
+    """Return the sample's focal length in pixels, None where it has no camera."""
     try:
         return sample_focal(sample)
     except ValueError:

@@ -97,6 +97,9 @@ def image_input(rgb: np.ndarray, mean: torch.Tensor, std: torch.Tensor,
 # Per-pixel outputs computed only when asked for (`outputs` of Predictor.predict): each costs
 # full-resolution work that labels and depth do not need.
 OPTIONAL_OUTPUTS = ('confidence', 'gate')
+# ... and those computed only when named, never by default: every class's score at full
+# resolution is for tools that study the scores (calibration.py), not for a camera's frames.
+ON_REQUEST_OUTPUTS = ('scores',)
 
 
 @dataclass
@@ -110,6 +113,8 @@ class Prediction:
     #                               or not asked for
     gate_source: str              # the gate actually used for this frame
     loops: int
+    scores: np.ndarray | None = None  # (C, H, W) float32 class logits (probabilities averaged
+    #                                   over test-time views); only when asked for by name
 
 
 class Predictor:
@@ -216,8 +221,8 @@ class Predictor:
         `depth` (h, w) metres with NaN (or <= 0) invalid, resampled nearest-neighbour when its size
         differs from the image's. `focal_px`: the camera's focal length at the image's size
         (CameraInfo K[0]), for cameras unlike the training one (camera_scale). `outputs`: which
-        of OPTIONAL_OUTPUTS to compute (None: all); labels and depth always are. Returns the last
-        loop.
+        of OPTIONAL_OUTPUTS to compute (None: all) and of ON_REQUEST_OUTPUTS; labels and depth
+        always are. Returns the last loop.
         """
         return self._predict(rgb, depth, loops, gate, budget_ms, focal_px, outputs,
                              last_only=True)[-1]
@@ -389,6 +394,9 @@ class Predictor:
                 from torchvision.transforms.functional import gaussian_blur   # rarely used
                 depth_m = gaussian_blur(depth_m, [k, k], [s, s])
             depth = depth_m[0, 0].float().cpu().numpy()
+        class_scores = None
+        if 'scores' in wanted:
+            class_scores = _resize(scores, size, 'bilinear')[0].float().cpu().numpy()
         gate_map = None
         if gate_w is not None and 'gate' in wanted:
             gate_map = _upsampled_argmax(gate_w, size, torch.uint8)
@@ -396,7 +404,7 @@ class Predictor:
         # contiguous: an upsampled label map is a view into a slightly larger canvas
         labels = np.ascontiguousarray(labels.cpu().numpy(), np.uint16 if wide else np.uint8)
         return Prediction(labels=labels, depth=depth, confidence=conf, gate=gate_map,
-                          gate_source=gate, loops=loop)
+                          gate_source=gate, loops=loop, scores=class_scores)
 
     def _sync(self) -> None:
         """Wait for queued GPU work, so a clock reading means the loop is done."""

@@ -177,6 +177,25 @@ class DepthGatedNet(nn.Module):
 
     fixed_gate = None                    # any of `gates`, chosen per call
 
+    @torch.no_grad()
+    def offset_class_scores(self, offsets: torch.Tensor) -> None:
+        """
+        Add `offsets[c]` to class c's score in every loop (calibration.py fits them).
+
+        Into a bias the scores pass through unscaled: the detail map's, whose scores are added
+        to the context's and enlarged with them, or the plain classifier's. Costs nothing at
+        run time and travels with the weights (checkpoints, exports).
+        """
+        offsets = torch.as_tensor(offsets, dtype=torch.float32).flatten()
+        if offsets.numel() != self.cfg.num_classes:
+            raise ValueError(f'{offsets.numel()} offsets for {self.cfg.num_classes} classes')
+        for loop_head in (self.head, self.refine):
+            if loop_head is None:
+                continue
+            c = loop_head.classifier
+            bias = c.detail.bias if isinstance(c, DetailClassifier) else c[-1].bias
+            bias += offsets.to(bias)
+
     @property
     def gates(self) -> tuple[str, ...]:
         """Return the gate sources this model can run with (a baseline has no gate to choose)."""
