@@ -118,6 +118,13 @@ def test_packing_with_calibration_folds_the_fitted_offsets(tiny_checkpoint, tmp_
     offsets = info.provenance['class_offsets']
     assert list(offsets) == list(info.class_names)
     assert info.provenance['calibrated_on'].startswith('camvid train')
+    # packed again: the first packing is kept
+    again = tmp_path / 'again.pt'
+    assert pack([str(dst), str(again), '--calibrate', 'camvid', '--calibrate-root', str(tree),
+                 '--calibrate-pixels', '800', '--note', 'second']) == 0
+    _, info2, _ = load_checkpoint(again)
+    assert info2.provenance['earlier_packing']['packed_from'] == str(tiny_checkpoint)
+    assert info2.provenance['packed_from'] == str(dst) and info2.provenance['note'] == 'second'
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         a, b = src(x, loops=1)[-1]['seg'], packed(x, loops=1)[-1]['seg']

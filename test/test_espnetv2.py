@@ -98,3 +98,27 @@ def test_street_preset_runs_every_gate_and_the_head_reads_stride_16():
 def test_street_preset_refuses_what_espnetv2_does_not_have(change, match):
     with pytest.raises(ValueError, match=match):
         ModelConfig.preset('street', **change)
+
+
+def test_fine_stride_2_reads_the_encoders_stride_2_map():
+    model = build_model(ModelConfig.preset('street', fine_stride=2)).eval()
+    assert model.backbone.fine_channels == model.backbone.encoder.channels[0]
+    image = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        fine = model.backbone(image)[0]
+        out = model(image, loops=1, full_size=False)[-1]
+    assert fine.shape[-2:] == (48, 64)
+    assert out['seg'].shape == (1, 19, 48, 64)           # scores at stride 2
+    with torch.no_grad():
+        four = build_model(ModelConfig.preset('street')).eval()(image, loops=1,
+                                                                full_size=False)[-1]
+    assert four['seg'].shape == (1, 19, 24, 32)          # the preset's own: stride 4
+
+
+@pytest.mark.parametrize('change, match', [
+    ({'fine_stride': 3}, 'fine_stride'),
+    ({'fine_stride': 2, 'fine_channels': 0}, 'fine_stride'),
+    ({'fine_stride': 2, 'backbone': 'resnet18', 'output_stride': 8}, 'fine_stride')])
+def test_fine_stride_2_needs_espnetv2_and_a_fine_path(change, match):
+    with pytest.raises(ValueError, match=match):
+        ModelConfig.preset('street', **change)

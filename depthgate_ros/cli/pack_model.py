@@ -37,6 +37,9 @@ from ..training.config import DataConfig, DATASETS
 from ..training.datasets import build_dataset
 
 
+_PACKING = ('packed_from', 'trained_stage', 'iteration', 'note')
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='depthgate-pack-model',
                                      description=__doc__.strip().splitlines()[0])
@@ -67,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, DatasetError, ValueError) as e:
         print(f'depthgate-pack-model: {e}', file=sys.stderr)
         return 2
+    # a packed file packed again (new loops, calibration) keeps where it was trained
+    earlier = {key: info.provenance.pop(key, None) for key in _PACKING}
+    if earlier['packed_from'] is not None:
+        info.provenance['earlier_packing'] = earlier
     info.provenance = {**info.provenance, 'packed_from': str(args.src),
                        'trained_stage': extra.get('stage'), 'iteration': extra.get('iteration'),
                        'note': args.note, **calibration}

@@ -74,8 +74,12 @@ class Backbone(nn.Module):
 
     def __init__(self, name: str = 'resnet18', frozen_bn: bool = True,
                  weights_path: str | Path | None = None, output_stride: int = 8,
-                 width_mult: float = 1.0, reduced_tail: bool = False):
+                 width_mult: float = 1.0, reduced_tail: bool = False, fine_stride: int = 4):
+        """`fine_stride`: 2 returns the stride-2 map as the "fine" one (ESPNetv2 only)."""
         super().__init__()
+        if fine_stride not in (2, 4) or (fine_stride == 2 and name != 'espnetv2'):
+            raise ValueError(f'fine_stride {fine_stride}: 4, or 2 with espnetv2 (got {name})')
+        self.fine_stride = fine_stride
         if name not in BACKBONES:
             raise ValueError(f'unknown backbone {name!r}; choose one of {sorted(BACKBONES)}')
         if name == 'espnetv2':
@@ -90,6 +94,8 @@ class Backbone(nn.Module):
             # the encoder ends at stride 16: its last map is its stride-16 map
             self.fine_channels, self.low_channels, self.mid_channels = \
                 self.encoder.channels[1:]
+            if fine_stride == 2:
+                self.fine_channels = self.encoder.channels[0]
             self.out_channels = self.mid_channels
             return
         # torchvision takes a second to import (the node starts faster without it), and the
@@ -130,10 +136,14 @@ class Backbone(nn.Module):
             net.layer1, net.layer2, net.layer3, net.layer4)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Return (stride-4 map, stride-8 map, stride-16 map, last map at `output_stride`)."""
+        """
+        Return (stride-4 map, stride-8 map, stride-16 map, last map at `output_stride`).
+
+        The first is the stride-2 map with `fine_stride` 2.
+        """
         if hasattr(self, 'encoder'):
-            fine, low, mid = self.encoder(x)
-            return fine, low, mid, mid
+            half, quarter, low, mid = self.encoder.levels(x)
+            return half if self.fine_stride == 2 else quarter, low, mid, mid
         if hasattr(self, 'features'):
             a, b, c = _MOBILENET_SPLITS
             fine = self.features[:a](x)

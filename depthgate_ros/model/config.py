@@ -96,6 +96,9 @@ class ModelConfig:
     # stride-8 scores upsampled, so a thing a stride-8 cell cannot hold (a pole is 4-8 pixels
     # wide at 10-20 m, a sign's edge) gets a score of its own. The fast preset has 8 (results.md).
     fine_channels: int = 0
+    # Stride of that map: 4, or 2 (ESPNetv2: its first conv's map), where a pole 3-6 pixels
+    # wide in a 360 x 480 frame is more than one cell across.
+    fine_stride: int = 4
     # Kernel of the block that maps the backbone's last map to `channels` (the paper's first 3x3
     # head layer; 1 as LR-ASPP's, where the context is at stride 32 and costs 9x less).
     stem_kernel: int = 3
@@ -138,6 +141,10 @@ class ModelConfig:
         if self.fine_channels < 0 or (self.fine_channels and not self.detail_channels):
             raise ValueError(f'fine_channels must be >= 0 and needs detail_channels, got '
                              f'{self.fine_channels} with detail_channels {self.detail_channels}')
+        if self.fine_stride not in (2, 4) or (self.fine_stride == 2 and (
+                self.backbone != 'espnetv2' or not self.fine_channels)):
+            raise ValueError(f'fine_stride must be 4, or 2 with backbone espnetv2 and '
+                             f'fine_channels, got {self.fine_stride}')
         if self.detail_channels and self.recurrent_input == 'prediction':
             raise ValueError('detail_channels needs recurrent_input: features (the prediction '
                              'is at stride 8, the recurrent module at the output stride)')

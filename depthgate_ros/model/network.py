@@ -155,7 +155,7 @@ class DepthGatedNet(nn.Module):
         init_depth = math.exp(sum(math.log(e) for e in cfg.depth_edges) / len(cfg.depth_edges)) \
             if cfg.depth_edges else 10.0
         self.backbone = Backbone(cfg.backbone, cfg.frozen_bn, backbone_weights, cfg.output_stride,
-                                 cfg.backbone_width, cfg.backbone_reduced_tail)
+                                 cfg.backbone_width, cfg.backbone_reduced_tail, cfg.fine_stride)
         self.stem = conv_bn_relu(self.backbone.out_channels, cfg.channels, cfg.stem_kernel)
         self.stem_scale = nn.Sequential(
             nn.AdaptiveAvgPool2d(1), nn.Conv2d(self.backbone.out_channels, cfg.channels, 1,
