@@ -38,7 +38,8 @@ def sample_scores(predictor: Predictor, dataset, pixels: int = 10000, seed: int 
     Return every model class's score and the scored class at random labelled pixels.
 
     (scores (N, C) float32, targets (N,) int64 in the dataset's scored classes, the model ->
-    scored class lookup (None: the model's own classes), the scored classes' names). `pixels`
+    scored class lookup (the identity where the dataset has the model's classes), the scored
+    classes' names). `pixels`
     per frame, drawn uniformly (class shares as the split's), the same on every run; scores as
     the Predictor computes them for its labels (its size, its loops).
     """

@@ -97,7 +97,8 @@ class ModelConfig:
     # wide at 10-20 m, a sign's edge) gets a score of its own. The fast preset has 8 (results.md).
     fine_channels: int = 0
     # Stride of that map: 4, or 2 (ESPNetv2: its first conv's map), where a pole 3-6 pixels
-    # wide in a 360 x 480 frame is more than one cell across.
+    # wide in a 360 x 480 frame is more than one cell across. Tried on street for poles and
+    # not kept: no better fit, a slower forward pass (docs/results.md).
     fine_stride: int = 4
     # Kernel of the block that maps the backbone's last map to `channels` (the paper's first 3x3
     # head layer; 1 as LR-ASPP's, where the context is at stride 32 and costs 9x less).
