@@ -30,10 +30,10 @@ import torch
 
 from .evaluation import focal_or_none, scoring_classes
 from .inference import Predictor
+from .metrics import class_iou
 
 
-def sample_scores(predictor: Predictor, dataset, pixels: int = 10000, seed: int = 0,
-                  max_frames: int | None = None):
+def sample_scores(predictor: Predictor, dataset, pixels: int = 10000, seed: int = 0):
     """
     Return every model class's score and the scored class at random labelled pixels.
 
@@ -47,9 +47,8 @@ def sample_scores(predictor: Predictor, dataset, pixels: int = 10000, seed: int 
     if to_dataset is None:
         to_dataset = np.arange(scored)
     rng = np.random.default_rng(seed)
-    n = len(dataset) if max_frames is None else min(max_frames, len(dataset))
     scores, targets = [], []
-    for i in range(n):
+    for i in range(len(dataset)):
         sample = dataset[i]
         p = predictor.predict(sample['rgb'], focal_px=focal_or_none(sample),
                               outputs=('scores',))
@@ -65,13 +64,14 @@ def sample_scores(predictor: Predictor, dataset, pixels: int = 10000, seed: int 
 
 
 def mean_iou(predicted: torch.Tensor, targets: torch.Tensor, classes: int) -> float:
-    """Return the mean IoU over the target classes present (`predicted` may hold id `classes`)."""
+    """
+    Return the mIoU depthgate-eval reports for these labels (`predicted` may hold `classes`).
+
+    Id `classes` is a model class no dataset class covers: a wrong answer in no class's IoU.
+    """
     k = classes + 1
-    conf = torch.bincount(targets * k + predicted, minlength=k * k).view(k, k)[:classes].double()
-    tp = conf.diagonal()
-    union = conf.sum(1) + conf[:, :classes].sum(0) - tp
-    present = conf.sum(1) > 0
-    return float((tp[present] / union[present]).mean())
+    conf = torch.bincount(targets * k + predicted, minlength=k * k).view(k, k)
+    return float(np.nanmean(class_iou(conf.numpy())[:classes]))
 
 
 def fit_offsets(scores: np.ndarray, targets: np.ndarray, to_dataset: np.ndarray,

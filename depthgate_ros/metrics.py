@@ -112,8 +112,8 @@ class SegmentationMetric:
         tp = np.diag(conf)
         fp = conf.sum(0) - tp
         fn = conf.sum(1) - tp
+        iou = class_iou(conf)
         with np.errstate(divide='ignore', invalid='ignore'):
-            iou = np.where(tp + fp + fn > 0, tp / (tp + fp + fn), np.nan)
             # IoU alone hides which way a class fails: missed (recall) or spilt onto its
             # neighbours' pixels (precision), which class weights trade against each other
             recall = np.where(tp + fn > 0, tp / (tp + fn), np.nan)
@@ -132,6 +132,15 @@ class SegmentationMetric:
             'iiou': {int(c): float(iiou[c]) for c in things},
             'miiou': _nanmean(iiou_things),
         }
+
+
+def class_iou(confusion: np.ndarray) -> np.ndarray:
+    """Return each class's IoU of a [gt, pred] confusion matrix; NaN where it is neither."""
+    conf = np.asarray(confusion, np.float64)
+    tp = np.diag(conf)
+    union = conf.sum(0) + conf.sum(1) - tp
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return np.where(union > 0, tp / union, np.nan)
 
 
 def _nanmean(x: np.ndarray) -> float:
