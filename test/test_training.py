@@ -220,15 +220,20 @@ def test_shipped_training_configs_load():
             'train_fast.yaml': 'cityscapes', 'train_peer.yaml': 'cityscapes',
             'train_street.yaml': 'camvid', 'train_street_peer.yaml': 'camvid',
             'train_street_distill.yaml': 'camvid',
-            'train_street_balanced.yaml': 'camvid'}.get(path.name, 'synthetic')
+            'train_street_balanced.yaml': 'camvid',
+            'train_street_wide.yaml': 'camvid'}.get(path.name, 'synthetic')
         # the street model and its LR-ASPP peer are class-balanced alike
         assert cfg.data.class_weights == (
-            'enet' if path.name in ('train_street_balanced.yaml', 'train_street_peer.yaml')
-            else 'none')
+            'enet' if path.name in ('train_street_balanced.yaml', 'train_street_peer.yaml',
+                                    'train_street_wide.yaml') else 'none')
     # the street model's second stage goes on at half the first one's learning rate
     street = load_config(root / 'train_street_balanced.yaml')
     assert [(s.name, s.lr) for s in street.stages] == [('balanced', None),
                                                        ('balanced_low', street.optim.lr / 2)]
+    # the wide street: the wider encoder's file, and street's head
+    wide = load_config(root / 'train_street_wide.yaml')
+    assert wide.model['backbone_width'] == 2.0 and wide.init_from == 'street'
+    assert wide.backbone_weights.endswith('espnetv2_s_2.0_city_1024x512.pth')
     # the distillation stage has its teacher
     assert load_config(root / 'train_street_distill.yaml').distill.teacher.endswith(
         'espnetv2_s_2.0_city_1024x512.pth')
@@ -270,6 +275,36 @@ def test_ablation_runs_variants_from_one_baseline_and_tabulates(tmp_path):
     first, _, _ = load_checkpoint(tmp_path / 'base' / 'model.pt')
     gt, _, _ = load_checkpoint(tmp_path / 'abl' / 'gt' / 'model.pt')
     assert not torch.equal(first.backbone.stem[0].weight, gt.backbone.stem[0].weight)
+
+
+def test_init_from_with_backbone_weights_takes_the_backbone_from_the_weights(tmp_path):
+    # A trained head moved onto another encoder (street's head on a wider ESPNetv2): the
+    # backbone is the backbone_weights file's, every other tensor init_from's. Input tried: a
+    # trained run's model.pt as init_from and a torchvision-layout resnet18 file of other
+    # values as backbone_weights, trained one step at a learning rate too small to move them.
+    import torchvision
+    one = [{'name': 'baseline', 'iterations': 1,
+            'model': {'gate_source': 'none', 'recurrent': False, 'loops': 0}}]
+    assert train_main(['--config', str(_config(tmp_path, 'first', stages=one))]) == 0
+    first, _, _ = load_checkpoint(tmp_path / 'first' / 'model.pt')
+    torch.manual_seed(7)
+    resnet = torchvision.models.resnet18()
+    torch.save(resnet.state_dict(), tmp_path / 'resnet18.pth')
+    cfg = _config(tmp_path, 'moved', stages=one, init_from=str(tmp_path / 'first' / 'model.pt'),
+                  backbone_weights=str(tmp_path / 'resnet18.pth'), **{'optim.lr': 1e-9})
+    assert train_main(['--config', str(cfg)]) == 0
+    moved, _, _ = load_checkpoint(tmp_path / 'moved' / 'model.pt')
+    got = moved.backbone.state_dict()
+    conv1 = next(v for k, v in got.items() if k.endswith('weight') and v.dim() == 4)
+    torch.testing.assert_close(conv1, resnet.conv1.weight)
+    assert not torch.allclose(conv1, first.backbone.state_dict()[
+        next(k for k in got if got[k] is conv1)])
+    # the rest is init_from's (its parameters: BatchNorm statistics move in one step)
+    was = dict(first.named_parameters())
+    rest = [(k, p) for k, p in moved.named_parameters() if not k.startswith('backbone.')]
+    assert len(rest) > 10
+    for k, p in rest:
+        torch.testing.assert_close(p, was[k], msg=k)
 
 
 def test_gating_init_from_context_starts_where_the_baseline_stopped():

@@ -130,7 +130,10 @@ class TrainConfig:
     # a published ESPNetv2 file), or `imagenet`: torchvision's own, from torch.hub's cache,
     # downloaded into it if absent (ResNets and MobileNetV3 only).
     backbone_weights: str | None = None
-    init_from: str | None = None     # checkpoint (or bundled model) the first stage starts from
+    # Checkpoint (or bundled model) the first stage starts from. With backbone_weights too,
+    # the backbone comes from backbone_weights and init_from gives the rest: a trained head
+    # on another backbone (a wider encoder) keeps every tensor whose shape still fits.
+    init_from: str | None = None
     # How a gating module new in a stage starts: "scratch" (random, as the bundled model was
     # trained) or "context": every branch from the previous stage's plain 3x3 context conv
     # and its BN, the 1x1 fuse as identity, so gating starts where the baseline stopped.

@@ -247,6 +247,8 @@ class StageRunner:
         self._std = torch.tensor(info.std, device=ctx.device)
         self.dir = Path(cfg.output_dir) / stage.name
         self.seed = cfg.seed * 1000 + index
+        # the first stage builds its backbone from backbone_weights, also under init_from
+        self.backbone_weights = cfg.backbone_weights if index == 0 else None
         self.raw_train, self.raw_val = raw_train, raw_val
         cover = getattr(raw_train, 'cover', None)
         self.cover = cover.to(ctx.device) if cover is not None else None
@@ -266,9 +268,7 @@ class StageRunner:
 
     def _build(self, previous: Path | None, resume: bool):
         torch.manual_seed(self.seed)
-        first = previous is None
-        model = build_model(self.model_cfg,
-                            self.cfg.backbone_weights if first else None).to(self.ctx.device)
+        model = build_model(self.model_cfg, self.backbone_weights).to(self.ctx.device)
         opt = torch.optim.SGD(model.parameters(), lr=self.base_lr,
                               momentum=self.cfg.optim.momentum,
                               weight_decay=self.cfg.optim.weight_decay)
@@ -292,14 +292,21 @@ class StageRunner:
     def _init_from(self, model: DepthGatedNet, previous: Path) -> None:
         state = read_checkpoint(previous, map_location=self.ctx.device)['state_dict']
         own = model.state_dict()
-        fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        # backbone_weights has just loaded the backbone: a tensor of another encoder whose
+        # shape happens to fit (ESPNetv2s of other widths share their first conv's) must not
+        # overwrite it
+        kept = {k for k in own if self.backbone_weights and k.startswith('backbone.')}
+        fits = {k: v for k, v in state.items()
+                if k in own and k not in kept and own[k].shape == v.shape}
         if self.cfg.gating_init == 'context':
             fits.update(gating_from_context(state, own))
         model.load_state_dict(fits, strict=False)
-        fresh = sorted({k.rsplit('.', 2)[0] for k in own if k not in fits})
+        fresh = sorted({k.rsplit('.', 2)[0] for k in own if k not in fits and k not in kept})
         if self.ctx.is_main:
-            log.info('stage %s: %d tensors from %s; newly initialised: %s', self.stage.name,
-                     len(fits), previous, ', '.join(fresh) or 'none')
+            log.info('stage %s: %d tensors from %s%s; newly initialised: %s', self.stage.name,
+                     len(fits), previous,
+                     f', the backbone from {self.backbone_weights}' if kept else '',
+                     ', '.join(fresh) or 'none')
 
     # -- the loop -----------------------------------------------------------------------
 
