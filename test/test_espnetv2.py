@@ -118,7 +118,8 @@ def test_fine_stride_2_reads_the_encoders_stride_2_map():
 @pytest.mark.parametrize('change, match', [
     ({'fine_stride': 3}, 'fine_stride'),
     ({'fine_stride': 2, 'fine_channels': 0}, 'fine_stride'),
-    ({'fine_stride': 2, 'backbone': 'resnet18', 'output_stride': 8}, 'fine_stride')])
+    ({'fine_stride': 2, 'backbone': 'resnet18', 'output_stride': 8, 'backbone_width': 1.0},
+     'fine_stride')])
 def test_fine_stride_2_needs_espnetv2_and_a_fine_path(change, match):
     with pytest.raises(ValueError, match=match):
         ModelConfig.preset('street', **change)

@@ -180,9 +180,10 @@ def test_data_also_is_validated(tmp_path, also, match):
 
 def test_street_model_builds_with_a_published_layout_file(tmp_path):
     from depthgate_ros.model.espnetv2 import ESPNetv2Segmentation
-    torch.save(ESPNetv2Segmentation(1.0).state_dict(), tmp_path / 'w.pth')
+    width = ModelConfig.preset('street').backbone_width
+    torch.save(ESPNetv2Segmentation(width).state_dict(), tmp_path / 'w.pth')
     model = build_model(ModelConfig.preset('street'), str(tmp_path / 'w.pth'))
-    want = ESPNetv2Segmentation(1.0)
+    want = ESPNetv2Segmentation(width)
     want.load_state_dict(torch.load(tmp_path / 'w.pth', weights_only=True))
     for k, v in want.base_net.state_dict().items():
         torch.testing.assert_close(model.backbone.encoder.state_dict()[k], v)

@@ -232,7 +232,7 @@ def test_shipped_training_configs_load():
                                                        ('balanced_low', street.optim.lr / 2)]
     # the wide street: the wider encoder's file, and street's head
     wide = load_config(root / 'train_street_wide.yaml')
-    assert wide.model['backbone_width'] == 2.0 and wide.init_from == 'street'
+    assert wide.model['backbone_width'] == 2.0 and wide.init_from == 'runs/street_s1.pt'
     assert wide.backbone_weights.endswith('espnetv2_s_2.0_city_1024x512.pth')
     # the distillation stage has its teacher
     assert load_config(root / 'train_street_distill.yaml').distill.teacher.endswith(
@@ -305,6 +305,21 @@ def test_init_from_with_backbone_weights_takes_the_backbone_from_the_weights(tmp
     assert len(rest) > 10
     for k, p in rest:
         torch.testing.assert_close(p, was[k], msg=k)
+
+
+def test_init_from_a_backbone_of_another_width_is_refused(tmp_path, capsys):
+    # Input tried: a width-0.5 ESPNetv2 run as init_from for a width-1.0 config (a fine-tuning
+    # config whose preset no longer matches the checkpoint). Its backbone would start from
+    # random weights under a trained head; the run stops and says which key to set.
+    one = [{'name': 'baseline', 'iterations': 1,
+            'model': {'gate_source': 'none', 'recurrent': False, 'loops': 0}}]
+    street = {'preset': 'street', 'backbone_width': 0.5}
+    assert train_main(['--config', str(_config(tmp_path, 'half', stages=one, model=street))]) == 0
+    cfg = _config(tmp_path, 'one', stages=one, model={**street, 'backbone_width': 1.0},
+                  init_from=str(tmp_path / 'half' / 'model.pt'))
+    assert train_main(['--config', str(cfg)]) == 2
+    assert 'model.backbone_width' in capsys.readouterr().err
+    assert not (tmp_path / 'one' / 'model.pt').exists()
 
 
 def test_gating_init_from_context_starts_where_the_baseline_stopped():

@@ -298,6 +298,17 @@ class StageRunner:
         kept = {k for k in own if self.backbone_weights and k.startswith('backbone.')}
         fits = {k: v for k, v in state.items()
                 if k in own and k not in kept and own[k].shape == v.shape}
+        # a backbone that does not fit would start from random weights under a trained head:
+        # a model config that differs from the checkpoint's (another backbone_width), not
+        # a fine-tuning anyone wants
+        misfit = [k for k in own if k.startswith('backbone.') and k not in kept and k in state
+                  and state[k].shape != own[k].shape]
+        if misfit:
+            raise TrainingError(
+                f'init_from {previous}: its backbone does not fit the configured model '
+                f'({len(misfit)} tensors differ in shape, e.g. {misfit[0]}); give the model '
+                f'keys the checkpoint was trained with (e.g. model.backbone_width), or '
+                f'backbone_weights for a new backbone')
         if self.cfg.gating_init == 'context':
             fits.update(gating_from_context(state, own))
         model.load_state_dict(fits, strict=False)

@@ -21,9 +21,10 @@ from pathlib import Path
 # Models selectable by name wherever a checkpoint path is taken (model_path, --checkpoint);
 # README "Choosing a model" says what each was trained on.
 BUNDLED = {
-    # ESPNetv2 from published Cityscapes weights, trained on CamVid's real frames and on
-    # synthetic streets for depth (config/train_street.yaml), then class-balanced
-    # (config/train_street_balanced.yaml)
+    # ESPNetv2 (width 2.0) from published Cityscapes weights under the head of a width-1.0
+    # model trained on CamVid's real frames and on synthetic streets for depth
+    # (config/train_street.yaml, train_street_balanced.yaml), class-balanced on
+    # (config/train_street_wide.yaml), with class score offsets (depthgate-pack-model)
     'street': 'street.pt',
     # MobileNetV3-Large at stride 32, synthetic streets only (config/train_fast.yaml)
     'synthetic_fast': 'synthetic_fast.pt',
