@@ -295,10 +295,9 @@ def test_init_from_with_backbone_weights_takes_the_backbone_from_the_weights(tmp
     assert train_main(['--config', str(cfg)]) == 0
     moved, _, _ = load_checkpoint(tmp_path / 'moved' / 'model.pt')
     got = moved.backbone.state_dict()
-    conv1 = next(v for k, v in got.items() if k.endswith('weight') and v.dim() == 4)
-    torch.testing.assert_close(conv1, resnet.conv1.weight)
-    assert not torch.allclose(conv1, first.backbone.state_dict()[
-        next(k for k in got if got[k] is conv1)])
+    conv1 = next(k for k, v in got.items() if k.endswith('weight') and v.dim() == 4)
+    torch.testing.assert_close(got[conv1], resnet.conv1.weight)
+    assert not torch.allclose(got[conv1], first.backbone.state_dict()[conv1])
     # the rest is init_from's (its parameters: BatchNorm statistics move in one step)
     was = dict(first.named_parameters())
     rest = [(k, p) for k, p in moved.named_parameters() if not k.startswith('backbone.')]
