@@ -39,9 +39,9 @@ def sample_scores(predictor: Predictor, dataset, pixels: int = 10000, seed: int 
 
     (scores (N, C) float32, targets (N,) int64 in the dataset's scored classes, the model ->
     scored class lookup (the identity where the dataset has the model's classes), the scored
-    classes' names). `pixels`
-    per frame, drawn uniformly (class shares as the split's), the same on every run; scores as
-    the Predictor computes them for its labels (its size, its loops).
+    classes' names). `pixels` per frame, drawn uniformly (class shares as the split's), the
+    same on every run; scores as the Predictor computes them for its labels (its size, its
+    loops).
     """
     to_dataset, names, scored = scoring_classes(dataset, predictor.info.class_names)
     if to_dataset is None:
