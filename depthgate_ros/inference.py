@@ -122,13 +122,17 @@ class Predictor:
                  fp16: bool = False, channels_last: bool = False, loops: int | None = None,
                  gate: str = 'auto', size: Sequence[int] | None = None,
                  tta_scales: Sequence[float] = (1.0,), tta_flip: bool = False,
-                 depth_blur_sigma: float = 0.0, hard_gate: bool = False):
+                 depth_blur_sigma: float = 0.0, hard_gate: bool = False,
+                 compile: bool = False):    # noqa: A002  (torch.compile's own word)
         """
         `size` (H, W) is the inference resolution (None: the input's own).
 
         `tta_scales` are relative to it. `depth_blur_sigma` (output pixels) smooths the predicted
         depth (paper Table 1, "+blur"). `hard_gate`: gate on the most likely predicted depth bin
-        only, so the gating module evaluates one branch per pixel (sparse gating).
+        only, so the gating module evaluates one branch per pixel (sparse gating). `compile`:
+        torch.compile the model's parts in place (a torch model's `compile_parts`); each new
+        input shape and gate compiles on its first frame, and a compilation that fails leaves
+        the model eager, with a warning.
         """
         if gate not in GATES:
             raise ValueError(f'gate {gate!r} is not one of {GATES}')
@@ -150,6 +154,14 @@ class Predictor:
             if channels_last and isinstance(model, torch.nn.Module) else torch.contiguous_format
         self.model = model.eval().to(self.device, memory_format=self.memory_format)
         self.model.hard_gate = hard_gate
+        # what the network has been compiled for: (input shape, gate, hard gate)
+        self.compiled: set[tuple] | None = None
+        # TORCH_COMPILE_DISABLE=1 turns torch.compile into a no-op: then say nothing of it
+        if compile and hasattr(self.model, 'compile_parts') and not torch._dynamo.config.disable:
+            self.model.compile_parts()
+            self.compiled = set()
+        self._compile_failed = False
+        self._eager_now = False             # warm_up without compiling
         # running estimate of one recurrent loop's cost, for latency budgets
         self.loop_seconds: float | None = None
         self.info = info
@@ -177,6 +189,30 @@ class Predictor:
         # The model is the Predictor's alone: BatchNorm can be folded into the convolutions
         # (a pass less over every activation map).
         return cls(fold_batchnorm(model.eval()), info, **options)
+
+    def warm_up(self, batch: int = 1, compile: bool = True) -> None:  # noqa: A002
+        """
+        Run blank frames: allocations and lazy initialisation, and compilations frames need.
+
+        A frame with depth (which an export gated on sensor depth needs). A compiled network
+        with `compile` also runs one without depth and, for `batch` > 1, a batch of that many
+        each way, so that both gates `auto` picks are compiled at the inference size before
+        the first frame; without `compile` (frames of another size will come), one frame,
+        eager.
+        """
+        rgb, depth = np.zeros((64, 64, 3), np.uint8), np.full((64, 64), 10.0, np.float32)
+        if self.compiled is None or not compile:
+            self._eager_now = True
+            try:
+                self.predict(rgb, depth)
+            finally:
+                self._eager_now = False
+            return
+        self.predict(rgb, depth)
+        self.predict(rgb)
+        if batch > 1:
+            self.predict_batch([rgb] * batch, [depth] * batch)
+            self.predict_batch([rgb] * batch)
 
     def wants_depth(self, gate: str | None = None) -> bool:
         """Tell whether a frame run with `gate` would read sensor depth (worth waiting for)."""
@@ -411,6 +447,55 @@ class Predictor:
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
 
+    def _network(self, image, sensor, loops: int, gate: str, deadline) -> list[dict]:
+        """
+        Run loop 0 and the refinements asked for: all of them, or those that fit the deadline.
+
+        A shape or gate the compiled network has not seen compiles first: that frame runs every
+        loop, untimed (its minute of compiling says nothing about a loop's cost).
+        """
+        key = (tuple(image.shape), gate, self.hard_gate)
+        if self.compiled is None or self._eager_now or key in self.compiled:
+            return self._loops(image, sensor, loops, gate, deadline)
+        log.info('compiling the network for input %s, gate %s (torch.compile: about a minute '
+                 'on 2 cores the first time, seconds from its cache afterwards)',
+                 'x'.join(map(str, key[0])), gate)
+        t0 = time.perf_counter()
+        try:
+            outs = self._loops(image, sensor, loops, gate, None)
+        except torch._dynamo.exc.TorchDynamoException as e:
+            # e.g. no C++ compiler for inductor's CPU kernels: eager still runs, only slower
+            log.warning('torch.compile failed, running the network eager from now on: %s',
+                        str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            self.compiled, self._compile_failed = None, True
+            return self._loops(image, sensor, loops, gate, deadline)
+        self.compiled.add(key)
+        log.info('compiled in %.1f s', time.perf_counter() - t0)
+        return outs
+
+    def _loops(self, image, sensor, loops: int, gate: str, deadline) -> list[dict]:
+        amp = torch.autocast('cuda', dtype=torch.float16) if self.fp16 else nullcontext()
+        # parts compiled in place stay compiled: after a failed compilation they run eager
+        stance = torch.compiler.set_stance('force_eager') \
+            if self._compile_failed or self._eager_now else nullcontext()
+        outs = []
+        with amp, stance:
+            steps = self.model.iter_loops(image, sensor, loops, gate, full_size=False)
+            for loop in range(loops + 1):
+                t0 = time.perf_counter()
+                outs.append(next(steps))
+                if deadline is None:
+                    continue            # no budget: no clock, no GPU syncs
+                self._sync()
+                if loop > 0:
+                    dt = time.perf_counter() - t0
+                    self.loop_seconds = dt if self.loop_seconds is None else \
+                        0.7 * self.loop_seconds + 0.3 * dt
+                # before any refinement has been timed, assume it costs nothing extra
+                if loop < loops and time.perf_counter() + (self.loop_seconds or 0.0) >= deadline:
+                    break
+        return outs
+
     def _run_view(self, image, sensor, scale, flip, loops, gate, inf_size, deadline=None,
                   last_only=False, camera=1.0, probabilities=True):
         """
@@ -437,23 +522,7 @@ class Predictor:
             image = image.flip(-1)
             sensor = sensor.flip(-1) if sensor is not None else None
         image = image.contiguous(memory_format=self.memory_format)
-        amp = torch.autocast('cuda', dtype=torch.float16) if self.fp16 else nullcontext()
-        outs = []
-        with amp:
-            steps = self.model.iter_loops(image, sensor, loops, gate, full_size=False)
-            for loop in range(loops + 1):
-                t0 = time.perf_counter()
-                outs.append(next(steps))
-                if deadline is None:
-                    continue            # no budget: no clock, no GPU syncs
-                self._sync()
-                if loop > 0:
-                    dt = time.perf_counter() - t0
-                    self.loop_seconds = dt if self.loop_seconds is None else \
-                        0.7 * self.loop_seconds + 0.3 * dt
-                # before any refinement has been timed, assume it costs nothing extra
-                if loop < loops and time.perf_counter() + (self.loop_seconds or 0.0) >= deadline:
-                    break
+        outs = self._network(image, sensor, loops, gate, deadline)
         results = []
         for loop, out in enumerate(outs):
             if last_only and loop < len(outs) - 1:

@@ -75,6 +75,12 @@ class PredictorOptions(Options):
     fp16: bool = option(False, 'float16 autocast (CUDA only)')
     channels_last: bool = option(True, 'channels-last memory format (torch models; faster for '
                                        'the MobileNetV3 and ESPNetv2 models on a CPU)')
+    compile: bool = option(  # noqa: A003  (torch.compile's own word)
+        True, 'torch.compile the network (torch models): a CPU runs the street model in about '
+        'two thirds of the eager time; the first frame of each input size and gate waits for '
+        'the compilation (about a minute on 2 cores, seconds from the cache of an earlier '
+        'run), unless the node compiled at its inference size in configure; where it cannot '
+        'compile (no C++ compiler), the network runs eager, with a warning')
     inference_height: int = option(0, "inference resolution, 0 = the input's own", lo=0,
                                    hi=4096)
     inference_width: int = option(0, "inference resolution, 0 = the input's own", lo=0,
@@ -122,7 +128,8 @@ class PredictorOptions(Options):
         size = (self.inference_height, self.inference_width) if self.inference_height else None
         kwargs = {'device': self.device, 'fp16': self.fp16, 'channels_last': self.channels_last,
                   'size': size, 'gate': self.gate_source, 'tta_scales': tuple(self.tta_scales),
-                  'tta_flip': self.tta_flip, 'depth_blur_sigma': self.depth_blur_sigma}
+                  'tta_flip': self.tta_flip, 'depth_blur_sigma': self.depth_blur_sigma,
+                  'compile': self.compile}
         if self.loops >= 0:
             kwargs['loops'] = self.loops
         if self.hard_gate:

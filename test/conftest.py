@@ -14,10 +14,15 @@
 
 import os
 
-from depthgate_ros.model import DepthGatedNet, ModelConfig
-import numpy as np
-import pytest
-import torch
+# The suite runs eager: the node and the tools compile their network by default (the option
+# `compile`), which costs a test a minute per model and input size. Before torch is imported,
+# and inherited by every process a test starts; test_compile.py turns compiling back on.
+os.environ['TORCH_COMPILE_DISABLE'] = '1'
+
+from depthgate_ros.model import DepthGatedNet, ModelConfig  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # The suite runs on pytest-xdist workers (pytest.ini): their torch thread pools share the
 # cores, so each takes its share rather than all of them (spinning OpenMP threads that wait

@@ -196,6 +196,21 @@ class DepthGatedNet(nn.Module):
             bias = c.detail.bias if isinstance(c, DetailClassifier) else c[-1].bias
             bias += offsets.to(bias)
 
+    def compile_parts(self) -> None:
+        """
+        torch.compile, in place, each module that iter_loops calls, rather than iter_loops.
+
+        The loop structure stays in Python: the anytime loop break, the per-frame gate choice and
+        the sensor evidence need no graph of their own, and a gate not seen before recompiles
+        only the loop heads, not the encoder (most of the compile time). Shapes as torch.compile
+        treats them: a camera's one size gets static kernels; a second size (another batch of
+        several cameras) compiles once more, with what changed left dynamic.
+        """
+        for part in (self.backbone, self.stem, self.stem_scale, self.detail, self.head,
+                     self.refine):
+            if part is not None:
+                part.compile()
+
     @property
     def gates(self) -> tuple[str, ...]:
         """Return the gate sources this model can run with (a baseline has no gate to choose)."""

@@ -45,6 +45,11 @@ class PeerNet(nn.Module):
     gates = ('none',)
     loops = 0
 
+    def compile_parts(self) -> None:
+        """torch.compile, in place, what iter_loops calls: as DepthGatedNet.compile_parts."""
+        for part in (self.net.backbone, self.net.classifier):
+            part.compile()
+
     def _low_res_scores(self, image: torch.Tensor) -> torch.Tensor:
         features = self.net.backbone(image)
         # LR-ASPP's head reads the backbone's dict (its stride-8 and last maps), DeepLabv3's

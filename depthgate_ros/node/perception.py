@@ -40,7 +40,6 @@ import gc
 import threading
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -180,9 +179,11 @@ class Perception:
         self.model_path, self.params, self.model_facts = str(path), p, facts
         self.camera_info = {}
         self.worker.attach(pipelines, self._settings(p, predictor), p['max_batch'])
-        # allocations, lazy init; with depth, which an export gated on sensor depth needs
-        self.worker.on_torch(predictor.predict, np.zeros((64, 64, 3), np.uint8),
-                             np.full((64, 64), 10.0, np.float32))
+        # At a set inference size this also compiles the network for what frames will need
+        # (else a frame would wait for it); at the cameras' own size only their frames can.
+        self.worker.on_torch(predictor.warm_up,
+                             min(len(self.cameras), p['max_batch'] or len(self.cameras)),
+                             bool(p['inference_height']))
 
         out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
                              history=HistoryPolicy.KEEP_LAST)

@@ -20,6 +20,7 @@ perception_lifecycle_node is the same node under a lifecycle manager.
 """
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 
@@ -51,6 +52,23 @@ class PerceptionNode(Node):
         super().destroy_node()
 
 
+class _ToRosLog(logging.Handler):
+    """The package's Python log records (the Predictor's: compiling, falling back) as ROS's."""
+
+    def __init__(self, name: str):
+        super().__init__(logging.INFO)
+        self.ros = rclpy.logging.get_logger(name)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            self.ros.error(text)
+        elif record.levelno >= logging.WARNING:
+            self.ros.warning(text)
+        else:
+            self.ros.info(text)
+
+
 def spin(make_node, name: str) -> int:
     """
     Run a node until SIGINT/SIGTERM; 1 with one FATAL line when it cannot start.
@@ -60,6 +78,11 @@ def spin(make_node, name: str) -> int:
     anything is destroyed.
     """
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    # one process, one node: what the library logs goes where the node's own lines go
+    package = logging.getLogger('depthgate_ros')
+    package.setLevel(logging.INFO)
+    package.addHandler(_ToRosLog(name))
+    package.propagate = False
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -18,9 +18,10 @@ Trained models side by side at a camera's size: speed and accuracy from one run.
     depthgate-bench --only models --compare lraspp=runs/lraspp/model.pt \
         deeplabv3=runs/deeplabv3/model.pt --out bench/
 
-Rows: the bundled `default` and `fast` models (eager, loaded and run as the node does:
-BatchNorm folded, channels last; `fast` also without channels last, compiled by torch.compile,
-and through ONNX Runtime in fp32 and int8), and every --compare checkpoint, at each size. Per
+Rows: the bundled `default` and `fast` models and every --compare checkpoint, at each size,
+each loaded as the node loads it (BatchNorm folded, channels last) and run eager and as the
+node runs it (`torch.compile`: its parts compiled, the option `compile`); `fast` also eager
+without channels last and through ONNX Runtime in fp32 and int8. Per
 row: the forward pass (median, p95), its GFLOP and fraction of the machine's peak, the whole
 `Predictor.predict`, what predict adds to the network (pre/post: predict around a model that
 replays its outputs) and its share of predict, and mIoU and depth delta1
@@ -52,8 +53,9 @@ from ..training.datasets import SYNTHETIC_VAL_FIRST_SEED, SyntheticStreetDataset
 from ..training.head_ablation import paired_bootstrap
 
 
-# the node's defaults (options.py) on the CPU
+# the node's defaults (options.py) on the CPU, and the same run eager
 NODE_OPTIONS = PredictorOptions(device='cpu')
+EAGER_OPTIONS = PredictorOptions(device='cpu', compile=False)
 
 
 class _Candidate:
@@ -73,32 +75,18 @@ def _eager(name, model, predictor, x, loops, count_flops, backend='eager') -> _C
     return _Candidate(name, backend, forward, predictor, flops, {'loops': loops})
 
 
-def _compiled(name, model, info, x, loops, flops) -> _Candidate:
-    """torch.compile (inductor) of the whole network; the first call pays the compile."""
-    compiled = torch.compile(model)
+def _compiled(name, path, x, loops, flops) -> _Candidate:
+    """Time the model as the node runs it: its parts compiled (the option `compile`)."""
+    predictor = Predictor.from_checkpoint(path, **NODE_OPTIONS.predictor_kwargs())
     t0 = time.perf_counter()
-    with torch.inference_mode():
-        compiled(x, loops=loops, full_size=False)
+    # the first frame compiles (untimed by the rounds; reported as compile_s)
+    predictor.predict(np.zeros((*x.shape[-2:], 3), np.uint8), outputs=())
     first_s = time.perf_counter() - t0
-
-    class Compiled(torch.nn.Module):
-        """The compiled forward behind the interface the Predictor calls."""
-
-        def __init__(self):
-            super().__init__()
-            self.inner = model
-            self.cfg, self.hard_gate = model.cfg, False
-            self.fixed_gate, self.gates, self.loops = None, model.gates, model.loops
-
-        def iter_loops(self, image, depth=None, max_loops=None, gate=None, full_size=True):
-            yield from compiled(image, depth, max_loops, gate, full_size)
+    model = predictor.model
 
     def forward():
         with torch.inference_mode():
-            compiled(x, loops=loops, full_size=False)
-    # the node's options: a Predictor converts its model's memory format in place, and this
-    # one shares the eager row's model
-    predictor = Predictor(Compiled(), info, **NODE_OPTIONS.predictor_kwargs())
+            model(x, loops=loops, full_size=False)
     return _Candidate(name, 'torch.compile', forward, predictor, flops,
                       {'loops': loops, 'compile_s': first_s})
 
@@ -165,21 +153,22 @@ def bench_models(entries: list[tuple[str, str]], sizes, n_frames: int, peak: flo
         with tempfile.TemporaryDirectory() as tmp:
             candidates = []
             for name, path in entries:
-                # as the node loads and runs it (BatchNorm folded, channels last), peers alike
-                predictor = Predictor.from_checkpoint(path, **NODE_OPTIONS.predictor_kwargs())
+                # as the node loads it (BatchNorm folded, channels last), peers alike, but eager
+                predictor = Predictor.from_checkpoint(path, **EAGER_OPTIONS.predictor_kwargs())
                 model, info, loops = predictor.model, predictor.info, predictor.loops
                 x = x.contiguous(memory_format=predictor.memory_format)
                 eager = _eager(name, model, predictor, x, loops, count_flops)
                 candidates.append(eager)
+                if compile_:
+                    # as the node runs it
+                    log(f'  {name}: torch.compile ...')
+                    candidates.append(_compiled(name, path, x, loops, eager.flops))
                 if name == 'fast':
                     # what the memory format is worth (channels_last was off before the fast model)
                     plain = Predictor.from_checkpoint(
-                        path, **{**NODE_OPTIONS.predictor_kwargs(), 'channels_last': False})
+                        path, **{**EAGER_OPTIONS.predictor_kwargs(), 'channels_last': False})
                     candidates.append(_eager(name, plain.model, plain, x.contiguous(), loops,
                                              count_flops, 'eager contiguous'))
-                if name == 'fast' and compile_:
-                    log(f'  {name}: torch.compile ...')
-                    candidates.append(_compiled(name, model, info, x, loops, eager.flops))
                 if name == 'fast' and int8:
                     log(f'  {name}: ONNX export and int8 quantisation ...')
                     candidates += _onnx(name, model, info, x, loops, size, tmp)

@@ -285,12 +285,16 @@ def bench_cameras(model_path: str, n: int = 3, size=(480, 640), rate: float = 15
     Serve `n` cameras at `rate` Hz each with one node, then with a node per camera.
 
     Each camera is a camera_probe process; every node runs with its defaults (torch threads:
-    one per core) and the large-image profile. Counted over the cameras' stamps after
-    a warm-up (4 s at most): frames processed per camera, latencies; RSS sampled every second.
+    one per core), the cameras' size as its inference size and the large-image profile.
+    Counted over the cameras' stamps after a warm-up (4 s at most): frames processed per
+    camera, latencies; RSS sampled every second.
     """
     names, warmup_s = tuple(CAMERA_RING)[:n], min(4.0, seconds / 4)
     env = ros_environment(profile=True)
-    params = {'model_path': model_path, 'device': 'cpu'}
+    # the cameras' size as the inference size, so that each node compiles its network (option
+    # `compile`) in configure, before it announces its outputs, and not during the count
+    params = {'model_path': model_path, 'device': 'cpu', 'inference_height': size[0],
+              'inference_width': size[1]}
     # a node per camera with torch's default threads (one per core each), and with the cores
     # shared out between them, as one would tune them by hand
     split = max(1, (os.cpu_count() or 1) // n)

@@ -448,10 +448,12 @@ class StageRunner:
         if self.ctx.is_main:
             # the tools' options (options.py), at the stage's own gate and loops
             options = PredictorOptions(device=str(self.ctx.device), loops=self.model_cfg.loops)
-            # contiguous: the Predictor converts the model in place, and this one trains on
+            # contiguous and eager: the Predictor converts (and compiles) the model in place,
+            # and this one trains on
             predictor = Predictor(model, self.info, **{**options.predictor_kwargs(),
                                                        'gate': self.model_cfg.gate_source,
-                                                       'channels_last': False})
+                                                       'channels_last': False,
+                                                       'compile': False})
             # a sensor-gated stage validates on what its first configured sensor measures
             sensor = None
             if self.model_cfg.gate_source in DEPTH_GATES:
