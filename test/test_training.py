@@ -221,11 +221,13 @@ def test_shipped_training_configs_load():
             'train_street.yaml': 'camvid', 'train_street_peer.yaml': 'camvid',
             'train_street_distill.yaml': 'camvid',
             'train_street_balanced.yaml': 'camvid',
-            'train_street_wide.yaml': 'camvid'}.get(path.name, 'synthetic')
+            'train_street_wide.yaml': 'camvid',
+            'train_street_wide_trainval.yaml': 'camvid'}.get(path.name, 'synthetic')
         # the street model and its LR-ASPP peer are class-balanced alike
         assert cfg.data.class_weights == (
             'enet' if path.name in ('train_street_balanced.yaml', 'train_street_peer.yaml',
-                                    'train_street_wide.yaml') else 'none')
+                                    'train_street_wide.yaml', 'train_street_wide_trainval.yaml')
+            else 'none')
     # the street model's second stage goes on at half the first one's learning rate
     street = load_config(root / 'train_street_balanced.yaml')
     assert [(s.name, s.lr) for s in street.stages] == [('balanced', None),
@@ -234,6 +236,14 @@ def test_shipped_training_configs_load():
     wide = load_config(root / 'train_street_wide.yaml')
     assert wide.model['backbone_width'] == 2.0 and wide.init_from == 'runs/street_s1.pt'
     assert wide.backbone_weights.endswith('espnetv2_s_2.0_city_1024x512.pth')
+    # its second stage again, on train and val, from its first stage's weights
+    trainval = load_config(root / 'train_street_wide_trainval.yaml')
+    assert trainval.init_from == 'runs/street_wide/wide/final.pt' \
+        and trainval.backbone_weights is None
+    assert {'dataset': 'camvid', 'root': 'data/CamVid', 'train_split': 'val'} in \
+        trainval.data.also
+    assert [(s.name, s.iterations) for s in trainval.stages] == [('wide_low', 600)] \
+        and trainval.optim.lr == wide.stages[1].lr
     # the distillation stage has its teacher
     assert load_config(root / 'train_street_distill.yaml').distill.teacher.endswith(
         'espnetv2_s_2.0_city_1024x512.pth')
