@@ -521,7 +521,8 @@ class Predictor:
         if flip:
             image = image.flip(-1)
             sensor = sensor.flip(-1) if sensor is not None else None
-        image = image.contiguous(memory_format=self.memory_format)
+        image = _canonical(image.contiguous(memory_format=self.memory_format),
+                           self.memory_format)
         outs = self._network(image, sensor, loops, gate, deadline)
         results = []
         for loop, out in enumerate(outs):
@@ -566,6 +567,18 @@ def _depth_tensor(depth) -> torch.Tensor:
     t = torch.from_numpy(np.require(d, np.float32, ['C', 'W']))
     t = torch.where(torch.isfinite(t) & (t > 0), t, torch.full_like(t, float('nan')))
     return t.view(1, 1, *d.shape)
+
+
+def _canonical(x: torch.Tensor, memory_format: torch.memory_format) -> torch.Tensor:
+    """
+    Return `x` (dense in `memory_format`) with the strides a new tensor of its shape has.
+
+    A view of the same memory: strides of size-1 dimensions (a batch of one) mean nothing, but
+    they differ between a camera frame and a resized one, and a compiled network, which checks
+    strides, would compile again for each.
+    """
+    strides = torch.empty(x.shape, device='meta', memory_format=memory_format).stride()
+    return x if x.stride() == strides else x.as_strided(x.shape, strides)
 
 
 def _resize_channels_last(x: torch.Tensor, size) -> torch.Tensor:

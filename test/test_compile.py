@@ -156,3 +156,20 @@ def test_the_node_compiles_in_configure_at_its_inference_size(tiny_checkpoint):
     finally:
         h.close()
         node.stop()
+
+
+def test_a_frame_after_the_warm_up_compiles_nothing(model, compiling):
+    """
+    Inference size 64x96, warmed up; then camera frames of 64x96, not resized, and 120x160.
+
+    A camera frame is a view of its message's pixels, with other strides than a resized one;
+    the network must not compile again for that.
+    """
+    p = Predictor(copy.deepcopy(model), INFO, **{**KWARGS, 'size': (64, 96)})
+    p.warm_up(batch=1)
+    frames_before = torch._dynamo.utils.counters['frames']['ok']
+    for h, w in ((64, 96), (120, 160)):
+        rgb, depth = _frame(h, w, seed=3)
+        assert p.predict(rgb, depth).labels.shape == (h, w)
+        assert p.predict(rgb).labels.shape == (h, w)
+    assert torch._dynamo.utils.counters['frames']['ok'] == frames_before

@@ -131,7 +131,7 @@ def run_demo(out: Path, frames: int, seed: int, size: tuple[int, int], rate_hz: 
                             for k in first['node_accounting']},
         'publish_rate_hz': rate_hz,
         'image_size': list(size),
-        'inference_size': list(inference_size) if inference_size else list(size),
+        'inference_size': list(inference_size),
         'fps': sum(a['fps'] for a in accounts.values()),
         'latency_ms': _latency(every_latency),
         'sensor': sensor,
@@ -206,10 +206,12 @@ def _run_node(drives: dict[str, _Drive], model_path: str, options: PredictorOpti
     # the Predictor options are the node's parameters of the same names
     params = {**asdict(options), 'model_path': model_path, 'mask_classes': list(MASKS),
               'depth_timeout': max(0.3, 1.5 / rate_hz), 'diagnostics_period': 0.5}
+    # the camera's own size said explicitly, so that the node compiles its network in
+    # configure (option `compile`) rather than while the drive plays
+    camera = next(iter(drives.values())).sequence[0].rgb.shape[:2]
     inference_size = (options.inference_height, options.inference_width) if \
-        options.inference_height else trained_size(model_path)
-    if inference_size:
-        params.update(inference_height=inference_size[0], inference_width=inference_size[1])
+        options.inference_height else trained_size(model_path) or camera
+    params.update(inference_height=inference_size[0], inference_width=inference_size[1])
     if list(drives) != ['']:
         params['cameras'] = list(drives)
     node = NodeProcess(params, env, log_level='warn').start()
