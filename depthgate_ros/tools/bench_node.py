@@ -103,10 +103,19 @@ class _Listener:
 
 
 def _wait_for_node(listener: _Listener, node: NodeProcess, timeout: float = 120.0) -> None:
+    """
+    Wait for the node's /diagnostics and for its frame-info publishers.
+
+    Discovery matches each topic on its own: /diagnostics arriving does not mean a frame's
+    info will, and a frame whose info is lost is missing from the timings.
+    """
     end = time.monotonic() + timeout
-    while not listener.counts():
+    peer = listener.player.peer
+    while not (listener.counts() and all(peer.count_publishers(t) >= 1
+                                         for t in listener.frames_of)):
         if not node.running() or time.monotonic() > end:
-            raise RuntimeError('no /diagnostics from perception_node:\n' + node.log)
+            raise RuntimeError('no /diagnostics or frame info from perception_node:\n'
+                               + node.log)
         time.sleep(0.1)
 
 
@@ -138,14 +147,21 @@ def bench_node(model_path: str, inference_size, image_size, profile: bool, threa
     try:
         _wait_for_node(listener, node)
         h, w = image_size
+        # two frames warm the caches, and are settled before any is timed: a slow first
+        # frame on a busy machine would otherwise make the next one wait or be replaced
+        camera_probe.result(camera_probe.start(
+            'camera', env, size=(h, w), rate=1.0, count=2, wall_stamps=True))
+        _settled(listener)
         # one frame at a time: a slow camera, so nothing queues and stages add up
         before = listener.counts()
+        with listener._lock:
+            listener.frames.clear()
         sent = camera_probe.result(camera_probe.start(
-            'camera', env, size=(h, w), rate=1.0, count=frames + 2, wall_stamps=True))
+            'camera', env, size=(h, w), rate=1.0, count=frames, wall_stamps=True))
         single = _delta(_settled(listener), before)
         with listener._lock:
             got = dict(listener.frames)
-        ones = sorted(got)[2:]                              # the first two warm the caches
+        ones = sorted(got)
         stages = {k: [float(got[t][1][k]) for t in ones] for k in
                   ('decode_ms', 'model_ms', 'publish_ms', 'latency_ms')}
         med = {k: float(np.median(v)) if v else float('nan') for k, v in stages.items()}
