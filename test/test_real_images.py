@@ -17,6 +17,8 @@ The default model on real street frames that nobody here made.
 
 Eight CamVid validation frames (Cambridge, 360x480, 11 classes) where they are at hand
 (DEPTHGATE_REALDATA, or a `shared/realdata` folder beside the checkout); skipped elsewhere.
+The default model has trained on CamVid val since its third stage, so these frames guard
+against a broken model or pipeline (labels, colours, class map), not against overfitting:
 docs/results.md "Real images" reports the default model on CamVid's whole test split.
 """
 import os

@@ -236,9 +236,9 @@ def test_shipped_training_configs_load():
     wide = load_config(root / 'train_street_wide.yaml')
     assert wide.model['backbone_width'] == 2.0 and wide.init_from == 'runs/street_s1.pt'
     assert wide.backbone_weights.endswith('espnetv2_s_2.0_city_1024x512.pth')
-    # its second stage's recipe again, on train and val, from the bundled street
+    # its second stage's recipe again, on train and val, from the two-stage wide street
     trainval = load_config(root / 'train_street_wide_trainval.yaml')
-    assert trainval.init_from == 'street' and trainval.backbone_weights is None
+    assert trainval.init_from == 'runs/street_wide.pt' and trainval.backbone_weights is None
     assert {'dataset': 'camvid', 'root': 'data/CamVid', 'train_split': 'val'} in \
         trainval.data.also
     assert [(s.name, s.iterations) for s in trainval.stages] == [('wide_low', 600)] \

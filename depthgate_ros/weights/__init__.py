@@ -24,7 +24,8 @@ BUNDLED = {
     # ESPNetv2 (width 2.0) from published Cityscapes weights under the head of a width-1.0
     # model trained on CamVid's real frames and on synthetic streets for depth
     # (config/train_street.yaml, train_street_balanced.yaml), class-balanced on
-    # (config/train_street_wide.yaml), with class score offsets (depthgate-pack-model)
+    # (config/train_street_wide.yaml), then on CamVid train + val
+    # (config/train_street_wide_trainval.yaml), with class score offsets (depthgate-pack-model)
     'street': 'street.pt',
     # MobileNetV3-Large at stride 32, synthetic streets only (config/train_fast.yaml)
     'synthetic_fast': 'synthetic_fast.pt',
